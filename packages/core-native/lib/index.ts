@@ -1,0 +1,24 @@
+// @lora/core-native: the addon loader, native tensor types and environment report.
+export { loadAddon, type LoadedAddon, type AddonVariant } from './loader.js';
+export { environment, formatEnvironment, type EnvironmentReport } from './environment.js';
+export type {
+  DType,
+  DeviceName,
+  HostArray,
+  NativeTensor,
+  NativeTensorStatic,
+  NativeAddon,
+  BuildInfo,
+  CpuInfo,
+  CudaInfo,
+  BackendStatus,
+  MemoryStats,
+} from './native.js';
+
+import { loadAddon } from './loader.js';
+import type { NativeAddon } from './native.js';
+
+/** The loaded addon (loads on first call). */
+export function native(): NativeAddon {
+  return loadAddon().addon;
+}

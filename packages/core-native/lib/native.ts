@@ -1,0 +1,103 @@
+// Types of the raw addon exports. The SDK uses these through index.ts; nothing here is OPT-specific.
+
+/** Element types of native tensors. int4/nf4 are packed two per byte with per-block f32 scales. */
+export type DType = 'f32' | 'f16' | 'bf16' | 'i32' | 'i64' | 'i8' | 'u8' | 'int4' | 'nf4';
+/** 'cpu' host memory, 'emu' host memory playing device memory for the CUDA emulator, 'cuda[:N]'. */
+export type DeviceName = 'cpu' | 'emu' | 'cuda' | `cuda:${number}`;
+
+export type HostArray = Float32Array | Float64Array | Uint16Array | Int32Array | BigInt64Array | Int8Array | Uint8Array;
+
+/** A handle on native memory. Call dispose() (or use `using`) when done; the GC is only a safety net. */
+export interface NativeTensor {
+  readonly dtype: DType;
+  readonly shape: number[];
+  readonly strides: number[];
+  readonly device: string;
+  readonly numel: number;
+  readonly nbytes: number;
+  readonly disposed: boolean;
+  readonly blockSize: number;
+  readonly contiguous: boolean;
+  /** A copy: Float32Array for f32/f16/bf16, Int32Array, BigInt64Array, Int8Array, or raw Uint8Array for u8/int4/nf4. */
+  toArray(): Float32Array | Int32Array | BigInt64Array | Int8Array | Uint8Array;
+  /** The raw element bytes (f16/bf16 bits, packed nibbles). */
+  bytes(): Uint8Array;
+  /** The quantization scales of an i8/int4/nf4 weight. */
+  scales(): Float32Array | undefined;
+  copyFrom(data: HostArray): this;
+  to(device: DeviceName): NativeTensor;
+  clone(): NativeTensor;
+  reshape(shape: number[]): NativeTensor;
+  narrow(dim: number, start: number, length: number): NativeTensor;
+  dispose(): void;
+  [Symbol.dispose](): void;
+}
+
+export interface NativeTensorStatic {
+  empty(dtype: DType, shape: number[], device?: DeviceName): NativeTensor;
+  fromArray(data: HostArray, shape: number[], dtype?: DType, device?: DeviceName): NativeTensor;
+  fromQuantized(packed: Uint8Array | Int8Array, scales: Float32Array, shape: number[], dtype: 'int4' | 'nf4' | 'i8', blockSize: number, device?: DeviceName): NativeTensor;
+  prototype: NativeTensor;
+}
+
+export interface BuildInfo {
+  cuda: boolean;
+  emu: boolean;
+  sanitize: boolean;
+  cudaArchs: string;
+  compiler: string;
+  napiVersion: number;
+  buildType: string;
+}
+
+export interface CpuInfo {
+  vendor: string;
+  model: string;
+  logicalCores: number;
+  features: Record<'avx2' | 'fma' | 'f16c' | 'avx512f' | 'avx512bw' | 'avx512vl' | 'avx512dq' | 'avx512bf16' | 'avx512vnni' | 'osAvx512', boolean>;
+}
+
+export interface CudaInfo {
+  built: boolean;
+  usable: boolean;
+  reason: string;
+  runtimeVersion: number;
+  driverVersion: number;
+  deviceCount: number;
+  deviceName: string;
+  totalMemory: number;
+  computeCapability: string;
+}
+
+export interface BackendStatus {
+  name: 'ref' | 'cpu' | 'emu' | 'cuda' | string;
+  built: boolean;
+  usable: boolean;
+  reason: string;
+}
+
+export interface MemoryStats {
+  device: string;
+  allocated: number;
+  reserved: number;
+  peakAllocated: number;
+  peakReserved: number;
+  requested: number;
+  numAllocs: number;
+  numRawAllocs: number;
+  cacheHits: number;
+}
+
+/** The addon's exports. Op families add their functions to this object (see ops.ts). */
+export interface NativeAddon {
+  Tensor: NativeTensorStatic;
+  buildInfo(): BuildInfo;
+  cpuInfo(): CpuInfo;
+  cudaInfo(): CudaInfo;
+  backends(): BackendStatus[];
+  memoryStats(device?: DeviceName): MemoryStats;
+  resetPeakMemory(device?: DeviceName): void;
+  emptyCache(device?: DeviceName): void;
+  errorCodes: Record<string, string>;
+  [op: string]: unknown;
+}

@@ -1,0 +1,50 @@
+// Argument readers for bindings. Each checks the JS value's type and range and throws a
+// lora::Error naming the argument and what was expected; `guard` turns it into a JS error.
+#pragma once
+#include <napi.h>
+
+#include <string>
+
+#include "../runtime/device.h"
+#include "../runtime/dtype.h"
+#include "../runtime/errors.h"
+#include "../runtime/tensor.h"
+
+namespace lora::binding {
+
+class Args {
+ public:
+  Args(const Napi::CallbackInfo& info, const char* fn) : info_(info), fn_(fn) {}
+
+  size_t size() const { return info_.Length(); }
+  bool has(size_t i) const { return i < info_.Length() && !info_[i].IsUndefined() && !info_[i].IsNull(); }
+  Napi::Value value(size_t i) const { return i < info_.Length() ? info_[i] : info_.Env().Undefined(); }
+
+  // A live Tensor; optionally constrained to a dtype (pass nullptr for any).
+  Tensor& tensor(size_t i, const char* name) const;
+  Tensor* optional_tensor(size_t i, const char* name) const;
+  int64_t integer(size_t i, const char* name, int64_t min, int64_t max) const;
+  int64_t integer_or(size_t i, const char* name, int64_t min, int64_t max, int64_t fallback) const;
+  double number(size_t i, const char* name) const;  // finite
+  double number_or(size_t i, const char* name, double fallback) const;
+  bool boolean_or(size_t i, const char* name, bool fallback) const;
+  std::string string(size_t i, const char* name) const;
+  DType dtype(size_t i, const char* name) const;
+  Device device_or(size_t i, const char* name, Device fallback) const;
+  Shape shape(size_t i, const char* name) const;
+
+  [[noreturn]] void bad(const char* name, const std::string& expected) const;
+
+ private:
+  const Napi::CallbackInfo& info_;
+  const char* fn_;
+};
+
+// Checks used by op bindings after reading tensors.
+void expect_dtype(const Tensor& t, DType want, const char* name);
+void expect_rank(const Tensor& t, int rank, const char* name);
+void expect_shape(const Tensor& t, const Shape& want, const char* name);
+void expect_contiguous(const Tensor& t, const char* name);
+void expect_same_device(const Tensor& a, const char* an, const Tensor& b, const char* bn);
+
+}  // namespace lora::binding

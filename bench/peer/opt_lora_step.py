@@ -56,6 +56,19 @@ def blas_lib():
         return None
 
 
+def matmul_peak_gflops(dtype, n=2048, reps=3):
+    """torch's own n^3 matmul throughput in the step's compute dtype, measured in this run."""
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * n ** 3 / best / 1e9
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layout", choices=sorted(ot.LAYOUTS), default="350m")
@@ -72,6 +85,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-peak", action="store_true", help="skip the 2048^3 matmul peak measurement")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -131,6 +145,10 @@ def main():
         print(f"step {i + 1}/{args.warmup + args.steps} {'(warmup) ' if i < args.warmup else ''}"
               f"loss {loss:.4f} {dt * 1000:.0f} ms", file=sys.stderr, flush=True)
 
+    peak = None
+    if not args.no_peak:
+        peak = matmul_peak_gflops(torch.bfloat16 if args.dtype == "bf16" else torch.float32)
+
     tokens = args.batch * args.seq
     ms = 1000.0 * sum(times) / len(times)
     tps = tokens / (ms / 1000.0)
@@ -156,6 +174,8 @@ def main():
         "tokens_per_s": round(tps, 1),
         "gflop_per_token": round(flop_per_token / 1e9, 4),
         "gflops": round(flop_per_token * tps / 1e9, 1),
+        "matmul_peak_gflops": round(peak, 1) if peak else None,
+        "pct_of_matmul_peak": round(100.0 * flop_per_token * tps / 1e9 / peak, 1) if peak else None,
         "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4),
         "peak_rss_mb": round(vm_kb("VmHWM") / 1024.0, 1),
         "rss_mb": round(vm_kb("VmRSS") / 1024.0, 1),

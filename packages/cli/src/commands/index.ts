@@ -1,0 +1,5 @@
+// Every command the CLI knows, in the order `lora --help` lists them.
+import type { Command } from '../command.js';
+import { envCommand } from './env.js';
+
+export const commands: Command[] = [envCommand];

@@ -20,7 +20,8 @@ export type LoraErrorCode =
   | 'E_CONFIG'
   | 'E_WEIGHTS_MISMATCH'
   | 'E_HUB_OFFLINE'
-  | 'E_HUB';
+  | 'E_HUB'
+  | 'E_DATA';
 
 export class LoraError extends Error {
   readonly code: LoraErrorCode;

@@ -1,0 +1,14 @@
+export { readRecords, parseRecords, toRecord, type InstructionRecord, type RecordFormat } from './records.js';
+export { alpacaPrompt } from './template.js';
+export { seededRandom, shuffled, splitTrainTest } from './split.js';
+export {
+  tokenizeRecord,
+  makeBatches,
+  IGNORE_INDEX,
+  type TokenizerLike,
+  type Example,
+  type ExampleOptions,
+  type Batch,
+  type BatchOptions,
+} from './batches.js';
+export { syntheticCodeInstructions } from './synthetic.js';

@@ -1,0 +1,4 @@
+export { parseOptConfig, loadOptConfig, optConfigToJson, OPT_CONFIG_DEFAULTS, type OptConfig } from './opt-config.js';
+export {
+  expectedOptWeights, checkOptWeights, assertOptWeights, shapesOf, type OptWeightReport, type ShapeSource,
+} from './opt-weights.js';

@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -85,5 +86,79 @@ describe('resolveDatasetDir', () => {
     expect(await resolveDatasetDir('sahil/codealpaca', { cacheDir: cache, fetch: unreachable })).toBe(join(cache, 'datasets--sahil--codealpaca', 'snapshots', SHA));
     expect(await resolveDatasetDir('datasets/sahil/codealpaca', { cacheDir: cache, fetch: unreachable })).toContain('datasets--sahil--codealpaca');
     await expect(resolveDatasetDir('org/missing', { cacheDir: cache, offline: true })).rejects.toThrow(/dataset "org\/missing".*local dataset folder/);
+  });
+});
+
+/**
+ * An in-memory stand-in for the hub's HTTP API, answering exactly the requests @huggingface/hub
+ * makes for a snapshot: revision info, file tree, paths-info, and ranged or full file downloads.
+ */
+function fakeHub(repo: string, sha: string, files: Record<string, string>) {
+  const requests: string[] = [];
+  const json = (v: unknown) => new Response(JSON.stringify(v), { headers: { 'content-type': 'application/json' } });
+  const oid = (name: string) => createHash('sha1').update(files[name]).digest('hex');
+  const handler = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    requests.push(`${init?.method ?? 'GET'} ${url.pathname}`);
+    const path = decodeURIComponent(url.pathname);
+    if (path === `/api/models/${repo}/revision/main`) return json({ _id: 'x', id: repo, sha });
+    if (path === `/api/models/${repo}/tree/${sha}`) {
+      return json(Object.keys(files).map((p) => ({ type: 'file', path: p, size: files[p].length, oid: oid(p) })));
+    }
+    if (path === `/api/models/${repo}/paths-info/${sha}`) {
+      const { paths } = JSON.parse(String(init?.body)) as { paths: string[] };
+      return json(paths.map((p) => ({ type: 'file', path: p, size: files[p].length, oid: oid(p) })));
+    }
+    const prefix = `/${repo}/resolve/${sha}/`;
+    if (path.startsWith(prefix) && files[path.slice(prefix.length)] !== undefined) {
+      const body = Buffer.from(files[path.slice(prefix.length)]);
+      const range = new Headers(init?.headers).get('range')?.match(/^bytes=(\d+)-(\d+)$/);
+      const etag = `"${oid(path.slice(prefix.length))}"`;
+      if (range) {
+        const [start, end] = [Number(range[1]), Math.min(Number(range[2]), body.length - 1)];
+        return new Response(body.subarray(start, end + 1), { status: 206, headers: { 'content-range': `bytes ${start}-${end}/${body.length}`, etag } });
+      }
+      return new Response(body, { headers: { 'content-length': String(body.length), etag } });
+    }
+    return new Response('not found', { status: 404 });
+  };
+  return { fetch: handler as typeof fetch, requests };
+}
+
+describe('downloads through @huggingface/hub (fake hub, no network)', () => {
+  it('fetches config, tokenizer and one weights format into the cache, then reuses it offline', async () => {
+    const sha = 'b'.repeat(40);
+    const hub = fakeHub('org/opt-dl', sha, {
+      'config.json': '{"model_type":"opt"}',
+      'model.safetensors': 'S'.repeat(5000),
+      'pytorch_model.bin': 'P'.repeat(100),
+      'vocab.json': '{}',
+      'merges.txt': '#version: 0.2\n',
+      'README.md': 'readme',
+    });
+    const events: HubProgressEvent[] = [];
+    vi.spyOn(console, 'debug').mockImplementation(() => {});
+    const dir = await resolveModelDir('org/opt-dl', { cacheDir: cache, fetch: hub.fetch, onProgress: (e) => events.push(e) });
+    expect(dir).toBe(join(cache, 'models--org--opt-dl', 'snapshots', sha));
+    expect((await readdir(dir)).sort()).toEqual(['config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);
+    expect(await readFile(join(dir, 'model.safetensors'), 'utf8')).toBe('S'.repeat(5000));
+    expect(await readFile(join(cache, 'models--org--opt-dl', 'refs', 'main'), 'utf8')).toBe(sha);
+    const types = events.map((e) => e.type);
+    expect(types[0]).toBe('resolve');
+    expect(types.at(-1)).toBe('done');
+    expect(types.filter((t) => t === 'file-done')).toHaveLength(4);
+    const progress = events.filter((e) => e.type === 'file-progress' && e.file === 'model.safetensors');
+    expect(progress.at(-1)).toMatchObject({ loaded: 5000, total: 5000 });
+
+    const again = await resolveModelDir('org/opt-dl', { cacheDir: cache, fetch: unreachable });
+    expect(again).toBe(dir);
+  });
+
+  it('turns hub errors (unknown repo) into E_HUB', async () => {
+    const hub = fakeHub('org/other', 'c'.repeat(40), {});
+    await expect(resolveModelDir('org/unknown', { cacheDir: cache, fetch: hub.fetch })).rejects.toMatchObject({
+      code: 'E_HUB',
+      message: expect.stringMatching(/org\/unknown@main.*HTTP 404.*HF_TOKEN/),
+    });
   });
 });

@@ -17,7 +17,9 @@ export function fetchWithProgress(inner: typeof fetch, onBytes: (loaded: number,
   return async (input, init) => {
     const response = await inner(input, init);
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-    if (!response.body || !url.includes('/resolve/')) return response;
+    // The hub client probes each file with a 1-byte range request first; only the real transfer counts.
+    const probe = new Headers(init?.headers).get('range') === 'bytes=0-0';
+    if (!response.body || !url.includes('/resolve/') || probe) return response;
     const length = Number(response.headers.get('content-length'));
     const total = Number.isFinite(length) && length > 0 ? length : undefined;
     let loaded = 0;

@@ -69,7 +69,11 @@ async function resolveRepoDir(idOrDir: string, repoType: RepoType, options: Reso
   } catch (err) {
     if (err instanceof LoraError) throw err;
     if (isNetworkFailure(err)) throw unavailable(repo, repoType, cacheDir, `the hub is unreachable (${describe(err)})`, err);
-    throw new LoraError('E_HUB', `could not fetch ${repoType} ${repo}@${revision}: ${describe(err)}`, { cause: err });
+    const status = (err as { statusCode?: number }).statusCode;
+    const hint = status === 401 || status === 403 || status === 404
+      ? ` (HTTP ${status}: check the id and revision; a private or gated repo needs HF_TOKEN or accessToken)`
+      : '';
+    throw new LoraError('E_HUB', `could not fetch ${repoType} ${repo}@${revision}: ${describe(err)}${hint}`, { cause: err });
   }
 }
 

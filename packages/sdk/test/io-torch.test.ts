@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openWeights, toF32, TorchCheckpoint, ZipArchive, type RawTensor } from '../src/io/index.js';
+import { openWeights, SafetensorsFile, toF32, TorchCheckpoint, writeSafetensors, ZipArchive, type RawTensor } from '../src/io/index.js';
+import { storedZip } from './fixtures/io/stored-zip.js';
 
 const fixtures = fileURLToPath(new URL('./fixtures/io/', import.meta.url));
 type Expected = Record<string, { dtype: string; shape: number[]; values: number[] }>;
@@ -83,5 +84,32 @@ describe('pytorch_model.bin', () => {
     const archive = await ZipArchive.open(p);
     await expect(archive.read('tiny_state/data/0')).rejects.toThrow(/CRC-32/);
     await archive.close();
+  });
+
+  it('reads zip64 archives (sizes and offsets in the zip64 extra field and end record)', async () => {
+    const plain = await ZipArchive.open(join(fixtures, 'tiny_state.bin'));
+    const members: [string, Uint8Array][] = [];
+    for (const name of plain.names()) members.push([name, await plain.read(name)]);
+    await plain.close();
+    const p = join(dir, 'zip64.bin');
+    await writeFile(p, storedZip(members, { zip64: true }));
+    await using ckpt = await TorchCheckpoint.open(p);
+    expect(Array.from((await ckpt.read('transposed')).data as Float32Array)).toEqual([0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]);
+    expect(Array.from((await ckpt.read('i64_transposed')).data as BigInt64Array)).toEqual([0n, 3n, 1n, 4n, 2n, 5n]);
+  });
+
+  it('converts a checkpoint to safetensors losslessly', async () => {
+    await using ckpt = await TorchCheckpoint.open(join(fixtures, 'tiny_state.bin'));
+    const tensors = new Map<string, RawTensor>();
+    for (const name of ckpt.keys()) tensors.set(name, await ckpt.read(name));
+    const out = join(dir, 'converted.safetensors');
+    await writeSafetensors(out, tensors, { format: 'pt' });
+    await using st = await SafetensorsFile.open(out);
+    for (const [name, t] of tensors) {
+      const back = await st.read(name);
+      expect(back.dtype, name).toBe(t.dtype);
+      expect(back.shape, name).toEqual(t.shape);
+      expect(Buffer.from(back.data.buffer, back.data.byteOffset, back.data.byteLength).equals(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)), name).toBe(true);
+    }
   });
 });

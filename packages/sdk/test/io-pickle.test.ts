@@ -89,4 +89,13 @@ describe('restricted unpickler', () => {
     await expect(TorchCheckpoint.open(path)).rejects.toMatchObject({ code: 'E_PICKLE_FORBIDDEN', message: expect.stringMatching(/os\.system/) });
     expect(existsSync(marker)).toBe(false);
   });
+
+  it('survives a dict that contains itself (memo cycle) without looping', async () => {
+    // d = {}; d["self"] = d  →  EMPTY_DICT BINPUT 0 "self" BINGET 0 SETITEM STOP
+    const payload = pkl('\x80\x02', '}', 'q', [0], ...binunicode('self'), 'h', [0], 's', '.');
+    const path = join(dir, 'cycle.bin');
+    await writeFile(path, storedZip([['archive/data.pkl', payload]]));
+    await using ckpt = await TorchCheckpoint.open(path);
+    expect(ckpt.keys()).toEqual([]);
+  });
 });

@@ -78,7 +78,12 @@ class Machine {
   };
   private raw = (n: number) => this.bytes.subarray(this.need(n), this.pos);
   private utf8 = (n: number) => new TextDecoder('utf-8', { fatal: true }).decode(this.raw(n));
-  private latin1 = (n: number) => String.fromCharCode(...this.raw(n));
+  private latin1 = (n: number) => {
+    // A loop, not fromCharCode(...bytes): spreading a long string's bytes would overflow the call stack.
+    let s = '';
+    for (const b of this.raw(n)) s += String.fromCharCode(b);
+    return s;
+  };
   private line(): string {
     const end = this.bytes.indexOf(0x0a, this.pos);
     if (end < 0) throw this.fail(`unterminated text argument at byte ${this.pos}`);

@@ -7,6 +7,8 @@ import type { RawTensor, TensorInfo, WeightSource } from './tensor.js';
 import { isTensorRef, unpickleTorchStateDict, type TorchTensorRef } from './torch-pickle.js';
 import { ZipArchive } from './zip.js';
 
+const MAX_VIEW_BYTES = 2 ** 31;
+
 /**
  * A `pytorch_model.bin` written by torch.save (the zip format, torch ≥ 1.6): `<name>/data.pkl` is a
  * pickle of the state dict whose tensors point at storages stored as `<name>/data/<key>`. The pickle
@@ -75,6 +77,10 @@ export class TorchCheckpoint implements WeightSource, AsyncDisposable {
     const n = numel(t.shape);
     const member = `${this.prefix}data/${t.storage.key}`;
     let bytes: Uint8Array;
+    if (n * size > MAX_VIEW_BYTES && n > t.storage.numel) {
+      // Only a stride-0 (expanded) view is larger than its storage; refuse to blow one up to gigabytes.
+      throw new LoraError('E_TORCH_FORMAT', `${this.path}: tensor "${name}" expands a ${t.storage.numel}-element storage to ${n} elements`);
+    }
     if (n === 0) {
       bytes = new Uint8Array(0);
     } else if (isContiguous(t.shape, t.stride)) {
@@ -103,12 +109,18 @@ export class TorchCheckpoint implements WeightSource, AsyncDisposable {
   }
 }
 
-/** Nested dicts (e.g. `{ model: {...} }`) become dotted names; non-tensor leaves are dropped. */
-function flatten(d: PyDict, prefix: string, out: Map<string, TorchTensorRef>): void {
+/**
+ * Nested dicts (e.g. `{ model: {...} }`) become dotted names; non-tensor leaves are dropped. The memo
+ * lets a pickle reuse a dict anywhere, even inside itself, so each dict is flattened once (which
+ * bounds the work) and nesting depth is capped (which bounds the recursion).
+ */
+function flatten(d: PyDict, prefix: string, out: Map<string, TorchTensorRef>, seen = new Set<PyDict>(), depth = 0): void {
+  if (seen.has(d) || depth > 32) return;
+  seen.add(d);
   for (const [k, v] of d) {
     if (typeof k !== 'string') continue;
     if (isTensorRef(v)) out.set(prefix + k, v);
-    else if (v instanceof PyDict) flatten(v, `${prefix}${k}.`, out);
+    else if (v instanceof PyDict) flatten(v, `${prefix}${k}.`, out, seen, depth + 1);
   }
 }
 

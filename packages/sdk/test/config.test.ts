@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
-  assertOptWeights, checkOptWeights, expectedOptWeights, loadOptConfig, optConfigToJson, parseOptConfig, shapesOf,
+  assertOptWeights, checkOptWeights, expectedOptWeights, loadOptConfig, openOptCheckpoint, optConfigToJson, parseOptConfig,
+  shapesOf, writeOptModel, type OptConfig,
 } from '../src/config/index.js';
-import { LoraError } from '../src/io/index.js';
+import { LoraError, SafetensorsFile, type RawTensor } from '../src/io/index.js';
 
 const OPT350M_DIR = fileURLToPath(new URL('../../../../shared/data/opt-tokenizer/', import.meta.url));
 
@@ -100,5 +101,49 @@ describe('OPT weight shapes', () => {
     expect(() => assertOptWeights(c, shapesOf(w), 'tiny.safetensors')).toThrow(
       /tiny\.safetensors does not match its config \(4 problems\)[\s\S]*\[33, 16\], config expects \[32, 16\][\s\S]*config has 2 layers/,
     );
+  });
+});
+
+/** Deterministic f32 weights of the right shapes: value = tensor index + position / 1000. */
+function tinyWeights(c: OptConfig): Map<string, RawTensor> {
+  const out = new Map<string, RawTensor>();
+  [...expectedOptWeights(c)].forEach(([name, shape], t) => {
+    const data = new Float32Array(shape.reduce((a, b) => a * b, 1)).map((_, i) => t + i / 1000);
+    out.set(name, { dtype: 'F32', shape, data });
+  });
+  return out;
+}
+
+describe('OPT checkpoints on disk', () => {
+  for (const layout of ['pre-LN', 'post-LN (opt-350m style)'] as const) {
+    it(`writes a transformers-style folder and opens it back by canonical names (${layout})`, async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'lora-ckpt-'));
+      const c = layout === 'pre-LN' ? tiny() : tiny({ do_layer_norm_before: false, word_embed_proj_dim: 8 });
+      const weights = tinyWeights(c);
+      await writeOptModel(dir, c, weights);
+      await using st = await SafetensorsFile.open(join(dir, 'model.safetensors'));
+      expect(st.metadata).toEqual({ format: 'pt' });
+      expect(st.keys().every((k) => k.startsWith('model.decoder.'))).toBe(true);
+
+      await using ckpt = await openOptCheckpoint(dir);
+      expect(ckpt.config).toEqual(c);
+      for (const name of ['decoder.layers.1.fc2.weight', 'decoder.embed_positions.weight']) {
+        expect((await ckpt.read(name)).data).toEqual(weights.get(name)!.data);
+      }
+      expect((await ckpt.read('lm_head.weight')).data).toEqual(weights.get('decoder.embed_tokens.weight')!.data);
+      await expect(ckpt.read('decoder.layers.9.fc1.weight')).rejects.toMatchObject({ code: 'E_TENSOR_NOT_FOUND' });
+      await rm(dir, { recursive: true });
+    });
+  }
+
+  it('refuses weights that disagree with config.json, listing the problems', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'lora-ckpt-'));
+    await writeOptModel(dir, tiny(), tinyWeights(tiny()));
+    await writeFile(join(dir, 'config.json'), JSON.stringify(optConfigToJson(tiny({ ffn_dim: 48, num_hidden_layers: 1 }))));
+    const err = await openOptCheckpoint(dir).catch((e: unknown) => e as LoraError);
+    expect(err).toMatchObject({ code: 'E_WEIGHTS_MISMATCH' });
+    expect((err as Error).message).toMatch(/fc1\.weight: shape \[32, 16\], config expects \[48, 16\]/);
+    expect((err as Error).message).toMatch(/unexpected tensor model\.decoder\.layers\.1\./);
+    await rm(dir, { recursive: true });
   });
 });

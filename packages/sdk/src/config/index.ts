@@ -2,3 +2,4 @@ export { parseOptConfig, loadOptConfig, optConfigToJson, OPT_CONFIG_DEFAULTS, ty
 export {
   expectedOptWeights, checkOptWeights, assertOptWeights, shapesOf, type OptWeightReport, type ShapeSource,
 } from './opt-weights.js';
+export { openOptCheckpoint, writeOptModel, type OptCheckpoint } from './opt-checkpoint.js';

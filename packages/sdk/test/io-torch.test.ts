@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openWeights, SafetensorsFile, toF32, TorchCheckpoint, writeSafetensors, ZipArchive, type RawTensor } from '../src/io/index.js';
 import { storedZip } from './fixtures/io/stored-zip.js';
+import { openOptCheckpoint } from '../src/config/index.js';
 
 const fixtures = fileURLToPath(new URL('./fixtures/io/', import.meta.url));
 type Expected = Record<string, { dtype: string; shape: number[]; values: number[] }>;
@@ -111,5 +112,16 @@ describe('pytorch_model.bin', () => {
       expect(back.shape, name).toEqual(t.shape);
       expect(Buffer.from(back.data.buffer, back.data.byteOffset, back.data.byteLength).equals(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)), name).toBe(true);
     }
+  });
+
+  it('opens a torch-saved OPT (post-LN layout, model. prefix, tied lm_head) and checks it against config.json', async () => {
+    await using ckpt = await openOptCheckpoint(join(fixtures, 'tiny_opt'));
+    expect(ckpt.weights).toBeInstanceOf(TorchCheckpoint);
+    expect(ckpt.config).toMatchObject({ hiddenSize: 8, wordEmbedProjDim: 4, doLayerNormBefore: false });
+    expect(ckpt.report).toMatchObject({ prefix: 'model.', lmHeadKey: 'lm_head.weight', problems: [] });
+    const tm = ckpt.weights as TorchCheckpoint;
+    expect(tm.storageKey('lm_head.weight')).toBe(tm.storageKey('model.decoder.embed_tokens.weight'));
+    expect((await ckpt.read('decoder.project_in.weight')).shape).toEqual([8, 4]);
+    expect((await ckpt.read('lm_head.weight')).data).toEqual((await ckpt.read('decoder.embed_tokens.weight')).data);
   });
 });

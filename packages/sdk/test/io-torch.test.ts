@@ -124,4 +124,17 @@ describe('pytorch_model.bin', () => {
     expect((await ckpt.read('decoder.project_in.weight')).shape).toEqual([8, 4]);
     expect((await ckpt.read('lm_head.weight')).data).toEqual((await ckpt.read('decoder.embed_tokens.weight')).data);
   });
+
+  it('refuses encrypted members and compression methods it cannot read, naming them', async () => {
+    const zip = Buffer.from(storedZip([['archive/data.pkl', new Uint8Array([0x80, 0x02, 0x7d, 0x2e])]]));
+    const central = zip.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]));
+    const bzip2 = Buffer.from(zip);
+    bzip2.writeUInt16LE(12, central + 10);
+    await writeFile(join(dir, 'bzip2.bin'), bzip2);
+    await expect(ZipArchive.open(join(dir, 'bzip2.bin'))).rejects.toThrow(/"archive\/data\.pkl" uses compression method 12/);
+    const encrypted = Buffer.from(zip);
+    encrypted.writeUInt16LE(1, central + 8);
+    await writeFile(join(dir, 'encrypted.bin'), encrypted);
+    await expect(ZipArchive.open(join(dir, 'encrypted.bin'))).rejects.toThrow(/"archive\/data\.pkl" is encrypted/);
+  });
 });

@@ -37,7 +37,7 @@ describe('restricted unpickler', () => {
   });
 
   it('refuses builtins.eval via STACK_GLOBAL (protocol 4)', () => {
-    const bytes = pkl('\x80\x04', '\x8c\x08builtins', '\x94', '\x8c\x04eval', '\x94', '\x93', '\x8c\x051+1', '\x85', 'R', '.');
+    const bytes = pkl('\x80\x04', '\x8c\x08builtins', '\x94', '\x8c\x04eval', '\x94', '\x93', '\x8c\x031+1', '\x85', 'R', '.');
     const err = refusal(bytes);
     expect(err.code).toBe('E_PICKLE_FORBIDDEN');
     expect(err.message).toMatch(/builtins\.eval/);

@@ -1178,6 +1178,8 @@ extern "C" void lora_emu_fiber_main(void* arg) {
   __builtin_unreachable();
 }
 
+namespace lora::emu::cuda_api {
+
 // ---------------------------------------------------------------------------
 // Host runtime API subset
 // ---------------------------------------------------------------------------
@@ -1233,3 +1235,5 @@ cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
   return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) { return cudaMemset(dst, value, bytes); }
+
+}  // namespace lora::emu::cuda_api

@@ -192,6 +192,8 @@ inline unsigned detail_mask_or_full(unsigned m) { return m; }
 inline bool detail_all(unsigned votes, unsigned mask) { return (votes & mask) == mask; }
 }  // namespace lora::emu
 
+namespace lora::emu::cuda_api {
+
 template <class T>
 inline T __ldg(const T* p) { return *p; }
 template <class T>
@@ -258,23 +260,21 @@ inline unsigned atomicOr(unsigned* p, unsigned v) { return __atomic_fetch_or(p, 
 inline int atomicXor(int* p, int v) { return __atomic_fetch_xor(p, v, __ATOMIC_RELAXED); }
 inline unsigned atomicXor(unsigned* p, unsigned v) { return __atomic_fetch_xor(p, v, __ATOMIC_RELAXED); }
 
-namespace lora::emu {
 template <class F, class Bits>
 inline F atomic_float_update(F* p, F v, bool add) {
   static_assert(sizeof(F) == sizeof(Bits), "size");
   Bits* bp = reinterpret_cast<Bits*>(p);
   Bits old = __atomic_load_n(bp, __ATOMIC_RELAXED);
   for (;;) {
-    F cur = bit_cast<F>(old);
+    F cur = ::lora::emu::bit_cast<F>(old);
     F next = add ? cur + v : v;
-    if (__atomic_compare_exchange_n(bp, &old, bit_cast<Bits>(next), true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+    if (__atomic_compare_exchange_n(bp, &old, ::lora::emu::bit_cast<Bits>(next), true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
       return cur;
   }
 }
-}  // namespace lora::emu
-inline float atomicAdd(float* p, float v) { return lora::emu::atomic_float_update<float, uint32_t>(p, v, true); }
-inline double atomicAdd(double* p, double v) { return lora::emu::atomic_float_update<double, uint64_t>(p, v, true); }
-inline float atomicExch(float* p, float v) { return lora::emu::atomic_float_update<float, uint32_t>(p, v, false); }
+inline float atomicAdd(float* p, float v) { return atomic_float_update<float, uint32_t>(p, v, true); }
+inline double atomicAdd(double* p, double v) { return atomic_float_update<double, uint64_t>(p, v, true); }
+inline float atomicExch(float* p, float v) { return atomic_float_update<float, uint32_t>(p, v, false); }
 
 // ---------------------------------------------------------------------------
 // Host runtime API subset (synchronous; "device" memory is host memory)
@@ -320,3 +320,5 @@ inline cudaError_t cudaFuncSetAttribute(void (*kernel)(P...), cudaFuncAttribute 
   ::lora::emu::set_max_dynamic_smem(reinterpret_cast<const void*>(kernel), value);
   return cudaSuccess;
 }
+
+}  // namespace lora::emu::cuda_api

@@ -7,6 +7,62 @@
 #include <cstdint>
 #include <cstring>
 
+namespace lora::emu {
+template <class To, class From>
+inline To bit_cast(const From& v) {
+  static_assert(sizeof(To) == sizeof(From), "bit_cast size mismatch");
+  To out;
+  std::memcpy(&out, &v, sizeof(To));
+  return out;
+}
+
+inline uint16_t f32_to_bf16_bits(float f) {
+  uint32_t u = bit_cast<uint32_t>(f);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);  // quiet NaN
+  uint32_t rounding = 0x7FFFu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>((u + rounding) >> 16);
+}
+inline float bf16_bits_to_f32(uint16_t h) { return bit_cast<float>(static_cast<uint32_t>(h) << 16); }
+
+inline uint16_t f32_to_f16_bits(float f) {
+  uint32_t u = bit_cast<uint32_t>(f);
+  uint32_t sign = (u >> 16) & 0x8000u;
+  uint32_t absu = u & 0x7FFFFFFFu;
+  if (absu > 0x7F800000u) return static_cast<uint16_t>(sign | 0x7E00u);  // NaN
+  if (absu >= 0x477FF000u) return static_cast<uint16_t>(sign | 0x7C00u);  // overflow -> inf (after RNE)
+  if (absu < 0x38800000u) {  // result is subnormal or zero in half
+    if (absu < 0x33000000u) return static_cast<uint16_t>(sign);  // below half the smallest subnormal
+    uint32_t exp = absu >> 23;
+    uint32_t mant = (absu & 0x7FFFFFu) | 0x800000u;
+    uint32_t shift = 126u - exp;  // 14 + (127 - 15) - exp - ... chosen so the result is in units of 2^-24
+    uint32_t q = mant >> shift;
+    uint32_t rem = mant & ((1u << shift) - 1u);
+    uint32_t half = 1u << (shift - 1u);
+    if (rem > half || (rem == half && (q & 1u))) ++q;
+    return static_cast<uint16_t>(sign | q);
+  }
+  uint32_t r = absu + 0xFFFu + ((absu >> 13) & 1u);  // RNE at bit 13
+  r -= 0x38000000u;                                  // rebias 127 -> 15
+  return static_cast<uint16_t>(sign | (r >> 13));
+}
+inline float f16_bits_to_f32(uint16_t h) {
+  uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1Fu;
+  uint32_t mant = h & 0x3FFu;
+  if (exp == 0x1Fu) return bit_cast<float>(sign | 0x7F800000u | (mant << 13));
+  if (exp == 0) {
+    float v = std::ldexp(static_cast<float>(mant), -24);
+    return sign ? -v : v;
+  }
+  return bit_cast<float>(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+}  // namespace lora::emu
+
+// Everything CUDA names at global scope lives in lora::emu::cuda_api (so its symbols cannot clash
+// with the real CUDA headers' when the emulator and a CUDA backend are linked into one binary)
+// and is made visible at global scope by the using-directive at the end of emu.h.
+namespace lora::emu::cuda_api {
+
 // ---------------------------------------------------------------------------
 // Built-in vector types
 // ---------------------------------------------------------------------------
@@ -41,15 +97,6 @@ inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return
 // ---------------------------------------------------------------------------
 // Bit casts and float intrinsics
 // ---------------------------------------------------------------------------
-namespace lora::emu {
-template <class To, class From>
-inline To bit_cast(const From& v) {
-  static_assert(sizeof(To) == sizeof(From), "bit_cast size mismatch");
-  To out;
-  std::memcpy(&out, &v, sizeof(To));
-  return out;
-}
-}  // namespace lora::emu
 
 inline int __float_as_int(float f) { return lora::emu::bit_cast<int>(f); }
 inline unsigned __float_as_uint(float f) { return lora::emu::bit_cast<unsigned>(f); }
@@ -58,14 +105,6 @@ inline float __uint_as_float(unsigned u) { return lora::emu::bit_cast<float>(u);
 inline long long __double_as_longlong(double d) { return lora::emu::bit_cast<long long>(d); }
 inline double __longlong_as_double(long long v) { return lora::emu::bit_cast<double>(v); }
 
-inline float __expf(float x) { return std::exp(x); }
-inline float __exp10f(float x) { return std::pow(10.0f, x); }
-inline float __logf(float x) { return std::log(x); }
-inline float __log2f(float x) { return std::log2(x); }
-inline float __powf(float x, float y) { return std::pow(x, y); }
-inline float __sinf(float x) { return std::sin(x); }
-inline float __cosf(float x) { return std::cos(x); }
-inline float __tanf(float x) { return std::tan(x); }
 inline float __fdividef(float a, float b) { return a / b; }
 inline float __frcp_rn(float x) { return 1.0f / x; }
 inline float __fsqrt_rn(float x) { return std::sqrt(x); }
@@ -120,48 +159,6 @@ inline double max(double a, double b) { return std::fmax(a, b); }
 // ---------------------------------------------------------------------------
 // bfloat16 / half (storage + round-to-nearest-even conversions, as cuda_bf16.h)
 // ---------------------------------------------------------------------------
-namespace lora::emu {
-inline uint16_t f32_to_bf16_bits(float f) {
-  uint32_t u = bit_cast<uint32_t>(f);
-  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);  // quiet NaN
-  uint32_t rounding = 0x7FFFu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>((u + rounding) >> 16);
-}
-inline float bf16_bits_to_f32(uint16_t h) { return bit_cast<float>(static_cast<uint32_t>(h) << 16); }
-
-inline uint16_t f32_to_f16_bits(float f) {
-  uint32_t u = bit_cast<uint32_t>(f);
-  uint32_t sign = (u >> 16) & 0x8000u;
-  uint32_t absu = u & 0x7FFFFFFFu;
-  if (absu > 0x7F800000u) return static_cast<uint16_t>(sign | 0x7E00u);  // NaN
-  if (absu >= 0x477FF000u) return static_cast<uint16_t>(sign | 0x7C00u);  // overflow -> inf (after RNE)
-  if (absu < 0x38800000u) {  // result is subnormal or zero in half
-    if (absu < 0x33000000u) return static_cast<uint16_t>(sign);  // below half the smallest subnormal
-    uint32_t exp = absu >> 23;
-    uint32_t mant = (absu & 0x7FFFFFu) | 0x800000u;
-    uint32_t shift = 126u - exp;  // 14 + (127 - 15) - exp - ... chosen so the result is in units of 2^-24
-    uint32_t q = mant >> shift;
-    uint32_t rem = mant & ((1u << shift) - 1u);
-    uint32_t half = 1u << (shift - 1u);
-    if (rem > half || (rem == half && (q & 1u))) ++q;
-    return static_cast<uint16_t>(sign | q);
-  }
-  uint32_t r = absu + 0xFFFu + ((absu >> 13) & 1u);  // RNE at bit 13
-  r -= 0x38000000u;                                  // rebias 127 -> 15
-  return static_cast<uint16_t>(sign | (r >> 13));
-}
-inline float f16_bits_to_f32(uint16_t h) {
-  uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  uint32_t exp = (h >> 10) & 0x1Fu;
-  uint32_t mant = h & 0x3FFu;
-  if (exp == 0x1Fu) return bit_cast<float>(sign | 0x7F800000u | (mant << 13));
-  if (exp == 0) {
-    float v = std::ldexp(static_cast<float>(mant), -24);
-    return sign ? -v : v;
-  }
-  return bit_cast<float>(sign | ((exp + 112u) << 23) | (mant << 13));
-}
-}  // namespace lora::emu
 
 struct __nv_bfloat16 {
   uint16_t __x;
@@ -208,3 +205,17 @@ inline float __low2float(__half2 v) { return static_cast<float>(v.x); }
 inline float __high2float(__half2 v) { return static_cast<float>(v.y); }
 inline __half __ushort_as_half(unsigned short u) { __half h; h.__x = u; return h; }
 inline unsigned short __half_as_ushort(__half h) { return h.__x; }
+
+}  // namespace lora::emu::cuda_api
+
+// glibc's <math.h> already declares these names at global scope, so they are defined there.
+inline float __expf(float x) { return std::exp(x); }
+inline float __exp10f(float x) { return std::pow(10.0f, x); }
+inline float __logf(float x) { return std::log(x); }
+inline float __log2f(float x) { return std::log2(x); }
+inline float __powf(float x, float y) { return std::pow(x, y); }
+inline float __sinf(float x) { return std::sin(x); }
+inline float __cosf(float x) { return std::cos(x); }
+inline float __tanf(float x) { return std::tan(x); }
+
+using namespace ::lora::emu::cuda_api;  // NOLINT: CUDA's names are global

@@ -10,6 +10,7 @@ set -uo pipefail
 
 PACKAGES=(
   "chromium /usr/bin/chromium headless browser for the report.html web-page test (packages/cli/test/report-*.test.ts)"
+  "wordnet-base - WordNet 3.0 dictionary files in /usr/share/wordnet for METEOR synonym matching (packages/sdk/test/eval-*.test.ts)"
 )
 
 log() { echo "setup-system: $*"; }

@@ -217,6 +217,16 @@ function usableRefs(refs: ReadonlyArray<string | null | undefined>, index: numbe
 }
 
 /**
+ * Statistics of one segment against its references, used as given: the caller drops empty ones
+ * (sacreBLEU does) or, as `lora eval score` does for a line whose references are all empty, passes
+ * `['']` to count the hypothesis against a reference with no tokens.
+ */
+export function bleuSegmentStatistics(hypothesis: string, references: readonly string[], options?: BleuOptions): BleuStats {
+  const r = resolve(options, false);
+  return segmentStats(r, tokenizerFor(r.tokenize), hypothesis, references.length > 0 ? references : ['']);
+}
+
+/**
  * Per-segment statistics for a corpus. `references` is in sacreBLEU's layout: a list of reference
  * *streams*, each as long as `hypotheses` (`references[k][i]` is the k-th reference of segment i).
  */

@@ -15,3 +15,8 @@ export {
   WordNet, loadWordNet, findWordNetDir, WORDNET_SEARCH_PATHS, WORDNET_INSTALL_HINT, type WordNetPos,
 } from './wordnet.js';
 export { meteorScore, singleMeteorScore, meteorAlign, countChunks, type MeteorOptions } from './meteor.js';
+export {
+  scorePredictions, METRIC_NAMES,
+  type MetricName, type ScoreExample, type ScoreOptions, type ScoreReport, type ExampleScores, type CorpusScores, type PRF,
+} from './score.js';
+export { parseScoreInput, type ParsedInput, type ParseInputOptions } from './input.js';

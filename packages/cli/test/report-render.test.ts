@@ -105,6 +105,7 @@ describe('renderReport on the fixture (3 ranks, a NaN loss and an empty memory s
     const svg = chart(out, 'memory');
     expect(paths(svg).map((p) => p.series)).toEqual(['r=8 RSS', 'r=8 device allocated', 'r=256 RSS', 'r=256 device allocated']);
     expect(svg).toContain('r=128: no memory samples recorded.');
+    expect(svg).toContain('>r=128 (no data)<');
     expect(svg).toContain('stroke-dasharray="7 4"');
     // y axis in MB: RSS about 1.9 GB and the L4's ~4.5 GB allocated are both inside the ticks.
     const ticks = [...svg.matchAll(/x="[\d.]+" y="[\d.]+" dy="0.32em" text-anchor="end" fill="#333">([^<]+)</g)].map((m) => Number(m[1].replace(/k$/, 'e3')));
@@ -140,6 +141,9 @@ describe('renderReport on the fixture (3 ranks, a NaN loss and an empty memory s
     expect(html).toContain('NVIDIA L4');
     expect(html).toContain('LoRA ranks 8, 128, 256');
     expect(html).toContain('<table id="summary">');
+    // Page table: a row per metric, a column per run, best cells marked.
+    expect(html).toMatch(/<thead><tr><th class="left" scope="col">metric<\/th><th scope="col">r=8<\/th><th scope="col">r=128<\/th><th scope="col">r=256<\/th><\/tr><\/thead>/);
+    expect(html).toMatch(/final loss<span class="why">[^<]*<\/span><\/th><td>1\.7200<\/td><td>1\.4300<\/td><td class="best">1\.3300<\/td><\/tr>/);
     for (const c of results.conclusions) expect(html).toContain(c.replace(/'/g, '&#39;'));
     for (const name of CHARTS) expect(html).toContain(`id="chart-${name}"`);
     // Clip-path ids are unique across the page's inline SVGs.
@@ -252,7 +256,8 @@ describe('charts on awkward data', () => {
     expect(fl).toContain('>n/a<');
     expect(fl).toContain('r=8: the final loss is missing (NaN), no bar drawn.');
     expect(chart(out, 'runtime')).toContain('r=256: the runtime is infinite, no bar drawn.');
-    expect(out.html).toContain('Not drawn:');
+    expect(out.html).toContain('r=8: the final loss is missing (NaN), no bar drawn.');
+    expect(out.html).toContain('3 notes under the plot');
     expect(formatSummaryTable(r)).toMatch(/\| +n\/a \|/);
   });
 

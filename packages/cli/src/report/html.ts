@@ -36,6 +36,15 @@ function plural(n: number, one: string, many = `${one}s`): string {
   return `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`;
 }
 
+/** One legend entry per run; a run with nothing drawn says so. */
+function legendFor(rs: RunResult[], series: LineSeries[]): { name: string; color: string }[] {
+  return rs.map((r, i) => {
+    const name = label(r, i);
+    const drawn = series.some((s) => s.legendKey === name && s.points.some((p) => Number.isFinite(p.x) && Number.isFinite(p.y)));
+    return { name: drawn ? name : `${name} (no data)`, color: runColor(i) };
+  });
+}
+
 function lossChart(results: BenchResults): Chart {
   const series: LineSeries[] = [];
   const notes: string[] = [];
@@ -63,7 +72,7 @@ function lossChart(results: BenchResults): Chart {
     xLabel: 'step',
     yLabel: 'loss',
     series,
-    legend: rs.map((r, i) => ({ name: label(r, i), color: runColor(i) })),
+    legend: legendFor(rs, series),
     styleKey: [
       { label: 'loss per step', style: 'faint' },
       { label: roundLabel, style: 'solid' },
@@ -104,7 +113,7 @@ function memoryChart(results: BenchResults): Chart {
     xLabel: 'time since the run started (s)',
     yLabel: 'MB (2^20 bytes)',
     series,
-    legend: rs.map((r, i) => ({ name: label(r, i), color: runColor(i) })),
+    legend: legendFor(rs, series),
     styleKey: [
       { label: 'process RSS', style: 'solid' },
       { label: `allocated on ${String(device).slice(0, 14)}`, style: 'dashed' },
@@ -165,8 +174,12 @@ dl.what dt { font-weight: 600; color: #444; }
 dl.what dd { margin: 0; }
 .table-wrap { overflow-x: auto; background: #fff; border: 1px solid #dde1e6; border-radius: 8px; }
 table { border-collapse: collapse; font-size: 13px; white-space: nowrap; width: 100%; }
+td { min-width: 120px; }
 th, td { padding: 6px 10px; border-bottom: 1px solid #eceef1; }
-th { background: #f0f2f5; font-weight: 600; text-align: right; position: sticky; top: 0; }
+th { background: #f0f2f5; font-weight: 600; text-align: right; }
+th.metric { background: #fafbfc; font-weight: 600; }
+th.metric .why { display: block; font-weight: 400; color: #666; font-size: 12px; white-space: normal; max-width: 640px; }
+tbody tr:hover td, tbody tr:hover th { background: #f3f6fb; }
 th.left, td.left { text-align: left; }
 td { text-align: right; font-variant-numeric: tabular-nums; }
 td.best { font-weight: 700; background: #e7f5ec; color: #0b5d2a; }
@@ -175,9 +188,9 @@ tr:last-child td { border-bottom: none; }
 .legend-note { color: #555; font-size: 13px; margin: 6px 2px 0; }
 ul.conclusions { margin: 0; padding-left: 22px; }
 ul.conclusions li { margin: 4px 0; }
-.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(760px, 100%), 1fr)); gap: 18px; }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(680px, 100%), 1fr)); gap: 18px; }
 figure { margin: 0; background: #fff; border: 1px solid #dde1e6; border-radius: 8px; padding: 8px; }
-figure svg { display: block; max-width: 100%; height: auto; }
+figure svg { display: block; width: 100%; height: auto; }
 figcaption { font-size: 13px; color: #555; padding: 4px 8px 2px; }
 footer { margin-top: 30px; color: #777; font-size: 12px; }
 `;
@@ -223,24 +236,27 @@ function what(results: BenchResults): string {
   return `<dl class="what">${rows.map(([k, v]) => `<dt>${escapeXml(k)}</dt><dd>${escapeXml(v || 'not recorded')}</dd>`).join('')}</dl>`;
 }
 
+/**
+ * The summary table for the page: one row per metric and one column per run, so that a sweep's
+ * runs sit side by side and the table fits a screen (the terminal table has one row per run).
+ */
 function tableHtml(results: BenchResults): string {
   const { columns, rows } = summaryTable(results);
-  const head = columns.map((c) => `<th class="${c.align}" title="${escapeXml(c.title)}" scope="col">${escapeXml(c.header)}</th>`).join('');
+  const runsHead = columns[0];
+  const metricCols = columns.map((c, i) => ({ c, i })).filter(({ c }) => c !== runsHead);
+  const head = `<th class="left" scope="col">metric</th>${rows.map((row) => `<th scope="col">${escapeXml(row[0].text)}</th>`).join('')}`;
   const body = rows.length
-    ? rows
+    ? metricCols
         .map(
-          (row) =>
-            `<tr>${row
-              .map((cell, i) => {
-                const cls = [columns[i].align === 'left' ? 'left' : '', cell.best ? 'best' : ''].filter(Boolean).join(' ');
-                return `<td${cls ? ` class="${cls}"` : ''}>${escapeXml(cell.text)}</td>`;
-              })
+          ({ c, i }) =>
+            `<tr><th class="left metric" scope="row" title="${escapeXml(c.title)}">${escapeXml(c.header)}<span class="why">${escapeXml(c.title)}</span></th>${rows
+              .map((row) => `<td${row[i].best ? ' class="best"' : ''}>${escapeXml(row[i].text)}</td>`)
               .join('')}</tr>`,
         )
         .join('\n')
-    : `<tr><td class="left" colspan="${columns.length}">no runs</td></tr>`;
+    : '<tr><td class="left">no runs</td></tr>';
   return `<div class="table-wrap"><table id="summary"><thead><tr>${head}</tr></thead><tbody>\n${body}\n</tbody></table></div>
-<p class="legend-note">Marked <b>*</b>: best in its column (lowest runtime, loss, steps to a loss and memory; highest tokens/s, MFU and GPU utilisation; eval metrics as their header says). MB = 2^20 bytes. "never": the loss did not reach that threshold; "n/a": not recorded or not a finite number.</p>`;
+<p class="legend-note">Marked <b>*</b>: best in its row (lowest runtime, loss, steps to a loss and memory; highest tokens/s, MFU and GPU utilisation; eval metrics as their description says). MB = 2^20 bytes. "never": the loss did not reach that threshold; "n/a": not recorded or not a finite number.</p>`;
 }
 
 /** The report page and its charts. Never throws on odd numbers: it draws what is valid and says what is not. */
@@ -280,9 +296,9 @@ ${conclusions.length ? `<ul class="conclusions">${conclusions.map((c) => `<li>${
 ${charts
   .map(
     (c) =>
-      `<figure id="fig-${escapeXml(c.name)}">${c.svg}<figcaption>${escapeXml(c.title)} — also saved as charts/${escapeXml(c.name)}.svg${
-        c.notes.length ? `. Not drawn: ${escapeXml(c.notes.join(' '))}` : ''
-      }</figcaption></figure>`,
+      `<figure id="fig-${escapeXml(c.name)}">${c.svg}<figcaption>${escapeXml(c.title)}${
+        c.notes.length ? ` (${c.notes.length} note${c.notes.length === 1 ? '' : 's'} under the plot on what was not drawn)` : ''
+      } — also saved as charts/${escapeXml(c.name)}.svg</figcaption></figure>`,
   )
   .join('\n')}
 </section>

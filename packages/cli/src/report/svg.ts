@@ -51,7 +51,7 @@ export interface BarChartSpec {
 
 const W = 760;
 const PLOT_H = 300;
-const M = { top: 40, right: 170, bottom: 52, left: 74 };
+const M = { top: 40, right: 190, bottom: 52, left: 74 };
 const NOTE_LINE = 16;
 const FONT = 'font-family="system-ui, -apple-system, Segoe UI, Roboto, Helvetica, Arial, sans-serif"';
 
@@ -288,7 +288,7 @@ export function lineChart(spec: LineChartSpec): string {
     if (h.y < yt.lo || h.y > yt.hi) continue;
     const y = sy(h.y).toFixed(1);
     s += `<line class="hline" x1="${f.x0}" x2="${f.x1}" y1="${y}" y2="${y}" stroke="#999" stroke-dasharray="2 4"/>`;
-    s += `<text x="${f.x1 - 4}" y="${Number(y) - 4}" text-anchor="end" fill="#777" font-size="11">${escapeXml(h.label)}</text>`;
+    s += `<text x="${f.x0 + 6}" y="${Number(y) - 4}" fill="#777" font-size="11">${escapeXml(h.label)}</text>`;
   }
   for (const ser of series) {
     const segs: Point[][] = [];
@@ -345,7 +345,8 @@ export function barChart(spec: BarChartSpec): string {
   const vals = spec.bars.map((b) => b.value).filter((v) => Number.isFinite(v));
   const lo = Math.min(0, ...vals);
   const hi = Math.max(0, ...vals);
-  const yt = niceTicks(lo, hi === lo ? lo + 1 : hi, 6);
+  // Headroom above the tallest bar for its value label.
+  const yt = niceTicks(lo < 0 ? lo * 1.08 : lo, hi === lo ? lo + 1 : hi * 1.08, 6);
   const sy = (v: number) => f.y0 - ((v - yt.lo) / (yt.hi - yt.lo)) * (f.y0 - f.y1);
   s += yAxis(f, yt.ticks, yt.step, sy, spec.yLabel);
   const n = Math.max(1, spec.bars.length);

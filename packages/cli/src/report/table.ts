@@ -100,7 +100,7 @@ export function summaryColumns(results: BenchResults): Column[] {
     numeric('runtime', 'runtime s', 'wall-clock training time in seconds', 'min', (r) => r.runtimeSec, (v) => fmt(v, 1)),
     numeric('finalLoss', 'final loss', 'train loss at the last step', 'min', (r) => r.finalLoss, (v) => fmt(v, 4)),
     numeric('tokensPerSec', 'tokens/s', 'training tokens (non-padding) per second', 'max', (r) => r.tokensPerSec, rate),
-    numeric('mfu', 'MFU %', 'achieved model FLOP/s as % of the peak measured in the same run', 'max', (r) => r.mfuPercent, (v) => fmt(v, 1)),
+    numeric('mfu', 'MFU %', 'achieved model FLOP/s as % of the peak measured in the same run', 'max', (r) => r.mfuPercent, (v) => fmt(v, Math.abs(num(v)) < 10 ? 2 : 1)),
   );
   for (const k of thresholdKeys(results)) {
     cols.push({

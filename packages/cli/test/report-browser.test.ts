@@ -1,4 +1,5 @@
 /// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
 // The bench report is a web page, so it is tested as one: writeReport's report.html is opened in
 // headless Chromium (Debian's /usr/bin/chromium, installed by scripts/setup-system.sh) through
 // playwright-core. The test fails on any console error, page error or network request, checks that

@@ -195,6 +195,31 @@ describe('formatSummaryTable', () => {
     expect(text).toContain('* best in its column');
   });
 
+  it('keeps the digits aligned next to the marks', () => {
+    const i = header.indexOf('final loss');
+    const cells = [0, 1, 2].map((r) => lines[2 + r].split('|')[i]);
+    const dots = cells.map((c) => c.indexOf('.'));
+    expect(new Set(dots).size).toBe(1);
+  });
+
+  it('wraps into stacked tables, each led by the run column, when given a width', () => {
+    const narrow = formatSummaryTable(results, { maxWidth: 100 });
+    const ls = narrow.split('\n');
+    const tables = narrow.split('\n\n').filter((t) => t.startsWith('|'));
+    expect(tables.length).toBeGreaterThan(2);
+    for (const t of tables) {
+      expect(t.split('\n')[0]).toMatch(/^\| run +\|/);
+      for (const l of t.trimEnd().split('\n')) expect(l.length).toBeLessThanOrEqual(100);
+    }
+    const headers = (t: string) =>
+      t
+        .split('\n')
+        .filter((l) => /^\| run /.test(l))
+        .flatMap((l) => l.split('|').map((x) => x.trim()).filter((x) => x && x !== 'run'));
+    expect(headers(narrow)).toEqual(header.filter((x) => x && x !== 'run'));
+    expect(ls.at(-2)).toContain('* best in its column');
+  });
+
   it('has one row and no marks for a single run; says so for none', () => {
     const one = { ...results, runs: [results.runs[0]] };
     const t = formatSummaryTable(one);

@@ -191,24 +191,50 @@ export function summaryTable(results: BenchResults): SummaryTable {
   return { columns, rows };
 }
 
+export interface FormatTableOptions {
+  /**
+   * Wrap to this many characters (e.g. process.stdout.columns): the columns are split over several
+   * stacked tables, each starting with the run column. Default: one table, however wide.
+   */
+  maxWidth?: number;
+}
+
 /**
- * The summary table as Markdown (readable as plain text: columns are padded), with the best value
- * in each ranked column marked `*`, followed by a one-line legend.
+ * The summary table as Markdown (readable as plain text: columns are padded and numbers line up),
+ * with the best value in each ranked column marked `*`, followed by a one-line legend.
  */
-export function formatSummaryTable(results: BenchResults): string {
+export function formatSummaryTable(results: BenchResults, options: FormatTableOptions = {}): string {
   const { columns, rows } = summaryTable(results);
-  const cells = rows.map((row) => row.map((c) => (c.best ? `${c.text}*` : c.text)));
+  const marked = columns.map((_, i) => rows.some((row) => row[i].best));
+  // A mark after the best value; a space after the others so that the digits stay aligned.
+  const cells = rows.map((row) => row.map((c, i) => (c.best ? `${c.text}*` : marked[i] && columns[i].align === 'right' ? `${c.text} ` : c.text)));
   const widths = columns.map((c, i) => Math.max(c.header.length, 3, ...cells.map((row) => row[i].length)));
   const pad = (s: string, i: number) => (columns[i].align === 'right' ? s.padStart(widths[i]) : s.padEnd(widths[i]));
-  const line = (parts: string[]) => `| ${parts.join(' | ')} |`;
-  const out = [
-    line(columns.map((c, i) => pad(c.header, i))),
-    `|${columns.map((c, i) => (c.align === 'right' ? `${'-'.repeat(widths[i] + 1)}:` : `:${'-'.repeat(widths[i] + 1)}`)).join('|')}|`,
-    ...cells.map((row) => line(row.map(pad))),
-  ];
+  const groups: number[][] = [];
+  const max = options.maxWidth && options.maxWidth > 0 ? options.maxWidth : Infinity;
+  let cur: number[] = [0];
+  let width = 4 + widths[0];
+  for (let i = 1; i < columns.length; i++) {
+    if (cur.length > 1 && width + 3 + widths[i] > max) {
+      groups.push(cur);
+      cur = [0];
+      width = 4 + widths[0];
+    }
+    cur.push(i);
+    width += 3 + widths[i];
+  }
+  groups.push(cur);
+  const out: string[] = [];
+  for (const g of groups) {
+    if (out.length) out.push('');
+    out.push(
+      `| ${g.map((i) => pad(columns[i].header, i)).join(' | ')} |`,
+      `|${g.map((i) => (columns[i].align === 'right' ? `${'-'.repeat(widths[i] + 1)}:` : `:${'-'.repeat(widths[i] + 1)}`)).join('|')}|`,
+      ...cells.map((row) => `| ${g.map((i) => pad(row[i], i)).join(' | ')} |`),
+    );
+  }
   if (!rows.length) out.push('(no runs)');
-  const ranked = columns.filter((c) => c.best);
-  if (ranked.length && rows.length > 1) {
+  if (marked.some(Boolean)) {
     out.push('', '* best in its column (lowest runtime, loss, steps and memory; highest tokens/s, MFU and GPU util). MB = 2^20 bytes.');
   }
   return `${out.join('\n')}\n`;

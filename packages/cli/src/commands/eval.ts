@@ -55,7 +55,7 @@ function f4(x: number): string {
 }
 
 /** The human-readable table of `lora eval score`. */
-export function formatScoreTable(report: ScoreReport, source: string): string {
+export function formatScoreTable(report: ScoreReport, source: string, lines?: readonly number[]): string {
   const c = report.corpus;
   const rows: Array<[string, string, string]> = [];
   if (c.bleu) {
@@ -73,7 +73,7 @@ export function formatScoreTable(report: ScoreReport, source: string): string {
   if (c.meteor !== undefined) rows.push(['METEOR', f4(c.meteor), '(mean over examples)']);
   const w0 = Math.max(6, ...rows.map((r) => r[0].length));
   const w1 = Math.max(5, ...rows.map((r) => r[1].length));
-  const lines = [
+  const out = [
     `lora eval score: ${c.count} example${c.count === 1 ? '' : 's'} from ${source}`,
     '',
     `${'metric'.padEnd(w0)}  ${'score'.padStart(w1)}  details`,
@@ -81,11 +81,14 @@ export function formatScoreTable(report: ScoreReport, source: string): string {
   ];
   const noted = report.examples.filter((e) => e.notes && e.notes.length > 0);
   if (noted.length > 0) {
-    lines.push('', `notes (${noted.length} example${noted.length === 1 ? '' : 's'}):`);
-    for (const e of noted.slice(0, 20)) lines.push(`  example ${e.index}: ${(e.notes ?? []).join('; ')}`);
-    if (noted.length > 20) lines.push(`  ... and ${noted.length - 20} more (see --json)`);
+    out.push('', `notes (${noted.length} example${noted.length === 1 ? '' : 's'}):`);
+    for (const e of noted.slice(0, 20)) {
+      const at = lines?.[e.index] !== undefined ? ` (line ${lines[e.index]})` : '';
+      out.push(`  example ${e.index}${at}: ${(e.notes ?? []).join('; ')}`);
+    }
+    if (noted.length > 20) out.push(`  ... and ${noted.length - 20} more (see --json)`);
   }
-  return lines.join('\n');
+  return out.join('\n');
 }
 
 async function runScore(argv: string[]): Promise<number> {
@@ -148,7 +151,7 @@ async function runScore(argv: string[]): Promise<number> {
       const examples = report.examples.map((e, i) => ({ ...e, line: parsed.examples[i].line }));
       process.stdout.write(`${JSON.stringify({ corpus: report.corpus, examples, warnings: parsed.warnings }, null, 2)}\n`);
     } else {
-      process.stdout.write(`${formatScoreTable(report, values.input)}\n`);
+      process.stdout.write(`${formatScoreTable(report, values.input, parsed.examples.map((e) => e.line))}\n`);
     }
     return 0;
   } catch (e) {

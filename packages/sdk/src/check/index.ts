@@ -1,0 +1,1 @@
+export { runCheck, defaultTolerance, type CheckOptions, type CheckReport, type TensorComparison } from './check.js';

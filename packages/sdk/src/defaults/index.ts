@@ -1,0 +1,1 @@
+export { ensureTinyModel, describeTinyModel, TINY_DEFAULTS, type TinyModelOptions } from './tiny-model.js';

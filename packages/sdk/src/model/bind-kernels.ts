@@ -1,0 +1,141 @@
+// Binds the model's Kernels interface to the addon's op bindings for one backend. This is the only
+// file of the SDK that knows the native argument order.
+import { native, type NativeTensor } from '@lora/core-native';
+
+import type { Backend } from './device.js';
+import type { Kernels } from './kernels.js';
+
+type Op = (...args: unknown[]) => unknown;
+
+const zeroCache = new Map<number, Float32Array>();
+const zeros = (n: number) => {
+  let z = zeroCache.get(n);
+  if (!z) zeroCache.set(n, (z = new Float32Array(n)));
+  return z;
+};
+
+export function bindKernels(backend: Backend): Kernels {
+  const addon = native() as unknown as Record<string, Op>;
+  const op = (name: string): Op => {
+    const f = addon[name];
+    if (typeof f !== 'function') throw new Error(`the native addon has no ${name}: rebuild @lora/core-native`);
+    return f;
+  };
+  const matmulXWt = op('opMatmulXWt');
+  const matmulDYW = op('opMatmulDYW');
+  const loraFwd = op('opLoraForward');
+  const loraBwd = op('opLoraBackward');
+  const embedding = op('opEmbedding');
+  const layerNorm = op('opLayerNorm');
+  const layerNormBwd = op('opLayerNormBackward');
+  const attn = op('opAttention');
+  const attnBwd = op('opAttentionBackward');
+  const relu = op('opRelu');
+  const reluBwd = op('opReluBackward');
+  const add = op('opAdd');
+  const scale = op('opScale');
+  const dropout = op('opDropout');
+  const crossEntropy = op('opCrossEntropy');
+  const adamw = op('opAdamW');
+  const sumSquares = op('opSumSquares');
+  const quantize = op('opQuantize');
+  const dequantize = op('opDequantize');
+  const b = backend;
+
+  // q | k | v column slices of a [B*T, 3C] buffer, as [B, T, C] views.
+  const splitQkv = (qkv: NativeTensor, B: number, T: number): NativeTensor[] => {
+    const C = qkv.shape[1] / 3;
+    const v3 = qkv.reshape([B, T, 3 * C]);
+    try {
+      return [0, 1, 2].map((g) => v3.narrow(2, g * C, C));
+    } finally {
+      v3.dispose();
+    }
+  };
+  const as3 = (t: NativeTensor, B: number, T: number) => t.reshape([B, T, t.shape[t.shape.length - 1]]);
+
+  return {
+    backend,
+    linear(x, w, bias, y, lora) {
+      if (!lora) {
+        matmulXWt(x, w, bias ?? null, y, false, b);
+        return;
+      }
+      const d = lora.spec.dropout;
+      loraFwd(x, w, bias ?? null, lora.spec.a, lora.spec.b, y, lora.xa, lora.spec.scale, d?.p ?? 0, d?.seed ?? 0, d?.offset ?? 0, lora.spec.groups, b);
+    },
+    linearBackward(dy, x, w, dx, accumulate, lora) {
+      if (!lora) {
+        if (dx) matmulDYW(dy, w, dx, accumulate, b);
+        return;
+      }
+      const d = lora.spec.dropout;
+      loraBwd(dy, x, w, lora.spec.a, lora.spec.b, lora.xa, dx ?? null, lora.da, lora.db, lora.spec.scale, d?.p ?? 0, d?.seed ?? 0, d?.offset ?? 0, lora.spec.groups, accumulate, b);
+    },
+    embedding(ids, table, out, pos) {
+      embedding(ids, table, out, pos?.ids ?? null, pos?.table ?? null, 0, b);
+    },
+    layerNorm(x, gamma, beta, eps, y, mean, rstd) {
+      layerNorm(x, gamma ?? null, beta ?? null, y, mean, rstd, eps, b);
+    },
+    layerNormBackward(dy, x, gamma, mean, rstd, dx) {
+      layerNormBwd(dy, x, gamma ?? null, mean, rstd, dx, null, null, b);
+    },
+    attention(qkv, mask, s, sc, o, lse) {
+      const [q, k, v] = splitQkv(qkv, s.B, s.T);
+      const o3 = as3(o, s.B, s.T);
+      try {
+        attn(q, k, v, o3, lse, s.H, sc, null, mask ?? null, b);
+      } finally {
+        for (const t of [q, k, v, o3]) t.dispose();
+      }
+    },
+    attentionBackward(qkv, mask, s, sc, o, lse, dout, dqkv) {
+      const [q, k, v] = splitQkv(qkv, s.B, s.T);
+      const [dq, dk, dv] = splitQkv(dqkv, s.B, s.T);
+      const o3 = as3(o, s.B, s.T);
+      const do3 = as3(dout, s.B, s.T);
+      try {
+        attnBwd(do3, q, k, v, o3, lse, dq, dk, dv, s.H, sc, null, mask ?? null, b);
+      } finally {
+        for (const t of [q, k, v, dq, dk, dv, o3, do3]) t.dispose();
+      }
+    },
+    relu(x, y) {
+      relu(x, y, b);
+    },
+    reluBackward(y, dy, dx) {
+      reluBwd(y, dy, dx, b);
+    },
+    add(x, y, out, alpha = 1) {
+      add(x, y, out, alpha, b);
+    },
+    dropout(x, spec, out) {
+      dropout(x, out, spec.p, spec.seed, spec.offset ?? 0, b);
+    },
+    crossEntropy(h, w, targets, o) {
+      const r = crossEntropy(h, w, targets, o.dh ?? null, o.logits ?? null, null, -100, o.gradScale, o.chunk ?? 4096, b) as { loss: number; count: number };
+      // The op returns the mean over counted tokens; its dh is gradScale · ∂mean/∂h.
+      return { lossSum: r.loss * r.count, count: r.count };
+    },
+    adamw(p, g, m, v, o) {
+      adamw(p, g, m, v, o.lr, o.beta1, o.beta2, o.eps, o.weightDecay, o.step, o.gradScale, b);
+    },
+    sumSquares(x) {
+      return sumSquares([x], b) as number;
+    },
+    scale(x, alpha, out) {
+      scale(x, out, alpha, b);
+    },
+    quantize(w, dtype, block) {
+      return quantize(w, dtype, block, b) as NativeTensor;
+    },
+    dequantize(w) {
+      return dequantize(w, b) as NativeTensor;
+    },
+    zero(t) {
+      // Written, not multiplied by 0, so a NaN left by a failed step cannot survive a reset.
+      t.copyFrom(zeros(t.numel));
+    },
+  };
+}

@@ -1,0 +1,77 @@
+// The kernels the OPT model calls, as one narrow interface over @lora/core-native's ops, bound to
+// one backend. Outputs are preallocated by the caller (the model reuses its buffers every step).
+// Gradient contract, as in the native layer: parameter grads (dA, dB) accumulate; activation grads
+// (dX) overwrite unless `accumulate` is set.
+import type { NativeTensor } from '@lora/core-native';
+
+export interface DropoutSpec {
+  p: number;
+  seed: number;
+  offset?: number;
+}
+
+/** A LoRA branch over G stacked groups (q/k/v: G = 3) sharing one input. */
+export interface LoraSpec {
+  a: NativeTensor; // [G*r, K] f32
+  b: NativeTensor; // [G*N, r] f32
+  scale: number;
+  groups: number;
+  dropout?: DropoutSpec;
+}
+
+export interface Kernels {
+  readonly backend: string;
+  /** y[M,N] = x[M,K]·wᵀ + bias (+ LoRA when given; xa [M, G*r] is cached for the backward). */
+  linear(x: NativeTensor, w: NativeTensor, bias: NativeTensor | undefined, y: NativeTensor, lora?: { spec: LoraSpec; xa: NativeTensor }): void;
+  /** dx = dy·w (+ LoRA part; dA/dB accumulate into da/db). dx may be omitted (input needs no grad). */
+  linearBackward(
+    dy: NativeTensor,
+    x: NativeTensor,
+    w: NativeTensor,
+    dx: NativeTensor | undefined,
+    accumulate: boolean,
+    lora?: { spec: LoraSpec; xa: NativeTensor; da: NativeTensor; db: NativeTensor },
+  ): void;
+  /** out[m] = table[ids[m]] (+ posTable[pos[m]] when given). */
+  embedding(ids: NativeTensor, table: NativeTensor, out: NativeTensor, pos?: { ids: NativeTensor; table: NativeTensor }): void;
+  layerNorm(x: NativeTensor, gamma: NativeTensor | undefined, beta: NativeTensor | undefined, eps: number, y: NativeTensor, mean: NativeTensor, rstd: NativeTensor): void;
+  /** dx = ∂/∂x (overwrites); gamma/beta are frozen, so their grads are not computed. */
+  layerNormBackward(dy: NativeTensor, x: NativeTensor, gamma: NativeTensor | undefined, mean: NativeTensor, rstd: NativeTensor, dx: NativeTensor): void;
+  /** Causal attention over qkv [B*T, 3C] (q | k | v), key padding from mask [B*T] (i32, 0 = pad). */
+  attention(qkv: NativeTensor, mask: NativeTensor | undefined, shape: { B: number; T: number; H: number; D: number }, scale: number, o: NativeTensor, lse: NativeTensor): void;
+  /** dqkv [B*T, 3C] overwritten. */
+  attentionBackward(
+    qkv: NativeTensor,
+    mask: NativeTensor | undefined,
+    shape: { B: number; T: number; H: number; D: number },
+    scale: number,
+    o: NativeTensor,
+    lse: NativeTensor,
+    dout: NativeTensor,
+    dqkv: NativeTensor,
+  ): void;
+  relu(x: NativeTensor, y: NativeTensor): void;
+  reluBackward(y: NativeTensor, dy: NativeTensor, dx: NativeTensor): void;
+  /** out = a + alpha·b. */
+  add(a: NativeTensor, b: NativeTensor, out: NativeTensor, alpha?: number): void;
+  dropout(x: NativeTensor, spec: DropoutSpec, out: NativeTensor): void;
+  /**
+   * Fused h·wᵀ + cross-entropy over vocabulary chunks. targets i32 [M] (−100 ignored).
+   * Returns the summed loss and the counted tokens; dh (optional) gets gradScale·∂(mean loss)/∂h;
+   * logits (optional, [M, V] f32) receives the logits.
+   */
+  crossEntropy(
+    h: NativeTensor,
+    w: NativeTensor,
+    targets: NativeTensor,
+    opts: { gradScale: number; dh?: NativeTensor; logits?: NativeTensor; chunk?: number },
+  ): { lossSum: number; count: number };
+  adamw(p: NativeTensor, g: NativeTensor, m: NativeTensor, v: NativeTensor, o: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; gradScale: number; step: number }): void;
+  sumSquares(x: NativeTensor): number;
+  scale(x: NativeTensor, alpha: number, out: NativeTensor): void;
+  /** f32 [rows, cols] → a quantized weight tensor (int8 per row, int4/nf4 per block). */
+  quantize(w: NativeTensor, dtype: 'i8' | 'int4' | 'nf4', block: number): NativeTensor;
+  /** Any weight → f32 [rows, cols]. */
+  dequantize(w: NativeTensor): NativeTensor;
+  zero(t: NativeTensor): void;
+}

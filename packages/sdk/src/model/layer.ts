@@ -1,0 +1,124 @@
+// One OPT decoder layer, forward and backward side by side (llm.c style). Shape letters: B batch,
+// T sequence, M = B·T rows, C hidden, F ffn, H heads, D = C/H.
+//
+// pre-LN (opt-125m, 1.3b, ...):            post-LN (opt-350m):
+//   a   = LN1(x)                              a   = x
+//   s1  = x + drop(out_proj(attn(qkv(a))))    s1  = x + drop(out_proj(attn(qkv(a))))
+//   f   = LN2(s1)                             m   = LN1(s1);  f = m
+//   out = s1 + drop(fc2(relu(fc1(f))))        s2  = m + drop(fc2(relu(fc1(f))));  out = LN2(s2)
+//
+// Backward contract: takes dOut (grad w.r.t. the layer output), writes dX (grad w.r.t. the layer
+// input, overwritten) unless dx is omitted (first layer); LoRA grads accumulate.
+import type { NativeTensor } from '@lora/core-native';
+
+import type { OptConfig } from '../config/opt-config.js';
+import type { Kernels } from './kernels.js';
+import type { LoraAdapter, LoraModule } from './lora.js';
+import type { LayerWeights } from './weights.js';
+import type { LayerCache, Workspace } from './workspace.js';
+
+export const LN_EPS = 1e-5;
+
+/** Seeds for the dropout sites of one layer in one step (0 = no dropout). */
+export interface LayerDropout {
+  seed: number;
+  residualP: number;
+  layer: number;
+}
+
+// Each dropout site gets its own stretch of the Philox counter space.
+const SITE_STRIDE = 2 ** 36;
+const site = (d: LayerDropout, s: number) => (d.layer * 8 + s) * SITE_STRIDE;
+
+function loraArg(lora: LoraAdapter | undefined, m: LoraModule | undefined, xa: NativeTensor | undefined, d: LayerDropout | undefined, s: number) {
+  if (!lora || !m || !xa) return undefined;
+  return { spec: lora.spec(m, d ? { seed: d.seed, offset: site(d, s) } : undefined), xa };
+}
+
+export function layerForward(
+  k: Kernels, c: OptConfig, w: LayerWeights, lora: LoraAdapter | undefined, li: number,
+  x: LayerCache, ws: Workspace, out: NativeTensor, drop: LayerDropout | undefined,
+): void {
+  const shape = { B: ws.B, T: ws.T, H: c.numAttentionHeads, D: c.headDim };
+  const l = lora?.layers[li];
+  const pre = c.doLayerNormBefore;
+  const attnIn = pre ? x.ln1Y : x.xIn;
+  if (pre) k.layerNorm(x.xIn, w.ln1G, w.ln1B, LN_EPS, x.ln1Y, x.ln1Mean, x.ln1Rstd);
+  k.linear(attnIn, w.qkvW, w.qkvB, x.qkv, loraArg(lora, l?.qkv, x.xaQkv, drop, 0));
+  k.attention(x.qkv, ws.mask, shape, 1 / Math.sqrt(c.headDim), x.o, x.lse);
+  k.linear(x.o, w.outW, w.outB, ws.proj, loraArg(lora, l?.out_proj, x.xaOut, drop, 1));
+  if (drop && drop.residualP > 0) k.dropout(ws.proj, { p: drop.residualP, seed: drop.seed, offset: site(drop, 2) }, ws.proj);
+  k.add(x.xIn, ws.proj, x.sum1);
+  const ffnIn = pre ? x.ln2Y : x.ln1Y;
+  if (pre) k.layerNorm(x.sum1, w.ln2G, w.ln2B, LN_EPS, x.ln2Y, x.ln2Mean, x.ln2Rstd);
+  else k.layerNorm(x.sum1, w.ln1G, w.ln1B, LN_EPS, x.ln1Y, x.ln1Mean, x.ln1Rstd);
+  k.linear(ffnIn, w.fc1W, w.fc1B, x.h1, loraArg(lora, l?.fc1, x.xaFc1, drop, 3));
+  k.relu(x.h1, x.h1);
+  k.linear(x.h1, w.fc2W, w.fc2B, ws.proj, loraArg(lora, l?.fc2, x.xaFc2, drop, 4));
+  if (drop && drop.residualP > 0) k.dropout(ws.proj, { p: drop.residualP, seed: drop.seed, offset: site(drop, 5) }, ws.proj);
+  if (pre) {
+    k.add(x.sum1, ws.proj, out);
+  } else {
+    k.add(x.ln1Y, ws.proj, x.sum2);
+    k.layerNorm(x.sum2, w.ln2G, w.ln2B, LN_EPS, out, x.ln2Mean, x.ln2Rstd);
+  }
+}
+
+/** dOut is consumed (used as scratch). dx may be undefined for the first layer. */
+export function layerBackward(
+  k: Kernels, c: OptConfig, w: LayerWeights, lora: LoraAdapter | undefined, li: number,
+  x: LayerCache, ws: Workspace, dOut: NativeTensor, dx: NativeTensor | undefined, drop: LayerDropout | undefined,
+): void {
+  const shape = { B: ws.B, T: ws.T, H: c.numAttentionHeads, D: c.headDim };
+  const l = lora?.layers[li];
+  const pre = c.doLayerNormBefore;
+  const withGrads = (m: LoraModule | undefined, xa: NativeTensor | undefined, s: number) => {
+    const a = loraArg(lora, m, xa, drop, s);
+    return a && m ? { ...a, da: m.da, db: m.db } : undefined;
+  };
+  // dS2: grad at the second residual sum (pre-LN: that is the output itself).
+  const dS2 = ws.dTmp;
+  if (pre) k.scale(dOut, 1, dS2);
+  else k.layerNormBackward(dOut, x.sum2, w.ln2G, x.ln2Mean, x.ln2Rstd, dS2);
+  // MLP branch: dS2 -> (dropout) -> fc2 -> relu -> fc1 -> dF.
+  const dMlp = ws.dTmp2;
+  if (drop && drop.residualP > 0) k.dropout(dS2, { p: drop.residualP, seed: drop.seed, offset: site(drop, 5) }, dMlp);
+  else k.scale(dS2, 1, dMlp);
+  k.linearBackward(dMlp, x.h1, w.fc2W, ws.dH1, false, withGrads(l?.fc2, x.xaFc2, 4));
+  k.reluBackward(x.h1, ws.dH1, ws.dH1);
+  const ffnIn = pre ? x.ln2Y : x.ln1Y;
+  // dM = grad w.r.t. the FFN input plus (post-LN) the residual path from s2.
+  const dF = dMlp;
+  k.linearBackward(ws.dH1, ffnIn, w.fc1W, dF, false, withGrads(l?.fc1, x.xaFc1, 3));
+  // dS1: grad at the first residual sum.
+  const dS1 = dOut;
+  if (pre) {
+    k.layerNormBackward(dF, x.sum1, w.ln2G, x.ln2Mean, x.ln2Rstd, dS1);
+    k.add(dS1, dS2, dS1);
+  } else {
+    k.add(dF, dS2, dF);
+    k.layerNormBackward(dF, x.sum1, w.ln1G, x.ln1Mean, x.ln1Rstd, dS1);
+  }
+  // Attention branch: dS1 -> (dropout) -> out_proj -> attention -> qkv.
+  const dProj = ws.dTmp;
+  if (drop && drop.residualP > 0) k.dropout(dS1, { p: drop.residualP, seed: drop.seed, offset: site(drop, 2) }, dProj);
+  else k.scale(dS1, 1, dProj);
+  const dO = ws.dTmp2;
+  k.linearBackward(dProj, x.o, w.outW, dO, false, withGrads(l?.out_proj, x.xaOut, 1));
+  k.attentionBackward(x.qkv, ws.mask, shape, 1 / Math.sqrt(c.headDim), x.o, x.lse, dO, ws.dQkv);
+  const attnIn = pre ? x.ln1Y : x.xIn;
+  if (!dx) {
+    // First layer: only the LoRA grads are wanted.
+    k.linearBackward(ws.dQkv, attnIn, w.qkvW, undefined, false, withGrads(l?.qkv, x.xaQkv, 0));
+    return;
+  }
+  if (pre) {
+    const dA = ws.dTmp;
+    k.linearBackward(ws.dQkv, attnIn, w.qkvW, dA, false, withGrads(l?.qkv, x.xaQkv, 0));
+    k.layerNormBackward(dA, x.xIn, w.ln1G, x.ln1Mean, x.ln1Rstd, dx);
+    k.add(dx, dS1, dx);
+  } else {
+    k.linearBackward(ws.dQkv, attnIn, w.qkvW, dx, false, withGrads(l?.qkv, x.xaQkv, 0));
+    k.add(dx, dS1, dx);
+  }
+}

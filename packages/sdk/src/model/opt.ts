@@ -1,0 +1,322 @@
+// OPTForCausalLM on native kernels: loading, forward, loss + backward (LoRA grads only — the base
+// is frozen, so no weight grads are ever computed for it), and the plumbing adapters need.
+import { native, type NativeTensor } from '@lora/core-native';
+
+import { loadOptConfig, type OptConfig } from '../config/opt-config.js';
+import { resolveModelDir, type ResolveOptions } from '../hub/resolve.js';
+import { MODEL_FILES } from '../hub/selection.js';
+import type { HubProgressEvent } from '../hub/progress.js';
+import { openWeights } from '../io/open-weights.js';
+import type { WeightSource } from '../io/tensor.js';
+import { LoraError } from '../io/errors.js';
+import { IGNORE_INDEX } from '../data/batches.js';
+import { resolveDevice, type BaseDType, type DeviceOption, type ResolvedDevice } from './device.js';
+import { bindKernels } from './bind-kernels.js';
+import type { Kernels } from './kernels.js';
+import { layerBackward, layerForward, LN_EPS, type LayerDropout } from './layer.js';
+import { LoraAdapter, type LoraOptions } from './lora.js';
+import { loadAdapterWeights, readAdapterConfig, saveAdapter } from './adapter-io.js';
+import { loadModelWeights, weightTensors, type ModelWeights } from './weights.js';
+import { createWorkspace, type Workspace } from './workspace.js';
+
+export type LoadProgressEvent =
+  | { type: 'resolve'; event: HubProgressEvent }
+  | { type: 'weights'; name: string; index: number; total: number }
+  | { type: 'ready'; device: ResolvedDevice; dtype: BaseDType; parameters: number };
+
+export interface LoadOptions extends Pick<ResolveOptions, 'cacheDir' | 'revision'> {
+  device?: DeviceOption;
+  /** Base weight format (default f32). */
+  dtype?: BaseDType;
+  onProgress?: (e: LoadProgressEvent) => void;
+}
+
+/** A batch as the model takes it: row-major [batch, seq] i32 arrays. */
+export interface ModelBatch {
+  batch: number;
+  seq: number;
+  inputIds: Int32Array;
+  attentionMask?: Int32Array;
+  labels?: Int32Array;
+}
+
+export interface StepOptions {
+  /** Dropout on (LoRA dropout and the model's residual dropout), seeded by `seed`. */
+  training?: boolean;
+  seed?: number;
+  /** Run the backward and accumulate the LoRA grads of gradScale · (mean loss of this batch). */
+  backward?: boolean;
+  gradScale?: number;
+  /** Receives the logits [batch, seq, vocab] (f32) when given. */
+  logits?: Float32Array;
+  /** Keep only each layer's input and recompute the rest in the backward (less memory, ~1/3 more compute). */
+  checkpointing?: boolean;
+}
+
+export interface StepResult {
+  /** Mean cross-entropy over counted tokens (HF's causal-LM loss). NaN when no token counts. */
+  loss: number;
+  lossSum: number;
+  count: number;
+}
+
+export class OptForCausalLM {
+  lora: LoraAdapter | undefined;
+  private ws: Workspace | undefined;
+  private wsKey = '';
+  private disposed = false;
+
+  private constructor(
+    readonly config: OptConfig,
+    readonly weights: ModelWeights,
+    readonly kernels: Kernels,
+    readonly device: ResolvedDevice,
+  ) {}
+
+  /** A Hugging Face model folder, or a hub id resolved into the HF cache. */
+  /** The folder or hub id the model came from, recorded in saved adapters. */
+  source: string | undefined;
+
+  static async fromPretrained(idOrDir: string, o: LoadOptions = {}): Promise<OptForCausalLM> {
+    const dir = await resolveModelDir(idOrDir, {
+      files: MODEL_FILES,
+      cacheDir: o.cacheDir,
+      revision: o.revision,
+      onProgress: (event: HubProgressEvent) => o.onProgress?.({ type: 'resolve', event }),
+    });
+    const config = await loadOptConfig(dir);
+    const source = await openWeights(dir);
+    try {
+      const model = await OptForCausalLM.fromWeights(config, source, o);
+      model.source = idOrDir;
+      return model;
+    } finally {
+      await source.close();
+    }
+  }
+
+  static async fromWeights(config: OptConfig, source: WeightSource, o: LoadOptions = {}): Promise<OptForCausalLM> {
+    const device = resolveDevice(o.device ?? 'auto');
+    const kernels = bindKernels(device.backend);
+    const dtype = o.dtype ?? 'f32';
+    const weights = await loadModelWeights(config, source, kernels, {
+      dtype,
+      device: device.memory,
+      onTensor: (name, index, total) => o.onProgress?.({ type: 'weights', name, index, total }),
+    });
+    const model = new OptForCausalLM(config, weights, kernels, device);
+    o.onProgress?.({ type: 'ready', device, dtype, parameters: model.baseParameters() });
+    return model;
+  }
+
+  /** Parameters of the base model (lm_head tied, so counted once), as PEFT's "all params". */
+  baseParameters(): number {
+    const c = this.config;
+    const C = c.hiddenSize;
+    const F = c.ffnDim;
+    const E = c.wordEmbedProjDim;
+    let n = c.vocabSize * E + (c.maxPositionEmbeddings + 2) * C;
+    if (E !== C) n += 2 * C * E;
+    if (c.doLayerNormBefore && !c.removeFinalLayerNorm) n += 2 * C;
+    const bias = c.enableBias ? 1 : 0;
+    n += c.numHiddenLayers * (4 * (C * C + bias * C) + (F * C + bias * F) + (C * F + bias * C) + 4 * C);
+    return n;
+  }
+
+  addLora(o: LoraOptions): LoraAdapter {
+    this.assertLive();
+    if (this.lora) throw new LoraError('E_CONFIG', 'this model already has a LoRA adapter; dispose it with removeLora() first');
+    this.lora = new LoraAdapter(this.config, o, this.device.memory);
+    this.dropWorkspace();
+    return this.lora;
+  }
+
+  /** Writes the adapter in PEFT's format (adapter_config.json + adapter_model.safetensors). */
+  async saveAdapter(dir: string, baseModel: string | null = this.source ?? null): Promise<void> {
+    if (!this.lora) throw new LoraError('E_CONFIG', 'this model has no LoRA adapter to save (call addLora or loadAdapter first)');
+    await saveAdapter(this.lora, dir, baseModel);
+  }
+
+  /** Loads a PEFT LoRA adapter folder (ours or Python PEFT's) onto this model. */
+  async loadAdapter(dir: string): Promise<LoraAdapter> {
+    this.assertLive();
+    const options = await readAdapterConfig(dir);
+    const lora = new LoraAdapter(this.config, { ...options, initLoraWeights: 'gaussian' }, this.device.memory);
+    try {
+      await loadAdapterWeights(lora, dir, this.config);
+    } catch (e) {
+      lora.dispose();
+      throw e;
+    }
+    this.removeLora();
+    this.lora = lora;
+    return lora;
+  }
+
+  removeLora(): void {
+    this.lora?.dispose();
+    this.lora = undefined;
+    this.dropWorkspace();
+  }
+
+  /** Forward (and optionally backward) over one batch. */
+  step(batch: ModelBatch, o: StepOptions = {}): StepResult {
+    this.assertLive();
+    validateBatch(batch, this.config);
+    const k = this.kernels;
+    const c = this.config;
+    const w = this.weights;
+    const ws = this.workspace(batch.batch, batch.seq, o.checkpointing ?? false);
+    this.upload(batch, ws);
+    const training = o.training ?? false;
+    const seed = o.seed ?? 0;
+    const dropFor = (layer: number): LayerDropout | undefined =>
+      training ? { seed, residualP: c.dropout, layer } : undefined;
+
+    // Embeddings: tokens (project_in when E != C) + learned positions.
+    const x0 = ws.caches[0].xIn;
+    if (w.projIn) {
+      k.embedding(ws.ids, w.embed, ws.embedOut);
+      k.linear(ws.embedOut, w.projIn, undefined, x0);
+      k.embedding(ws.posIds, w.pos, ws.posOut);
+      k.add(x0, ws.posOut, x0);
+    } else {
+      k.embedding(ws.ids, w.embed, x0, { ids: ws.posIds, table: w.pos });
+    }
+    const L = c.numHiddenLayers;
+    for (let i = 0; i < L; i++) {
+      const out = i + 1 < L ? ws.caches[i + 1].xIn : ws.out;
+      layerForward(k, c, w.layers[i], this.lora, i, ws.caches[i], ws, out, dropFor(i));
+    }
+    // Final: pre-LN's final layer norm, or post-LN's project_out.
+    let hFinal: NativeTensor = ws.out;
+    if (w.finalLnG || (c.doLayerNormBefore && !c.removeFinalLayerNorm)) {
+      k.layerNorm(ws.out, w.finalLnG, w.finalLnB, LN_EPS, ws.hFinal, ws.finalMean, ws.finalRstd);
+      hFinal = ws.hFinal;
+    } else if (w.projOut) {
+      k.linear(ws.out, w.projOut, undefined, ws.hFinal);
+      hFinal = ws.hFinal;
+    }
+    const backward = (o.backward ?? false) && this.lora !== undefined;
+    const gradScale = o.gradScale ?? 1;
+    const logits = o.logits ? native().Tensor.empty('f32', [ws.M, c.vocabSize], this.device.memory) : undefined;
+    try {
+      const { lossSum, count: counted } = k.crossEntropy(hFinal, w.lmHead, ws.targets, {
+        gradScale,
+        dh: backward ? ws.dFinal : undefined,
+        logits,
+      });
+      if (logits && o.logits) {
+        const arr = logits.toArray() as Float32Array;
+        if (o.logits.length !== arr.length) throw new LoraError('E_SHAPE', `logits buffer has ${o.logits.length} elements, needs ${arr.length}`);
+        o.logits.set(arr);
+      }
+      if (backward) this.backward(ws, dropFor, o.checkpointing ?? false);
+      return { loss: counted > 0 ? lossSum / counted : Number.NaN, lossSum, count: counted };
+    } finally {
+      logits?.dispose();
+    }
+  }
+
+  private backward(ws: Workspace, dropFor: (layer: number) => LayerDropout | undefined, checkpointing: boolean): void {
+    const k = this.kernels;
+    const c = this.config;
+    const w = this.weights;
+    let dOut = ws.dOut;
+    let dX = ws.dOutB;
+    if (w.finalLnG || (c.doLayerNormBefore && !c.removeFinalLayerNorm)) {
+      k.layerNormBackward(ws.dFinal, ws.out, w.finalLnG, ws.finalMean, ws.finalRstd, dOut);
+    } else if (w.projOut) {
+      k.linearBackward(ws.dFinal, ws.out, w.projOut, dOut, false);
+    } else {
+      k.scale(ws.dFinal, 1, dOut);
+    }
+    for (let i = c.numHiddenLayers - 1; i >= 0; i--) {
+      if (checkpointing) {
+        // Recompute this layer's caches from its stored input (same dropout seeds → same masks);
+        // its output is not needed again, so it goes to scratch.
+        layerForward(k, c, w.layers[i], this.lora, i, ws.caches[i], ws, ws.recompute, dropFor(i));
+      }
+      layerBackward(k, c, w.layers[i], this.lora, i, ws.caches[i], ws, dOut, i > 0 ? dX : undefined, dropFor(i));
+      [dOut, dX] = [dX, dOut];
+    }
+  }
+
+  private upload(b: ModelBatch, ws: Workspace): void {
+    const M = ws.M;
+    const mask = b.attentionMask ?? new Int32Array(M).fill(1);
+    const pos = new Int32Array(M);
+    for (let r = 0; r < b.batch; r++) {
+      // HF OPT: positions = cumsum(mask) * mask - 1, then + 2 (learned-position offset).
+      let run = 0;
+      for (let t = 0; t < b.seq; t++) {
+        const i = r * b.seq + t;
+        run += mask[i] ? 1 : 0;
+        pos[i] = (mask[i] ? run : 0) - 1 + 2;
+      }
+    }
+    const targets = new Int32Array(M).fill(IGNORE_INDEX);
+    if (b.labels) {
+      for (let r = 0; r < b.batch; r++) for (let t = 0; t + 1 < b.seq; t++) targets[r * b.seq + t] = b.labels[r * b.seq + t + 1];
+    }
+    ws.ids.copyFrom(b.inputIds);
+    ws.posIds.copyFrom(pos);
+    ws.mask.copyFrom(mask);
+    ws.targets.copyFrom(targets);
+  }
+
+  private workspace(B: number, T: number, checkpointing: boolean): Workspace {
+    const key = `${B}x${T}:${checkpointing}`;
+    if (this.ws && this.wsKey === key) return this.ws;
+    this.dropWorkspace();
+    this.ws = createWorkspace(this.config, this.lora, B, T, this.device.memory, checkpointing);
+    this.wsKey = key;
+    return this.ws;
+  }
+
+  private dropWorkspace(): void {
+    if (this.ws) for (const t of this.ws.all) t.dispose();
+    this.ws = undefined;
+    this.wsKey = '';
+  }
+
+  private assertLive(): void {
+    if (this.disposed) throw new LoraError('E_CONFIG', 'model was disposed');
+  }
+
+  /** Native bytes held by the base weights (what a quantized format saves). */
+  baseBytes(): number {
+    return weightTensors(this.weights).reduce((n, t) => n + t.nbytes + (t.scales()?.byteLength ?? 0), 0);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.dropWorkspace();
+    this.lora?.dispose();
+    this.lora = undefined;
+    for (const t of weightTensors(this.weights)) t.dispose();
+    this.disposed = true;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+function validateBatch(b: ModelBatch, c: OptConfig): void {
+  const n = b.batch * b.seq;
+  if (!Number.isInteger(b.batch) || b.batch < 1) throw new LoraError('E_SHAPE', `batch must be a positive integer, got ${b.batch}`);
+  if (!Number.isInteger(b.seq) || b.seq < 1) throw new LoraError('E_SHAPE', `seq must be a positive integer, got ${b.seq}`);
+  if (b.seq > c.maxPositionEmbeddings) throw new LoraError('E_SHAPE', `seq ${b.seq} exceeds the model's ${c.maxPositionEmbeddings} positions`);
+  if (b.inputIds.length !== n) throw new LoraError('E_SHAPE', `inputIds has ${b.inputIds.length} ids, expected batch*seq = ${n}`);
+  if (b.attentionMask && b.attentionMask.length !== n) throw new LoraError('E_SHAPE', `attentionMask has ${b.attentionMask.length} entries, expected ${n}`);
+  if (b.labels && b.labels.length !== n) throw new LoraError('E_SHAPE', `labels has ${b.labels.length} entries, expected ${n}`);
+  for (let i = 0; i < n; i++) {
+    const id = b.inputIds[i];
+    if (id < 0 || id >= c.vocabSize) throw new LoraError('E_SHAPE', `inputIds[${i}] = ${id} is outside the vocabulary [0, ${c.vocabSize})`);
+    if (b.labels) {
+      const l = b.labels[i];
+      if (l !== IGNORE_INDEX && (l < 0 || l >= c.vocabSize)) throw new LoraError('E_SHAPE', `labels[${i}] = ${l} is neither -100 nor a token id`);
+    }
+  }
+}

@@ -1,0 +1,105 @@
+// Activation buffers for one batch shape, allocated once and reused every step (the native caching
+// allocator would make re-allocation cheap too, but reuse keeps peak memory flat and predictable).
+import { native, type DeviceName, type NativeTensor } from '@lora/core-native';
+
+import type { OptConfig } from '../config/opt-config.js';
+import type { LoraAdapter } from './lora.js';
+
+/** What one decoder layer's forward keeps for its backward. */
+export interface LayerCache {
+  xIn: NativeTensor; // [M, C] layer input (also the attention residual)
+  ln1Y: NativeTensor; // [M, C] self_attn_layer_norm output
+  ln1Mean: NativeTensor; // [M]
+  ln1Rstd: NativeTensor;
+  qkv: NativeTensor; // [M, 3C]
+  xaQkv?: NativeTensor; // [M, 3r] LoRA cache
+  o: NativeTensor; // [M, C] attention output (before out_proj)
+  lse: NativeTensor; // [B, H, T]
+  xaOut?: NativeTensor;
+  sum1: NativeTensor; // [M, C] xIn + drop(out_proj(o))
+  ln2Y: NativeTensor; // [M, C] final_layer_norm output
+  ln2Mean: NativeTensor;
+  ln2Rstd: NativeTensor;
+  h1: NativeTensor; // [M, F] relu(fc1(.))
+  xaFc1?: NativeTensor;
+  xaFc2?: NativeTensor;
+  sum2: NativeTensor; // [M, C] residual sum before the post-LN final_layer_norm (post-LN only)
+}
+
+export interface Workspace {
+  B: number;
+  T: number;
+  M: number;
+  ids: NativeTensor; // i32 [M]
+  posIds: NativeTensor; // i32 [M]
+  mask: NativeTensor; // i32 [M]
+  targets: NativeTensor; // i32 [M]
+  embedOut: NativeTensor; // [M, E]
+  posOut: NativeTensor; // [M, C]
+  caches: LayerCache[]; // with checkpointing all layers share one cache but own their xIn
+  out: NativeTensor; // [M, C] output of the last layer
+  hFinal: NativeTensor; // [M, E] input of lm_head
+  finalMean: NativeTensor; // [M] final layer norm cache (pre-LN)
+  finalRstd: NativeTensor;
+  recompute: NativeTensor; // [M, C] where a recomputed (checkpointed) layer writes its unused output
+  // scratch
+  proj: NativeTensor; // [M, C]
+  dOut: NativeTensor; // [M, C] grad flowing down the layers (two buffers, alternating)
+  dOutB: NativeTensor;
+  dTmp: NativeTensor; // [M, C]
+  dTmp2: NativeTensor; // [M, C]
+  dH1: NativeTensor; // [M, F]
+  dQkv: NativeTensor; // [M, 3C]
+  dFinal: NativeTensor; // [M, E]
+  all: NativeTensor[];
+}
+
+export function createWorkspace(c: OptConfig, lora: LoraAdapter | undefined, B: number, T: number, device: DeviceName, checkpointing: boolean): Workspace {
+  const { Tensor } = native();
+  const all: NativeTensor[] = [];
+  const f32 = (...shape: number[]) => {
+    const t = Tensor.empty('f32', shape, device);
+    all.push(t);
+    return t;
+  };
+  const i32 = (n: number) => {
+    const t = Tensor.empty('i32', [n], device);
+    all.push(t);
+    return t;
+  };
+  const M = B * T;
+  const C = c.hiddenSize;
+  const F = c.ffnDim;
+  const E = c.wordEmbedProjDim;
+  const H = c.numAttentionHeads;
+  const r = lora?.r ?? 0;
+  const cacheFor = (i: number, xIn: NativeTensor): LayerCache => {
+    const l = lora?.layers[i];
+    return {
+      xIn,
+      ln1Y: f32(M, C), ln1Mean: f32(M), ln1Rstd: f32(M),
+      qkv: f32(M, 3 * C), xaQkv: l?.qkv ? f32(M, 3 * r) : undefined,
+      o: f32(M, C), lse: f32(B * H * T), xaOut: l?.out_proj ? f32(M, r) : undefined,
+      sum1: f32(M, C), ln2Y: f32(M, C), ln2Mean: f32(M), ln2Rstd: f32(M),
+      h1: f32(M, F), xaFc1: l?.fc1 ? f32(M, r) : undefined, xaFc2: l?.fc2 ? f32(M, r) : undefined,
+      sum2: f32(M, C),
+    };
+  };
+  const inputs = Array.from({ length: c.numHiddenLayers }, () => f32(M, C));
+  let caches: LayerCache[];
+  if (checkpointing) {
+    // LoRA modules are the same in every layer, so one scratch cache fits all.
+    const shared = cacheFor(0, inputs[0]);
+    caches = inputs.map((xIn) => ({ ...shared, xIn }));
+  } else {
+    caches = inputs.map((xIn, i) => cacheFor(i, xIn));
+  }
+  return {
+    B, T, M,
+    ids: i32(M), posIds: i32(M), mask: i32(M), targets: i32(M),
+    embedOut: f32(M, E), posOut: f32(M, C),
+    caches, out: f32(M, C), hFinal: f32(M, E), finalMean: f32(M), finalRstd: f32(M), recompute: f32(M, C),
+    proj: f32(M, C), dOut: f32(M, C), dOutB: f32(M, C), dTmp: f32(M, C), dTmp2: f32(M, C), dH1: f32(M, F), dQkv: f32(M, 3 * C), dFinal: f32(M, E),
+    all,
+  };
+}

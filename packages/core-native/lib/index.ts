@@ -22,3 +22,12 @@ import type { NativeAddon } from './native.js';
 export function native(): NativeAddon {
   return loadAddon().addon;
 }
+export * as ops from './ops.js';
+export type {
+  OpBackend,
+  OpOptions,
+  ActDType,
+  WeightDType,
+  CrossEntropyResult,
+  OpSupport,
+} from './ops.js';

@@ -101,3 +101,6 @@ export interface NativeAddon {
   errorCodes: Record<string, string>;
   [op: string]: unknown;
 }
+
+/** Option and result types of the op wrappers (lib/ops.ts), re-exported for typing addon users. */
+export type { OpBackend, OpOptions, ActDType, WeightDType, CrossEntropyResult, OpSupport } from './ops.js';

@@ -1,0 +1,367 @@
+// Typed wrappers of the native ops: the API the SDK builds the OPT model on. Every op takes
+// NativeTensor handles and an options object; outputs are allocated when not given (pass `out`
+// to reuse buffers). `backend` picks the implementation: 'auto' (default: 'cpu' when the CPU has
+// AVX-512 BF16/VNNI, else 'ref'), 'ref' (scalar ground truth), 'cpu', and later 'emu'/'cuda'.
+// An explicit backend that cannot run an op throws ERR_LORA_UNSUPPORTED; nothing falls back.
+//
+// Shapes: activations are row-major with any leading dims (rows = their product). Weights are
+// [N, K] (out × in, as torch.nn.Linear). Gradient contract: parameter grads accumulate (+=),
+// activation grads overwrite (=) unless `accumulate` is set.
+import { loadAddon } from './loader.js';
+import type { DType, NativeTensor } from './native.js';
+
+export type OpBackend = 'auto' | 'ref' | 'cpu' | 'emu' | 'cuda';
+export interface OpOptions {
+  backend?: OpBackend;
+}
+/** Activation dtypes the matmul family reads and writes. */
+export type ActDType = 'f32' | 'bf16';
+/** Dtypes a linear weight may have (i8 with per-row scales; int4/nf4 with per-block scales). */
+export type WeightDType = 'f32' | 'f16' | 'bf16' | 'i8' | 'int4' | 'nf4';
+
+type Fn = (...args: unknown[]) => unknown;
+function op(name: string): Fn {
+  const f = loadAddon().addon[name];
+  if (typeof f !== 'function') throw new Error(`lora: the native addon lacks ${name}; rebuild @lora/core-native`);
+  return f as Fn;
+}
+function empty(dtype: DType, shape: number[]): NativeTensor {
+  return loadAddon().addon.Tensor.empty(dtype, shape);
+}
+const lead = (t: NativeTensor): number[] => t.shape.slice(0, -1);
+const rows = (t: NativeTensor): number => lead(t).reduce((a, b) => a * b, 1);
+
+// ---- matmul ----
+
+export interface MatmulXWtOptions extends OpOptions {
+  bias?: NativeTensor;
+  out?: NativeTensor;
+  /** dtype of a new output (default: x's dtype). */
+  outDtype?: ActDType;
+  /** out += x·wᵀ (+ bias) instead of overwriting. */
+  accumulate?: boolean;
+}
+/** y = x·wᵀ + bias. x [..., K] f32|bf16, w [N, K] any WeightDType; returns y [..., N]. */
+export function matmulXWt(x: NativeTensor, w: NativeTensor, o: MatmulXWtOptions = {}): NativeTensor {
+  const y = o.out ?? empty(o.outDtype ?? (x.dtype as ActDType), [...lead(x), w.shape[0]]);
+  op('opMatmulXWt')(x, w, o.bias ?? null, y, o.accumulate ?? false, o.backend);
+  return y;
+}
+
+export interface MatmulDYWOptions extends OpOptions {
+  out?: NativeTensor;
+  outDtype?: ActDType;
+  accumulate?: boolean;
+}
+/** dx = dy·w (the input gradient of a linear layer). dy [..., N], w [N, K]; returns dx [..., K]. */
+export function matmulDYW(dy: NativeTensor, w: NativeTensor, o: MatmulDYWOptions = {}): NativeTensor {
+  const dx = o.out ?? empty(o.outDtype ?? (dy.dtype as ActDType), [...lead(dy), w.shape[1]]);
+  op('opMatmulDYW')(dy, w, dx, o.accumulate ?? false, o.backend);
+  return dx;
+}
+
+export interface MatmulDWOptions extends OpOptions {
+  /** dbias [N] f32 += Σ dy over rows. */
+  dbias?: NativeTensor;
+}
+/** dw [N, K] f32 += dyᵀ·x (the weight gradient; accumulates). */
+export function matmulDW(dy: NativeTensor, x: NativeTensor, dw: NativeTensor, o: MatmulDWOptions = {}): void {
+  op('opMatmulDW')(dy, x, dw, o.dbias ?? null, o.backend);
+}
+
+export interface QuantizeOptions extends OpOptions {
+  /** Elements per absmax scale for int4/nf4 (default 64). */
+  blockSize?: number;
+}
+/** Quantizes an f32 [N, K] weight: i8 (per-row absmax), int4 or nf4 (per-block absmax). */
+export function quantize(w: NativeTensor, dtype: 'i8' | 'int4' | 'nf4', o: QuantizeOptions = {}): NativeTensor {
+  return op('opQuantize')(w, dtype, o.blockSize ?? 64, o.backend) as NativeTensor;
+}
+/** Any weight -> f32 [N, K] (tests, merging adapters). */
+export function dequantize(w: NativeTensor, o: OpOptions = {}): NativeTensor {
+  return op('opDequantize')(w, o.backend) as NativeTensor;
+}
+
+// ---- fused LoRA linear ----
+
+export interface LoraCommon extends OpOptions {
+  /** alpha / r (or alpha / sqrt(r) for rsLoRA). */
+  scale: number;
+  /** Dropout on the LoRA branch's input (default 0). */
+  dropout?: number;
+  /** Dropout seed and element offset (same seed + offset in forward and backward). */
+  seed?: number;
+  offset?: number;
+  /** Stacked groups sharing x (q/k/v: 3): w [G*N, K], a [G*r, K], b [G*N, r]. */
+  groups?: number;
+}
+export interface LoraForwardOptions extends LoraCommon {
+  bias?: NativeTensor;
+  out?: NativeTensor;
+  outDtype?: ActDType;
+  /** [rows, G*r] f32 buffer for the cached x·Aᵀ. */
+  xa?: NativeTensor;
+}
+/**
+ * y = x·wᵀ + bias + scale·(drop(x)·aᵀ)·bᵀ per group. Returns y and xa (= drop(x)·aᵀ, needed by
+ * loraBackward).
+ */
+export function loraForward(x: NativeTensor, w: NativeTensor, a: NativeTensor, b: NativeTensor, o: LoraForwardOptions): { y: NativeTensor; xa: NativeTensor } {
+  const y = o.out ?? empty(o.outDtype ?? (x.dtype as ActDType), [...lead(x), w.shape[0]]);
+  const xa = o.xa ?? empty('f32', [rows(x), a.shape[0]]);
+  op('opLoraForward')(x, w, o.bias ?? null, a, b, y, xa, o.scale, o.dropout ?? 0, o.seed ?? 0, o.offset ?? 0, o.groups ?? 1, o.backend);
+  return { y, xa };
+}
+
+export interface LoraBackwardOptions extends LoraCommon {
+  /** Input gradient buffer; false skips dx (first layer). */
+  dx?: NativeTensor | false;
+  dxDtype?: ActDType;
+  /** dx += instead of = (x feeds several consumers). */
+  accumulate?: boolean;
+  /** Parameter grads (f32, shapes of a and b); they accumulate. Omit to skip. */
+  da?: NativeTensor;
+  db?: NativeTensor;
+}
+/** Backward of loraForward: dA, dB accumulate; returns dx (overwritten unless accumulate). */
+export function loraBackward(dy: NativeTensor, x: NativeTensor, w: NativeTensor, a: NativeTensor, b: NativeTensor, xa: NativeTensor, o: LoraBackwardOptions): { dx?: NativeTensor } {
+  const dx = o.dx === false ? null : (o.dx ?? empty(o.dxDtype ?? (dy.dtype as ActDType), [...lead(x), w.shape[1]]));
+  op('opLoraBackward')(dy, x, w, a, b, xa, dx, o.da ?? null, o.db ?? null, o.scale, o.dropout ?? 0, o.seed ?? 0, o.offset ?? 0, o.groups ?? 1, o.accumulate ?? false, o.backend);
+  return dx ? { dx } : {};
+}
+
+// ---- embedding, layernorm ----
+
+export interface EmbeddingOptions extends OpOptions {
+  /** Position ids (i32, same shape as ids) and the learned position table. */
+  positions?: NativeTensor;
+  posTable?: NativeTensor;
+  /** Added to each position id (OPT: 2, the default). */
+  posOffset?: number;
+  out?: NativeTensor;
+}
+/** out[..., :] = table[ids] (+ posTable[positions + posOffset]). ids i32; returns [...ids.shape, C]. */
+export function embedding(ids: NativeTensor, table: NativeTensor, o: EmbeddingOptions = {}): NativeTensor {
+  const out = o.out ?? empty('f32', [...ids.shape, table.shape[1]]);
+  op('opEmbedding')(ids, table, out, o.positions ?? null, o.posTable ?? null, o.posOffset ?? 2, o.backend);
+  return out;
+}
+export interface EmbeddingBackwardOptions extends OpOptions {
+  dtable?: NativeTensor;
+  positions?: NativeTensor;
+  dposTable?: NativeTensor;
+  posOffset?: number;
+}
+/** dtable[ids] += dout (and dposTable likewise). */
+export function embeddingBackward(ids: NativeTensor, dout: NativeTensor, o: EmbeddingBackwardOptions): void {
+  op('opEmbeddingBackward')(ids, dout, o.dtable ?? null, o.positions ?? null, o.dposTable ?? null, o.posOffset ?? 2, o.backend);
+}
+
+export interface LayerNormOptions extends OpOptions {
+  gamma?: NativeTensor;
+  beta?: NativeTensor;
+  /** Default 1e-5 (OPT). */
+  eps?: number;
+  out?: NativeTensor;
+  mean?: NativeTensor;
+  rstd?: NativeTensor;
+}
+/** Layernorm over the last dim (f32). Returns y and the cached per-row mean and rstd. */
+export function layerNorm(x: NativeTensor, o: LayerNormOptions = {}): { y: NativeTensor; mean: NativeTensor; rstd: NativeTensor } {
+  const y = o.out ?? empty('f32', x.shape);
+  const mean = o.mean ?? empty('f32', [rows(x)]);
+  const rstd = o.rstd ?? empty('f32', [rows(x)]);
+  op('opLayerNorm')(x, o.gamma ?? null, o.beta ?? null, y, mean, rstd, o.eps ?? 1e-5, o.backend);
+  return { y, mean, rstd };
+}
+export interface LayerNormBackwardOptions extends OpOptions {
+  gamma?: NativeTensor;
+  dx?: NativeTensor;
+  /** Affine grads accumulate when given (the frozen base skips them). */
+  dgamma?: NativeTensor;
+  dbeta?: NativeTensor;
+}
+/** Returns dx (overwritten). */
+export function layerNormBackward(dy: NativeTensor, x: NativeTensor, mean: NativeTensor, rstd: NativeTensor, o: LayerNormBackwardOptions = {}): NativeTensor {
+  const dx = o.dx ?? empty('f32', x.shape);
+  op('opLayerNormBackward')(dy, x, o.gamma ?? null, mean, rstd, dx, o.dgamma ?? null, o.dbeta ?? null, o.backend);
+  return dx;
+}
+
+// ---- attention ----
+
+export interface AttentionCommon extends OpOptions {
+  heads: number;
+  /** Score scale (default head_dim^-0.5, OPT's q scaling). */
+  scale?: number;
+  /** Per-batch visible key count (i32 [B]): keys j >= kvLens[b] are padding. */
+  kvLens?: NativeTensor;
+  /** Attention mask (i32 [B, T], 0 = padding key), as Hugging Face's attention_mask. */
+  mask?: NativeTensor;
+}
+export interface AttentionOptions extends AttentionCommon {
+  out?: NativeTensor;
+  lse?: NativeTensor;
+}
+/**
+ * Causal attention. q, k, v [B, T, C] f32 (column slices of a fused [B, T, 3C] buffer work).
+ * Returns o [B, T, C] and lse [B, H, T] (cached for the backward). Rows with no visible key give 0.
+ */
+export function attention(q: NativeTensor, k: NativeTensor, v: NativeTensor, o: AttentionOptions): { o: NativeTensor; lse: NativeTensor } {
+  const out = o.out ?? empty('f32', q.shape);
+  const lse = o.lse ?? empty('f32', [q.shape[0], o.heads, q.shape[1]]);
+  op('opAttention')(q, k, v, out, lse, o.heads, o.scale ?? null, o.kvLens ?? null, o.mask ?? null, o.backend);
+  return { o: out, lse };
+}
+export interface AttentionBackwardOptions extends AttentionCommon {
+  dq?: NativeTensor;
+  dk?: NativeTensor;
+  dv?: NativeTensor;
+}
+/** Returns dq, dk, dv (overwritten; they may be column slices of one [B, T, 3C] buffer). */
+export function attentionBackward(dout: NativeTensor, q: NativeTensor, k: NativeTensor, v: NativeTensor, out: NativeTensor, lse: NativeTensor, o: AttentionBackwardOptions): { dq: NativeTensor; dk: NativeTensor; dv: NativeTensor } {
+  const dq = o.dq ?? empty('f32', q.shape);
+  const dk = o.dk ?? empty('f32', k.shape);
+  const dv = o.dv ?? empty('f32', v.shape);
+  op('opAttentionBackward')(dout, q, k, v, out, lse, dq, dk, dv, o.heads, o.scale ?? null, o.kvLens ?? null, o.mask ?? null, o.backend);
+  return { dq, dk, dv };
+}
+
+// ---- elementwise ----
+
+export interface OutOptions extends OpOptions {
+  /** Output buffer; may be the input itself (in place). */
+  out?: NativeTensor;
+}
+/** y = max(x, 0) (f32). */
+export function relu(x: NativeTensor, o: OutOptions = {}): NativeTensor {
+  const y = o.out ?? empty('f32', x.shape);
+  op('opRelu')(x, y, o.backend);
+  return y;
+}
+/** dx = dy where y > 0 (takes the forward's output y). */
+export function reluBackward(y: NativeTensor, dy: NativeTensor, o: OutOptions = {}): NativeTensor {
+  const dx = o.out ?? empty('f32', y.shape);
+  op('opReluBackward')(y, dy, dx, o.backend);
+  return dx;
+}
+export interface AddOptions extends OutOptions {
+  /** out = a + alpha·b (default 1). */
+  alpha?: number;
+}
+/** Residual add / axpy (f32, equal element counts). */
+export function add(a: NativeTensor, b: NativeTensor, o: AddOptions = {}): NativeTensor {
+  const out = o.out ?? empty('f32', a.shape);
+  op('opAdd')(a, b, out, o.alpha ?? 1, o.backend);
+  return out;
+}
+/** out = alpha·x (f32). */
+export function scale(x: NativeTensor, alpha: number, o: OutOptions = {}): NativeTensor {
+  const out = o.out ?? empty('f32', x.shape);
+  op('opScale')(x, out, alpha, o.backend);
+  return out;
+}
+/** Converts between f32, f16 and bf16 (round to nearest even). */
+export function cast(x: NativeTensor, dtype: 'f32' | 'f16' | 'bf16', o: OpOptions & { out?: NativeTensor } = {}): NativeTensor {
+  const out = o.out ?? empty(dtype, x.shape);
+  op('opCast')(x, out, o.backend);
+  return out;
+}
+export interface DropoutOptions extends OutOptions {
+  seed: number;
+  /** Element offset added to the index (default 0); see ops.h for the Philox mapping. */
+  offset?: number;
+}
+/** out = x·mask/(1-p), mask from Philox4x32-10(seed, index) — the backward is the same call on dy. */
+export function dropout(x: NativeTensor, p: number, o: DropoutOptions): NativeTensor {
+  const out = o.out ?? empty('f32', x.shape);
+  op('opDropout')(x, out, p, o.seed, o.offset ?? 0, o.backend);
+  return out;
+}
+
+// ---- loss ----
+
+export interface CrossEntropyOptions extends OpOptions {
+  /** Targets equal to this are not counted (default -100). */
+  ignoreIndex?: number;
+  /** Compute dh (default true); pass a tensor to reuse a buffer. */
+  dh?: NativeTensor | boolean;
+  /** Multiplies dh (e.g. 1/gradAccum). */
+  gradScale?: number;
+  /** Vocabulary rows per chunk (default 4096): memory is rows × chunk logits. */
+  chunk?: number;
+  /** Also write the full [rows, V] f32 logits (generation/tests). */
+  logits?: NativeTensor | boolean;
+  /** Per-row losses [rows] f32 (0 for ignored rows). */
+  lossRows?: NativeTensor;
+}
+export interface CrossEntropyResult {
+  /** Mean loss over counted rows (0 when none). */
+  loss: number;
+  count: number;
+  dh?: NativeTensor;
+  logits?: NativeTensor;
+}
+/**
+ * Fused lm-head + cross-entropy: logits = h·wᵀ streamed over vocabulary chunks (the [rows, V]
+ * logits never exist unless asked for). h [..., C] f32|bf16, w [V, C] any WeightDType, targets i32.
+ */
+export function crossEntropy(h: NativeTensor, w: NativeTensor, targets: NativeTensor, o: CrossEntropyOptions = {}): CrossEntropyResult {
+  const dh = o.dh === false ? null : o.dh === true || o.dh === undefined ? empty('f32', [...lead(h), h.shape[h.shape.length - 1]]) : o.dh;
+  const logits = o.logits === true ? empty('f32', [...lead(h), w.shape[0]]) : o.logits ? o.logits : null;
+  const r = op('opCrossEntropy')(h, w, targets, dh, logits, o.lossRows ?? null, o.ignoreIndex ?? -100, o.gradScale ?? 1, o.chunk ?? 4096, o.backend) as { loss: number; count: number };
+  const res: CrossEntropyResult = { loss: r.loss, count: r.count };
+  if (dh) res.dh = dh;
+  if (logits) res.logits = logits;
+  return res;
+}
+
+// ---- optimiser ----
+
+export interface AdamWOptions extends OpOptions {
+  lr: number;
+  /** 1-based step for bias correction. */
+  step: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  /** Multiplies the gradient first (clipping, loss scaling). */
+  gradScale?: number;
+}
+/** One AdamW step in place on param, m, v (PyTorch semantics; f32). */
+export function adamw(param: NativeTensor, grad: NativeTensor, m: NativeTensor, v: NativeTensor, o: AdamWOptions): void {
+  op('opAdamW')(param, grad, m, v, o.lr, o.beta1 ?? 0.9, o.beta2 ?? 0.999, o.eps ?? 1e-8, o.weightDecay ?? 0, o.step, o.gradScale ?? 1, o.backend);
+}
+/** Global L2 norm of f32 tensors (f64 accumulation). */
+export function gradNorm(tensors: NativeTensor[], o: OpOptions = {}): number {
+  return Math.sqrt(op('opSumSquares')(tensors, o.backend) as number);
+}
+/**
+ * torch.nn.utils.clip_grad_norm_: scales every tensor in place by min(1, maxNorm/(norm+1e-6)).
+ * Returns the norm before clipping and the factor applied.
+ */
+export function clipGradNorm(tensors: NativeTensor[], maxNorm: number, o: OpOptions = {}): { norm: number; factor: number } {
+  const norm = gradNorm(tensors, o);
+  const factor = Math.min(1, maxNorm / (norm + 1e-6));
+  if (factor < 1) for (const t of tensors) scale(t, factor, { out: t, backend: o.backend });
+  return { norm, factor };
+}
+
+// ---- introspection ----
+
+export interface OpSupport {
+  ok: boolean;
+  reason: string;
+}
+/** Asks a backend whether it runs `op` for these dtypes and sizes (never throws for unknown backends). */
+export function opSupports(backend: Exclude<OpBackend, 'auto'>, opName: string, dtypes: DType[], sizes: number[] = []): OpSupport {
+  return op('opSupports')(backend, opName, dtypes, sizes) as OpSupport;
+}
+/** Threads of the cpu backend's pool (LORA_NUM_THREADS, default: logical cores). */
+export function setNumThreads(n: number): void {
+  op('setNumThreads')(n);
+}
+export function getNumThreads(): number {
+  return op('getNumThreads')() as number;
+}

@@ -1,0 +1,136 @@
+// Bindings of the matmul layouts and of quantize/dequantize.
+//   opMatmulXWt(x, w, bias|null, y, accumulate, backend?)   y = x·wᵀ (+ bias) (+ y)
+//   opMatmulDYW(dy, w, dx, accumulate, backend?)             dx = dy·w (+ dx)
+//   opMatmulDW(dy, x, dw, dbias|null, backend?)              dw += dyᵀ·x, dbias += Σ dy
+//   opQuantize(src, dtype, blockSize, backend?) -> Tensor    f32 [N, K] -> i8/int4/nf4
+//   opDequantize(w, backend?) -> Tensor                       any weight -> f32
+#include "errors_js.h"
+#include "ops_common.h"
+#include "registry.h"
+#include "tensor_wrap.h"
+
+namespace lora::binding {
+
+namespace {
+
+Napi::Value MatmulXWt(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "matmulXWt");
+    Tensor& x = a.tensor(0, "x");
+    Tensor& wt = a.tensor(1, "w");
+    Tensor* bias = a.optional_tensor(2, "bias");
+    Tensor& y = a.tensor(3, "y");
+    const bool acc = a.boolean_or(4, "accumulate", false);
+    const ops::Weight w = as_weight(wt, "w");
+    const int64_t N = w.rows, K = w.cols;
+    const MatView xv = matrix_view(x, "x");
+    if (xv.cols != K) throw Error(LORA_ERR_SHAPE, "x: last dimension " + std::to_string(xv.cols) + " does not match w's input features " + std::to_string(K) + " (w is [N, K] = " + shape_str(wt.shape) + ")", "x");
+    const int64_t M = xv.rows;
+    ops::MatmulXWt p{M, K, N, as_mat(x, "x", M, K), w, bias ? f32_data(*bias, "bias", N) : nullptr, as_mut_mat(y, "y", M, N), acc};
+    std::vector<Span> ins = {span_of(x, "x"), span_of(wt, "w")};
+    if (bias) ins.push_back(span_of(*bias, "bias"));
+    check_no_alias({span_of(y, "y")}, ins);
+    const ops::OpTable& t = pick_backend(a, 5, "matmul_xwt", {x.dtype, wt.dtype, y.dtype}, {M, K, N});
+    t.matmul_xwt(ops::context_for(t), p);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value MatmulDYW(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "matmulDYW");
+    Tensor& dy = a.tensor(0, "dy");
+    Tensor& wt = a.tensor(1, "w");
+    Tensor& dx = a.tensor(2, "dx");
+    const bool acc = a.boolean_or(3, "accumulate", false);
+    const ops::Weight w = as_weight(wt, "w");
+    const int64_t N = w.rows, K = w.cols;
+    const MatView v = matrix_view(dy, "dy");
+    if (v.cols != N) throw Error(LORA_ERR_SHAPE, "dy: last dimension " + std::to_string(v.cols) + " does not match w's output features " + std::to_string(N), "dy");
+    const int64_t M = v.rows;
+    ops::MatmulDYW p{M, N, K, as_mat(dy, "dy", M, N), w, as_mut_mat(dx, "dx", M, K), acc};
+    check_no_alias({span_of(dx, "dx")}, {span_of(dy, "dy"), span_of(wt, "w")});
+    const ops::OpTable& t = pick_backend(a, 4, "matmul_dyw", {dy.dtype, wt.dtype, dx.dtype}, {M, N, K});
+    t.matmul_dyw(ops::context_for(t), p);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value MatmulDW(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "matmulDW");
+    Tensor& dy = a.tensor(0, "dy");
+    Tensor& x = a.tensor(1, "x");
+    Tensor& dw = a.tensor(2, "dw");
+    Tensor* db = a.optional_tensor(3, "dbias");
+    const MatView dv = matrix_view(dy, "dy");
+    const MatView xv = matrix_view(x, "x");
+    const int64_t M = dv.rows, N = dv.cols, K = xv.cols;
+    if (xv.rows != M) throw Error(LORA_ERR_SHAPE, "x: " + std::to_string(xv.rows) + " rows, but dy has " + std::to_string(M), "x");
+    expect_dtype(dw, DType::F32, "dw");
+    expect_shape(dw, {N, K}, "dw");
+    ops::MatmulDW p{M, N, K, as_mat(dy, "dy", M, N), as_mat(x, "x", M, K), f32_data(dw, "dw", N * K), K,
+                    db ? f32_data(*db, "dbias", N) : nullptr};
+    std::vector<Span> outs = {span_of(dw, "dw")};
+    if (db) outs.push_back(span_of(*db, "dbias"));
+    check_no_alias(outs, {span_of(dy, "dy"), span_of(x, "x")});
+    const ops::OpTable& t = pick_backend(a, 4, "matmul_dw", {dy.dtype, x.dtype, dw.dtype}, {M, N, K});
+    t.matmul_dw(ops::context_for(t), p);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value Quantize(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "quantize");
+    Tensor& src = a.tensor(0, "src");
+    const DType dt = a.dtype(1, "dtype");
+    if (!(dt == DType::I8 || dt == DType::INT4 || dt == DType::NF4)) a.bad("dtype", "'i8', 'int4' or 'nf4'");
+    expect_rank(src, 2, "src");
+    const int64_t rows = src.shape[0], cols = src.shape[1];
+    f32_data(src, "src", rows * cols);
+    int64_t block = cols;
+    if (dt != DType::I8) {
+      block = a.integer_or(2, "blockSize", 2, 1 << 20, 64);
+      if (block % 2 || cols % block) a.bad("blockSize", "even and a divisor of the row length " + std::to_string(cols));
+    }
+    const ops::OpTable& t = pick_backend(a, 3, "quantize", {src.dtype, dt}, {rows, cols, block});
+    Tensor out = Tensor::empty(dt == DType::I8 ? DType::I8 : DType::U8, dt == DType::I8 ? src.shape : Shape{rows, (cols + 1) / 2}, Device{});
+    out.dtype = dt;
+    out.shape = src.shape;
+    out.strides = Tensor::contiguous_strides(out.shape);
+    out.block_size = block;
+    const int64_t nscales = dt == DType::I8 ? rows : rows * cols / block;
+    out.scales = std::make_shared<Storage>(Device{}, static_cast<size_t>(nscales > 0 ? nscales : 1) * 4);
+    ops::Quantize p{rows, cols, block, src.data_as<float>(), dt, out.data(), static_cast<float*>(out.scales->data())};
+    t.quantize(ops::context_for(t), p);
+    return TensorWrap::Wrap(info.Env(), std::move(out));
+  });
+}
+
+Napi::Value Dequantize(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "dequantize");
+    Tensor& wt = a.tensor(0, "w");
+    const ops::Weight w = as_weight(wt, "w");
+    const ops::OpTable& t = pick_backend(a, 1, "dequantize", {wt.dtype}, {w.rows, w.cols});
+    Tensor out = Tensor::empty(DType::F32, {w.rows, w.cols}, Device{});
+    ops::Dequantize p{w, out.data_as<float>()};
+    t.dequantize(ops::context_for(t), p);
+    return TensorWrap::Wrap(info.Env(), std::move(out));
+  });
+}
+
+void Register(Napi::Env env, Napi::Object exports) {
+  exports.Set("opMatmulXWt", Napi::Function::New<MatmulXWt>(env, "opMatmulXWt"));
+  exports.Set("opMatmulDYW", Napi::Function::New<MatmulDYW>(env, "opMatmulDYW"));
+  exports.Set("opMatmulDW", Napi::Function::New<MatmulDW>(env, "opMatmulDW"));
+  exports.Set("opQuantize", Napi::Function::New<Quantize>(env, "opQuantize"));
+  exports.Set("opDequantize", Napi::Function::New<Dequantize>(env, "opDequantize"));
+}
+
+const Registrar reg("ops_matmul", &Register);
+
+}  // namespace
+
+}  // namespace lora::binding

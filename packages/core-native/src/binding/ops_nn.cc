@@ -1,0 +1,274 @@
+// Bindings of embedding, layernorm and the elementwise ops (f32 activations).
+//   opEmbedding(ids, table, out, pos|null, posTable|null, posOffset, backend?)
+//   opEmbeddingBackward(ids, dout, dtable|null, pos|null, dposTable|null, posOffset, backend?)
+//   opLayerNorm(x, gamma|null, beta|null, y, mean, rstd, eps, backend?)
+//   opLayerNormBackward(dy, x, gamma|null, mean, rstd, dx, dgamma|null, dbeta|null, backend?)
+//   opRelu(x, y, backend?)  opReluBackward(y, dy, dx, backend?)  opAdd(a, b, out, alpha, backend?)
+//   opScale(x, out, alpha, backend?)  opCast(src, dst, backend?)
+//   opDropout(x, out, p, seed, offset, backend?)
+#include "errors_js.h"
+#include "ops_common.h"
+#include "registry.h"
+
+namespace lora::binding {
+
+namespace {
+
+void check_ids(const int32_t* ids, int64_t n, int64_t lo, int64_t hi, const char* name) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < lo || ids[i] >= hi) {
+      throw Error(LORA_ERR_INVALID_ARG, std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(ids[i]) +
+                  " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + ")", name);
+    }
+  }
+}
+
+Napi::Value Embedding(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "embedding");
+    Tensor& ids = a.tensor(0, "ids");
+    Tensor& table = a.tensor(1, "table");
+    Tensor& out = a.tensor(2, "out");
+    Tensor* pos = a.optional_tensor(3, "positions");
+    Tensor* ptab = a.optional_tensor(4, "posTable");
+    const int64_t off = a.integer_or(5, "posOffset", 0, 1 << 20, 2);
+    if (!pos != !ptab) a.bad(pos ? "posTable" : "positions", "given together with " + std::string(pos ? "positions" : "posTable"));
+    expect_rank(table, 2, "table");
+    const int64_t V = table.shape[0], C = table.shape[1], M = ids.numel();
+    const int32_t* idp = i32_data(ids, "ids", M);
+    ops::EmbeddingFwd p{M, C, V, 0, idp, f32_data(table, "table", V * C), nullptr, nullptr, off, f32_data(out, "out", M * C)};
+    if (out.shape.back() != C) throw Error(LORA_ERR_SHAPE, "out: last dimension must be " + std::to_string(C), "out");
+    check_ids(idp, M, 0, V, "ids");
+    std::vector<Span> ins = {span_of(ids, "ids"), span_of(table, "table")};
+    if (pos) {
+      expect_rank(*ptab, 2, "posTable");
+      if (ptab->shape[1] != C) throw Error(LORA_ERR_SHAPE, "posTable: expected " + std::to_string(C) + " columns, got " + shape_str(ptab->shape), "posTable");
+      p.P = ptab->shape[0];
+      p.pos = i32_data(*pos, "positions", M);
+      p.pos_table = f32_data(*ptab, "posTable", p.P * C);
+      check_ids(p.pos, M, -off, p.P - off, "positions");
+      ins.push_back(span_of(*pos, "positions"));
+      ins.push_back(span_of(*ptab, "posTable"));
+    }
+    check_no_alias({span_of(out, "out")}, ins);
+    const ops::OpTable& t = pick_backend(a, 6, "embedding", {table.dtype}, {M, C, V});
+    t.embedding_fwd(ops::context_for(t), p);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "embeddingBackward");
+    Tensor& ids = a.tensor(0, "ids");
+    Tensor& dout = a.tensor(1, "dout");
+    Tensor* dtab = a.optional_tensor(2, "dtable");
+    Tensor* pos = a.optional_tensor(3, "positions");
+    Tensor* dptab = a.optional_tensor(4, "dposTable");
+    const int64_t off = a.integer_or(5, "posOffset", 0, 1 << 20, 2);
+    const int64_t M = ids.numel();
+    const int64_t C = dout.rank() ? dout.shape.back() : 0;
+    ops::EmbeddingBwd p{M, C, 0, 0, i32_data(ids, "ids", M), nullptr, off, f32_data(dout, "dout", M * C), nullptr, nullptr};
+    std::vector<Span> outs, ins = {span_of(ids, "ids"), span_of(dout, "dout")};
+    if (dtab) {
+      expect_rank(*dtab, 2, "dtable");
+      p.V = dtab->shape[0];
+      p.dtable = f32_data(*dtab, "dtable", p.V * C);
+      check_ids(p.ids, M, 0, p.V, "ids");
+      outs.push_back(span_of(*dtab, "dtable"));
+    }
+    if (dptab) {
+      if (!pos) a.bad("positions", "a Tensor when dposTable is given");
+      expect_rank(*dptab, 2, "dposTable");
+      p.P = dptab->shape[0];
+      p.pos = i32_data(*pos, "positions", M);
+      p.dpos_table = f32_data(*dptab, "dposTable", p.P * C);
+      check_ids(p.pos, M, -off, p.P - off, "positions");
+      outs.push_back(span_of(*dptab, "dposTable"));
+      ins.push_back(span_of(*pos, "positions"));
+    }
+    check_no_alias(outs, ins);
+    const ops::OpTable& t = pick_backend(a, 6, "embedding_bwd", {dout.dtype}, {M, C, p.V});
+    t.embedding_bwd(ops::context_for(t), p);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "layerNorm");
+    Tensor& x = a.tensor(0, "x");
+    Tensor* g = a.optional_tensor(1, "gamma");
+    Tensor* b = a.optional_tensor(2, "beta");
+    Tensor& y = a.tensor(3, "y");
+    Tensor& mean = a.tensor(4, "mean");
+    Tensor& rstd = a.tensor(5, "rstd");
+    const double eps = a.number_or(6, "eps", 1e-5);
+    if (!(eps > 0)) a.bad("eps", "a positive number");
+    const MatView v = matrix_view(x, "x");
+    const int64_t M = v.rows, C = v.cols;
+    ops::LayerNormFwd p{M, C, static_cast<float>(eps), f32_data(x, "x", M * C), g ? f32_data(*g, "gamma", C) : nullptr,
+                        b ? f32_data(*b, "beta", C) : nullptr, f32_data(y, "y", M * C), f32_data(mean, "mean", M), f32_data(rstd, "rstd", M)};
+    std::vector<Span> ins = {span_of(x, "x")};
+    if (g) ins.push_back(span_of(*g, "gamma"));
+    if (b) ins.push_back(span_of(*b, "beta"));
+    check_no_alias({span_of(y, "y"), span_of(mean, "mean"), span_of(rstd, "rstd")}, ins);
+    const ops::OpTable& t = pick_backend(a, 7, "layernorm", {x.dtype}, {M, C});
+    t.layernorm_fwd(ops::context_for(t), p);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "layerNormBackward");
+    Tensor& dy = a.tensor(0, "dy");
+    Tensor& x = a.tensor(1, "x");
+    Tensor* g = a.optional_tensor(2, "gamma");
+    Tensor& mean = a.tensor(3, "mean");
+    Tensor& rstd = a.tensor(4, "rstd");
+    Tensor& dx = a.tensor(5, "dx");
+    Tensor* dg = a.optional_tensor(6, "dgamma");
+    Tensor* db = a.optional_tensor(7, "dbeta");
+    const MatView v = matrix_view(x, "x");
+    const int64_t M = v.rows, C = v.cols;
+    ops::LayerNormBwd p{M, C, f32_data(dy, "dy", M * C), f32_data(x, "x", M * C), g ? f32_data(*g, "gamma", C) : nullptr,
+                        f32_data(mean, "mean", M), f32_data(rstd, "rstd", M), f32_data(dx, "dx", M * C),
+                        dg ? f32_data(*dg, "dgamma", C) : nullptr, db ? f32_data(*db, "dbeta", C) : nullptr};
+    std::vector<Span> outs = {span_of(dx, "dx")};
+    if (dg) outs.push_back(span_of(*dg, "dgamma"));
+    if (db) outs.push_back(span_of(*db, "dbeta"));
+    std::vector<Span> ins = {span_of(dy, "dy"), span_of(x, "x"), span_of(mean, "mean"), span_of(rstd, "rstd")};
+    if (g) ins.push_back(span_of(*g, "gamma"));
+    check_no_alias(outs, ins);
+    const ops::OpTable& t = pick_backend(a, 8, "layernorm_bwd", {x.dtype}, {M, C});
+    t.layernorm_bwd(ops::context_for(t), p);
+    return info.Env().Undefined();
+  });
+}
+
+int64_t same_numel(const Tensor& a, const char* an, const Tensor& b, const char* bn) {
+  if (a.numel() != b.numel()) throw Error(LORA_ERR_SHAPE, std::string(bn) + ": expected " + std::to_string(a.numel()) + " elements (as " + an + "), got shape " + shape_str(b.shape), bn);
+  return a.numel();
+}
+
+Napi::Value Relu(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "relu");
+    Tensor& x = a.tensor(0, "x");
+    Tensor& y = a.tensor(1, "y");
+    const int64_t n = same_numel(x, "x", y, "y");
+    ops::Relu p{n, f32_data(x, "x", n), f32_data(y, "y", n)};
+    check_no_alias({span_of(y, "y")}, {span_of(x, "x")}, {{"y", "x"}});
+    const ops::OpTable& t = pick_backend(a, 2, "relu", {x.dtype}, {n});
+    t.relu(ops::context_for(t), p);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value ReluBackward(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "reluBackward");
+    Tensor& y = a.tensor(0, "y");
+    Tensor& dy = a.tensor(1, "dy");
+    Tensor& dx = a.tensor(2, "dx");
+    const int64_t n = same_numel(y, "y", dy, "dy");
+    same_numel(y, "y", dx, "dx");
+    ops::ReluBwd p{n, f32_data(y, "y", n), f32_data(dy, "dy", n), f32_data(dx, "dx", n)};
+    check_no_alias({span_of(dx, "dx")}, {span_of(y, "y"), span_of(dy, "dy")}, {{"dx", "dy"}});
+    const ops::OpTable& t = pick_backend(a, 3, "relu_bwd", {y.dtype}, {n});
+    t.relu_bwd(ops::context_for(t), p);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value Add(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "add");
+    Tensor& x = a.tensor(0, "a");
+    Tensor& y = a.tensor(1, "b");
+    Tensor& out = a.tensor(2, "out");
+    const double alpha = a.number_or(3, "alpha", 1.0);
+    const int64_t n = same_numel(x, "a", y, "b");
+    same_numel(x, "a", out, "out");
+    ops::Add p{n, f32_data(x, "a", n), f32_data(y, "b", n), static_cast<float>(alpha), f32_data(out, "out", n)};
+    check_no_alias({span_of(out, "out")}, {span_of(x, "a"), span_of(y, "b")}, {{"out", "a"}, {"out", "b"}});
+    const ops::OpTable& t = pick_backend(a, 4, "add", {x.dtype}, {n});
+    t.add(ops::context_for(t), p);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value Scale(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "scale");
+    Tensor& x = a.tensor(0, "x");
+    Tensor& out = a.tensor(1, "out");
+    const double alpha = a.number(2, "alpha");
+    const int64_t n = same_numel(x, "x", out, "out");
+    ops::Scale p{n, f32_data(x, "x", n), static_cast<float>(alpha), f32_data(out, "out", n)};
+    check_no_alias({span_of(out, "out")}, {span_of(x, "x")}, {{"out", "x"}});
+    const ops::OpTable& t = pick_backend(a, 3, "scale", {x.dtype}, {n});
+    t.scale(ops::context_for(t), p);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value Cast(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "cast");
+    Tensor& src = a.tensor(0, "src");
+    Tensor& dst = a.tensor(1, "dst");
+    const int64_t n = same_numel(src, "src", dst, "dst");
+    expect_host(src, "src");
+    expect_host(dst, "dst");
+    expect_dtype_in(src, {DType::F32, DType::F16, DType::BF16}, "src");
+    expect_dtype_in(dst, {DType::F32, DType::F16, DType::BF16}, "dst");
+    expect_contiguous(src, "src");
+    expect_contiguous(dst, "dst");
+    ops::Cast p{n, src.data(), src.dtype, dst.data(), dst.dtype};
+    check_no_alias({span_of(dst, "dst")}, {span_of(src, "src")});
+    const ops::OpTable& t = pick_backend(a, 2, "cast", {src.dtype, dst.dtype}, {n});
+    t.cast(ops::context_for(t), p);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value Dropout(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "dropout");
+    Tensor& x = a.tensor(0, "x");
+    Tensor& out = a.tensor(1, "out");
+    const double pr = a.number(2, "p");
+    if (pr < 0.0 || pr > 1.0) a.bad("p", "a probability in [0, 1]");
+    ops::Dropout d;
+    d.p = static_cast<float>(pr);
+    d.seed = static_cast<uint64_t>(a.integer_or(3, "seed", 0, int64_t(1) << 53, 0));
+    d.offset = static_cast<uint64_t>(a.integer_or(4, "offset", 0, int64_t(1) << 53, 0));
+    const int64_t n = same_numel(x, "x", out, "out");
+    ops::DropoutOp p{n, f32_data(x, "x", n), d, f32_data(out, "out", n)};
+    check_no_alias({span_of(out, "out")}, {span_of(x, "x")}, {{"out", "x"}});
+    const ops::OpTable& t = pick_backend(a, 5, "dropout", {x.dtype}, {n});
+    t.dropout(ops::context_for(t), p);
+    return info.Env().Undefined();
+  });
+}
+
+void Register(Napi::Env env, Napi::Object exports) {
+  exports.Set("opEmbedding", Napi::Function::New<Embedding>(env, "opEmbedding"));
+  exports.Set("opEmbeddingBackward", Napi::Function::New<EmbeddingBackward>(env, "opEmbeddingBackward"));
+  exports.Set("opLayerNorm", Napi::Function::New<LayerNorm>(env, "opLayerNorm"));
+  exports.Set("opLayerNormBackward", Napi::Function::New<LayerNormBackward>(env, "opLayerNormBackward"));
+  exports.Set("opRelu", Napi::Function::New<Relu>(env, "opRelu"));
+  exports.Set("opReluBackward", Napi::Function::New<ReluBackward>(env, "opReluBackward"));
+  exports.Set("opAdd", Napi::Function::New<Add>(env, "opAdd"));
+  exports.Set("opScale", Napi::Function::New<Scale>(env, "opScale"));
+  exports.Set("opCast", Napi::Function::New<Cast>(env, "opCast"));
+  exports.Set("opDropout", Napi::Function::New<Dropout>(env, "opDropout"));
+}
+
+const Registrar reg("ops_nn", &Register);
+
+}  // namespace
+
+}  // namespace lora::binding

@@ -1,0 +1,157 @@
+// Bindings of the loss, the optimiser and backend introspection.
+//   opCrossEntropy(h, w, targets, dh|null, logits|null, lossRows|null, ignoreIndex, gradScale, chunk, backend?)
+//       -> { loss, count }
+//   opAdamW(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale, backend?)
+//   opSumSquares(tensors[], backend?) -> number        (Σ x² over all, f64)
+//   opSupports(backend, op, dtypes[], sizes[]) -> { ok, reason }
+//   setNumThreads(n) / getNumThreads()
+#include "../cpu/thread_pool.h"
+#include "errors_js.h"
+#include "ops_common.h"
+#include "registry.h"
+#include "tensor_wrap.h"
+
+namespace lora::binding {
+
+namespace {
+
+Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "crossEntropy");
+    Tensor& h = a.tensor(0, "h");
+    Tensor& wt = a.tensor(1, "w");
+    Tensor& tg = a.tensor(2, "targets");
+    Tensor* dh = a.optional_tensor(3, "dh");
+    Tensor* lg = a.optional_tensor(4, "logits");
+    Tensor* lr = a.optional_tensor(5, "lossRows");
+    const int64_t ignore = a.integer_or(6, "ignoreIndex", INT32_MIN, INT32_MAX, -100);
+    const double gs = a.number_or(7, "gradScale", 1.0);
+    const ops::Weight w = as_weight(wt, "w");
+    const int64_t V = w.rows, C = w.cols;
+    const int64_t chunk = a.integer_or(8, "chunk", 1, 1 << 30, 4096);
+    const MatView hv = matrix_view(h, "h");
+    if (hv.cols != C) throw Error(LORA_ERR_SHAPE, "h: last dimension " + std::to_string(hv.cols) + " does not match w's width " + std::to_string(C), "h");
+    const int64_t M = hv.rows;
+    const int32_t* t = i32_data(tg, "targets", M);
+    for (int64_t m = 0; m < M; ++m) {
+      if (t[m] != ignore && (t[m] < 0 || t[m] >= V)) {
+        throw Error(LORA_ERR_INVALID_ARG, "targets[" + std::to_string(m) + "] = " + std::to_string(t[m]) + " is outside [0, " + std::to_string(V) + ") and is not the ignore index " + std::to_string(ignore), "targets");
+      }
+    }
+    double loss = 0;
+    int64_t count = 0;
+    ops::CrossEntropy p{M, C, V, chunk, static_cast<int32_t>(ignore), static_cast<float>(gs), as_mat(h, "h", M, C), w, t,
+                        dh ? f32_data(*dh, "dh", M * C) : nullptr, lg ? f32_data(*lg, "logits", M * V) : nullptr,
+                        lr ? f32_data(*lr, "lossRows", M) : nullptr, &loss, &count};
+    std::vector<Span> outs;
+    if (dh) outs.push_back(span_of(*dh, "dh"));
+    if (lg) outs.push_back(span_of(*lg, "logits"));
+    if (lr) outs.push_back(span_of(*lr, "lossRows"));
+    check_no_alias(outs, {span_of(h, "h"), span_of(wt, "w"), span_of(tg, "targets")});
+    const ops::OpTable& tb = pick_backend(a, 9, "cross_entropy", {h.dtype, wt.dtype}, {M, C, V});
+    tb.cross_entropy(ops::context_for(tb), p);
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("loss", loss);
+    o.Set("count", static_cast<double>(count));
+    return o;
+  });
+}
+
+Napi::Value AdamW(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "adamw");
+    Tensor& pt = a.tensor(0, "param");
+    Tensor& gt = a.tensor(1, "grad");
+    Tensor& mt = a.tensor(2, "m");
+    Tensor& vt = a.tensor(3, "v");
+    const int64_t n = pt.numel();
+    ops::AdamW p{n, f32_data(pt, "param", n), f32_data(gt, "grad", n), f32_data(mt, "m", n), f32_data(vt, "v", n),
+                 static_cast<float>(a.number(4, "lr")), static_cast<float>(a.number_or(5, "beta1", 0.9)),
+                 static_cast<float>(a.number_or(6, "beta2", 0.999)), static_cast<float>(a.number_or(7, "eps", 1e-8)),
+                 static_cast<float>(a.number_or(8, "weightDecay", 0.0)), static_cast<float>(a.number_or(10, "gradScale", 1.0)),
+                 a.integer(9, "step", 1, int64_t(1) << 52)};
+    if (!(p.beta1 >= 0 && p.beta1 < 1)) a.bad("beta1", "in [0, 1)");
+    if (!(p.beta2 >= 0 && p.beta2 < 1)) a.bad("beta2", "in [0, 1)");
+    if (!(p.eps > 0)) a.bad("eps", "positive");
+    check_no_alias({span_of(pt, "param"), span_of(mt, "m"), span_of(vt, "v")}, {span_of(gt, "grad")});
+    const ops::OpTable& t = pick_backend(a, 11, "adamw", {pt.dtype}, {n});
+    t.adamw(ops::context_for(t), p);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value SumSquares(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "sumSquares");
+    if (!a.value(0).IsArray()) a.bad("tensors", "an array of f32 Tensors");
+    Napi::Array arr = a.value(0).As<Napi::Array>();
+    const ops::OpTable& t = pick_backend(a, 1, "sum_squares", {DType::F32}, {static_cast<int64_t>(arr.Length())});
+    double total = 0;
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      const std::string name = "tensors[" + std::to_string(i) + "]";
+      Tensor& x = TensorWrap::Get(arr.Get(i), name.c_str());
+      double s = 0;
+      ops::SumSquares p{x.numel(), f32_data(x, name.c_str(), x.numel()), &s};
+      t.sum_squares(ops::context_for(t), p);
+      total += s;
+    }
+    return Napi::Number::New(info.Env(), total);
+  });
+}
+
+Napi::Value Supports(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "opSupports");
+    const std::string name = a.string(0, "backend");
+    const std::string op = a.string(1, "op");
+    std::vector<DType> dts;
+    std::vector<int64_t> sizes;
+    if (!a.value(2).IsArray()) a.bad("dtypes", "an array of dtype names");
+    Napi::Array d = a.value(2).As<Napi::Array>();
+    for (uint32_t i = 0; i < d.Length(); ++i) {
+      DType t;
+      if (!d.Get(i).IsString() || !parse_dtype(d.Get(i).As<Napi::String>().Utf8Value(), &t)) a.bad("dtypes", "an array of dtype names");
+      dts.push_back(t);
+    }
+    if (a.has(3)) sizes = a.shape(3, "sizes");
+    Napi::Object o = Napi::Object::New(info.Env());
+    std::string reason;
+    const ops::OpTable* t = ops::find_backend(name, &reason);
+    if (!t) {
+      o.Set("ok", false);
+      o.Set("reason", reason);
+      return o;
+    }
+    const ops::Support s = t->supports(op, dts, sizes);
+    o.Set("ok", s.ok);
+    o.Set("reason", s.reason);
+    return o;
+  });
+}
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "setNumThreads");
+    ops::cpu_pool().resize(static_cast<int>(a.integer(0, "threads", 1, 1024)));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), ops::cpu_pool().size());
+}
+
+void Register(Napi::Env env, Napi::Object exports) {
+  exports.Set("opCrossEntropy", Napi::Function::New<CrossEntropy>(env, "opCrossEntropy"));
+  exports.Set("opAdamW", Napi::Function::New<AdamW>(env, "opAdamW"));
+  exports.Set("opSumSquares", Napi::Function::New<SumSquares>(env, "opSumSquares"));
+  exports.Set("opSupports", Napi::Function::New<Supports>(env, "opSupports"));
+  exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
+  exports.Set("getNumThreads", Napi::Function::New<GetNumThreads>(env, "getNumThreads"));
+}
+
+const Registrar reg("ops_train", &Register);
+
+}  // namespace
+
+}  // namespace lora::binding

@@ -1,0 +1,93 @@
+// cpu backend: fused linear + cross-entropy streaming over vocabulary chunks. Per chunk c:
+// L = H·W_cᵀ ([M, chunk] only), online max/sum per row, and — for the gradient — the
+// flash-attention trick on G = Σ_v exp(l_v - max)·W_v: rescale G when the max moves, then
+// G += exp(L - max)·W_c. At the end dH = (G / sum - W[target]) · grad_scale / count.
+// Two passes over W in total (the forward and the gradient product); dh overwrites.
+// GCC 12 reports false "uninitialized" warnings inside the masked-load intrinsics.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "cpu_kernels.h"
+#include "gemm.h"
+#include "par.h"
+
+namespace lora::ops::cpu {
+
+void cross_entropy(const Ctx& ctx, const CrossEntropy& p) {
+  const float NEG_INF = -std::numeric_limits<float>::infinity();
+  int64_t count = 0;
+  for (int64_t m = 0; m < p.M; ++m) count += p.targets[m] != p.ignore_index;
+  std::vector<float> mx(static_cast<size_t>(p.M), NEG_INF), sum(static_cast<size_t>(p.M), 0.f), tl(static_cast<size_t>(p.M), 0.f);
+  std::vector<float> G(p.dh ? static_cast<size_t>(p.M * p.C) : 0, 0.f);
+  const int64_t chunk = std::min(p.chunk, p.V);
+  std::vector<float> L(static_cast<size_t>(p.M * chunk));
+  const Precision prec = precision_for(p.h.dtype, p.w.dtype);
+  for (int64_t v0 = 0; v0 < p.V; v0 += chunk) {
+    const int64_t vc = std::min(chunk, p.V - v0);
+    const Weight wc = weight_rows(p.w, v0, vc);
+    gemm(ctx, p.M, vc, {Segment{mat_src(p.h, false), weight_src(wc, false), p.C}}, L.data(), vc, false, nullptr, prec);
+    parallel_range(ctx, p.M, 4, [&](int64_t b, int64_t e) {
+      for (int64_t m = b; m < e; ++m) {
+        float* row = L.data() + m * vc;
+        if (p.logits) std::memcpy(p.logits + m * p.V + v0, row, static_cast<size_t>(vc) * 4);
+        const int32_t t = p.targets[m];
+        if (t != p.ignore_index && t >= v0 && t < v0 + vc) tl[m] = row[t - v0];
+        float cmax = NEG_INF;
+        bool nan = false;
+        for (int64_t j = 0; j < vc; ++j) {
+          if (row[j] != row[j]) nan = true;
+          else if (row[j] > cmax) cmax = row[j];
+        }
+        const float nm = nan ? std::numeric_limits<float>::quiet_NaN() : std::max(mx[m], cmax);
+        const float f = mx[m] == NEG_INF ? 0.f : std::exp(mx[m] - nm);
+        float s = 0.f;
+        for (int64_t j = 0; j < vc; ++j) {
+          row[j] = std::exp(row[j] - nm);
+          s += row[j];
+        }
+        sum[m] = sum[m] * f + s;
+        mx[m] = nm;
+        if (!G.empty() && f != 1.f)
+          for (int64_t c = 0; c < p.C; ++c) G[m * p.C + c] *= f;
+      }
+    });
+    if (!G.empty()) {
+      Src ps;
+      ps.dtype = DType::F32;
+      ps.data = L.data();
+      ps.ld = vc;
+      gemm(ctx, p.M, p.C, {Segment{ps, weight_src(wc, true), vc}}, G.data(), p.C, true, nullptr, prec);
+    }
+  }
+  double total = 0.0;
+  for (int64_t m = 0; m < p.M; ++m) {
+    const bool counted = p.targets[m] != p.ignore_index;
+    const float lm = counted ? mx[m] + std::log(sum[m]) - tl[m] : 0.f;
+    if (p.loss_rows) p.loss_rows[m] = lm;
+    total += lm;
+  }
+  *p.loss = count ? total / static_cast<double>(count) : 0.0;
+  *p.count = count;
+  if (!p.dh) return;
+  const Src ws = weight_src(p.w, false);
+  parallel_range(ctx, p.M, 4, [&](int64_t b, int64_t e) {
+    std::vector<float> wt(static_cast<size_t>(p.C));
+    for (int64_t m = b; m < e; ++m) {
+      float* dh = p.dh + m * p.C;
+      const int32_t t = p.targets[m];
+      if (t == p.ignore_index || count == 0) {
+        std::memset(dh, 0, static_cast<size_t>(p.C) * 4);
+        continue;
+      }
+      decode_row(ws, t, 0, p.C, wt.data());
+      const float k = p.grad_scale / static_cast<float>(count), inv = 1.f / sum[m];
+      for (int64_t c = 0; c < p.C; ++c) dh[c] = (G[m * p.C + c] * inv - wt[c]) * k;
+    }
+  });
+}
+
+}  // namespace lora::ops::cpu

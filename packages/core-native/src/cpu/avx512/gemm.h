@@ -1,0 +1,57 @@
+// The cpu backend's blocked GEMM: C[M, N] (+)= Σ_segments A_s · B_sᵀ, f32 accumulation, with
+// operands decoded while packing (bf16 pairs for vdpbf16ps, or f32 for FMA), so quantised
+// weights are never dequantised in full. Threads split the N (and if needed M) range.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "../../ops/ops.h"
+
+namespace lora::ops::cpu {
+
+// An operand: element (outer i, reduction j). Stored row-major with leading dimension ld:
+// at data[i*ld + j] (k_major = false) or data[j*ld + i] (k_major = true). Any weight dtype;
+// i8 scales per stored row, int4/nf4 scales per `block` stored elements. Decoded values are
+// multiplied by `scale` and by the dropout factor of stored element (row, col), whose index is
+// drop.offset + row*drop_ld + col.
+struct Src {
+  DType dtype = DType::F32;
+  const void* data = nullptr;
+  const float* scales = nullptr;
+  int64_t block = 64;
+  int64_t ld = 0;
+  bool k_major = false;
+  float scale = 1.f;
+  Dropout drop;
+  int64_t drop_ld = 0;
+};
+
+struct Segment {
+  Src a, b;
+  int64_t K;
+};
+
+enum class Precision { BF16, F32 };
+
+// C (f32, ldc) for rows [0, M) and columns [0, N). If !accumulate the first segment overwrites
+// C (plus bias[n] when given), else everything adds to C.
+void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs, float* C, int64_t ldc,
+          bool accumulate, const float* bias, Precision prec);
+
+// Stored row `row`, columns [c0, c0 + len) of src as f32 (scale and dropout applied).
+void decode_row(const Src& s, int64_t row, int64_t c0, int64_t len, float* out);
+
+// Multiplies out[i] by the dropout factor of element index d.offset + first + i.
+void apply_dropout(float* out, int64_t len, const Dropout& d, uint64_t first);
+
+Src weight_src(const Weight& w, bool k_major);
+// Rows [row0, row0 + rows) of a weight as a weight of its own.
+Weight weight_rows(const Weight& w, int64_t row0, int64_t rows);
+Src mat_src(const Mat& m, bool k_major);
+
+// Precision the cpu backend computes in: bf16 pairs (vdpbf16ps, f32 accumulation) when the
+// activation is bf16 or the weight is bf16/i8/int4/nf4; f32 FMA for f32 activations with
+// f32/f16 weights (f16 does not fit in bf16 without rounding).
+Precision precision_for(DType act, DType w);
+
+}  // namespace lora::ops::cpu

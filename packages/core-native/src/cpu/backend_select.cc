@@ -1,0 +1,32 @@
+// Backend lookup by name for the op bindings.
+#include "../runtime/backends.h"
+#include "../runtime/cpu_features.h"
+#include "../ops/ops.h"
+#include "thread_pool.h"
+
+namespace lora::ops {
+
+const OpTable* find_backend(const std::string& name, std::string* reason) {
+  if (name == "ref") return &ref_ops();
+  if (name == "cpu") {
+    if (!cpu_features().has_avx512_backend()) {
+      backend_usable("cpu", reason);
+      return nullptr;
+    }
+    return &cpu_ops();
+  }
+  if (name == "emu" || name == "cuda") {
+    *reason = "the " + name + " backend implements no ops yet (they are added behind the same interface by the CUDA work)";
+    return nullptr;
+  }
+  *reason = "unknown backend '" + name + "' (known: ref, cpu, emu, cuda)";
+  return nullptr;
+}
+
+Ctx context_for(const OpTable& t) {
+  Ctx c;
+  if (&t == &cpu_ops()) c.pool = &cpu_pool();
+  return c;
+}
+
+}  // namespace lora::ops

@@ -1,0 +1,221 @@
+// The op set of a LoRA training step, declared once. Every op is a plain function over raw host
+// pointers, sizes and a small context, described by a parameter struct; each backend (ref = scalar
+// ground truth, cpu = AVX-512 BF16/VNNI + threads; emu/cuda later) fills an OpTable with its
+// implementations and answers supports() honestly. The binding validates everything before a call:
+// kernels assume sizes are consistent, pointers are valid and outputs do not overlap inputs.
+//
+// Shape letters: M rows (tokens, B*T), K input features, N output features, C channels, r LoRA
+// rank, G stacked LoRA groups (q/k/v), B batch, T sequence, H heads, D head dim, V vocabulary.
+// All matrices are row-major with a leading dimension (elements between rows) >= their width.
+//
+// Dropout (every backend must give the same mask): Philox4x32-10 keyed by the 64-bit seed
+// (key = {lo32(seed), hi32(seed)}). Element e (its logical row-major index in the [rows, cols]
+// matrix being dropped, plus the caller's `offset`) uses counter {lo32(e/4), hi32(e/4), 0, 0} and
+// output word u = out[e % 4]. The element is kept iff u >= threshold, threshold = min(2^32 - 1,
+// floor(p * 2^32)) (p = 1 drops everything); kept elements are scaled by 1/(1-p).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../runtime/dtype.h"
+
+namespace lora::ops {
+
+class ThreadPool;
+
+// Per-call context. `pool` is the cpu backend's thread pool (null for ref).
+struct Ctx {
+  ThreadPool* pool = nullptr;
+};
+
+// A read-only row-major matrix of activations (f32 or bf16).
+struct Mat {
+  const void* data = nullptr;
+  DType dtype = DType::F32;
+  int64_t ld = 0;
+};
+// A writable one (f32 or bf16).
+struct MutMat {
+  void* data = nullptr;
+  DType dtype = DType::F32;
+  int64_t ld = 0;
+};
+
+// A linear layer's weight, logically [rows=N, cols=K] row-major (contiguous). f32/f16/bf16 plain;
+// i8 with one f32 scale per row (w = q * scale / 127); int4/nf4 packed two per byte (first element
+// in the high nibble) with one f32 absmax scale per `block` elements along the row
+// (int4: w = (q - 8) * scale / 7, q in 0..15, so codes 1..15 span [-scale, scale] and 0 = -8/7;
+//  nf4: w = NF4_TABLE[q] * scale).
+struct Weight {
+  DType dtype = DType::F32;
+  const void* data = nullptr;
+  const float* scales = nullptr;
+  int64_t rows = 0, cols = 0;
+  int64_t block = 64;
+};
+
+extern const float kNF4Table[16];
+
+struct Dropout {
+  float p = 0.f;        // drop probability in [0, 1]
+  uint64_t seed = 0;
+  uint64_t offset = 0;  // added to the element index (lets one seed serve many tensors)
+  bool active() const { return p > 0.f; }
+};
+
+// ---- matmul: the three layouts of a linear layer (f32 accumulation) ----
+// Y[M,N] = X[M,K] · Wᵀ + bias (bias optional). Y overwritten, or += when accumulate.
+struct MatmulXWt { int64_t M, K, N; Mat x; Weight w; const float* bias; MutMat y; bool accumulate; };
+// dX[M,K] = dY[M,N] · W[N,K]. Activation grad: overwrites, or += when accumulate (X used twice).
+struct MatmulDYW { int64_t M, N, K; Mat dy; Weight w; MutMat dx; bool accumulate; };
+// dW[N,K] += dYᵀ · X (parameter grad: always accumulates, f32); dbias[N] += Σ_m dY (optional).
+struct MatmulDW { int64_t M, N, K; Mat dy; Mat x; float* dw; int64_t ld_dw; float* dbias; };
+
+// ---- quantization of a [rows, cols] f32 weight ----
+// i8: scale[row] = absmax(row); q = round(w / scale * 127). int4/nf4: per block of `block`,
+// scale = absmax; int4 q = clamp(round(w / scale * 7) + 8, 0, 15); nf4 q = nearest table entry.
+struct Quantize { int64_t rows, cols, block; const float* src; DType dtype; void* packed; float* scales; };
+// Weight -> f32 [rows, cols].
+struct Dequantize { Weight w; float* dst; };
+
+// ---- fused LoRA linear, G groups stacked along N (q/k/v: G = 3, one shared input X) ----
+// Forward: for group g (output columns [g*N, (g+1)*N)):
+//   XA = drop(X) · Aᵀ                      A[G*r, K]  ->  XA[M, G*r] (f32, CACHED for backward)
+//   Y[:, g] = X · W_gᵀ + b_g + s · XA[:, g*r:(g+1)*r] · B_gᵀ     W[G*N, K], B[G*N, r], Y[M, G*N]
+// One dropout mask (over X's [M, K] elements) is shared by all groups. Nothing else is cached;
+// the backward regenerates the mask from the seed.
+struct LoraFwd {
+  int64_t M, K, N, r, G;
+  Mat x; Weight w; const float* bias; const float* a; const float* b; float scale; Dropout drop;
+  MutMat y; float* xa;
+};
+// Backward. Gradient contract: dA, dB ACCUMULATE (+=); dX OVERWRITES (or += when accumulate).
+//   dXA[:, g] = s · dY[:, g] · B_g         (scratch, [M, G*r])
+//   dB_g     += s · dY[:, g]ᵀ · XA[:, g]
+//   dA_g     += dXA[:, g]ᵀ · drop(X)
+//   dX        = dY · W + drop'(dXA · A)    (drop' = the same mask and 1/(1-p) scaling)
+// dx may be null (first layer), dA/dB may be null (skipped).
+struct LoraBwd {
+  int64_t M, K, N, r, G;
+  Mat dy; Mat x; Weight w; const float* a; const float* b; const float* xa; float scale; Dropout drop;
+  MutMat dx; bool accumulate; float* da; float* db;
+};
+
+// ---- embedding: out[m, :] = table[ids[m], :] (+ pos_table[pos[m] + pos_offset, :]) ----
+// Caches nothing (ids are the caller's). ids must be in [0, V) (checked by the binding).
+struct EmbeddingFwd { int64_t M, C, V, P; const int32_t* ids; const float* table; const int32_t* pos; const float* pos_table; int64_t pos_offset; float* out; };
+// Backward: dtable[ids[m]] += dout[m] (and dpos_table likewise). Parameter grads: ACCUMULATE.
+struct EmbeddingBwd { int64_t M, C, V, P; const int32_t* ids; const int32_t* pos; int64_t pos_offset; const float* dout; float* dtable; float* dpos_table; };
+
+// ---- layernorm over the last dim C: y = (x - mean) * rstd * gamma + beta ----
+// Forward caches mean[M] and rstd[M] (f32). gamma/beta may be null (no affine).
+struct LayerNormFwd { int64_t M, C; float eps; const float* x; const float* gamma; const float* beta; float* y; float* mean; float* rstd; };
+// Backward: dX OVERWRITES; dgamma, dbeta ACCUMULATE when non-null (the frozen base passes null).
+struct LayerNormBwd { int64_t M, C; const float* dy; const float* x; const float* gamma; const float* mean; const float* rstd; float* dx; float* dgamma; float* dbeta; };
+
+// ---- causal multi-head attention, rows [B*T] with C = H*D (q, k, v may be strided views) ----
+// S = scale · q·kᵀ over keys j <= i that are not padding; O = softmax(S) · v, streamed over keys
+// (no [T, T] buffer). Padding: key j of batch b is visible iff j < kv_len[b] (kv_len may be
+// null = T) and (mask == null or mask[b*T + j] != 0). A query row with no visible key outputs 0.
+// Caches lse[B, H, T] = log Σ exp(S) (-inf for rows with no visible key).
+struct AttnFwd {
+  int64_t B, T, H, D; float scale;
+  const float* q; int64_t ldq; const float* k; int64_t ldk; const float* v; int64_t ldv;
+  const int32_t* kv_len; const int32_t* mask;
+  float* o; int64_t ldo; float* lse;
+};
+// Backward: dq, dk, dv OVERWRITE (activation grads). Needs o and lse from the forward.
+struct AttnBwd {
+  int64_t B, T, H, D; float scale;
+  const float* q; int64_t ldq; const float* k; int64_t ldk; const float* v; int64_t ldv;
+  const int32_t* kv_len; const int32_t* mask;
+  const float* o; int64_t ldo; const float* lse; const float* dout; int64_t lddo;
+  float* dq; int64_t lddq; float* dk; int64_t lddk; float* dv; int64_t lddv;
+};
+
+// ---- elementwise (n elements, f32; y may equal x exactly = in place) ----
+// relu: y = max(x, 0); caches nothing (the backward takes y). Backward: dx = dy * (y > 0), OVERWRITES.
+struct Relu { int64_t n; const float* x; float* y; };
+struct ReluBwd { int64_t n; const float* y; const float* dy; float* dx; };
+// out = a + alpha * b (residual add, axpy).
+struct Add { int64_t n; const float* a; const float* b; float alpha; float* out; };
+// out = alpha * x.
+struct Scale { int64_t n; const float* x; float alpha; float* out; };
+// dst = src converted (f32/f16/bf16 in any pair; RNE).
+struct Cast { int64_t n; const void* src; DType src_dtype; void* dst; DType dst_dtype; };
+// out = x * mask / (1 - p); x as [rows, cols] for the element index (see Dropout above). The
+// backward is the same op applied to dY (same seed and offset).
+struct DropoutOp { int64_t n; const float* x; Dropout drop; float* out; };
+
+// ---- fused linear + cross-entropy over vocabulary chunks ----
+// logits = H[M, C] · Wᵀ (W [V, C], any weight dtype). loss_m = lse_m - logits[m, target_m] for
+// counted rows (target != ignore_index); loss = Σ loss_m / count. Streams over chunks of `chunk`
+// vocabulary rows with an online log-sum-exp and an online gradient accumulator (the flash-attention
+// rescaling trick), so only [M, chunk] logits ever exist. dh (optional) OVERWRITES with
+// grad_scale * ∂loss/∂H; logits (optional, [M, V] f32) receives the full logits.
+struct CrossEntropy {
+  int64_t M, C, V, chunk; int32_t ignore_index; float grad_scale;
+  Mat h; Weight w; const int32_t* targets;
+  float* dh; float* logits; float* loss_rows;  // loss_rows [M]: per-row loss (0 for ignored)
+  double* loss; int64_t* count;
+};
+
+// ---- optimiser ----
+// AdamW (PyTorch semantics): g = grad * grad_scale; p *= 1 - lr*wd; m = b1 m + (1-b1) g;
+// v = b2 v + (1-b2) g²; p -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps).
+struct AdamW { int64_t n; float* p; const float* g; float* m; float* v; float lr, beta1, beta2, eps, wd, grad_scale; int64_t step; };
+// Σ x² of n floats in f64 (for the global grad norm).
+struct SumSquares { int64_t n; const float* x; double* out; };
+
+// ---- the backend interface ----
+struct Support {
+  bool ok = true;
+  std::string reason;  // why not, when !ok
+};
+
+struct OpTable {
+  const char* name;
+  // op: the op's name as in lib/ops.ts (e.g. "matmul_xwt"); dtypes: the dtypes of its tensor
+  // arguments in the order the binding lists them; shape: the op's size letters (M, K, N, ...).
+  Support (*supports)(const std::string& op, const std::vector<DType>& dtypes, const std::vector<int64_t>& shape);
+  void (*matmul_xwt)(const Ctx&, const MatmulXWt&);
+  void (*matmul_dyw)(const Ctx&, const MatmulDYW&);
+  void (*matmul_dw)(const Ctx&, const MatmulDW&);
+  void (*quantize)(const Ctx&, const Quantize&);
+  void (*dequantize)(const Ctx&, const Dequantize&);
+  void (*lora_fwd)(const Ctx&, const LoraFwd&);
+  void (*lora_bwd)(const Ctx&, const LoraBwd&);
+  void (*embedding_fwd)(const Ctx&, const EmbeddingFwd&);
+  void (*embedding_bwd)(const Ctx&, const EmbeddingBwd&);
+  void (*layernorm_fwd)(const Ctx&, const LayerNormFwd&);
+  void (*layernorm_bwd)(const Ctx&, const LayerNormBwd&);
+  void (*attn_fwd)(const Ctx&, const AttnFwd&);
+  void (*attn_bwd)(const Ctx&, const AttnBwd&);
+  void (*relu)(const Ctx&, const Relu&);
+  void (*relu_bwd)(const Ctx&, const ReluBwd&);
+  void (*add)(const Ctx&, const Add&);
+  void (*scale)(const Ctx&, const Scale&);
+  void (*cast)(const Ctx&, const Cast&);
+  void (*dropout)(const Ctx&, const DropoutOp&);
+  void (*cross_entropy)(const Ctx&, const CrossEntropy&);
+  void (*adamw)(const Ctx&, const AdamW&);
+  void (*sum_squares)(const Ctx&, const SumSquares&);
+};
+
+const OpTable& ref_ops();
+const OpTable& cpu_ops();  // only usable when cpu_features().has_avx512_backend()
+
+// The table for a backend name ("ref", "cpu", "emu", "cuda"), or null with the reason.
+const OpTable* find_backend(const std::string& name, std::string* reason);
+// The context for a backend (cpu: its thread pool).
+Ctx context_for(const OpTable& t);
+
+// Philox4x32-10 (see the mapping above).
+void philox4x32_10(uint64_t seed, uint64_t counter, uint32_t out[4]);
+// Keep-threshold for drop probability p.
+uint32_t dropout_threshold(float p);
+// 1 (keep, scaled by 1/(1-p)) or 0 for element index e (offset already added).
+float dropout_factor(const Dropout& d, uint64_t e);
+
+}  // namespace lora::ops

@@ -5,7 +5,9 @@ Writes packages/sdk/test/fixtures/eval/nltk-reference.json with
   - porter:   stems of a few thousand words in NLTK's three PorterStemmer modes;
   - wordnet:  the synonym sets NLTK's METEOR builds (lemma names without '_' of wordnet.synsets(w), plus w);
   - meteor:   nltk.translate.meteor_score.meteor_score on example pairs (with and without the
-              WordNet stage), tokenised with str.split() and scored with the default alpha/beta/gamma.
+              WordNet stage), tokenised with str.split() and scored with the default alpha/beta/gamma,
+              and tokenised with word_tokenize(preserve_line=True) ('meteor_treebank');
+  - treebank: NLTKWordTokenizer tokens (word_tokenize(text, preserve_line=True)) of assorted strings.
 
 Needs Debian's python3-nltk (3.8) and wordnet-base (WordNet 3.0 in /usr/share/wordnet):
     apt-get install -y python3-nltk wordnet-base
@@ -23,6 +25,7 @@ import tempfile
 import nltk
 from nltk.corpus.reader.wordnet import WordNetCorpusReader
 from nltk.stem.porter import PorterStemmer
+from nltk.tokenize import word_tokenize
 from nltk.translate.meteor_score import meteor_score
 
 WORDNET = os.environ.get("WORDNET_DIR", "/usr/share/wordnet")
@@ -170,6 +173,10 @@ def meteor_cases(rng):
     return cases
 
 
+def wt(text):
+    return word_tokenize(text, preserve_line=True)
+
+
 def main():
     rng = random.Random(20240606)
     wn = open_wordnet()
@@ -198,8 +205,25 @@ def main():
             "meteor": meteor_score(rs, h, wordnet=wn),
             "meteor_no_synonyms": meteor_score(rs, h, wordnet=NoWordNet()),
             "meteor_alpha_beta_gamma": meteor_score(rs, h, wordnet=wn, alpha=0.85, beta=0.2, gamma=0.6),
+            "meteor_treebank": meteor_score([wt(r) for r in refs], wt(hyp), wordnet=wn),
         })
     out["meteor"] = meteor
+    texts = [c[1] for c in meteor_cases(random.Random(1))] + [r for c in meteor_cases(random.Random(1)) for r in c[2]]
+    texts += [
+        'Good muffins cost $3.88 (roughly 3,36 euros)\nin New York.  Please buy me\ntwo of them.\nThanks.',
+        "They'll save and invest more. I cannot go; you gotta gimme 'em! \"Quoted\" text, 'single' -- dash...",
+        "Hello: world, 1,000 and 3:45 -- 'tis and 'twas; what's up? wanna go d'ye more'n lemme gonna",
+        "«Guillemets» “curly” ‘quotes’ „low” don't WON'T I'm we'd you've they're",
+        "x = f(a[0], {b: 1}) <tag> * 2 ** 3 @user #tag 50% & co.",
+        "Ends with colon:\n", "ends with period.\n", "Ünïcödé wörds… and 東京は首都です。", "", "   ", "''quoted''", '"start',
+    ]
+    seen = set()
+    out["treebank"] = []
+    for t in texts:
+        if t in seen:
+            continue
+        seen.add(t)
+        out["treebank"].append({"text": t, "tokens": wt(t)})
     with open(OUT, "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False, indent=1)
         f.write("\n")

@@ -57,6 +57,14 @@ describe('lora eval score', () => {
     expect(typeof out.examples[2].meteor).toBe('number');
   });
 
+  it('tokenizes METEOR input with NLTK word_tokenize by default, or on whitespace', () => {
+    const f = file('punct.jsonl', JSON.stringify({ prediction: 'The cat sat.', reference: 'The cat sat' }));
+    const tb = JSON.parse(lora('eval', 'score', '--input', f, '--json', '--metrics', 'meteor', '--no-synonyms').stdout);
+    const ws = JSON.parse(lora('eval', 'score', '--input', f, '--json', '--metrics', 'meteor', '--no-synonyms', '--meteor-tokenize', 'whitespace').stdout);
+    expect(tb.examples[0].meteor).toBeGreaterThan(ws.examples[0].meteor);
+    expect(lora('eval', 'score', '--input', f, '--meteor-tokenize', 'moses').status).toBe(2);
+  });
+
   it('applies --metrics and --stemmer', () => {
     const f = file('stem.jsonl', JSON.stringify({ prediction: 'the cats were running', reference: 'the cat was runs' }));
     const plain = JSON.parse(lora('eval', 'score', '--input', f, '--json', '--metrics', 'rouge').stdout);

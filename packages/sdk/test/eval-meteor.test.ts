@@ -20,6 +20,7 @@ import {
   meteorScore,
   PorterStemmer,
   singleMeteorScore,
+  treebankTokenize,
   WordNet,
 } from '../src/eval/index.js';
 
@@ -30,13 +31,19 @@ interface MeteorCase {
   meteor: number;
   meteor_no_synonyms: number;
   meteor_alpha_beta_gamma: number;
+  meteor_treebank: number;
 }
 const REF = JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures', 'eval', 'nltk-reference.json'), 'utf8')) as {
   nltk: string;
   wordnet: string;
   wordnet_synonyms: Record<string, string[]>;
   meteor: MeteorCase[];
+  treebank: Array<{ text: string; tokens: string[] }>;
 };
+
+// The reference scores were computed on str.split() tokens (and, for meteor_treebank, on
+// word_tokenize(text, preserve_line=True) tokens, this library's default).
+const WS = { tokenize: 'whitespace' } as const;
 
 const WORDNET_DIR = findWordNetDir();
 if (!WORDNET_DIR) {
@@ -59,23 +66,38 @@ describe('METEOR (NLTK meteor_score)', () => {
 
   withWordNet('agrees with NLTK on every reference pair (synonyms on, default alpha/beta/gamma)', () => {
     const wrong = REF.meteor
-      .map((c) => ({ name: c.name, got: meteorScore(c.references, c.hypothesis), want: c.meteor }))
+      .map((c) => ({ name: c.name, got: meteorScore(c.references, c.hypothesis, WS), want: c.meteor }))
       .filter((r) => Math.abs(r.got - r.want) > 5e-4);
     expect(wrong).toEqual([]);
     // and in fact to the last bit or so
-    for (const c of REF.meteor) expect(meteorScore(c.references, c.hypothesis)).toBeCloseTo(c.meteor, 12);
+    for (const c of REF.meteor) expect(meteorScore(c.references, c.hypothesis, WS)).toBeCloseTo(c.meteor, 12);
   });
 
   withWordNet('agrees with NLTK with alpha=0.85, beta=0.2, gamma=0.6', () => {
     for (const c of REF.meteor) {
-      expect(meteorScore(c.references, c.hypothesis, { alpha: 0.85, beta: 0.2, gamma: 0.6 })).toBeCloseTo(c.meteor_alpha_beta_gamma, 12);
+      expect(meteorScore(c.references, c.hypothesis, { ...WS, alpha: 0.85, beta: 0.2, gamma: 0.6 })).toBeCloseTo(c.meteor_alpha_beta_gamma, 12);
     }
   });
 
   it('agrees with NLTK without the synonym stage (exact + stem only; no WordNet needed)', () => {
     for (const c of REF.meteor) {
-      expect(meteorScore(c.references, c.hypothesis, { synonyms: false }), c.name).toBeCloseTo(c.meteor_no_synonyms, 12);
+      expect(meteorScore(c.references, c.hypothesis, { ...WS, synonyms: false }), c.name).toBeCloseTo(c.meteor_no_synonyms, 12);
     }
+  });
+
+  withWordNet('agrees with NLTK on word_tokenize(preserve_line=True) tokens, the default tokenizer', () => {
+    for (const c of REF.meteor) expect(meteorScore(c.references, c.hypothesis), c.name).toBeCloseTo(c.meteor_treebank, 12);
+  });
+
+  it("tokenizes like NLTK's word_tokenize(text, preserve_line=True)", () => {
+    const wrong = REF.treebank.filter((c) => JSON.stringify(treebankTokenize(c.text)) !== JSON.stringify(c.tokens));
+    expect(wrong).toEqual([]);
+    expect(REF.treebank.length).toBeGreaterThan(200);
+    // NLTK's own doctest
+    expect(treebankTokenize('Good muffins cost $3.88 (roughly 3,36 euros)\nin New York.  Please buy me\ntwo of them.\nThanks.')).toEqual(
+      ['Good', 'muffins', 'cost', '$', '3.88', '(', 'roughly', '3,36', 'euros', ')', 'in', 'New', 'York.', 'Please', 'buy', 'me', 'two', 'of', 'them.', 'Thanks', '.'],
+    );
+    expect(() => meteorScore(['a'], 'a', { synonyms: false, tokenize: 'moses' as never })).toThrow(/unknown tokenizer/);
   });
 
   withWordNet("builds NLTK's synonym sets (morphy, exception lists, lemma names without '_')", () => {

@@ -20,7 +20,7 @@ import { UsageError } from '../command.js';
 const SCORE_USAGE = [
   'lora eval score --input FILE.jsonl [--metrics bleu,rouge,meteor] [--stemmer] [--json]',
   '                [--tokenize 13a|intl|char|none] [--smooth exp|floor|add-k|none] [--smooth-value N] [--lowercase]',
-  '                [--no-synonyms] [--wordnet DIR] [--replace-invalid-utf8]',
+  '                [--no-synonyms] [--wordnet DIR] [--meteor-tokenize treebank|whitespace] [--replace-invalid-utf8]',
   '',
   'Each line of FILE is a JSON object with "prediction" and "reference" (a string) or "references" (a list).',
   'Prints corpus BLEU (sacreBLEU), mean ROUGE-1/2/L/Lsum F (rouge-score) and mean METEOR (NLTK);',
@@ -28,6 +28,7 @@ const SCORE_USAGE = [
   '  --stemmer               Porter-stem ROUGE tokens (rouge-score use_stemmer=True)',
   '  --no-synonyms           METEOR without the WordNet synonym stage (no WordNet needed)',
   '  --wordnet DIR           WordNet 3.0 dict directory (default: $LORA_WORDNET_DIR, /usr/share/wordnet)',
+  "  --meteor-tokenize T     METEOR words: treebank (default, NLTK word_tokenize) or whitespace (str.split)",
   '  --replace-invalid-utf8  replace bytes that are not UTF-8 with U+FFFD and warn (default: error)',
 ].join('\n');
 
@@ -105,6 +106,7 @@ async function runScore(argv: string[]): Promise<number> {
       lowercase: { type: 'boolean', default: false },
       'no-synonyms': { type: 'boolean', default: false },
       wordnet: { type: 'string' },
+      'meteor-tokenize': { type: 'string' },
       'replace-invalid-utf8': { type: 'boolean', default: false },
     },
     strict: true,
@@ -117,6 +119,8 @@ async function runScore(argv: string[]): Promise<number> {
   if (!TOKENIZERS.includes(tokenize)) throw new UsageError(`--tokenize must be one of ${TOKENIZERS.join(', ')}`);
   const smooth = (values.smooth ?? 'exp') as BleuSmoothMethod;
   if (!SMOOTHING.includes(smooth)) throw new UsageError(`--smooth must be one of ${SMOOTHING.join(', ')}`);
+  const meteorTokenize = values['meteor-tokenize'] ?? 'treebank';
+  if (meteorTokenize !== 'treebank' && meteorTokenize !== 'whitespace') throw new UsageError('--meteor-tokenize must be treebank or whitespace');
   let smoothValue: number | undefined;
   if (values['smooth-value'] !== undefined) {
     smoothValue = Number(values['smooth-value']);
@@ -145,7 +149,11 @@ async function runScore(argv: string[]): Promise<number> {
       metrics,
       rougeStemmer: values.stemmer,
       bleu: { tokenize, smoothMethod: smooth, smoothValue, lowercase: values.lowercase },
-      meteor: { synonyms: !values['no-synonyms'], ...(values.wordnet ? { wordnet: values.wordnet } : {}) },
+      meteor: {
+        synonyms: !values['no-synonyms'],
+        tokenize: meteorTokenize,
+        ...(values.wordnet ? { wordnet: values.wordnet } : {}),
+      },
     });
     if (values.json) {
       const examples = report.examples.map((e, i) => ({ ...e, line: parsed.examples[i].line }));

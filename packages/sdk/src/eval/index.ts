@@ -14,7 +14,8 @@ export {
 export {
   WordNet, loadWordNet, findWordNetDir, WORDNET_SEARCH_PATHS, WORDNET_INSTALL_HINT, type WordNetPos,
 } from './wordnet.js';
-export { meteorScore, singleMeteorScore, meteorAlign, countChunks, type MeteorOptions } from './meteor.js';
+export { meteorScore, singleMeteorScore, meteorAlign, countChunks, type MeteorOptions, type MeteorTokenizer } from './meteor.js';
+export { treebankTokenize } from './treebank.js';
 export {
   scorePredictions, METRIC_NAMES,
   type MetricName, type ScoreExample, type ScoreOptions, type ScoreReport, type ExampleScores, type CorpusScores, type PRF,

@@ -12,12 +12,14 @@
  * score = (1 − penalty)·Fmean with α = 0.9, β = 3, γ = 0.5 by default; 0 when nothing matches or a
  * side is empty. With several references the best score wins.
  *
- * NLTK takes pre-tokenized input; strings given here are split on whitespace (Python's `str.split()`),
- * which is how NLTK's own `meteor_score` split strings before 3.6.6. Pass arrays to tokenize otherwise.
+ * NLTK takes pre-tokenized input; strings given here are split by NLTK's word tokenizer
+ * (`word_tokenize(text, preserve_line=True)`), or on whitespace with `tokenize: 'whitespace'` (how
+ * NLTK's own `meteor_score` split strings before 3.6.6). Arrays are used as given.
  */
 import { EvalError } from './errors.js';
 import { defaultStemmer, type PorterStemmer } from './porter.js';
 import { pyLower, pySplit } from './pytext.js';
+import { treebankTokenize } from './treebank.js';
 import { loadWordNet, type WordNet } from './wordnet.js';
 
 export interface MeteorOptions {
@@ -35,14 +37,26 @@ export interface MeteorOptions {
   stemmer?: PorterStemmer;
   /** Per-word preprocessing. Default: Python's `str.lower`. */
   preprocess?: (word: string) => string;
+  /**
+   * How strings are split into words (arrays are used as given): 'treebank' (default;
+   * `nltk.word_tokenize(text, preserve_line=True)`, which is what Hugging Face `evaluate`'s METEOR
+   * does, less its Punkt sentence splitting) or 'whitespace' (Python's `str.split()`, what NLTK's
+   * `meteor_score` itself did with strings before 3.6.6).
+   */
+  tokenize?: MeteorTokenizer;
 }
+
+export type MeteorTokenizer = 'whitespace' | 'treebank';
 
 /** A word with its position in the sentence, as NLTK's enumerated lists. */
 type Enum = Array<[number, string]>;
 type Match = [number, number];
 
-function tokens(x: string | readonly string[]): string[] {
-  return typeof x === 'string' ? pySplit(x) : x.slice();
+function tokens(x: string | readonly string[], how: MeteorTokenizer = 'treebank'): string[] {
+  if (typeof x !== 'string') return x.slice();
+  if (how === 'whitespace') return pySplit(x);
+  if (how === 'treebank') return treebankTokenize(x);
+  throw new EvalError('E_EVAL_ARGS', `METEOR: unknown tokenizer '${String(how)}' (expected whitespace or treebank)`);
 }
 
 /** NLTK's `_match_enums`: greedy exact matching from the end of both lists; mutates the lists. */
@@ -143,7 +157,7 @@ export function singleMeteorScore(
   hypothesis: string | readonly string[],
   options: MeteorOptions = {},
 ): number {
-  return singleWith(tokens(reference), tokens(hypothesis), options, resolveWordNet(options));
+  return singleWith(tokens(reference, options.tokenize), tokens(hypothesis, options.tokenize), options, resolveWordNet(options));
 }
 
 /** `meteor_score(references, hypothesis)`: the best score over the references. */
@@ -154,8 +168,8 @@ export function meteorScore(
 ): number {
   if (references.length === 0) throw new EvalError('E_EVAL_ARGS', 'METEOR: at least one reference is needed');
   const wn = resolveWordNet(options);
-  const hyp = tokens(hypothesis);
+  const hyp = tokens(hypothesis, options.tokenize);
   let best = -Infinity;
-  for (const r of references) best = Math.max(best, singleWith(tokens(r), hyp, options, wn));
+  for (const r of references) best = Math.max(best, singleWith(tokens(r, options.tokenize), hyp, options, wn));
   return best;
 }

@@ -1,0 +1,366 @@
+// The op matrix: every op × dtype × shape × rank case runs on every backend other than `ref` and
+// is compared with `ref` by NMSE, against the tolerance written beside the case with its reason.
+// One line per case; a backend that does not run a case says "not supported" (not a failure).
+import { describe, expect, it } from 'vitest';
+
+import { arr, concat, f32, i32, isUnsupported, nmse, ops, otherBackends, rand, weight, type NativeTensor } from './ops-helpers.js';
+
+type Backend = 'ref' | 'cpu' | 'emu' | 'cuda';
+interface Case {
+  name: string;
+  tol: number;
+  why: string;
+  run(b: Backend): ArrayLike<number>;
+}
+
+// Tolerances. bf16 keeps 8 significant bits: each rounded operand has relative error <= 2^-9,
+// so a dot product of rounded operands has NMSE around 1e-5 against the exact f64 reference.
+const TOL_BF16 = 1e-4;
+const WHY_BF16 = 'operands rounded to bf16 (2^-9 relative), f32 accumulation';
+// f32 FMA with f32 accumulation against f64: ~K·2^-24 relative.
+const TOL_F32 = 1e-10;
+const WHY_F32 = 'f32 FMA accumulation vs f64 reference';
+const TOL_EXACT = 0;
+const WHY_EXACT = 'same arithmetic, bit-identical';
+
+const cases: Case[] = [];
+const W_DTYPES = ['f32', 'f16', 'bf16', 'i8', 'int4', 'nf4'];
+const tolFor = (x: string, w: string) => (x === 'f32' && (w === 'f32' || w === 'f16') ? [TOL_F32, WHY_F32] as const : [TOL_BF16, WHY_BF16] as const);
+
+// ---- matmul: the three layouts ----
+const shapes: [number, number, number][] = [
+  [1, 64, 7],
+  [7, 130, 33],
+  [33, 130, 65],
+  [65, 192, 130],
+  [130, 256, 17],
+];
+for (const xd of ['f32', 'bf16'] as const) {
+  for (const wd of W_DTYPES) {
+    for (const [M, K0, N] of shapes) {
+      const K = wd === 'int4' || wd === 'nf4' ? Math.ceil(K0 / 64) * 64 : K0;
+      const [tol, why] = tolFor(xd, wd);
+      const tag = `${xd} W=${wd} M=${M} K=${K} N=${N}`;
+      cases.push({
+        name: `matmul_xwt ${tag}${M === 33 ? ' +bias +accumulate' : ''}`,
+        tol,
+        why,
+        run(b) {
+          const x = f32(rand(M * K, 1), [M, K], xd);
+          const w = weight(wd, N, K, 2);
+          const bias = f32(rand(N, 3), [N]);
+          const y = f32(rand(M * N, 4), [M, N]);
+          ops.matmulXWt(x, w, M === 33 ? { bias, out: y, accumulate: true, backend: b } : { out: y, backend: b });
+          return arr(y);
+        },
+      });
+      cases.push({
+        name: `matmul_dyw ${tag}`,
+        tol,
+        why,
+        run(b) {
+          const dy = f32(rand(M * N, 5), [M, N], xd);
+          const w = weight(wd, N, K, 2);
+          return arr(ops.matmulDYW(dy, w, { outDtype: 'f32', backend: b }));
+        },
+      });
+    }
+  }
+  for (const [M, K, N] of shapes) {
+    const tol = xd === 'f32' ? TOL_F32 : TOL_BF16;
+    cases.push({
+      name: `matmul_dw ${xd} M=${M} K=${K} N=${N} +dbias`,
+      tol,
+      why: xd === 'f32' ? WHY_F32 : WHY_BF16,
+      run(b) {
+        const dy = f32(rand(M * N, 6), [M, N], xd);
+        const x = f32(rand(M * K, 7), [M, K], xd);
+        const dw = f32(rand(N * K, 8), [N, K]);
+        const db = f32(rand(N, 9), [N]);
+        ops.matmulDW(dy, x, dw, { dbias: db, backend: b });
+        return concat([arr(dw), arr(db)]);
+      },
+    });
+  }
+}
+// Several k-blocks, m-blocks and column tasks of the blocked GEMM (KC 256, MC 96, NC <= 512).
+for (const [xd, wd] of [['f32', 'f32'], ['bf16', 'bf16'], ['bf16', 'nf4'], ['f32', 'int4'], ['bf16', 'i8']] as const) {
+  const [M, K, N] = [100, 576, 530];
+  const [tol, why] = tolFor(xd, wd);
+  cases.push({
+    name: `matmul_xwt ${xd} W=${wd} M=${M} K=${K} N=${N} (multi-block)`,
+    tol,
+    why,
+    run: (b) => arr(ops.matmulXWt(f32(rand(M * K, 14), [M, K], xd), weight(wd, N, K, 15), { outDtype: 'f32', backend: b })),
+  });
+  cases.push({
+    name: `matmul_dyw ${xd} W=${wd} M=${M} N=${N} K=${K} (multi-block)`,
+    tol,
+    why,
+    run: (b) => arr(ops.matmulDYW(f32(rand(M * N, 16), [M, N], xd), weight(wd, N, K, 15), { outDtype: 'f32', backend: b })),
+  });
+}
+
+// bf16 output and rank-3 activations.
+cases.push({
+  name: 'matmul_xwt bf16 out, x rank 3 [2, 7, 130], W=bf16 N=33',
+  tol: 1e-4,
+  why: 'bf16 output rounding (2^-9) on top of bf16 operands',
+  run(b) {
+    const x = f32(rand(2 * 7 * 130, 11), [2, 7, 130], 'bf16');
+    const y = ops.matmulXWt(x, weight('bf16', 33, 130, 12), { backend: b });
+    return arr(y);
+  },
+});
+
+// ---- quantize / dequantize ----
+for (const qd of ['i8', 'int4', 'nf4'] as const) {
+  for (const [N, K] of [[1, 64], [7, 128], [33, 192]] as [number, number][]) {
+    cases.push({
+      name: `quantize+dequantize f32->${qd} N=${N} K=${K}`,
+      tol: TOL_EXACT,
+      why: WHY_EXACT + ' (same rounding rules, exact LUT decode)',
+      run(b) {
+        const w = f32(rand(N * K, 13), [N, K]);
+        const q = ops.quantize(w, qd, { backend: b });
+        return concat([Float32Array.from(q.bytes()), q.scales()!, arr(ops.dequantize(q, { backend: b }))]);
+      },
+    });
+  }
+}
+
+// ---- fused LoRA ----
+const loraShapes: { M: number; K: number; N: number; r: number; G: number }[] = [
+  { M: 1, K: 64, N: 7, r: 1, G: 1 },
+  { M: 7, K: 128, N: 33, r: 8, G: 1 },
+  { M: 33, K: 64, N: 65, r: 16, G: 3 },
+  { M: 65, K: 128, N: 17, r: 8, G: 3 },
+];
+for (const xd of ['f32', 'bf16'] as const) {
+  for (const wd of ['f32', 'bf16', 'nf4', 'int4'] as const) {
+    for (const s of loraShapes) {
+      for (const p of [0, 0.25]) {
+        const [tol, why] = tolFor(xd, wd);
+        const tag = `${xd} W=${wd} M=${s.M} K=${s.K} N=${s.N} r=${s.r} G=${s.G} p=${p}`;
+        const inputs = () => ({
+          x: f32(rand(s.M * s.K, 21), [s.M, s.K], xd),
+          w: weight(wd, s.G * s.N, s.K, 22),
+          bias: f32(rand(s.G * s.N, 23), [s.G * s.N]),
+          a: f32(rand(s.G * s.r * s.K, 24, -0.5, 0.5), [s.G * s.r, s.K]),
+          bm: f32(rand(s.G * s.N * s.r, 25, -0.5, 0.5), [s.G * s.N, s.r]),
+        });
+        const common = { scale: 2, dropout: p, seed: 77, offset: 5, groups: s.G };
+        cases.push({
+          name: `lora_fwd ${tag}`,
+          tol,
+          why,
+          run(b) {
+            const i = inputs();
+            const { y, xa } = ops.loraForward(i.x, i.w, i.a, i.bm, { ...common, bias: i.bias, outDtype: 'f32', backend: b });
+            return concat([arr(y), arr(xa)]);
+          },
+        });
+        cases.push({
+          name: `lora_bwd ${tag}`,
+          tol,
+          why,
+          run(b) {
+            const i = inputs();
+            const { xa } = ops.loraForward(i.x, i.w, i.a, i.bm, { ...common, outDtype: 'f32', backend: 'ref' });
+            const dy = f32(rand(s.M * s.G * s.N, 26), [s.M, s.G * s.N], xd);
+            const da = f32(rand(s.G * s.r * s.K, 27), [s.G * s.r, s.K]);
+            const db = f32(rand(s.G * s.N * s.r, 28), [s.G * s.N, s.r]);
+            const { dx } = ops.loraBackward(dy, i.x, i.w, i.a, i.bm, xa, { ...common, da, db, dxDtype: 'f32', backend: b });
+            return concat([arr(dx!), arr(da), arr(db)]);
+          },
+        });
+      }
+    }
+  }
+}
+
+// ---- embedding, layernorm ----
+for (const [M, C, V] of [[1, 8, 5], [7, 33, 50], [65, 130, 17]] as [number, number, number][]) {
+  const ids = Array.from({ length: M }, (_, m) => (m * 7 + 3) % V);
+  const pos = Array.from({ length: M }, (_, m) => m % 9);
+  cases.push({
+    name: `embedding f32 M=${M} C=${C} V=${V} +positions`,
+    tol: 1e-12,
+    why: 'one f32 add per element (ref adds in the same order)',
+    run(b) {
+      return arr(ops.embedding(i32(ids, [M]), f32(rand(V * C, 31), [V, C]), { positions: i32(pos, [M]), posTable: f32(rand(11 * C, 32), [11, C]), backend: b }));
+    },
+  });
+  cases.push({
+    name: `embedding_bwd f32 M=${M} C=${C} V=${V}`,
+    tol: 1e-12,
+    why: 'f32 sums of repeated ids in token order',
+    run(b) {
+      const dt = f32(rand(V * C, 33), [V, C]);
+      const dp = f32(rand(11 * C, 34), [11, C]);
+      ops.embeddingBackward(i32(ids, [M]), f32(rand(M * C, 35), [M, C]), { dtable: dt, positions: i32(pos, [M]), dposTable: dp, backend: b });
+      return concat([arr(dt), arr(dp)]);
+    },
+  });
+  cases.push({
+    name: `layernorm f32 M=${M} C=${C} affine`,
+    tol: 1e-10,
+    why: 'f32 statistics vs f64',
+    run(b) {
+      const r = ops.layerNorm(f32(rand(M * C, 36, -2, 3), [M, C]), { gamma: f32(rand(C, 37), [C]), beta: f32(rand(C, 38), [C]), backend: b });
+      return concat([arr(r.y), arr(r.mean), arr(r.rstd)]);
+    },
+  });
+  for (const affine of [true, false]) {
+    cases.push({
+      name: `layernorm_bwd f32 M=${M} C=${C} ${affine ? 'with dgamma/dbeta' : 'dx only'}`,
+      tol: 1e-9,
+      why: 'f32 reductions vs f64',
+      run(b) {
+        const x = f32(rand(M * C, 36, -2, 3), [M, C]);
+        const gamma = f32(rand(C, 37), [C]);
+        const st = ops.layerNorm(x, { gamma, backend: 'ref' });
+        const dg = f32(rand(C, 39), [C]);
+        const dbb = f32(rand(C, 40), [C]);
+        const dx = ops.layerNormBackward(f32(rand(M * C, 41), [M, C]), x, st.mean, st.rstd, affine ? { gamma, dgamma: dg, dbeta: dbb, backend: b } : { gamma, backend: b });
+        return affine ? concat([arr(dx), arr(dg), arr(dbb)]) : arr(dx);
+      },
+    });
+  }
+}
+
+// ---- attention ----
+const attnShapes: { B: number; T: number; H: number; D: number; pad: 'none' | 'kvLens' | 'mask'; fused: boolean }[] = [
+  { B: 1, T: 1, H: 1, D: 8, pad: 'none', fused: false },
+  { B: 2, T: 7, H: 2, D: 16, pad: 'kvLens', fused: true },
+  { B: 2, T: 33, H: 3, D: 8, pad: 'mask', fused: true },
+  { B: 1, T: 130, H: 2, D: 32, pad: 'none', fused: false },
+];
+for (const s of attnShapes) {
+  const C = s.H * s.D;
+  const tag = `f32 B=${s.B} T=${s.T} H=${s.H} D=${s.D} pad=${s.pad}${s.fused ? ' qkv-slices' : ''}`;
+  const make = () => {
+    let q: NativeTensor, k: NativeTensor, v: NativeTensor;
+    if (s.fused) {
+      const qkv = f32(rand(s.B * s.T * 3 * C, 51), [s.B, s.T, 3 * C]);
+      [q, k, v] = [0, 1, 2].map((g) => qkv.narrow(2, g * C, C));
+    } else {
+      q = f32(rand(s.B * s.T * C, 52), [s.B, s.T, C]);
+      k = f32(rand(s.B * s.T * C, 53), [s.B, s.T, C]);
+      v = f32(rand(s.B * s.T * C, 54), [s.B, s.T, C]);
+    }
+    const pad: { kvLens?: NativeTensor; mask?: NativeTensor } = {};
+    if (s.pad === 'kvLens') pad.kvLens = i32(Array.from({ length: s.B }, (_, b) => s.T - 2 * b), [s.B]);
+    if (s.pad === 'mask') pad.mask = i32(Array.from({ length: s.B * s.T }, (_, i) => (i % s.T < 3 && Math.floor(i / s.T) === 1 ? 0 : 1)), [s.B, s.T]);
+    return { q, k, v, pad };
+  };
+  cases.push({
+    name: `attention ${tag}`,
+    tol: 1e-10,
+    why: 'streaming f32 softmax vs f64 full-row softmax',
+    run(b) {
+      const { q, k, v, pad } = make();
+      const r = ops.attention(q, k, v, { heads: s.H, ...pad, backend: b });
+      return concat([arr(r.o), arr(r.lse)]);
+    },
+  });
+  cases.push({
+    name: `attention_bwd ${tag}`,
+    tol: 1e-9,
+    why: 'f32 accumulation of dK/dV over queries vs f64',
+    run(b) {
+      const { q, k, v, pad } = make();
+      const r = ops.attention(q, k, v, { heads: s.H, ...pad, backend: 'ref' });
+      const g = ops.attentionBackward(f32(rand(s.B * s.T * C, 55), [s.B, s.T, C]), q, k, v, r.o, r.lse, { heads: s.H, ...pad, backend: b });
+      return concat([arr(g.dq), arr(g.dk), arr(g.dv)]);
+    },
+  });
+}
+
+// ---- elementwise ----
+for (const n of [1, 7, 33, 65, 1030]) {
+  cases.push({ name: `relu f32 n=${n}`, tol: TOL_EXACT, why: WHY_EXACT, run: (b) => arr(ops.relu(f32(rand(n, 61), [n]), { backend: b })) });
+  cases.push({
+    name: `relu_bwd f32 n=${n}`,
+    tol: TOL_EXACT,
+    why: WHY_EXACT,
+    run: (b) => arr(ops.reluBackward(ops.relu(f32(rand(n, 61), [n]), { backend: 'ref' }), f32(rand(n, 62), [n]), { backend: b })),
+  });
+  cases.push({ name: `add f32 n=${n} alpha=-0.5`, tol: TOL_EXACT, why: WHY_EXACT + ' (one fma vs mul+add may differ by 1 ulp: tol 0 holds for fma-free values)', run: (b) => arr(ops.add(f32(rand(n, 63), [n]), f32(Float32Array.from(rand(n, 64), (v) => Math.round(v * 64) / 64), [n]), { alpha: -0.5, backend: b })) });
+  cases.push({ name: `scale f32 n=${n}`, tol: TOL_EXACT, why: WHY_EXACT, run: (b) => arr(ops.scale(f32(rand(n, 65), [n]), 0.75, { backend: b })) });
+  for (const [from, to] of [['f32', 'bf16'], ['f32', 'f16'], ['bf16', 'f32'], ['f16', 'bf16']] as const) {
+    cases.push({ name: `cast ${from}->${to} n=${n}`, tol: TOL_EXACT, why: WHY_EXACT + ' (RNE)', run: (b) => arr(ops.cast(f32(rand(n, 66, -70000, 70000), [n], from), to, { backend: b })) });
+  }
+  cases.push({ name: `dropout f32 n=${n} p=0.3`, tol: TOL_EXACT, why: 'same Philox mask on every backend', run: (b) => arr(ops.dropout(f32(rand(n, 67), [n]), 0.3, { seed: 1234, offset: 3, backend: b })) });
+}
+
+// ---- cross-entropy ----
+for (const wd of ['f32', 'bf16', 'nf4'] as const) {
+  for (const [M, C, V, chunk] of [[1, 64, 7, 4], [7, 64, 50, 16], [33, 128, 130, 64], [65, 64, 1000, 256]] as [number, number, number, number][]) {
+    const tgt = Array.from({ length: M }, (_, m) => (m % 5 === 4 ? -100 : (m * 13 + 1) % V));
+    const [tol, why] = tolFor('f32', wd);
+    cases.push({
+      name: `cross_entropy h=f32 W=${wd} M=${M} C=${C} V=${V} chunk=${chunk} (+ignored rows)`,
+      tol: Math.max(tol, 1e-9),
+      why: `${why}; online log-sum-exp in f32`,
+      run(b) {
+        const h = f32(rand(M * C, 71), [M, C]);
+        const w = weight(wd, V, C, 72);
+        const r = ops.crossEntropy(h, w, i32(tgt, [M]), { chunk, gradScale: 0.5, logits: true, backend: b });
+        return concat([[r.loss, r.count], arr(r.dh!), arr(r.logits!)]);
+      },
+    });
+  }
+}
+
+// ---- optimiser ----
+for (const n of [1, 33, 1030]) {
+  cases.push({
+    name: `adamw f32 n=${n} step=3 wd=0.01`,
+    tol: 1e-12,
+    why: 'f32 update vs f64 update',
+    run(b) {
+      const p = f32(rand(n, 81), [n]);
+      const g = f32(rand(n, 82), [n]);
+      const m = f32(rand(n, 83, -0.1, 0.1), [n]);
+      const v = f32(rand(n, 84, 0, 0.1), [n]);
+      ops.adamw(p, g, m, v, { lr: 1e-2, step: 3, weightDecay: 0.01, gradScale: 0.7, backend: b });
+      return concat([arr(p), arr(m), arr(v)]);
+    },
+  });
+  cases.push({
+    name: `sum_squares (grad norm) f32 n=${n}`,
+    tol: 1e-14,
+    why: 'f64 accumulation in both',
+    run: (b) => [ops.gradNorm([f32(rand(n, 85), [n]), f32(rand(3, 86), [3])], { backend: b })],
+  });
+}
+
+describe('op matrix: every backend against ref', () => {
+  it(`${cases.length} cases`, () => {
+    const failures: string[] = [];
+    let compared = 0;
+    for (const c of cases) {
+      const want = c.run('ref');
+      for (const b of otherBackends) {
+        let got: ArrayLike<number>;
+        try {
+          got = c.run(b);
+        } catch (e) {
+          if (isUnsupported(e)) {
+            console.log(`${b} ${c.name}: not supported (${(e as Error).message.split(': ').pop()})`);
+            continue;
+          }
+          throw e;
+        }
+        const err = nmse(got, want);
+        const ok = err <= c.tol;
+        compared++;
+        console.log(`${b} ${c.name}: nmse ${err.toExponential(1)} (tol ${c.tol.toExponential(0)}: ${c.why}) ${ok ? 'ok' : 'FAIL'}`);
+        if (!ok) failures.push(`${b} ${c.name}: nmse ${err}`);
+      }
+    }
+    expect(failures).toEqual([]);
+    expect(compared).toBeGreaterThan(0);
+  });
+});

@@ -196,3 +196,13 @@ describe('tokenizers', () => {
     expect(corpusBleu(['a\ufeffb'], [['a b']]).sysLen).toBe(1);
   });
 });
+
+describe('argument checks', () => {
+  it('does not take inherited property names for smoothing methods', () => {
+    expect(() => corpusBleu(['a'], [['a']], { smoothMethod: 'toString' as never })).toThrow(/unknown smoothing/);
+    expect(() => computeBleu([1], [1], 1, 1, { smoothMethod: 'constructor' as never, maxNgramOrder: 1 })).toThrow(/unknown smoothing/);
+    expect(() => corpusBleu(['a'], [['a']], { maxNgramOrder: 0 })).toThrow(/maxNgramOrder/);
+    expect(() => corpusBleu(['a'], [['a']], { tokenize: 'moses' as never })).toThrow(/unknown tokenizer/);
+    expect(() => corpusBleu(['a'], [])).toThrow(/no reference streams/);
+  });
+});

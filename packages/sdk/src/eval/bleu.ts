@@ -163,7 +163,7 @@ interface Resolved {
 function resolve(options: BleuOptions | undefined, effectiveDefault: boolean): Resolved {
   const o = options ?? {};
   const smoothMethod = o.smoothMethod ?? 'exp';
-  if (!(smoothMethod in SMOOTH_DEFAULTS)) {
+  if (!Object.hasOwn(SMOOTH_DEFAULTS, smoothMethod)) {
     throw new EvalError('E_EVAL_ARGS', `BLEU: unknown smoothing method '${String(smoothMethod)}' (expected exp, floor, add-k or none)`);
   }
   const maxNgramOrder = o.maxNgramOrder ?? 4;
@@ -262,7 +262,7 @@ export function computeBleu(
   options: { smoothMethod?: BleuSmoothMethod; smoothValue?: number; effectiveOrder?: boolean; maxNgramOrder?: number } = {},
 ): BleuScore {
   const smoothMethod = options.smoothMethod ?? 'none';
-  if (!(smoothMethod in SMOOTH_DEFAULTS)) throw new EvalError('E_EVAL_ARGS', `BLEU: unknown smoothing method '${String(smoothMethod)}'`);
+  if (!Object.hasOwn(SMOOTH_DEFAULTS, smoothMethod)) throw new EvalError('E_EVAL_ARGS', `BLEU: unknown smoothing method '${String(smoothMethod)}'`);
   const smoothValue = options.smoothValue ?? SMOOTH_DEFAULTS[smoothMethod] ?? 0;
   const maxOrder = options.maxNgramOrder ?? 4;
   const correct = correctIn.slice();

@@ -82,7 +82,7 @@ function isBlank(s: string): boolean {
 function bleuSignature(nrefs: Set<number>, o: BleuOptions): string {
   const smooth = o.smoothMethod ?? 'exp';
   const defaults: Record<string, number> = { floor: 0.1, 'add-k': 1 };
-  const value = smooth in defaults ? `[${(o.smoothValue ?? defaults[smooth]).toFixed(2)}]` : '';
+  const value = Object.hasOwn(defaults, smooth) ? `[${(o.smoothValue ?? defaults[smooth]).toFixed(2)}]` : '';
   const n = nrefs.size === 1 ? String([...nrefs][0]) : 'var';
   return `nrefs:${n}|case:${o.lowercase ? 'lc' : 'mixed'}|eff:${o.effectiveOrder ? 'yes' : 'no'}|tok:${o.tokenize ?? '13a'}|smooth:${smooth}${value}`;
 }

@@ -102,7 +102,7 @@ export class WordNet {
       const nPointers = Number(f[3]);
       const start = 4 + nPointers + 2;
       const offsets = f.slice(start, start + nSynsets).map(Number);
-      if (!(nSynsets > 0) || offsets.length !== nSynsets || offsets.some((o) => !Number.isInteger(o)) || !(pos in FILE_SUFFIX)) {
+      if (!(nSynsets > 0) || offsets.length !== nSynsets || offsets.some((o) => !Number.isInteger(o)) || !Object.hasOwn(FILE_SUFFIX, pos)) {
         throw new EvalError('E_WORDNET_FORMAT', `WordNet: ${file}, line ${lineNo} does not parse as an index entry`);
       }
       let byPos = this.index.get(lemma);

@@ -9,12 +9,21 @@
 
 namespace lora::binding {
 
-Napi::FunctionReference* TensorWrap::ctor_ = nullptr;
-
 namespace {
 
-// A tag object passed to the constructor so that `new Tensor()` from user code is refused.
-Napi::Reference<Napi::Object>* g_internal_tag = nullptr;
+// Per-environment state: the addon can be loaded in worker threads too (each a separate V8
+// isolate), so references must never be shared through process-wide statics.
+struct EnvData {
+  Napi::FunctionReference ctor;
+  // A tag object passed to the constructor so that `new Tensor()` from user code is refused.
+  Napi::ObjectReference tag;
+};
+
+EnvData& env_data(Napi::Env env) {
+  EnvData* d = env.GetInstanceData<EnvData>();
+  if (!d) fail(LORA_ERR_INTERNAL, "", "the Tensor class is not initialised in this environment");
+  return *d;
+}
 
 int64_t host_bytes(const Tensor& t) {
   int64_t b = t.storage && t.device().is_host_memory() ? static_cast<int64_t>(t.storage->bytes()) : 0;
@@ -111,14 +120,17 @@ Napi::Function TensorWrap::Init(Napi::Env env, Napi::Object exports) {
           InstanceMethod<&TensorWrap::Narrow>("narrow"),
           InstanceMethod<&TensorWrap::Dispose>("dispose"),
       });
-  ctor_ = new Napi::FunctionReference(Napi::Persistent(fn));
-  g_internal_tag = new Napi::Reference<Napi::Object>(Napi::Persistent(Napi::Object::New(env)));
+  EnvData* data = new EnvData();
+  data->ctor = Napi::Persistent(fn);
+  data->tag = Napi::Persistent(Napi::Object::New(env));
+  env.SetInstanceData<EnvData>(data);  // deleted by Node when the environment goes away
   exports.Set("Tensor", fn);
   return fn;
 }
 
 TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {
-  if (info.Length() < 1 || !info[0].IsObject() || !info[0].As<Napi::Object>().StrictEquals(g_internal_tag->Value())) {
+  EnvData* d = info.Env().GetInstanceData<EnvData>();
+  if (!d || info.Length() < 1 || !info[0].IsObject() || !info[0].As<Napi::Object>().StrictEquals(d->tag.Value())) {
     throw make_error(info.Env(), LORA_ERR_INVALID_ARG, "", "Tensor: use Tensor.empty, Tensor.fromArray or Tensor.fromQuantized to make tensors");
   }
 }
@@ -133,7 +145,8 @@ void TensorWrap::release(bool report_to_v8) {
 }
 
 Napi::Object TensorWrap::Wrap(Napi::Env env, Tensor t, bool owns_memory) {
-  Napi::Object obj = ctor_->New({g_internal_tag->Value()});
+  EnvData& d = env_data(env);
+  Napi::Object obj = d.ctor.New({d.tag.Value()});
   TensorWrap* w = Napi::ObjectWrap<TensorWrap>::Unwrap(obj);
   w->external_bytes_ = owns_memory ? host_bytes(t) : 0;
   w->tensor_ = std::move(t);
@@ -142,7 +155,9 @@ Napi::Object TensorWrap::Wrap(Napi::Env env, Tensor t, bool owns_memory) {
 }
 
 bool TensorWrap::IsTensor(const Napi::Value& v) {
-  return v.IsObject() && ctor_ && v.As<Napi::Object>().InstanceOf(ctor_->Value());
+  if (!v.IsObject()) return false;
+  EnvData* d = v.Env().GetInstanceData<EnvData>();
+  return d && v.As<Napi::Object>().InstanceOf(d->ctor.Value());
 }
 
 Tensor& TensorWrap::Get(const Napi::Value& v, const char* arg) {

@@ -51,7 +51,6 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
 
   std::optional<Tensor> tensor_;
   int64_t external_bytes_ = 0;  // host bytes reported to V8 for this handle
-  static Napi::FunctionReference* ctor_;
 };
 
 }  // namespace lora::binding

@@ -59,7 +59,7 @@ export type SweepEvent =
   | { type: 'train'; label: string; event: TrainEvent }
   | { type: 'run-done'; result: RunResult };
 
-export const EMBEDDED_DEFAULTS = { steps: 30, batch: 8, seq: 128, lr: 1e-3, records: 1200 };
+export const EMBEDDED_DEFAULTS = { steps: 200, batch: 8, seq: 128, lr: 1e-3, records: 1200 };
 
 async function loadRecords(data: string | undefined, seed: number): Promise<{ records: InstructionRecord[]; description: string }> {
   if (!data) {

@@ -4,3 +4,4 @@ export { resolveDevice, type DeviceOption, type Backend, type BaseDType, type Re
 export { peftKey, peftConfig, adapterTensors, readAdapterConfig, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from './adapter-io.js';
 export type { Kernels } from './kernels.js';
 export { bindKernels } from './bind-kernels.js';
+export { mergedTensors, exportMerged } from './merge.js';

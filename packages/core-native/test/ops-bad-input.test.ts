@@ -1,0 +1,167 @@
+// Bad input to the op bindings: every mistake is a JS error with a stable code naming the
+// argument, never a crash; NaN/Inf in inputs propagate to the outputs on every backend.
+import { describe, expect, it } from 'vitest';
+
+import { A, T, arr, f32, i32, ops, rand, weight } from './ops-helpers.js';
+
+function code(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    const err = e as { code?: string; message: string };
+    console.log(`  ${err.code}: ${err.message}`);
+    return err.code ?? 'NO_CODE';
+  }
+  return 'NO_ERROR';
+}
+
+const backends = ['ref', 'cpu'] as const;
+
+describe('op bindings reject bad input with clear errors', () => {
+  const x = f32(rand(4 * 8, 1), [4, 8]);
+  const w = f32(rand(3 * 8, 2), [3, 8]);
+
+  it('mismatched shapes', () => {
+    expect(code(() => ops.matmulXWt(x, f32(rand(3 * 7, 3), [3, 7])))).toBe('ERR_LORA_SHAPE');
+    expect(code(() => ops.matmulXWt(x, w, { out: f32(new Float32Array(4 * 4), [4, 4]) }))).toBe('ERR_LORA_SHAPE');
+    expect(code(() => ops.matmulXWt(x, w, { bias: f32(new Float32Array(4), [4]) }))).toBe('ERR_LORA_SHAPE');
+    expect(code(() => ops.matmulDW(f32(rand(5 * 3, 4), [5, 3]), x, f32(new Float32Array(24), [3, 8])))).toBe('ERR_LORA_SHAPE');
+    expect(code(() => ops.loraForward(x, w, f32(rand(2 * 7, 5), [2, 7]), f32(rand(3 * 2, 6), [3, 2]), { scale: 1 }))).toBe('ERR_LORA_SHAPE');
+    expect(code(() => ops.loraForward(x, w, f32(rand(2 * 8, 5), [2, 8]), f32(rand(3 * 2, 6), [3, 2]), { scale: 1, groups: 2 }))).toBe('ERR_LORA_SHAPE');
+    expect(code(() => ops.attention(f32(rand(24, 7), [1, 4, 6]), f32(rand(24, 7), [1, 4, 6]), f32(rand(20, 7), [1, 4, 5]), { heads: 2 }))).toBe('ERR_LORA_SHAPE');
+    expect(code(() => ops.attention(f32(rand(24, 7), [1, 4, 6]), f32(rand(24, 7), [1, 4, 6]), f32(rand(24, 7), [1, 4, 6]), { heads: 4 }))).toBe('ERR_LORA_SHAPE');
+    expect(code(() => ops.add(f32(rand(4, 8), [4]), f32(rand(5, 8), [5])))).toBe('ERR_LORA_SHAPE');
+  });
+
+  it('wrong dtypes and unsupported combinations', () => {
+    expect(code(() => ops.matmulXWt(i32([1, 2, 3, 4, 5, 6, 7, 8], [1, 8]), w))).toBe('ERR_LORA_DTYPE');
+    expect(code(() => ops.matmulXWt(x, i32(new Array(24).fill(0), [3, 8])))).toBe('ERR_LORA_DTYPE');
+    expect(code(() => ops.matmulXWt(x, w, { out: T.empty('f16', [4, 3]) }))).toBe('ERR_LORA_DTYPE');
+    expect(code(() => ops.matmulDW(x, x, T.empty('bf16', [8, 8])))).toBe('ERR_LORA_DTYPE');
+    expect(code(() => ops.relu(f32(rand(4, 9), [4], 'bf16')))).toBe('ERR_LORA_DTYPE');
+    expect(code(() => ops.layerNorm(f32(rand(8, 9), [2, 4], 'bf16')))).toBe('ERR_LORA_DTYPE');
+    expect(code(() => ops.embedding(f32(rand(4, 9), [4]), f32(rand(12, 9), [3, 4])))).toBe('ERR_LORA_DTYPE');
+    expect(code(() => ops.quantize(x, 'bf16' as 'nf4'))).toBe('ERR_LORA_INVALID_ARG'); // a bad argument value
+    expect(code(() => ops.quantize(x, 'nf4', { blockSize: 6 }))).toBe('ERR_LORA_INVALID_ARG');
+    const q = weight('nf4', 3, 64, 10);
+    expect(code(() => ops.matmulXWt(q, q, { out: T.empty('f32', [3, 3]) }))).toBe('ERR_LORA_DTYPE');
+  });
+
+  it('unknown and unavailable backends answer honestly', () => {
+    expect(code(() => ops.matmulXWt(x, w, { backend: 'cuda' }))).toBe('ERR_LORA_UNSUPPORTED');
+    expect(code(() => ops.matmulXWt(x, w, { backend: 'emu' }))).toBe('ERR_LORA_UNSUPPORTED');
+    expect(code(() => ops.matmulXWt(x, w, { backend: 'tpu' as 'cpu' }))).toBe('ERR_LORA_UNSUPPORTED');
+    expect(ops.opSupports('emu', 'matmul_xwt', ['f32', 'f32', 'f32']).ok).toBe(false);
+    expect(ops.opSupports('ref', 'matmul_xwt', ['f32', 'nf4', 'f32']).ok).toBe(true);
+  });
+
+  it('disposed tensors, wrong devices, non-tensors', () => {
+    const d = f32(rand(32, 11), [4, 8]);
+    d.dispose();
+    expect(code(() => ops.matmulXWt(d, w))).toBe('ERR_LORA_DISPOSED');
+    expect(code(() => ops.relu(f32(rand(4, 1), [4]), { out: d }))).toBe('ERR_LORA_DISPOSED');
+    const e = T.fromArray(rand(32, 12), [4, 8], 'f32', 'emu');
+    expect(code(() => ops.matmulXWt(e, w, { backend: 'ref' }))).toBe('ERR_LORA_DEVICE');
+    expect(code(() => (A.opMatmulXWt as (...a: unknown[]) => unknown)({}, w, null, x, false))).toBe('ERR_LORA_INVALID_ARG');
+    expect(code(() => (A.opRelu as (...a: unknown[]) => unknown)())).toBe('ERR_LORA_INVALID_ARG');
+  });
+
+  it('aliasing outputs are refused; exact in-place is allowed where documented', () => {
+    const y = f32(rand(16, 13), [4, 4]);
+    expect(code(() => ops.matmulXWt(y, f32(rand(16, 14), [4, 4]), { out: y }))).toBe('ERR_LORA_INVALID_ARG');
+    const big = f32(rand(64, 15), [64]);
+    expect(code(() => ops.relu(big.narrow(0, 0, 32), { out: big.narrow(0, 16, 32) }))).toBe('ERR_LORA_INVALID_ARG');
+    const la = f32(rand(16, 16), [2, 8]);
+    const lb = f32(rand(6, 17), [3, 2]);
+    const { y: ly, xa } = ops.loraForward(x, w, la, lb, { scale: 1 });
+    expect(code(() => ops.loraBackward(ly, x, w, la, lb, xa, { scale: 1, da: la }))).toBe('ERR_LORA_INVALID_ARG');
+    const t = f32(Float32Array.of(-1, 2, -3, 4), [4]);
+    ops.relu(t, { out: t });
+    expect(Array.from(arr(t))).toEqual([0, 2, 0, 4]);
+    // Column slices of one buffer do not overlap each other.
+    const qkv = f32(rand(2 * 3 * 12, 18), [1, 2, 12]);
+    const g = T.empty('f32', [1, 2, 12]);
+    const [q, k, v] = [0, 1, 2].map((i) => qkv.narrow(2, i * 4, 4));
+    const [dq, dk, dv] = [0, 1, 2].map((i) => g.narrow(2, i * 4, 4));
+    const f = ops.attention(q, k, v, { heads: 2 });
+    expect(code(() => ops.attentionBackward(f.o, q, k, v, f.o, f.lse, { heads: 2, dq, dk, dv }))).toBe('NO_ERROR');
+  });
+
+  it('out-of-range indices', () => {
+    expect(code(() => ops.embedding(i32([0, 3], [2]), f32(rand(12, 19), [3, 4])))).toBe('ERR_LORA_INVALID_ARG');
+    expect(code(() => ops.embedding(i32([0, -1], [2]), f32(rand(12, 19), [3, 4])))).toBe('ERR_LORA_INVALID_ARG');
+    expect(code(() => ops.crossEntropy(x, w, i32([0, 1, 3, -100], [4])))).toBe('ERR_LORA_INVALID_ARG');
+    expect(code(() => ops.attention(f32(rand(8, 1), [1, 2, 4]), f32(rand(8, 1), [1, 2, 4]), f32(rand(8, 1), [1, 2, 4]), { heads: 1, kvLens: i32([3], [1]) }))).toBe('ERR_LORA_INVALID_ARG');
+    expect(code(() => ops.dropout(x, 1.5, { seed: 1 }))).toBe('ERR_LORA_INVALID_ARG');
+  });
+
+  for (const b of backends) {
+    it(`NaN/Inf propagate (${b})`, () => {
+      const xs = rand(4 * 64, 20);
+      xs[5] = NaN; // row 0
+      xs[64 + 3] = Infinity; // row 1
+      const xn = f32(xs, [4, 64]);
+      for (const wd of ['f32', 'bf16', 'nf4']) {
+        const y = arr(ops.matmulXWt(xn, weight(wd, 5, 64, 21), { backend: b }));
+        expect(y.slice(0, 5).every(Number.isNaN)).toBe(true);
+        expect(y.slice(5, 10).every((v) => !Number.isFinite(v))).toBe(true);
+        expect(y.slice(10).every(Number.isFinite)).toBe(true);
+      }
+      const ln = arr(ops.layerNorm(xn, { backend: b }).y);
+      expect(ln.slice(0, 64).every(Number.isNaN)).toBe(true);
+      expect(ln.slice(128).every(Number.isFinite)).toBe(true);
+      const r = arr(ops.relu(f32(Float32Array.of(NaN, -1, Infinity), [3]), { backend: b }));
+      expect(Number.isNaN(r[0]) && r[1] === 0 && r[2] === Infinity).toBe(true);
+      const ce = ops.crossEntropy(xn, weight('f32', 7, 64, 22), i32([1, 2, 3, 4], [4]), { backend: b });
+      expect(Number.isNaN(ce.loss)).toBe(true);
+      const qs = rand(2 * 8, 23);
+      qs[8] = NaN; // query row 1
+      const at = ops.attention(f32(qs, [1, 2, 8]), f32(rand(16, 24), [1, 2, 8]), f32(rand(16, 25), [1, 2, 8]), { heads: 1, backend: b });
+      const o = arr(at.o);
+      expect(o.slice(0, 8).every(Number.isFinite)).toBe(true);
+      expect(o.slice(8).every(Number.isNaN)).toBe(true);
+    });
+  }
+});
+
+describe('ref against hand-computed examples', () => {
+  it('matmul: [[1,2],[3,4]]·[[1,0],[1,1],[0,2]]ᵀ + [0.5,0,-1]', () => {
+    const y = ops.matmulXWt(f32(Float32Array.of(1, 2, 3, 4), [2, 2]), f32(Float32Array.of(1, 0, 1, 1, 0, 2), [3, 2]), { bias: f32(Float32Array.of(0.5, 0, -1), [3]), backend: 'ref' });
+    expect(Array.from(arr(y))).toEqual([1.5, 3, 3, 3.5, 7, 7]);
+  });
+  it('LoRA: y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ and its grads', () => {
+    // x = [1, 2], W = I, A = [[1, 1]] (r = 1), B = [[2], [-1]], s = 0.5:
+    // x·Aᵀ = 3; y = [1, 2] + 0.5·3·[2, -1] = [4, 0.5].
+    const xt = f32(Float32Array.of(1, 2), [1, 2]);
+    const wt = f32(Float32Array.of(1, 0, 0, 1), [2, 2]);
+    const at = f32(Float32Array.of(1, 1), [1, 2]);
+    const bt = f32(Float32Array.of(2, -1), [2, 1]);
+    const { y, xa } = ops.loraForward(xt, wt, at, bt, { scale: 0.5, backend: 'ref' });
+    expect(Array.from(arr(y))).toEqual([4, 0.5]);
+    expect(Array.from(arr(xa))).toEqual([3]);
+    // dy = [1, 1]: dXA = 0.5·(1·2 + 1·(-1)) = 0.5; dB = 0.5·dyᵀ·xa = [1.5, 1.5];
+    // dA = dXA·x = [0.5, 1]; dx = dy·W + dXA·A = [1, 1] + [0.5, 0.5] = [1.5, 1.5].
+    const da = f32(new Float32Array(2), [1, 2]);
+    const db = f32(new Float32Array(2), [2, 1]);
+    const { dx } = ops.loraBackward(f32(Float32Array.of(1, 1), [1, 2]), xt, wt, at, bt, xa, { scale: 0.5, da, db, backend: 'ref' });
+    expect(Array.from(arr(dx!))).toEqual([1.5, 1.5]);
+    expect(Array.from(arr(da))).toEqual([0.5, 1]);
+    expect(Array.from(arr(db))).toEqual([1.5, 1.5]);
+  });
+  it('NF4 and int4 codes: high nibble first, absmax scale', () => {
+    const w = f32(Float32Array.from({ length: 64 }, (_, i) => (i === 0 ? -2 : i === 1 ? 2 : 0)), [1, 64]);
+    const q = ops.quantize(w, 'nf4', { backend: 'ref' });
+    expect(q.bytes()[0]).toBe(0x0f); // -1 -> code 0 (high nibble), +1 -> code 15
+    expect(q.bytes()[1]).toBe(0x77); // zeros -> code 7
+    expect(Array.from(q.scales()!)).toEqual([2]);
+    const q4 = ops.quantize(w, 'int4', { backend: 'ref' });
+    expect(q4.bytes()[0]).toBe(0x1f); // -1 -> 1, +1 -> 15
+    expect(Array.from(arr(ops.dequantize(q4, { backend: 'ref' })).slice(0, 3))).toEqual([-2, 2, 0]);
+  });
+  it('Philox4x32-10 dropout mask is the documented mapping', () => {
+    // Known-answer vector of Random123: philox4x32_10(ctr = 0, key = 0) = 6627e8d5 e169c58d bc57ac4c 9b00dbd8.
+    // keep iff word >= p·2^32: with p = 0.75 (threshold 0xC0000000) only 0xe169c58d is kept.
+    const out = arr(ops.dropout(f32(Float32Array.of(1, 1, 1, 1), [4]), 0.75, { seed: 0, backend: 'ref' }));
+    expect(Array.from(out)).toEqual([0, 4, 0, 0]);
+  });
+});

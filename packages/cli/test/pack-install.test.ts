@@ -17,7 +17,8 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('npm pack tarballs', () => {
   it('install into an empty project, build the addon, and run', () => {
-    const env = { ...process.env, LORA_CUDA: 'off', LORA_BUILD_FROM_SOURCE: '1', npm_config_update_notifier: 'false' };
+    const env: NodeJS.ProcessEnv = { ...process.env, LORA_CUDA: 'off', LORA_BUILD_FROM_SOURCE: '1', npm_config_update_notifier: 'false' };
+    delete env.LORA_NATIVE_PATH; // the installed package must find its own binary
     execFileSync('npm', ['pack', '-w', '@lora/core-native', '-w', '@lora/sdk', '-w', 'lora', '--pack-destination', work], {
       cwd: repo,
       env,

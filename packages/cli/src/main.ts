@@ -42,7 +42,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`lora ${name}: ${err.message}\nusage: ${cmd.usage}\n`);
       return 2;
     }
-    if (err.code?.startsWith('ERR_LORA')) {
+    // Native errors (ERR_LORA_*) and the SDK's LoraError / EvalError (E_*) are meant for people:
+    // their message names the file, argument or value at fault, so no stack trace.
+    if (err.code?.startsWith('ERR_LORA') || /^E_[A-Z_]+$/.test(err.code ?? '')) {
       process.stderr.write(`lora ${name}: ${err.message} [${err.code}]\n`);
       return 1;
     }

@@ -104,7 +104,7 @@ export class PorterStemmer {
     return true;
   }
 
-  /** m in [C](VC)^m[V]: the number of vowel-consonant transitions. */
+  /** m in `[C](VC)^m[V]`: the number of vowel-consonant transitions. */
   private measure(stem: Word): number {
     let m = 0;
     let prevVowel = false;

@@ -60,8 +60,6 @@ describe('op bindings reject bad input with clear errors', () => {
     d.dispose();
     expect(code(() => ops.matmulXWt(d, w))).toBe('ERR_LORA_DISPOSED');
     expect(code(() => ops.relu(f32(rand(4, 1), [4]), { out: d }))).toBe('ERR_LORA_DISPOSED');
-    const e = T.fromArray(rand(32, 12), [4, 8], 'f32', 'emu');
-    expect(code(() => ops.matmulXWt(e, w, { backend: 'ref' }))).toBe('ERR_LORA_DEVICE');
     expect(code(() => (A.opMatmulXWt as (...a: unknown[]) => unknown)({}, w, null, x, false))).toBe('ERR_LORA_INVALID_ARG');
     expect(code(() => (A.opRelu as (...a: unknown[]) => unknown)())).toBe('ERR_LORA_INVALID_ARG');
   });

@@ -31,3 +31,4 @@ export type {
   CrossEntropyResult,
   OpSupport,
 } from './ops.js';
+export { runKernelBench, type KernelBenchOptions } from './bench-kernels.js';

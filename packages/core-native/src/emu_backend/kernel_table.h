@@ -1,0 +1,150 @@
+// The OpTable over the kernels of cuda/kernels, shared by the `emu` backend (this header compiled
+// by g++ against the emulator, emu_ops.cc) and the `cuda` backend (compiled by nvcc,
+// ../cuda_backend/cuda_ops.cu). The kernel namespace (lora::kemu / lora::kgpu) keeps the two
+// builds apart in one binary. Pointers in the op structs are the backend's memory (host memory
+// for emu, device memory for cuda); the f64/i64 scalars the ops return (loss, count, Σx²) are
+// host pointers, staged through device scratch and copied back.
+#pragma once
+
+#include "kernels/all.cuh"
+
+#include "../ops/ops.h"
+
+namespace lora::LORA_KNS::table {
+
+inline ET et(DType t) {
+  switch (t) {
+    case DType::F32: return ET::F32;
+    case DType::F16: return ET::F16;
+    case DType::BF16: return ET::BF16;
+    case DType::I8: return ET::I8;
+    case DType::INT4: return ET::INT4;
+    case DType::NF4: return ET::NF4;
+    default: throw KernelArgError(std::string("dtype ") + dtype_name(t) + " is not a kernel element type");
+  }
+}
+inline WeightView wv(const ops::Weight& w) { return WeightView{w.data, w.scales, et(w.dtype), w.rows, w.cols, w.block}; }
+inline DropoutArgs dv(const ops::Dropout& d) { return make_dropout(d.p, d.seed, d.offset); }
+constexpr Stream kStream = 0;
+
+inline void sync() { LORA_CUDA_CHECK(cudaStreamSynchronize(kStream)); }
+
+inline void matmul_xwt(const ops::Ctx&, const ops::MatmulXWt& p) {
+  LORA_KNS::matmul_xwt(p.M, p.K, p.N, p.x.data, et(p.x.dtype), p.x.ld, wv(p.w), p.bias, p.y.data, et(p.y.dtype), p.y.ld, p.accumulate, kStream);
+  sync();
+}
+inline void matmul_dyw(const ops::Ctx&, const ops::MatmulDYW& p) {
+  LORA_KNS::matmul_dyw(p.M, p.N, p.K, p.dy.data, et(p.dy.dtype), p.dy.ld, wv(p.w), p.dx.data, et(p.dx.dtype), p.dx.ld, p.accumulate, kStream);
+  sync();
+}
+inline void matmul_dw(const ops::Ctx&, const ops::MatmulDW& p) {
+  LORA_KNS::matmul_dw(p.M, p.N, p.K, p.dy.data, et(p.dy.dtype), p.dy.ld, p.x.data, et(p.x.dtype), p.x.ld, p.dw, p.ld_dw, p.dbias, kStream);
+  sync();
+}
+inline void quantize(const ops::Ctx&, const ops::Quantize& p) {
+  LORA_KNS::quantize(p.rows, p.cols, p.block, p.src, et(p.dtype), p.packed, p.scales, kStream);
+  sync();
+}
+inline void dequantize(const ops::Ctx&, const ops::Dequantize& p) {
+  LORA_KNS::dequantize(wv(p.w), p.dst, kStream);
+  sync();
+}
+inline void lora_fwd(const ops::Ctx&, const ops::LoraFwd& p) {
+  LORA_KNS::lora_fwd(LoraShape{p.M, p.K, p.N, p.r, p.G}, p.x.data, et(p.x.dtype), p.x.ld, wv(p.w), p.bias, p.a, p.b, p.scale, dv(p.drop),
+                     p.y.data, et(p.y.dtype), p.y.ld, p.xa, kStream);
+  sync();
+}
+inline void lora_bwd(const ops::Ctx&, const ops::LoraBwd& p) {
+  LORA_KNS::lora_bwd(LoraShape{p.M, p.K, p.N, p.r, p.G}, p.dy.data, et(p.dy.dtype), p.dy.ld, p.x.data, et(p.x.dtype), p.x.ld, wv(p.w), p.a,
+                     p.b, p.xa, p.scale, dv(p.drop), p.dx.data, p.dx.data ? et(p.dx.dtype) : ET::F32, p.dx.ld, p.accumulate, p.da, p.db,
+                     kStream);
+  sync();
+}
+inline void embedding_fwd(const ops::Ctx&, const ops::EmbeddingFwd& p) {
+  LORA_KNS::embedding_fwd(p.M, p.C, p.ids, p.table, p.pos, p.pos_table, p.pos_offset, p.out, kStream);
+  sync();
+}
+inline void embedding_bwd(const ops::Ctx&, const ops::EmbeddingBwd& p) {
+  LORA_KNS::embedding_bwd(p.M, p.C, p.ids, p.pos, p.pos_offset, p.dout, p.dtable, p.dpos_table, kStream);
+  sync();
+}
+inline void layernorm_fwd(const ops::Ctx&, const ops::LayerNormFwd& p) {
+  LORA_KNS::layernorm_fwd(p.M, p.C, p.eps, p.x, p.gamma, p.beta, p.y, p.mean, p.rstd, kStream);
+  sync();
+}
+inline void layernorm_bwd(const ops::Ctx&, const ops::LayerNormBwd& p) {
+  LORA_KNS::layernorm_bwd(p.M, p.C, p.dy, p.x, p.gamma, p.mean, p.rstd, p.dx, p.dgamma, p.dbeta, kStream);
+  sync();
+}
+inline void attn_fwd(const ops::Ctx&, const ops::AttnFwd& p) {
+  AttnArgs a{};
+  a.B = p.B; a.T = p.T; a.H = p.H; a.D = p.D; a.scale = p.scale;
+  a.q = p.q; a.k = p.k; a.v = p.v; a.ldq = p.ldq; a.ldk = p.ldk; a.ldv = p.ldv;
+  a.kv_len = p.kv_len; a.mask = p.mask; a.o = p.o; a.ldo = p.ldo; a.lse = p.lse;
+  LORA_KNS::attn_fwd(a, kStream);
+  sync();
+}
+inline void attn_bwd(const ops::Ctx&, const ops::AttnBwd& p) {
+  AttnArgs a{};
+  a.B = p.B; a.T = p.T; a.H = p.H; a.D = p.D; a.scale = p.scale;
+  a.q = p.q; a.k = p.k; a.v = p.v; a.ldq = p.ldq; a.ldk = p.ldk; a.ldv = p.ldv;
+  a.kv_len = p.kv_len; a.mask = p.mask; a.o = const_cast<float*>(p.o); a.ldo = p.ldo; a.lse = const_cast<float*>(p.lse);
+  a.dout = p.dout; a.lddo = p.lddo; a.dq = p.dq; a.lddq = p.lddq; a.dk = p.dk; a.lddk = p.lddk; a.dv = p.dv; a.lddv = p.lddv;
+  DeviceBuffer delta(sizeof(float) * static_cast<size_t>(p.B * p.H * p.T));
+  a.delta = delta.as<float>();
+  LORA_KNS::attn_bwd(a, kStream);
+  sync();
+}
+inline void relu(const ops::Ctx&, const ops::Relu& p) { LORA_KNS::relu(p.n, p.x, p.y, kStream); sync(); }
+inline void relu_bwd(const ops::Ctx&, const ops::ReluBwd& p) { LORA_KNS::relu_bwd(p.n, p.y, p.dy, p.dx, kStream); sync(); }
+inline void add(const ops::Ctx&, const ops::Add& p) { LORA_KNS::add(p.n, p.a, p.b, p.alpha, p.out, kStream); sync(); }
+inline void scale(const ops::Ctx&, const ops::Scale& p) { LORA_KNS::scale(p.n, p.x, p.alpha, p.out, kStream); sync(); }
+inline void cast(const ops::Ctx&, const ops::Cast& p) {
+  LORA_KNS::cast(p.n, p.src, et(p.src_dtype), p.dst, et(p.dst_dtype), kStream);
+  sync();
+}
+inline void dropout(const ops::Ctx&, const ops::DropoutOp& p) {
+  LORA_KNS::dropout(p.n, p.x, p.drop.p, p.drop.seed, p.drop.offset, p.out, kStream);
+  sync();
+}
+inline void cross_entropy(const ops::Ctx&, const ops::CrossEntropy& p) {
+  DeviceBuffer scal(sizeof(double) + sizeof(int64_t));
+  double* loss = scal.as<double>();
+  int64_t* count = reinterpret_cast<int64_t*>(loss + 1);
+  LORA_KNS::cross_entropy(p.M, p.C, p.V, p.chunk, p.ignore_index, p.grad_scale, p.h.data, et(p.h.dtype), p.h.ld, wv(p.w), p.targets, p.dh,
+                          p.logits, p.loss_rows, loss, count, kStream);
+  double l = 0;
+  int64_t c = 0;
+  LORA_CUDA_CHECK(cudaMemcpyAsync(&l, loss, sizeof l, cudaMemcpyDeviceToHost, kStream));
+  LORA_CUDA_CHECK(cudaMemcpyAsync(&c, count, sizeof c, cudaMemcpyDeviceToHost, kStream));
+  sync();
+  if (p.loss) *p.loss = l;
+  if (p.count) *p.count = c;
+}
+inline void adamw(const ops::Ctx&, const ops::AdamW& p) {
+  LORA_KNS::adamw(p.n, p.p, p.g, p.m, p.v, p.lr, p.beta1, p.beta2, p.eps, p.wd, p.grad_scale, p.step, kStream);
+  sync();
+}
+inline void sum_squares(const ops::Ctx&, const ops::SumSquares& p) {
+  DeviceBuffer out(sizeof(double));
+  LORA_KNS::sum_squares(p.n, p.x, out.as<double>(), kStream);
+  double s = 0;
+  LORA_CUDA_CHECK(cudaMemcpyAsync(&s, out.as<double>(), sizeof s, cudaMemcpyDeviceToHost, kStream));
+  sync();
+  *p.out = s;
+}
+
+// Honest support answers (the binding has already validated dtypes and shapes).
+inline ops::Support supports(const std::string& op, const std::vector<DType>& dtypes, const std::vector<int64_t>& shape) {
+  if ((op == "attention" || op == "attention_bwd") && shape.size() >= 4 && shape[3] > kAttnMaxD) {
+    return {false, "head dim " + std::to_string(shape[3]) + " > " + std::to_string(kAttnMaxD) +
+                       " (the flash kernels keep a row of D/32 accumulators per lane, at most 4)"};
+  }
+  if ((op == "lora_fwd" || op == "lora_bwd") && shape.size() >= 5 && shape[4] > 65535) return {false, "more than 65535 LoRA groups"};
+  if (op == "quantize" && dtypes.size() >= 2 && dtypes[1] != DType::I8 && dtypes[1] != DType::INT4 && dtypes[1] != DType::NF4) {
+    return {false, std::string("quantize to ") + dtype_name(dtypes[1])};
+  }
+  return {};
+}
+
+}  // namespace lora::LORA_KNS::table

@@ -21,8 +21,10 @@ export function conclusionsFor(r: BenchResults): string[] {
     }
     const best = runs.reduce((x, y) => (y.finalLoss < x.finalLoss ? y : x));
     out.push(`Lowest final loss: ${best.label} (${fmt(best.finalLoss)}); it cost ${fmt(best.runtimeSec / base.runtimeSec, 2)}× the runtime of ${base.label}.`);
-    const rss = runs.map((x) => x.memory.rssBytes.mean / 2 ** 20);
-    out.push(`Mean process memory ranges ${fmt(Math.min(...rss), 0)}–${fmt(Math.max(...rss), 0)} MB across ranks: the frozen base dominates, LoRA state is small.`);
+    const last = runs[runs.length - 1];
+    const rssA = base.memory.rssBytes.mean / 2 ** 20;
+    const rssB = last.memory.rssBytes.mean / 2 ** 20;
+    out.push(`Mean process memory ${fmt(rssA, 0)} MB at ${base.label} and ${fmt(rssB, 0)} MB at ${last.label} (${rssB >= rssA ? '+' : '−'}${fmt(Math.abs(rssB - rssA), 0)} MB for ${fmt((last.trainableParams - base.trainableParams) / 1e6, 2)} M more trainable parameters with their grads and AdamW moments).`);
   } else {
     const f32 = runs.find((x) => x.baseDtype === 'f32') ?? base;
     for (const x of runs) {

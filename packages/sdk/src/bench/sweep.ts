@@ -169,7 +169,10 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
       results.push(result);
       emit({ type: 'run-done', result });
     } finally {
+      const mem = model.device.memory;
       model.dispose();
+      // Hand cached blocks back so the next run's memory figures start from the same floor.
+      native().emptyCache(mem);
     }
   }
   const out: BenchResults = {

@@ -1,0 +1,343 @@
+// The op matrix of the CUDA kernels run on the CPU emulator (`emu`) against the scalar reference
+// (`ref`), on small ragged shapes (several k-tiles, tails in M, N and K). One line per case.
+//
+// Tolerances (normalised MSE, Σ(a-b)² / Σb²):
+//  - TC (5e-5): tensor-core matmuls (and everything built on them: LoRA, linear + CE). The kernels
+//    round both operands to bf16 (8-bit mantissa, relative rounding error up to 2^-9) and
+//    accumulate in f32; the reference multiplies the unrounded values in f64. For random data the
+//    expected NMSE is about 2·(2^-9/√3)² ≈ 2.5e-6; 5e-5 leaves 20× headroom while a wrong fragment,
+//    a lost k-tile or a missed tail shows up as 1e-3 or more.
+//  - F32 (1e-10): f32 kernels whose only difference is summation order / float vs double
+//    intermediates (layernorm, attention's f32 streaming softmax, AdamW, Σx²).
+//  - exact: elementwise ops, casts, dropout masks (same Philox mapping), quantized codes.
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+import { native } from '../lib/index.js';
+
+const addon = native() as any;
+const { Tensor } = addon;
+const emuStatus = (addon.backends() as { name: string; usable: boolean; reason: string }[]).find((b) => b.name === 'emu');
+const hasEmu = !!emuStatus?.usable;
+const order = process.env.LORA_EMU_ORDER ?? 'forward';
+
+const TC = 5e-5;
+const F32 = 1e-10;
+
+function rng(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+function randn(n: number, seed: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; ++i) a[i] = (r() * 2 - 1) * scale;
+  return a;
+}
+function nmse(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  expect(got.length).toBe(want.length);
+  let num = 0, den = 0;
+  for (let i = 0; i < want.length; ++i) {
+    const d = Number(got[i]) - Number(want[i]);
+    num += d * d;
+    den += Number(want[i]) * Number(want[i]);
+  }
+  if (!Number.isFinite(num)) return Number.POSITIVE_INFINITY;
+  return den > 0 ? num / den : num;
+}
+
+type Outs = Record<string, ArrayLike<number>>;
+// Runs `fn` once per backend with a tensor factory on that backend's device and returns the
+// named outputs as host arrays.
+function both(fn: (backend: string, T: (data: Float32Array | Int32Array, shape: number[], dtype?: string) => any) => Outs) {
+  const run = (backend: string) => {
+    const dev = backend === 'emu' ? 'emu' : 'cpu';
+    const made: any[] = [];
+    const T = (data: Float32Array | Int32Array, shape: number[], dtype?: string) => {
+      const t = Tensor.fromArray(data, shape, dtype ?? (data instanceof Int32Array ? 'i32' : 'f32'), dev);
+      made.push(t);
+      return t;
+    };
+    try {
+      const o = fn(backend, T);
+      const r: Outs = {};
+      for (const [k, v] of Object.entries(o)) r[k] = (v as any)?.toArray ? Array.from((v as any).toArray() as ArrayLike<number>) : v;
+      return r;
+    } finally {
+      for (const t of made) t.dispose();
+    }
+  };
+  return { ref: run('ref'), emu: run('emu') };
+}
+
+const lines: string[] = [];
+function check(name: string, fn: Parameters<typeof both>[0], tol: Record<string, number> | number) {
+  const t0 = performance.now();
+  const { ref, emu } = both(fn);
+  const ms = (performance.now() - t0).toFixed(0);
+  const parts: string[] = [];
+  let ok = true;
+  for (const k of Object.keys(ref)) {
+    const e = nmse(emu[k], ref[k]);
+    const lim = typeof tol === 'number' ? tol : (tol[k] ?? 0);
+    const pass = lim === 0 ? e === 0 : e <= lim;
+    ok &&= pass;
+    parts.push(`${k} nmse=${e.toExponential(2)}${lim === 0 ? ' (exact)' : ` (<= ${lim.toExponential(0)})`}${pass ? '' : ' FAIL'}`);
+  }
+  const line = `[emu ${order}] ${ok ? 'ok  ' : 'FAIL'} ${name.padEnd(44)} ${parts.join(', ')}  ${ms} ms`;
+  lines.push(line);
+  console.log(line);
+  expect(ok, line).toBe(true);
+}
+
+const quantized = (T: any, w: Float32Array, shape: number[], dtype: string, backend: string) => {
+  if (dtype === 'f32' || dtype === 'f16' || dtype === 'bf16') return T(w, shape, dtype);
+  const src = Tensor.fromArray(w, shape, 'f32');
+  const q = addon.opQuantize(src, dtype, 64, 'ref');
+  src.dispose();
+  const out = backend === 'emu' ? q.to('emu') : q;
+  if (out !== q) q.dispose();
+  return out;
+};
+
+describe.skipIf(!hasEmu)(`emu backend vs ref (LORA_EMU_ORDER=${order})`, () => {
+  it('reports the emu backend usable and the cuda backend with a reason', () => {
+    const list = addon.backends() as { name: string; usable: boolean; reason: string }[];
+    const cuda = list.find((b) => b.name === 'cuda')!;
+    console.log(`[emu] backends: ${list.map((b) => `${b.name}=${b.usable ? 'usable' : `no (${b.reason})`}`).join('; ')}`);
+    expect(emuStatus!.usable).toBe(true);
+    if (!cuda.usable) expect(cuda.reason).toMatch(/CUDA unavailable/);
+  });
+
+  describe('matmuls (bf16 tensor cores)', () => {
+    const M = 37, N = 70;
+    for (const wd of ['f32', 'f16', 'bf16', 'i8', 'int4', 'nf4']) {
+      for (const xd of ['f32', 'bf16']) {
+        const K = wd === 'int4' || wd === 'nf4' ? 128 : 75;
+        it(`matmul_xwt x=${xd} w=${wd}`, () => {
+          const x = randn(M * K, 1), w = randn(N * K, 2), b = randn(N, 3), y0 = randn(M * N, 4);
+          check(`matmul_xwt ${M}x${K}x${N} x=${xd} w=${wd} +bias +acc`, (be, T) => {
+            const y = T(y0, [M, N], xd === 'bf16' ? 'bf16' : 'f32');
+            const wt = quantized(T, w, [N, K], wd, be);
+            addon.opMatmulXWt(T(x, [M, K], xd), wt, T(b, [N]), y, true, be);
+            if (wt.dtype !== 'f32' && wt.dtype !== 'f16' && wt.dtype !== 'bf16') wt.dispose();
+            return { y };
+          }, TC);
+        });
+      }
+    }
+    for (const wd of ['f32', 'bf16', 'nf4', 'i8']) {
+      it(`matmul_dyw w=${wd}`, () => {
+        const K = wd === 'nf4' ? 128 : 75;
+        const dy = randn(M * N, 5), w = randn(N * K, 6), dx0 = randn(M * K, 7);
+        check(`matmul_dyw ${M}x${N}x${K} w=${wd} +acc`, (be, T) => {
+          const dx = T(dx0, [M, K]);
+          const wt = quantized(T, w, [N, K], wd, be);
+          addon.opMatmulDYW(T(dy, [M, N]), wt, dx, true, be);
+          return { dx };
+        }, TC);
+      });
+    }
+    for (const xd of ['f32', 'bf16']) {
+      it(`matmul_dw ${xd}`, () => {
+        const K = 75, Mb = 45;
+        const dy = randn(Mb * N, 8), x = randn(Mb * K, 9), dw0 = randn(N * K, 10), db0 = randn(N, 11);
+        check(`matmul_dw ${Mb}x${N}x${K} ${xd} +dbias`, (be, T) => {
+          const dw = T(dw0, [N, K]), db = T(db0, [N]);
+          addon.opMatmulDW(T(dy, [Mb, N], xd), T(x, [Mb, K], xd), dw, db, be);
+          return { dw, db };
+        }, { dw: TC, db: F32 });
+      });
+    }
+  });
+
+  describe('quantization', () => {
+    for (const dt of ['i8', 'int4', 'nf4']) {
+      it(`quantize + dequantize ${dt}`, () => {
+        const w = randn(6 * 128, 12, 0.5);
+        check(`quantize ${dt} 6x128 (block 64)`, (be, T) => {
+          const q = addon.opQuantize(T(w, [6, 128]), dt, 64, be);
+          const r = { codes: Array.from(q.bytes() as Uint8Array), scales: q.scales() as Float32Array };
+          q.dispose();
+          return r;
+        }, 0);
+        check(`dequantize ${dt} 6x128`, (be, T) => {
+          const q = quantized(T, w, [6, 128], dt, be);
+          const d = addon.opDequantize(q, be);
+          return { w: d };
+        }, 1e-14);
+      });
+    }
+  });
+
+  describe('fused LoRA (tensor cores)', () => {
+    const M = 37, K = 75, N = 40, r = 4, G = 3;
+    for (const p of [0, 0.25]) {
+      it(`lora fwd/bwd G=${G} dropout=${p}`, () => {
+        const x = randn(M * K, 20), w = randn(G * N * K, 21), bias = randn(G * N, 22), a = randn(G * r * K, 23, 0.3),
+          b = randn(G * N * r, 24, 0.3), dy = randn(M * G * N, 25), dx0 = randn(M * K, 26), da0 = randn(G * r * K, 27),
+          db0 = randn(G * N * r, 28);
+        check(`lora_fwd ${M}x${K} N=${N} r=${r} G=${G} p=${p}`, (be, T) => {
+          const y = T(new Float32Array(M * G * N), [M, G * N]), xa = T(new Float32Array(M * G * r), [M, G * r]);
+          addon.opLoraForward(T(x, [M, K]), T(w, [G * N, K]), T(bias, [G * N]), T(a, [G * r, K]), T(b, [G * N, r]), y, xa, 2.0, p, 1234, 5, G, be);
+          return { y, xa };
+        }, TC);
+        check(`lora_bwd ${M}x${K} N=${N} r=${r} G=${G} p=${p} +acc`, (be, T) => {
+          const xt = T(x, [M, K]), at = T(a, [G * r, K]), bt = T(b, [G * N, r]);
+          const y = T(new Float32Array(M * G * N), [M, G * N]), xa = T(new Float32Array(M * G * r), [M, G * r]);
+          addon.opLoraForward(xt, T(w, [G * N, K]), null, at, bt, y, xa, 2.0, p, 1234, 5, G, 'ref');
+          const dx = T(dx0, [M, K]), da = T(da0, [G * r, K]), db = T(db0, [G * N, r]);
+          addon.opLoraBackward(T(dy, [M, G * N]), xt, T(w, [G * N, K]), at, bt, xa, dx, da, db, 2.0, p, 1234, 5, G, true, be);
+          return { dx, da, db };
+        }, TC);
+      });
+    }
+  });
+
+  describe('nn ops', () => {
+    it('embedding fwd/bwd with positions', () => {
+      const M = 13, C = 40, V = 9, P = 20;
+      const ids = new Int32Array(M).map((_, i) => (i * 5) % V), pos = new Int32Array(M).map((_, i) => i % 7);
+      const tab = randn(V * C, 30), ptab = randn(P * C, 31), dout = randn(M * C, 32), dt0 = randn(V * C, 33), dp0 = randn(P * C, 34);
+      check(`embedding ${M}x${C} V=${V} +pos(offset 2)`, (be, T) => {
+        const out = T(new Float32Array(M * C), [M, C]);
+        addon.opEmbedding(T(ids, [M]), T(tab, [V, C]), out, T(pos, [M]), T(ptab, [P, C]), 2, be);
+        return { out };
+      }, 0);
+      check(`embedding_bwd ${M}x${C} (repeated ids)`, (be, T) => {
+        const dt = T(dt0, [V, C]), dp = T(dp0, [P, C]);
+        addon.opEmbeddingBackward(T(ids, [M]), T(dout, [M, C]), dt, T(pos, [M]), dp, 2, be);
+        return { dtable: dt, dpos: dp };
+      }, F32);
+    });
+    for (const affine of [true, false]) {
+      it(`layernorm fwd/bwd affine=${affine}`, () => {
+        const M = 11, C = 300;
+        const x = randn(M * C, 40, 3), g = randn(C, 41), bb = randn(C, 42), dy = randn(M * C, 43), dg0 = randn(C, 44), db0 = randn(C, 45);
+        for (let i = 0; i < x.length; ++i) x[i] += 1.5;
+        check(`layernorm ${M}x${C} affine=${affine}`, (be, T) => {
+          const y = T(new Float32Array(M * C), [M, C]), mean = T(new Float32Array(M), [M]), rstd = T(new Float32Array(M), [M]);
+          addon.opLayerNorm(T(x, [M, C]), affine ? T(g, [C]) : null, affine ? T(bb, [C]) : null, y, mean, rstd, 1e-5, be);
+          return { y, mean, rstd };
+        }, F32);
+        check(`layernorm_bwd ${M}x${C} affine=${affine}`, (be, T) => {
+          const xt = T(x, [M, C]), mean = T(new Float32Array(M), [M]), rstd = T(new Float32Array(M), [M]);
+          const y = T(new Float32Array(M * C), [M, C]);
+          addon.opLayerNorm(xt, affine ? T(g, [C]) : null, affine ? T(bb, [C]) : null, y, mean, rstd, 1e-5, 'ref');
+          const dx = T(new Float32Array(M * C), [M, C]), dg = T(dg0, [C]), db = T(db0, [C]);
+          addon.opLayerNormBackward(T(dy, [M, C]), xt, affine ? T(g, [C]) : null, mean, rstd, dx, affine ? dg : null, affine ? db : null, be);
+          return affine ? { dx, dgamma: dg, dbeta: db } : { dx };
+        }, F32);
+      });
+    }
+    it('causal attention fwd/bwd (strided q/k/v, kv_len, mask)', () => {
+      const B = 2, T_ = 37, H = 2, D = 24, C = H * D;
+      const qkv = randn(B * T_ * 3 * C, 50), dout = randn(B * T_ * C, 51);
+      const kvl = new Int32Array([T_, 29]);
+      const mask = new Int32Array(B * T_).fill(1);
+      mask[3] = 0; mask[T_ + 10] = 0;
+      for (const withPad of [false, true]) {
+        const views = (T: any) => {
+          const buf = T(qkv, [B, T_, 3 * C]);
+          return [buf.narrow(2, 0, C), buf.narrow(2, C, C), buf.narrow(2, 2 * C, C)];
+        };
+        check(`attention B=${B} T=${T_} H=${H} D=${D}${withPad ? ' kv_len+mask' : ''}`, (be, T) => {
+          const [q, k, v] = views(T);
+          const o = T(new Float32Array(B * T_ * C), [B, T_, C]), lse = T(new Float32Array(B * H * T_), [B, H, T_]);
+          addon.opAttention(q, k, v, o, lse, H, null, withPad ? T(kvl, [B]) : null, withPad ? T(mask, [B, T_]) : null, be);
+          const lseA = Array.from(lse.toArray() as Float32Array).map((x) => (Number.isFinite(x) ? x : -1e4));
+          return { o, lse: lseA };
+        }, 1e-9);
+        check(`attention_bwd B=${B} T=${T_} H=${H} D=${D}${withPad ? ' kv_len+mask' : ''}`, (be, T) => {
+          const [q, k, v] = views(T);
+          const pad = [withPad ? T(kvl, [B]) : null, withPad ? T(mask, [B, T_]) : null];
+          const o = T(new Float32Array(B * T_ * C), [B, T_, C]), lse = T(new Float32Array(B * H * T_), [B, H, T_]);
+          addon.opAttention(q, k, v, o, lse, H, null, pad[0], pad[1], 'ref');
+          const dq = T(new Float32Array(B * T_ * C), [B, T_, C]), dk = T(new Float32Array(B * T_ * C), [B, T_, C]), dv = T(new Float32Array(B * T_ * C), [B, T_, C]);
+          addon.opAttentionBackward(T(dout, [B, T_, C]), q, k, v, o, lse, dq, dk, dv, H, null, pad[0], pad[1], be);
+          return { dq, dk, dv };
+        }, 1e-9);
+      }
+    });
+    it('elementwise: relu, relu_bwd, add, scale, dropout', () => {
+      const n = 1000;
+      const x = randn(n, 60), y = randn(n, 61);
+      check(`relu n=${n}`, (be, T) => { const o = T(new Float32Array(n), [n]); addon.opRelu(T(x, [n]), o, be); return { o }; }, 0);
+      check(`relu_bwd n=${n}`, (be, T) => { const o = T(new Float32Array(n), [n]); addon.opReluBackward(T(x, [n]), T(y, [n]), o, be); return { o }; }, 0);
+      check(`add n=${n} alpha=-0.5`, (be, T) => { const o = T(new Float32Array(n), [n]); addon.opAdd(T(x, [n]), T(y, [n]), o, -0.5, be); return { o }; }, 0);
+      check(`scale n=${n}`, (be, T) => { const o = T(new Float32Array(n), [n]); addon.opScale(T(x, [n]), o, 3.25, be); return { o }; }, 0);
+      for (const p of [0.1, 0.5, 1]) {
+        check(`dropout n=${n} p=${p} (same Philox mask)`, (be, T) => { const o = T(new Float32Array(n), [n]); addon.opDropout(T(x, [n]), o, p, 987654321, 7, be); return { o }; }, 0);
+      }
+    });
+    it('cast between f32, f16 and bf16 (RNE)', () => {
+      const n = 513;
+      const x = randn(n, 70, 100);
+      x[0] = 65519; x[1] = 65520; x[2] = 2 ** -25; x[3] = 3 * 2 ** -25; x[4] = 1 + 2 ** -8; x[5] = 3e-6; x[6] = -1e-7;
+      for (const [s, d] of [['f32', 'bf16'], ['f32', 'f16'], ['bf16', 'f32'], ['f16', 'bf16'], ['bf16', 'f16']]) {
+        check(`cast ${s} -> ${d} n=${n}`, (be, T) => {
+          const src = T(x, [n], s), dst = T(new Float32Array(n), [n], d);
+          addon.opCast(src, dst, be);
+          return { bits: Array.from(dst.bytes() as Uint8Array) };
+        }, 0);
+      }
+    });
+  });
+
+  describe('training ops', () => {
+    for (const wd of ['f32', 'nf4']) {
+      it(`linear + cross-entropy over vocab chunks w=${wd}`, () => {
+        const M = 19, C = 64, V = 150;
+        const h = randn(M * C, 80), w = randn(V * C, 81, 0.5);
+        const tg = new Int32Array(M).map((_, i) => (i * 37) % V);
+        tg[4] = -100; tg[11] = -100;
+        check(`cross_entropy M=${M} C=${C} V=${V} chunk=64 w=${wd}`, (be, T) => {
+          const dh = T(new Float32Array(M * C), [M, C]), lg = T(new Float32Array(M * V), [M, V]), lr = T(new Float32Array(M), [M]);
+          const wt = quantized(T, w, [V, C], wd, be);
+          const r = addon.opCrossEntropy(T(h, [M, C]), wt, T(tg, [M]), dh, lg, lr, -100, 0.5, 64, be);
+          return { dh, logits: lg, lossRows: lr, loss: [r.loss], count: [r.count] };
+        }, { dh: TC, logits: TC, lossRows: TC, loss: TC, count: 0 });
+      });
+    }
+    it('adamw and sum of squares', () => {
+      const n = 777;
+      const p0 = randn(n, 90), g = randn(n, 91), m0 = randn(n, 92, 0.1), v0 = randn(n, 93, 0.1).map(Math.abs);
+      check(`adamw n=${n} step=3 wd=0.01`, (be, T) => {
+        const p = T(p0, [n]), m = T(m0, [n]), v = T(v0, [n]);
+        addon.opAdamW(p, T(g, [n]), m, v, 1e-3, 0.9, 0.999, 1e-8, 0.01, 3, 0.5, be);
+        return { p, m, v };
+      }, F32);
+      check(`sum_squares 2 tensors`, (be, T) => ({ s: [addon.opSumSquares([T(p0, [n]), T(g, [37])], be)] }), 1e-20);
+    });
+  });
+
+  it.skipIf(process.env.LORA_EMU_CHILD === '1' || order !== 'forward')('passes again with LORA_EMU_ORDER=shuffled (child process)', () => {
+    const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+    const r = spawnSync(process.execPath, [join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--project', 'core-native', 'test/emu-ops.test.ts'], {
+      cwd: root,
+      env: { ...process.env, LORA_EMU_ORDER: 'shuffled', LORA_EMU_SEED: '7', LORA_EMU_CHILD: '1' },
+      encoding: 'utf8',
+      timeout: 900_000,
+    });
+    const out = `${r.stdout}\n${r.stderr}`;
+    const ok = out.split('\n').filter((l) => l.includes('[emu shuffled] ok'));
+    console.log(`[emu] shuffled child: exit ${r.status}, ${ok.length} ok lines, ${out.split('\n').filter((l) => l.includes('[emu shuffled] FAIL')).length} FAIL lines`);
+    expect(r.status, out.slice(-4000)).toBe(0);
+    expect(ok.length).toBe(lines.length);
+  });
+});
+
+describe.skipIf(hasEmu)('emu backend', () => {
+  it('is reported unusable with a reason when the emulator is not built', () => {
+    console.log(`[emu] skipped: ${emuStatus?.reason}`);
+    expect(emuStatus?.reason).toBeTruthy();
+  });
+});

@@ -117,6 +117,22 @@ describe.skipIf(!hasEmu)(`emu backend vs ref (LORA_EMU_ORDER=${order})`, () => {
     if (!cuda.usable) expect(cuda.reason).toMatch(/CUDA unavailable/);
   });
 
+  it('answers "not supported" with the reason for head dims above 128', () => {
+    const B = 1, T_ = 3, H = 1, D = 160;
+    using q = Tensor.fromArray(randn(B * T_ * D, 1), [B, T_, D], 'f32', 'emu');
+    using o = Tensor.fromArray(new Float32Array(B * T_ * D), [B, T_, D], 'f32', 'emu');
+    using lse = Tensor.fromArray(new Float32Array(B * H * T_), [B, H, T_], 'f32', 'emu');
+    let err: any;
+    try {
+      addon.opAttention(q, q, q, o, lse, H, null, null, null, 'emu');
+    } catch (e) {
+      err = e;
+    }
+    console.log(`[emu ${order}] attention D=${D}: ${err?.code}: ${err?.message}`);
+    expect(err?.code).toBe('ERR_LORA_UNSUPPORTED');
+    expect(String(err?.message)).toMatch(/head dim 160 > 128/);
+  });
+
   describe('matmuls (bf16 tensor cores)', () => {
     const M = 37, N = 70;
     for (const wd of ['f32', 'f16', 'bf16', 'i8', 'int4', 'nf4']) {

@@ -331,7 +331,7 @@ describe.skipIf(!hasEmu)(`emu backend vs ref (LORA_EMU_ORDER=${order})`, () => {
         addon.opAdamW(p, T(g, [n]), m, v, 1e-3, 0.9, 0.999, 1e-8, 0.01, 3, 0.5, be);
         return { p, m, v };
       }, F32);
-      check(`sum_squares 2 tensors`, (be, T) => ({ s: [addon.opSumSquares([T(p0, [n]), T(g, [37])], be)] }), 1e-20);
+      check(`sum_squares 2 tensors`, (be, T) => ({ s: [addon.opSumSquares([T(p0, [n]), T(g.slice(0, 37), [37])], be)] }), 1e-20);
     });
   });
 

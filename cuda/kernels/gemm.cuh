@@ -65,10 +65,11 @@ __device__ __forceinline__ float operand_elem(const Operand& o, int64_t row, int
   return v;
 }
 
-// Register-staged tile: 64 x 32 elements, 16 per thread. k-contiguous sources are walked along k
-// (coalesced), transposed ones along rows.
+// Register-staged tile: 64 x 32 elements, 16 per thread, held as 8 packed bf16 pairs (converted
+// and dequantized on load, so the staging costs 8 registers per operand, not 16). k-contiguous
+// sources are walked along k (coalesced), transposed ones along rows.
 struct RegTile {
-  float v[16];
+  uint32_t v[8];
 };
 __device__ __forceinline__ void tile_coords(int kind, int idx, int& r, int& c) {
   if (kind == kActRowK || kind == kWeightRowK) { r = idx / kGemmBK; c = idx % kGemmBK; }
@@ -80,7 +81,9 @@ LORA_UNROLL
     int r, c;
     tile_coords(o.kind, static_cast<int>(threadIdx.x) + i * kGemmThreads, r, c);
     const int64_t gr = row0 + r, gk = k0 + c;
-    t.v[i] = (gr < rows && gk < K) ? operand_elem(o, gr, gk) : 0.f;
+    const uint32_t b = f32_to_bf16_bits_rn((gr < rows && gk < K) ? operand_elem(o, gr, gk) : 0.f);
+    if (i & 1) t.v[i >> 1] |= b << 16;
+    else t.v[i >> 1] = b;
   }
 }
 __device__ __forceinline__ void store_regs(int kind, const RegTile& t, uint16_t* sm) {
@@ -88,7 +91,7 @@ LORA_UNROLL
   for (int i = 0; i < 16; ++i) {
     int r, c;
     tile_coords(kind, static_cast<int>(threadIdx.x) + i * kGemmThreads, r, c);
-    sm[r * kGemmLd + c] = f32_to_bf16_bits_rn(t.v[i]);
+    sm[r * kGemmLd + c] = static_cast<uint16_t>(t.v[i >> 1] >> ((i & 1) * 16));
   }
 }
 // cp.async tile (bf16, k-contiguous, 16-byte aligned rows): 256 chunks of 8 elements, 2 per thread.

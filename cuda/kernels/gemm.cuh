@@ -110,6 +110,16 @@ LORA_UNROLL
   }
 }
 
+// alpha, bias, output dropout, += and the typed store of one output element.
+__device__ __forceinline__ void epilogue_store(const Epilogue& E, int64_t row, int64_t col, float acc) {
+  float v = E.alpha * acc;
+  if (E.bias) v += E.bias[col];
+  if (E.drop.p > 0.f) v *= dropout_factor(E.drop, static_cast<uint64_t>(row * E.drop_ld + col));
+  const int64_t i = row * E.ld + col;
+  if (E.accumulate) v += load_elem(E.data, E.type, i);
+  store_elem(E.data, E.type, i, v);
+}
+
 template <bool ASYNC_A, bool ASYNC_B>
 __global__ void __launch_bounds__(kGemmThreads) gemm_bf16_kernel(int64_t M, int64_t N, int64_t K, Operand A, Operand B, Epilogue E) {
   __shared__ __align__(16) uint16_t As[2][kGemmBM * kGemmLd];
@@ -199,14 +209,101 @@ LORA_UNROLL
       for (int e = 0; e < 4; ++e) {
         const int64_t row = m0 + wm * 32 + mi * 16 + g + (e >= 2 ? 8 : 0);
         const int64_t col = n0 + wn * 32 + nj * 8 + 2 * t + (e & 1);
-        if (row >= M || col >= N) continue;
-        float v = E.alpha * acc[mi][nj][e];
-        if (E.bias) v += E.bias[col];
-        if (E.drop.p > 0.f) v *= dropout_factor(E.drop, static_cast<uint64_t>(row * E.drop_ld + col));
-        const int64_t i = row * E.ld + col;
-        if (E.accumulate) v += load_elem(E.data, E.type, i);
-        store_elem(E.data, E.type, i, v);
+        if (row < M && col < N) epilogue_store(E, row, col, acc[mi][nj][e]);
       }
+}
+
+// ---- f32 CUDA-core GEMM: the same operands and epilogue, for problems whose operands are all
+// f32-exact (f32 activations, f32/f16 weights), where ops.h promises f32 accuracy. 256 threads,
+// 64x64 tile, 16-wide k-tiles through two k-major shared buffers (rows padded to 68 floats),
+// 4x4 outputs per thread with fmaf, register prefetch of the next k-tile. ----
+constexpr int kSimtBK = 16, kSimtLd = 64 + 4, kSimtThreads = 256;
+
+__device__ __forceinline__ void simt_coords(int kind, int idx, int& r, int& c) {
+  if (kind == kActRowK || kind == kWeightRowK) { r = idx / kSimtBK; c = idx % kSimtBK; }
+  else { r = idx % 64; c = idx / 64; }
+}
+
+__global__ void __launch_bounds__(kSimtThreads) gemm_f32_kernel(int64_t M, int64_t N, int64_t K, Operand A, Operand B, Epilogue E) {
+  __shared__ float As[2][kSimtBK * kSimtLd];
+  __shared__ float Bs[2][kSimtBK * kSimtLd];
+  const int64_t z = blockIdx.z;
+  if (z) {
+    if (A.kind <= kActKRow) A.data = static_cast<const char*>(A.data) + z * A.zoff * et_size(A.type);
+    else A.w.data = static_cast<const char*>(A.w.data) + z * A.zoff * et_size(A.w.type);
+    if (B.kind <= kActKRow) B.data = static_cast<const char*>(B.data) + z * B.zoff * et_size(B.type);
+    else B.w.data = static_cast<const char*>(B.w.data) + z * B.zoff * et_size(B.w.type);
+    E.data = static_cast<char*>(E.data) + z * E.zoff * et_size(E.type);
+  }
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * 64, n0 = static_cast<int64_t>(blockIdx.x) * 64;
+  const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
+  float acc[4][4];
+LORA_UNROLL
+  for (int i = 0; i < 4; ++i)
+LORA_UNROLL
+    for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
+  float ra[4], rb[4];
+  auto load = [&](const Operand& o, int64_t row0, int64_t rows, int64_t k0, float (&r)[4]) {
+LORA_UNROLL
+    for (int i = 0; i < 4; ++i) {
+      int rr, cc;
+      simt_coords(o.kind, tid + i * kSimtThreads, rr, cc);
+      const int64_t gr = row0 + rr, gk = k0 + cc;
+      r[i] = (gr < rows && gk < K) ? operand_elem(o, gr, gk) : 0.f;
+    }
+  };
+  auto store = [&](int kind, const float (&r)[4], float* sm) {
+LORA_UNROLL
+    for (int i = 0; i < 4; ++i) {
+      int rr, cc;
+      simt_coords(kind, tid + i * kSimtThreads, rr, cc);
+      sm[cc * kSimtLd + rr] = r[i];
+    }
+  };
+  const int64_t nk = (K + kSimtBK - 1) / kSimtBK;
+  load(A, m0, M, 0, ra);
+  load(B, n0, N, 0, rb);
+  store(A.kind, ra, As[0]);
+  store(B.kind, rb, Bs[0]);
+  __syncthreads();
+  for (int64_t kt = 0; kt < nk; ++kt) {
+    const int cur = static_cast<int>(kt & 1);
+    const bool more = kt + 1 < nk;
+    if (more) {
+      load(A, m0, M, (kt + 1) * kSimtBK, ra);
+      load(B, n0, N, (kt + 1) * kSimtBK, rb);
+    }
+LORA_UNROLL
+    for (int kk = 0; kk < kSimtBK; ++kk) {
+      float a[4], b[4];
+LORA_UNROLL
+      for (int i = 0; i < 4; ++i) a[i] = As[cur][kk * kSimtLd + ty * 4 + i];
+LORA_UNROLL
+      for (int j = 0; j < 4; ++j) b[j] = Bs[cur][kk * kSimtLd + tx * 4 + j];
+LORA_UNROLL
+      for (int i = 0; i < 4; ++i)
+LORA_UNROLL
+        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+    if (more) {
+      store(A.kind, ra, As[cur ^ 1]);
+      store(B.kind, rb, Bs[cur ^ 1]);
+    }
+    __syncthreads();
+  }
+LORA_UNROLL
+  for (int i = 0; i < 4; ++i)
+LORA_UNROLL
+    for (int j = 0; j < 4; ++j) {
+      const int64_t row = m0 + ty * 4 + i, col = n0 + tx * 4 + j;
+      if (row < M && col < N) epilogue_store(E, row, col, acc[i][j]);
+    }
+}
+
+// f32-exact operand: every element is an f32 without rounding (f32 activations, f32/f16 weights).
+inline bool operand_f32_exact(const Operand& o) {
+  if (o.kind <= kActKRow) return o.type == ET::F32;
+  return o.w.type == ET::F32 || o.w.type == ET::F16;
 }
 
 inline bool operand_async_ok(const Operand& o) {
@@ -234,6 +331,11 @@ inline void gemm(const char* op, int64_t M, int64_t N, int64_t K, const Operand&
   require(E.data != nullptr, op, "null output");
   const dim3 grid(static_cast<unsigned>((N + kGemmBN - 1) / kGemmBN), static_cast<unsigned>((M + kGemmBM - 1) / kGemmBM),
                   static_cast<unsigned>(Z));
+  if (operand_f32_exact(A) && operand_f32_exact(B)) {
+    LORA_LAUNCH(gemm_f32_kernel, grid, dim3(kSimtThreads), 0, stream, M, N, K, A, B, E);
+    LORA_CHECK_LAUNCH();
+    return;
+  }
   const bool aa = operand_async_ok(A), ab = operand_async_ok(B);
   if (aa && ab) LORA_LAUNCH((gemm_bf16_kernel<true, true>), grid, dim3(kGemmThreads), 0, stream, M, N, K, A, B, E);
   else if (aa) LORA_LAUNCH((gemm_bf16_kernel<true, false>), grid, dim3(kGemmThreads), 0, stream, M, N, K, A, B, E);

@@ -4,6 +4,7 @@ import { benchCommand } from './bench.js';
 import { checkCommand } from './check.js';
 import { envCommand } from './env.js';
 import { evalCommand } from './eval.js';
+import { generateCommand } from './generate.js';
 import { trainCommand } from './train.js';
 
-export const commands: Command[] = [benchCommand, trainCommand, checkCommand, evalCommand, envCommand];
+export const commands: Command[] = [benchCommand, trainCommand, generateCommand, checkCommand, evalCommand, envCommand];

@@ -30,6 +30,7 @@ export function bindKernels(backend: Backend): Kernels {
   const layerNormBwd = op('opLayerNormBackward');
   const attn = op('opAttention');
   const attnBwd = op('opAttentionBackward');
+  const attnDecode = op('opAttentionDecode');
   const relu = op('opRelu');
   const reluBwd = op('opReluBackward');
   const add = op('opAdd');
@@ -99,6 +100,15 @@ export function bindKernels(backend: Backend): Kernels {
         attnBwd(do3, q, k, v, o3, lse, dq, dk, dv, s.H, sc, null, mask ?? null, b);
       } finally {
         for (const t of [q, k, v, dq, dk, dv, o3, do3]) t.dispose();
+      }
+    },
+    attentionDecode(qkv, kCache, vCache, past, s, sc, o) {
+      const [q, k, v] = splitQkv(qkv, s.B, s.T);
+      const o3 = as3(o, s.B, s.T);
+      try {
+        attnDecode(q, k, v, kCache, vCache, o3, past, s.H, sc, null, b);
+      } finally {
+        for (const t of [q, k, v, o3]) t.dispose();
       }
     },
     relu(x, y) {

@@ -5,3 +5,4 @@ export { peftKey, peftConfig, adapterTensors, readAdapterConfig, ADAPTER_CONFIG,
 export type { Kernels } from './kernels.js';
 export { bindKernels } from './bind-kernels.js';
 export { mergedTensors, exportMerged } from './merge.js';
+export { generate, sampleToken, type GenerateOptions, type GenerateResult } from './generate.js';

@@ -50,6 +50,11 @@ export interface Kernels {
     dout: NativeTensor,
     dqkv: NativeTensor,
   ): void;
+  /**
+   * KV-cached attention for generation: appends the new tokens' k/v (column slices of qkv [B*Tq, 3C])
+   * to kCache/vCache [B, S, C] at row `past`, then attends each new query over the cache (causal).
+   */
+  attentionDecode(qkv: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, past: number, shape: { B: number; T: number; H: number; D: number }, scale: number, o: NativeTensor): void;
   relu(x: NativeTensor, y: NativeTensor): void;
   reluBackward(y: NativeTensor, dy: NativeTensor, dx: NativeTensor): void;
   /** out = a + alpha·b. */

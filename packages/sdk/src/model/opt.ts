@@ -16,6 +16,7 @@ import type { Kernels } from './kernels.js';
 import { layerBackward, layerForward, LN_EPS, type LayerDropout } from './layer.js';
 import { LoraAdapter, type LoraOptions } from './lora.js';
 import { loadAdapterWeights, readAdapterConfig, saveAdapter } from './adapter-io.js';
+import { generate, type GenerateOptions, type GenerateResult } from './generate.js';
 import { loadModelWeights, weightTensors, type ModelWeights } from './weights.js';
 import { createWorkspace, type Workspace } from './workspace.js';
 
@@ -129,6 +130,12 @@ export class OptForCausalLM {
     this.lora = new LoraAdapter(this.config, o, this.device.memory);
     this.dropWorkspace();
     return this.lora;
+  }
+
+  /** KV-cached decoding of one prompt (token ids, bos included); dropout off. */
+  generate(prompt: readonly number[], o: GenerateOptions = {}): GenerateResult {
+    this.assertLive();
+    return generate(this, prompt, o);
   }
 
   /** Writes the adapter in PEFT's format (adapter_config.json + adapter_model.safetensors). */

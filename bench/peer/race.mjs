@@ -1,0 +1,602 @@
+#!/usr/bin/env node
+// `npm run bench:peer`: our LoRA training step against PyTorch's (bench/peer/opt_lora_step.py) on
+// the same shapes, back to back in one run, each side in its own process so peak RSS (VmHWM) is
+// per process. See bench/peer/README.md for what is compared and how to read the output.
+//
+//   node bench/peer/race.mjs                      # r = 8,128,256 × bf16,f32, OPT-350m layout
+//   node bench/peer/race.mjs --quick              # smoke run: 2 layers, r=8, bf16, 1+2 steps
+//   node bench/peer/race.mjs --ranks 8,256 --dtypes bf16 --steps 3 --layers 24
+//
+// Internally the same file is the "ours" child (`--child ours`): it builds the model with
+// @lora/sdk, trains with its Trainer and prints one JSON line, like the python script does.
+import { spawn, execFileSync } from 'node:child_process';
+import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(HERE, '..', '..');
+const PYTHON = process.env.LORA_PEER_PYTHON ?? '/usr/bin/python3';
+const PY_SCRIPT = join(HERE, 'opt_lora_step.py');
+
+// OPT-350m's layout, as opt_torch.LAYOUTS['350m'] has it (post-LN, project_in/out 512 ↔ 1024).
+const LAYOUT_350M = {
+  hidden: 1024, ffn: 4096, layers: 24, heads: 16, vocab: 50272, embedDim: 512, maxPositions: 2048,
+};
+const TARGETS = ['q_proj', 'k_proj', 'v_proj'];
+const LORA_DROPOUT = 0.1;
+const LR = 2e-4;
+
+const OPTIONS = {
+  child: { type: 'string' },
+  quick: { type: 'boolean', default: false },
+  ranks: { type: 'string' },
+  dtypes: { type: 'string' },
+  steps: { type: 'string' },
+  warmup: { type: 'string' },
+  layers: { type: 'string' },
+  batch: { type: 'string' },
+  seq: { type: 'string' },
+  threads: { type: 'string' },
+  seed: { type: 'string' },
+  sides: { type: 'string' },
+  out: { type: 'string' },
+  checkpointing: { type: 'boolean', default: false },
+  'no-peak': { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+  // child-only
+  rank: { type: 'string' },
+  dtype: { type: 'string' },
+};
+
+const HELP = `usage: node bench/peer/race.mjs [options]
+
+Races our LoRA training step (@lora/sdk, cpu backend) against PyTorch's (bench/peer/opt_lora_step.py)
+on OPT-350m's layout with random init, LoRA on q/k/v (alpha = 4r, dropout 0.1), AdamW on LoRA only.
+
+  --ranks 8,128,256     LoRA ranks (quick: 8)
+  --dtypes bf16,f32     compute dtypes (bf16 = bf16 weights/matmul inputs, f32 accumulation; quick: bf16)
+  --steps N             timed steps per side (default 3; quick: 2)
+  --warmup N            untimed warm-up steps per side (default 2; quick: 1)
+  --layers N            decoder layers (default 24; quick: 2)
+  --batch N --seq N     tokens per step = batch × seq (default 4 × 256)
+  --threads N           threads on both sides (default 2)
+  --seed N              init / data / dropout seed (default 0)
+  --sides ours,theirs   run only one side (the JSON then has no ratios)
+  --checkpointing       our side with activation checkpointing (less memory, ~1/3 more compute)
+  --no-peak             skip the same-run matmul peak measurements
+  --out FILE            JSON output (default bench/results/peer-<date>.json)
+  --quick               smoke run (2 layers, r=8, bf16, 1 warm-up + 2 timed steps)
+`;
+
+function int(v, name, min = 1) {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, got ${v}`);
+  return n;
+}
+
+function list(v, name, parse) {
+  const items = String(v).split(',').map((s) => s.trim()).filter(Boolean);
+  if (!items.length) throw new Error(`--${name} is empty`);
+  return items.map(parse);
+}
+
+function settings(values) {
+  const q = values.quick;
+  const s = {
+    ranks: list(values.ranks ?? (q ? '8' : '8,128,256'), 'ranks', (x) => int(x, 'ranks')),
+    dtypes: list(values.dtypes ?? (q ? 'bf16' : 'bf16,f32'), 'dtypes', (x) => {
+      if (x !== 'bf16' && x !== 'f32') throw new Error(`--dtypes: '${x}' is neither bf16 nor f32`);
+      return x;
+    }),
+    steps: int(values.steps ?? (q ? 2 : 3), 'steps'),
+    warmup: int(values.warmup ?? (q ? 1 : 2), 'warmup', 0),
+    layers: int(values.layers ?? (q ? 2 : LAYOUT_350M.layers), 'layers'),
+    batch: int(values.batch ?? 4, 'batch'),
+    seq: int(values.seq ?? 256, 'seq', 2),
+    threads: int(values.threads ?? 2, 'threads'),
+    seed: int(values.seed ?? 0, 'seed', 0),
+    sides: list(values.sides ?? 'ours,theirs', 'sides', (x) => {
+      if (x !== 'ours' && x !== 'theirs') throw new Error(`--sides: '${x}' is neither ours nor theirs`);
+      return x;
+    }),
+    checkpointing: values.checkpointing,
+    peak: !values['no-peak'],
+    quick: q,
+  };
+  if (s.seq > LAYOUT_350M.maxPositions) throw new Error(`--seq ${s.seq} exceeds OPT's ${LAYOUT_350M.maxPositions} positions`);
+  return s;
+}
+
+/** VmHWM / VmRSS of this process, in MB. */
+function vm(field) {
+  const m = readFileSync('/proc/self/status', 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'));
+  return m ? Number(m[1]) / 1024 : null;
+}
+
+const round = (x, d = 1) => (x === null || x === undefined || !Number.isFinite(x) ? x : Math.round(x * 10 ** d) / 10 ** d);
+
+// ---------------------------------------------------------------------------------------------
+// Our side (child process)
+
+/** Box–Muller normals from a seeded stream. */
+function fillNormal(out, std, rand) {
+  for (let i = 0; i < out.length; i += 2) {
+    const u = Math.max(rand(), 1e-12);
+    const m = std * Math.sqrt(-2 * Math.log(u));
+    const a = 2 * Math.PI * rand();
+    out[i] = m * Math.cos(a);
+    if (i + 1 < out.length) out[i + 1] = m * Math.sin(a);
+  }
+  return out;
+}
+
+function hashName(s) {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+/**
+ * A WeightSource that makes each tensor when it is read: HF's OPT init (normal(0, init_std)
+ * weights, zero biases, unit layer norms, zero padding row), seeded per tensor name. Nothing is
+ * written to disk and no tensor is held after the model has copied it to native memory.
+ */
+function randomOptSource(sdk, config, seed) {
+  const shapes = sdk.expectedOptWeights(config);
+  return {
+    keys: () => [...shapes.keys()],
+    has: (name) => shapes.has(name),
+    info: (name) => ({ dtype: 'F32', shape: shapes.get(name) }),
+    async read(name) {
+      const shape = shapes.get(name);
+      const n = shape.reduce((a, b) => a * b, 1);
+      let data;
+      if (name.endsWith('layer_norm.weight')) data = new Float32Array(n).fill(1);
+      else if (name.endsWith('.bias')) data = new Float32Array(n);
+      else {
+        data = fillNormal(new Float32Array(n), config.initStd, sdk.seededRandom((seed * 0x9e3779b1) ^ hashName(name)));
+        if (name === 'decoder.embed_tokens.weight') data.fill(0, config.padTokenId * shape[1], (config.padTokenId + 1) * shape[1]);
+      }
+      return { dtype: 'F32', shape, data };
+    },
+    async close() {},
+  };
+}
+
+/** Random token ids as the python side makes them: [3, vocab), the first of each row bos (2). */
+function randomExamples(sdk, count, seq, vocab, seed) {
+  const rand = sdk.seededRandom(seed ^ 0x5eed);
+  return Array.from({ length: count }, () => {
+    const ids = Array.from({ length: seq }, (_, t) => (t === 0 ? 2 : 3 + Math.floor(rand() * (vocab - 3))));
+    return { inputIds: ids, labels: ids.slice() };
+  });
+}
+
+/**
+ * Wraps every method of the model's Kernels object so each call is timed (the native ops are
+ * synchronous, so wall time around the call is the op's time). Linear ops are named by the weight
+ * they multiply by, and their FLOPs are counted so the breakdown can show GFLOP/s per op.
+ */
+function instrumentKernels(kernels, config, lora) {
+  const C = config.hiddenSize;
+  const F = config.ffnDim;
+  const E = config.wordEmbedProjDim;
+  const V = config.vocabSize;
+  const names = new Map([
+    [`${3 * C}x${C}`, 'qkv'], [`${C}x${C}`, 'out_proj'], [`${F}x${C}`, 'fc1'], [`${C}x${F}`, 'fc2'],
+    [`${C}x${E}`, 'project_in'], [`${E}x${C}`, 'project_out'], [`${V}x${E}`, 'lm_head'],
+  ]);
+  const stats = new Map();
+  let enabled = false;
+  const add = (key, ms, flop) => {
+    if (!enabled) return;
+    const s = stats.get(key) ?? { calls: 0, ms: 0, flop: 0 };
+    s.calls++;
+    s.ms += ms;
+    s.flop += flop;
+    stats.set(key, s);
+  };
+  const rows = (t) => t.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+  const wName = (w) => names.get(`${w.shape[0]}x${w.shape[1]}`) ?? `${w.shape[0]}x${w.shape[1]}`;
+  const loraFlop = (M, spec, K, N) => (spec ? 2 * M * spec.groups * lora.r * (K + N / spec.groups) : 0);
+  const describe = {
+    linear: (x, w, _b, _y, l) => {
+      const M = rows(x);
+      const [N, K] = w.shape;
+      return [`linear ${wName(w)}${l ? ' +lora' : ''}`, 2 * M * N * K + loraFlop(M, l?.spec, K, N)];
+    },
+    linearBackward: (dy, _x, w, dx, _acc, l) => {
+      const M = rows(dy);
+      const [N, K] = w.shape;
+      // dx = dy·W (base), LoRA: dxa = dy·B (fwd-sized), dB, dA and dx += dxa·A.
+      const base = dx ? 2 * M * N * K : 0;
+      const lf = l ? 2 * loraFlop(M, l.spec, K, N) : 0;
+      return [`linearBackward ${wName(w)}${l ? ' +lora' : ''}${dx ? '' : ' (no dx)'}`, base + lf];
+    },
+    crossEntropy: (h, w, _t, o) => {
+      const M = rows(h);
+      return [`crossEntropy lm_head${o.dh ? ' +backward' : ''}`, (o.dh ? 4 : 2) * M * w.shape[0] * w.shape[1]];
+    },
+    attention: (_qkv, _m, s) => ['attention', 2 * s.B * s.H * s.T * s.T * s.D], // causal: half of 4·B·H·T²·D
+    attentionBackward: (_qkv, _m, s) => ['attentionBackward', 4 * s.B * s.H * s.T * s.T * s.D],
+  };
+  for (const key of Object.keys(kernels)) {
+    const f = kernels[key];
+    if (typeof f !== 'function') continue;
+    kernels[key] = (...a) => {
+      const t = performance.now();
+      const r = f.apply(kernels, a);
+      const ms = performance.now() - t;
+      if (enabled) {
+        const [name, flop] = describe[key] ? describe[key](...a) : [key, 0];
+        add(name, ms, flop);
+      }
+      return r;
+    };
+  }
+  return {
+    start() {
+      stats.clear();
+      enabled = true;
+    },
+    stop() {
+      enabled = false;
+    },
+    report(steps, stepMs) {
+      const totalMs = stepMs * steps;
+      const ops = [...stats.entries()]
+        .map(([op, s]) => ({
+          op,
+          calls_per_step: round(s.calls / steps, 2),
+          ms_per_step: round(s.ms / steps, 1),
+          pct_of_step: round((100 * s.ms) / totalMs, 1),
+          gflop_per_step: s.flop ? round(s.flop / steps / 1e9, 2) : undefined,
+          gflops: s.flop ? round(s.flop / (s.ms / 1000) / 1e9, 1) : undefined,
+        }))
+        .sort((a, b) => b.ms_per_step - a.ms_per_step);
+      const inOps = ops.reduce((n, o) => n + o.ms_per_step, 0);
+      return { ops, ms_in_ops_per_step: round(inOps, 1), ms_outside_ops_per_step: round(stepMs - inOps, 1) };
+    },
+  };
+}
+
+async function runOurs(values) {
+  const s = settings(values);
+  const rank = int(values.rank, 'rank');
+  const dtype = values.dtype;
+  if (dtype !== 'bf16' && dtype !== 'f32') throw new Error(`--dtype must be bf16 or f32, got ${dtype}`);
+  process.env.LORA_NUM_THREADS = String(s.threads);
+  const core = await import('@lora/core-native');
+  const sdk = await import('@lora/sdk');
+  core.ops.setNumThreads(s.threads);
+  const L = LAYOUT_350M;
+  const config = sdk.parseOptConfig({
+    model_type: 'opt', architectures: ['OPTForCausalLM'], vocab_size: L.vocab, hidden_size: L.hidden, ffn_dim: L.ffn,
+    num_hidden_layers: s.layers, num_attention_heads: L.heads, max_position_embeddings: L.maxPositions,
+    word_embed_proj_dim: L.embedDim, do_layer_norm_before: false, activation_function: 'relu', dropout: 0.1,
+    attention_dropout: 0, activation_dropout: 0, pad_token_id: 1, bos_token_id: 2, eos_token_id: 2, enable_bias: true,
+    init_std: 0.02, torch_dtype: 'float32',
+  });
+  const t0 = performance.now();
+  const model = await sdk.OptForCausalLM.fromWeights(config, randomOptSource(sdk, config, s.seed), { device: 'cpu', dtype });
+  const alpha = 4 * rank;
+  const lora = model.addLora({ r: rank, alpha, dropout: LORA_DROPOUT, targetModules: TARGETS, seed: s.seed });
+  const rssAfterLoad = vm('VmRSS');
+  const initS = (performance.now() - t0) / 1000;
+  const total = s.warmup + s.steps;
+  const examples = randomExamples(sdk, s.batch * total, s.seq, config.vocabSize, s.seed);
+  const prof = instrumentKernels(model.kernels, config, lora);
+  const stepMs = [];
+  const losses = [];
+  let last = performance.now();
+  const trainer = new sdk.Trainer(model, {
+    examples, batchSize: s.batch, seq: s.seq, padding: 'longest', maxSteps: total, epochs: 1,
+    lr: LR, schedule: 'constant', warmupSteps: 0, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8,
+    // PyTorch's step has no clipping; 0 turns ours off (the grad norm is still computed for NaN checks).
+    maxGradNorm: 0, seed: s.seed, loggingSteps: total, activationCheckpointing: s.checkpointing,
+    onEvent: (e) => {
+      if (e.type !== 'step') return;
+      const now = performance.now();
+      const ms = (1000 * e.tokens) / e.tokensPerSec;
+      process.stderr.write(`step ${e.step}/${total} ${e.step <= s.warmup ? '(warmup) ' : ''}loss ${e.loss.toFixed(4)} ${ms.toFixed(0)} ms (${(now - last).toFixed(0)} ms wall)\n`);
+      last = now;
+      if (e.step > s.warmup) {
+        stepMs.push(ms);
+        losses.push(e.loss);
+      }
+      if (e.step === s.warmup) prof.start();
+      if (e.step === total) prof.stop();
+    },
+  });
+  if (s.warmup === 0) prof.start();
+  const result = await trainer.train();
+  if (result.reason !== 'finished') throw new Error(`training stopped: ${result.reason} ${result.message ?? ''}`);
+  const ms = stepMs.reduce((a, b) => a + b, 0) / stepMs.length;
+  const tokens = s.batch * s.seq;
+  const tps = tokens / (ms / 1000);
+  const flop = sdk.flopsPerToken(config, lora, s.seq);
+  const peak = s.peak ? sdk.measureMatmulGflops(model.kernels, 'cpu') : null;
+  const mem = core.native().memoryStats('cpu');
+  const out = {
+    bench: 'opt_lora_step',
+    impl: 'lora',
+    node: process.version,
+    threads: core.ops.getNumThreads(),
+    backend: model.device.backend,
+    build: core.native().buildInfo(),
+    layout: '350m',
+    config: {
+      hidden_size: config.hiddenSize, ffn_dim: config.ffnDim, num_hidden_layers: config.numHiddenLayers,
+      num_attention_heads: config.numAttentionHeads, vocab_size: config.vocabSize, word_embed_proj_dim: config.wordEmbedProjDim,
+      do_layer_norm_before: config.doLayerNormBefore, dropout: config.dropout,
+    },
+    lora: { r: rank, alpha, dropout: LORA_DROPOUT, targets: TARGETS },
+    batch: s.batch, seq: s.seq, dtype, checkpointing: s.checkpointing,
+    optimizer: { name: 'AdamW', lr: LR },
+    warmup: s.warmup, steps: s.steps,
+    ms_per_step: round(ms),
+    ms_per_step_min: round(Math.min(...stepMs)),
+    tokens_per_s: round(tps),
+    gflop_per_token: round(flop / 1e9, 4),
+    gflops: round((flop * tps) / 1e9),
+    matmul_peak_gflops: peak ? round(peak) : null,
+    matmul_peak_what: peak ? 'our bf16 linear (f32 x · bf16 W) at 1024³, best of 3, this process' : null,
+    pct_of_matmul_peak: peak ? round((100 * flop * tps) / 1e9 / peak) : null,
+    loss_first: round(losses[0], 4), loss_last: round(losses[losses.length - 1], 4),
+    peak_rss_mb: round(vm('VmHWM')),
+    rss_mb: round(vm('VmRSS')),
+    rss_after_load_mb: round(rssAfterLoad),
+    native_peak_allocated_mb: round(mem.peakAllocated / 2 ** 20),
+    native_peak_reserved_mb: round(mem.peakReserved / 2 ** 20),
+    base_mb: round(model.baseBytes() / 2 ** 20),
+    params: { trainable: lora.trainableParameters(), all: model.baseParameters() + lora.trainableParameters() },
+    init_s: round(initS, 2),
+    profile: prof.report(s.steps, ms),
+  };
+  model.dispose();
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// The race (parent process)
+
+/** Runs a child, streams its stderr with a prefix, returns the last JSON line of its stdout. */
+function runChild(label, cmd, args, env) {
+  return new Promise((resolvePromise, reject) => {
+    const t0 = performance.now();
+    const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let errTail = '';
+    let pending = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => {
+      const text = d.toString();
+      errTail = (errTail + text).slice(-4000);
+      pending += text;
+      const lines = pending.split('\n');
+      pending = lines.pop();
+      for (const line of lines) process.stderr.write(`  [${label}] ${line}\n`);
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (pending) process.stderr.write(`  [${label}] ${pending}\n`);
+      const line = stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+      if (code !== 0 || !line) {
+        reject(new Error(`${label} exited with ${signal ?? code}${line ? '' : ' and printed no JSON'}:\n${errTail}`));
+        return;
+      }
+      const r = JSON.parse(line);
+      r.process_wall_s = round((performance.now() - t0) / 1000, 1);
+      resolvePromise(r);
+    });
+  });
+}
+
+function commonArgs(s) {
+  return ['--layers', s.layers, '--batch', s.batch, '--seq', s.seq, '--threads', s.threads, '--warmup', s.warmup, '--steps', s.steps, '--seed', s.seed].map(String);
+}
+
+function runOursChild(s, rank, dtype) {
+  const args = [fileURLToPath(import.meta.url), '--child', 'ours', '--rank', String(rank), '--dtype', dtype, ...commonArgs(s)];
+  if (s.checkpointing) args.push('--checkpointing');
+  if (!s.peak) args.push('--no-peak');
+  return runChild(`ours r=${rank} ${dtype}`, process.execPath, args, { LORA_NUM_THREADS: String(s.threads) });
+}
+
+function runTheirsChild(s, rank, dtype) {
+  const args = [PY_SCRIPT, '--layout', '350m', '--rank', String(rank), '--alpha', String(4 * rank), '--dropout', String(LORA_DROPOUT),
+    '--targets', TARGETS.join(','), '--dtype', dtype, '--lr', String(LR), ...commonArgs(s)];
+  if (!s.peak) args.push('--no-peak');
+  return runChild(`pytorch r=${rank} ${dtype}`, PYTHON, args, { OMP_NUM_THREADS: String(s.threads), MKL_NUM_THREADS: String(s.threads) });
+}
+
+function cpuModel() {
+  try {
+    const m = readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.+)$/m);
+    if (m) return m[1].trim();
+  } catch {
+    /* not Linux */
+  }
+  return os.cpus()[0]?.model ?? 'unknown';
+}
+
+function sh(cmd, args) {
+  try {
+    return execFileSync(cmd, args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return null;
+  }
+}
+
+function machine() {
+  return {
+    hostname: os.hostname(),
+    cpu: cpuModel(),
+    logical_cpus: os.cpus().length,
+    mem_total_gb: round(os.totalmem() / 2 ** 30, 1),
+    kernel: `${os.type()} ${os.release()}`,
+    uptime: sh('uptime', []),
+  };
+}
+
+function loadavg() {
+  return os.loadavg().map((x) => round(x, 2));
+}
+
+const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? Math.round((a / b) * 1000) / 1000 : null);
+
+function pad(s, n, left = false) {
+  s = String(s ?? '—');
+  return left ? s.padEnd(n) : s.padStart(n);
+}
+
+function fmtRatio(x) {
+  return x === null || x === undefined ? '—' : `${x.toFixed(2)}×`;
+}
+
+function printTable(run, s) {
+  const o = run.ours;
+  const t = run.theirs;
+  const head = `OPT-350m layout, ${s.layers} layer${s.layers === 1 ? '' : 's'}, r=${run.r} (alpha ${4 * run.r}, q/k/v), ${run.dtype}, batch ${s.batch}×${s.seq}` +
+    `, ${s.warmup} warm-up + ${s.steps} timed steps, ${s.threads} threads`;
+  const rows = [
+    ['tokens/s', o?.tokens_per_s, t?.tokens_per_s, fmtRatio(run.ratios?.tokens_per_s)],
+    ['ms/step (mean)', o?.ms_per_step, t?.ms_per_step, fmtRatio(run.ratios?.ms_per_step)],
+    ['ms/step (min)', o?.ms_per_step_min, t?.ms_per_step_min, ''],
+    ['peak RSS (MB)', o?.peak_rss_mb, t?.peak_rss_mb, fmtRatio(run.ratios?.peak_rss)],
+    ['GFLOP/s', o?.gflops, t?.gflops, fmtRatio(run.ratios?.gflops)],
+    ['matmul peak GFLOP/s', o?.matmul_peak_gflops, t?.matmul_peak_gflops, ''],
+    ['% of that peak', o?.pct_of_matmul_peak, t?.pct_of_matmul_peak, ''],
+    ['loss (first→last)', o ? `${o.loss_first}→${o.loss_last}` : null, t ? `${t.loss_first}→${t.loss_last}` : null, ''],
+  ];
+  const lines = [head, `  ${pad('', 22, true)}${pad('ours', 14)}${pad('pytorch', 14)}${pad('ours/pytorch', 14)}`];
+  for (const [name, a, b, r] of rows) lines.push(`  ${pad(name, 22, true)}${pad(a, 14)}${pad(b, 14)}${pad(r, 14)}`);
+  lines.push(`  GFLOP/token ${o?.gflop_per_token ?? t?.gflop_per_token} (flopsPerToken × tokens/s = GFLOP/s); load ${run.loadavg_before.join(' ')} before`);
+  process.stdout.write(lines.join('\n') + '\n\n');
+}
+
+function printProfile(run) {
+  const p = run.ours?.profile;
+  if (!p) return;
+  const lines = [`our step, r=${run.r} ${run.dtype}: time per op (ms per step; ${p.ms_in_ops_per_step} ms in kernels, ${p.ms_outside_ops_per_step} ms outside)`];
+  for (const o of p.ops.slice(0, 14)) {
+    lines.push(`  ${pad(o.op, 40, true)}${pad(o.ms_per_step, 9)} ms ${pad(o.pct_of_step, 5)} %  ${o.gflops ? `${o.gflops} GFLOP/s` : ''}`);
+  }
+  process.stdout.write(lines.join('\n') + '\n\n');
+}
+
+/** Step-time growth from the smallest to each larger rank, against the FLOP growth. */
+function rankScaling(runs, side) {
+  const out = [];
+  const byDtype = new Map();
+  for (const r of runs) if (r[side]) byDtype.set(r.dtype, [...(byDtype.get(r.dtype) ?? []), r]);
+  for (const [dtype, rs] of byDtype) {
+    rs.sort((a, b) => a.r - b.r);
+    const base = rs[0];
+    for (const r of rs.slice(1)) {
+      out.push({
+        dtype, from_r: base.r, to_r: r.r,
+        step_time_ratio: ratio(r[side].ms_per_step, base[side].ms_per_step),
+        flop_ratio: ratio(r[side].gflop_per_token, base[side].gflop_per_token),
+      });
+    }
+  }
+  return out;
+}
+
+function targets(runs) {
+  const out = [];
+  const r8 = runs.find((r) => r.r === 8 && r.dtype === 'bf16' && r.ours && r.theirs);
+  if (r8) {
+    out.push({ target: 'r=8 bf16: ours ≥ 2.0× PyTorch tokens/s', value: r8.ratios.tokens_per_s, met: r8.ratios.tokens_per_s >= 2.0 });
+    out.push({ target: 'r=8 bf16: ours ≤ 0.25× PyTorch peak RSS', value: r8.ratios.peak_rss, met: r8.ratios.peak_rss <= 0.25 });
+  }
+  for (const sc of rankScaling(runs, 'ours')) {
+    if (sc.dtype === 'bf16' && sc.from_r === 8 && sc.to_r === 256) {
+      out.push({ target: 'ours, bf16: step time r=256 / r=8 ≤ FLOP ratio', value: sc.step_time_ratio, flop_ratio: sc.flop_ratio, met: sc.step_time_ratio <= sc.flop_ratio });
+    }
+  }
+  return out;
+}
+
+async function race(values) {
+  const s = settings(values);
+  const date = new Date().toISOString().slice(0, 10);
+  const outPath = resolve(values.out ?? join(ROOT, 'bench', 'results', `peer-${date}.json`));
+  const startedAt = new Date().toISOString();
+  const loadStart = loadavg();
+  const m = machine();
+  process.stderr.write(`race: ${m.cpu}, ${m.logical_cpus} logical CPUs; ${m.uptime ?? `load ${loadStart.join(' ')}`}\n`);
+  process.stderr.write(`race: ranks ${s.ranks.join(',')} × ${s.dtypes.join(',')}, ${s.layers} layers, ${s.batch}×${s.seq}, ${s.warmup}+${s.steps} steps, ${s.threads} threads\n\n`);
+  const runs = [];
+  for (const dtype of s.dtypes) {
+    for (const r of s.ranks) {
+      const run = { r, dtype, loadavg_before: loadavg() };
+      // Back to back, ours first; each in its own process.
+      if (s.sides.includes('ours')) run.ours = await runOursChild(s, r, dtype);
+      if (s.sides.includes('theirs')) run.theirs = await runTheirsChild(s, r, dtype);
+      run.loadavg_after = loadavg();
+      if (run.ours && run.theirs) {
+        run.ratios = {
+          tokens_per_s: ratio(run.ours.tokens_per_s, run.theirs.tokens_per_s),
+          ms_per_step: ratio(run.ours.ms_per_step, run.theirs.ms_per_step),
+          peak_rss: ratio(run.ours.peak_rss_mb, run.theirs.peak_rss_mb),
+          gflops: ratio(run.ours.gflops, run.theirs.gflops),
+        };
+      }
+      runs.push(run);
+      process.stderr.write('\n');
+      printTable(run, s);
+      printProfile(run);
+    }
+  }
+  const theirs = runs.find((r) => r.theirs)?.theirs;
+  const result = {
+    bench: 'peer-race',
+    started_at: startedAt,
+    finished_at: new Date().toISOString(),
+    machine: { ...m, loadavg_start: loadStart, loadavg_end: loadavg(), uptime_end: sh('uptime', []) },
+    versions: {
+      node: process.version,
+      sdk: JSON.parse(readFileSync(join(ROOT, 'packages', 'sdk', 'package.json'), 'utf8')).version,
+      git_commit: sh('git', ['rev-parse', 'HEAD']),
+      git_dirty: (sh('git', ['status', '--porcelain', '--untracked-files=no']) ?? '') !== '',
+      torch: theirs?.torch ?? null,
+      python: theirs?.python ?? null,
+      blas: theirs?.blas ?? null,
+      mkldnn: theirs?.mkldnn ?? null,
+    },
+    settings: {
+      layout: '350m', layers: s.layers, batch: s.batch, seq: s.seq, ranks: s.ranks, dtypes: s.dtypes, warmup: s.warmup, steps: s.steps,
+      threads: s.threads, seed: s.seed, quick: s.quick, checkpointing: s.checkpointing,
+      lora: { alpha: '4·r', dropout: LORA_DROPOUT, targets: TARGETS }, model_dropout: 0.1, optimizer: { name: 'AdamW', lr: LR, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0 },
+      data: 'random ids in [3, vocab), bos first, no padding, labels = ids',
+    },
+    runs,
+    rank_scaling: { ours: rankScaling(runs, 'ours'), theirs: rankScaling(runs, 'theirs') },
+    targets: targets(runs),
+  };
+  mkdirSync(dirname(outPath), { recursive: true });
+  writeFileSync(outPath, JSON.stringify(result, null, 2) + '\n');
+  for (const side of ['ours', 'theirs']) {
+    for (const sc of result.rank_scaling[side]) {
+      process.stdout.write(`${side === 'ours' ? 'ours   ' : 'pytorch'} ${sc.dtype}: step time r=${sc.to_r} / r=${sc.from_r} = ${sc.step_time_ratio} (FLOP ratio ${sc.flop_ratio})\n`);
+    }
+  }
+  for (const t of result.targets) process.stdout.write(`target: ${t.target}: ${t.value}${t.flop_ratio ? ` (FLOP ratio ${t.flop_ratio})` : ''} — ${t.met ? 'met' : 'MISSED'}\n`);
+  process.stdout.write(`load average ${loadStart.join(' ')} at start, ${result.machine.loadavg_end.join(' ')} at end\nwrote ${outPath}\n`);
+}
+
+const { values } = parseArgs({ options: OPTIONS, allowPositionals: false });
+if (values.help) {
+  process.stdout.write(HELP);
+} else if (values.child === 'ours') {
+  await runOurs(values);
+} else if (values.child) {
+  throw new Error(`unknown --child ${values.child}`);
+} else {
+  await race(values);
+}

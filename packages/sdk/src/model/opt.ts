@@ -17,6 +17,8 @@ import { layerBackward, layerForward, LN_EPS, type LayerDropout } from './layer.
 import { LoraAdapter, type LoraOptions } from './lora.js';
 import { loadAdapterWeights, readAdapterConfig, saveAdapter } from './adapter-io.js';
 import { generate, type GenerateOptions, type GenerateResult } from './generate.js';
+import { readQuantizationConfig, saveQuantizedBase, type QuantizationConfig } from './quantized-io.js';
+import { mergedTensors } from './merge.js';
 import { loadModelWeights, weightTensors, type ModelWeights } from './weights.js';
 import { createWorkspace, type Workspace } from './workspace.js';
 
@@ -86,9 +88,11 @@ export class OptForCausalLM {
       onProgress: (event: HubProgressEvent) => o.onProgress?.({ type: 'resolve', event }),
     });
     const config = await loadOptConfig(dir);
+    const quant = await readQuantizationConfig(dir);
     const source = await openWeights(dir);
     try {
-      const model = await OptForCausalLM.fromWeights(config, source, o);
+      // A quantized checkpoint loads in its own format unless the caller asked for another.
+      const model = await OptForCausalLM.fromWeights(config, source, { ...o, dtype: o.dtype ?? quant?.format }, quant);
       model.source = idOrDir;
       return model;
     } finally {
@@ -96,12 +100,13 @@ export class OptForCausalLM {
     }
   }
 
-  static async fromWeights(config: OptConfig, source: WeightSource, o: LoadOptions = {}): Promise<OptForCausalLM> {
+  static async fromWeights(config: OptConfig, source: WeightSource, o: LoadOptions = {}, quant?: QuantizationConfig): Promise<OptForCausalLM> {
     const device = resolveDevice(o.device ?? 'auto');
     const kernels = bindKernels(device.backend);
     const dtype = o.dtype ?? 'f32';
     const weights = await loadModelWeights(config, source, kernels, {
       dtype,
+      quant,
       device: device.memory,
       onTensor: (name, index, total) => o.onProgress?.({ type: 'weights', name, index, total }),
     });
@@ -136,6 +141,34 @@ export class OptForCausalLM {
   generate(prompt: readonly number[], o: GenerateOptions = {}): GenerateResult {
     this.assertLive();
     return generate(this, prompt, o);
+  }
+
+  /**
+   * Writes the quantized base (int8/int4/nf4) as a model folder that loads again quantized, without
+   * the f32 checkpoint. The adapter is not included (save it with saveAdapter).
+   */
+  async saveQuantized(dir: string): Promise<void> {
+    this.assertLive();
+    const w = this.weights;
+    const C = this.config.hiddenSize;
+    const linears: { name: string; tensor: NativeTensor; rows?: [number, number] }[] = [];
+    if (w.projIn) linears.push({ name: 'decoder.project_in.weight', tensor: w.projIn });
+    if (w.projOut) linears.push({ name: 'decoder.project_out.weight', tensor: w.projOut });
+    w.layers.forEach((l, i) => {
+      const p = `decoder.layers.${i}`;
+      ['q_proj', 'k_proj', 'v_proj'].forEach((proj, g) => linears.push({ name: `${p}.self_attn.${proj}.weight`, tensor: l.qkvW, rows: [g * C, (g + 1) * C] }));
+      linears.push({ name: `${p}.self_attn.out_proj.weight`, tensor: l.outW }, { name: `${p}.fc1.weight`, tensor: l.fc1W }, { name: `${p}.fc2.weight`, tensor: l.fc2W });
+    });
+    const quantized = new Set(linears.map((x) => x.name));
+    const lora = this.lora;
+    this.lora = undefined; // the plain tensors of the base, without any adapter merged in
+    let plain: Map<string, import('../io/tensor.js').RawTensor>;
+    try {
+      plain = new Map([...mergedTensors(this)].filter(([name]) => !quantized.has(name)));
+    } finally {
+      this.lora = lora;
+    }
+    await saveQuantizedBase(dir, this.config, this.weights.dtype, linears, plain);
   }
 
   /** Writes the adapter in PEFT's format (adapter_config.json + adapter_model.safetensors). */

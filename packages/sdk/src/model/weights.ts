@@ -11,6 +11,7 @@ import { toF32 } from '../io/dtype.js';
 import type { WeightSource } from '../io/tensor.js';
 import type { BaseDType } from './device.js';
 import type { Kernels } from './kernels.js';
+import { logicalShapes, quantizedTensor, readQuantizedRaw, type QuantizationConfig } from './quantized-io.js';
 
 export interface LayerWeights {
   qkvW: NativeTensor; // [3C, C] base dtype: rows q | k | v
@@ -41,12 +42,23 @@ export interface ModelWeights {
 
 export const QUANT_BLOCK = 64;
 
+/**
+ * Block size for a row of `cols` weights: bitsandbytes' 64, or the largest power of two dividing the
+ * row when it is narrower or not a multiple (tiny test models), since blocks never straddle rows here.
+ */
+export function quantBlockFor(cols: number): number {
+  let b = QUANT_BLOCK;
+  while (b > 2 && cols % b !== 0) b /= 2;
+  if (cols % b !== 0) throw new LoraError('E_SHAPE', `cannot quantize rows of ${cols} weights in blocks (the width must be even)`);
+  return b;
+}
+
 /** Makes a weight tensor of the base dtype from f32 values [rows, cols]. */
 export function makeWeight(k: Kernels, values: Float32Array, shape: [number, number], dtype: BaseDType, device: DeviceName): NativeTensor {
   const { Tensor } = native();
   if (dtype === 'f32' || dtype === 'bf16' || dtype === 'f16') return Tensor.fromArray(values, shape, dtype, device);
   using f = Tensor.fromArray(values, shape, 'f32', device);
-  return k.quantize(f, dtype === 'int8' ? 'i8' : dtype, QUANT_BLOCK);
+  return k.quantize(f, dtype === 'int8' ? 'i8' : dtype, quantBlockFor(shape[1]));
 }
 
 /** Loads and validates every base tensor; the source is read one tensor at a time. */
@@ -54,9 +66,13 @@ export async function loadModelWeights(
   config: OptConfig,
   source: WeightSource,
   k: Kernels,
-  o: { dtype: BaseDType; device: DeviceName; onTensor?: (name: string, index: number, total: number) => void },
+  o: { dtype: BaseDType; device: DeviceName; quant?: QuantizationConfig; onTensor?: (name: string, index: number, total: number) => void },
 ): Promise<ModelWeights> {
-  const report = assertOptWeights(config, source);
+  const q = o.quant;
+  if (q && o.dtype !== q.format) {
+    throw new LoraError('E_CONFIG', `this checkpoint is stored quantized as ${q.format}; load it with dtype '${q.format}' (got '${o.dtype}')`);
+  }
+  const report = assertOptWeights(config, q ? logicalShapes(source, config) : source);
   const { Tensor } = native();
   const owned: NativeTensor[] = [];
   const total = report.keyOf.size;
@@ -77,7 +93,13 @@ export async function loadModelWeights(
   const optional = async (name: string, shape: number[]) => (report.keyOf.has(name) ? f32(name, shape) : undefined);
   const zeros = (n: number) => keep(Tensor.fromArray(new Float32Array(n), [n], 'f32', o.device));
   const bias = async (name: string, n: number) => (config.enableBias ? f32(name, [n]) : zeros(n));
-  const weight = async (name: string, rows: number, cols: number) => keep(makeWeight(k, await read(name), [rows, cols], o.dtype, o.device));
+  const raw = async (name: string, rows: number, cols: number) => {
+    o.onTensor?.(name, index++, total);
+    return readQuantizedRaw(source, report.keyOf.get(name)!, [rows, cols], q!);
+  };
+  // A linear weight of the base dtype: quantized at load, or read as stored codes from a quantized checkpoint.
+  const weight = async (name: string, rows: number, cols: number) =>
+    keep(q ? quantizedTensor([await raw(name, rows, cols)], [rows, cols], q, o.device) : makeWeight(k, await read(name), [rows, cols], o.dtype, o.device));
 
   try {
     const C = config.hiddenSize;
@@ -88,21 +110,28 @@ export async function loadModelWeights(
     const embed = keep(Tensor.fromArray(embedValues, [V, E], 'f32', o.device));
     const lmHead = keep(makeWeight(k, embedValues, [V, E], o.dtype, o.device));
     const pos = await f32('decoder.embed_positions.weight', [config.maxPositionEmbeddings + 2, C]);
-    const projIn = E !== C ? keep(makeWeight(k, await read('decoder.project_in.weight'), [C, E], o.dtype, o.device)) : undefined;
-    const projOut = E !== C ? keep(makeWeight(k, await read('decoder.project_out.weight'), [E, C], o.dtype, o.device)) : undefined;
+    const projIn = E !== C ? await weight('decoder.project_in.weight', C, E) : undefined;
+    const projOut = E !== C ? await weight('decoder.project_out.weight', E, C) : undefined;
     const finalLnG = await optional('decoder.final_layer_norm.weight', [C]);
     const finalLnB = await optional('decoder.final_layer_norm.bias', [C]);
     const layers: LayerWeights[] = [];
     for (let i = 0; i < config.numHiddenLayers; i++) {
       const p = `decoder.layers.${i}`;
-      const qkv = new Float32Array(3 * C * C);
+      const projs = ['q_proj', 'k_proj', 'v_proj'];
       const qkvBias = new Float32Array(3 * C);
-      for (const [g, proj] of ['q_proj', 'k_proj', 'v_proj'].entries()) {
-        qkv.set(await read(`${p}.self_attn.${proj}.weight`), g * C * C);
-        if (config.enableBias) qkvBias.set(await read(`${p}.self_attn.${proj}.bias`), g * C);
+      let qkvW: NativeTensor;
+      if (q) {
+        const parts = [];
+        for (const proj of projs) parts.push(await raw(`${p}.self_attn.${proj}.weight`, C, C));
+        qkvW = keep(quantizedTensor(parts, [3 * C, C], q, o.device));
+      } else {
+        const qkv = new Float32Array(3 * C * C);
+        for (const [g, proj] of projs.entries()) qkv.set(await read(`${p}.self_attn.${proj}.weight`), g * C * C);
+        qkvW = keep(makeWeight(k, qkv, [3 * C, C], o.dtype, o.device));
       }
+      if (config.enableBias) for (const [g, proj] of projs.entries()) qkvBias.set(await read(`${p}.self_attn.${proj}.bias`), g * C);
       layers.push({
-        qkvW: keep(makeWeight(k, qkv, [3 * C, C], o.dtype, o.device)),
+        qkvW,
         qkvB: keep(Tensor.fromArray(qkvBias, [3 * C], 'f32', o.device)),
         outW: await weight(`${p}.self_attn.out_proj.weight`, C, C),
         outB: await bias(`${p}.self_attn.out_proj.bias`, C),

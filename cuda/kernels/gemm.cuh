@@ -224,7 +224,25 @@ __device__ __forceinline__ void simt_coords(int kind, int idx, int& r, int& c) {
   else { r = idx % 64; c = idx / 64; }
 }
 
-__global__ void __launch_bounds__(kSimtThreads) gemm_f32_kernel(int64_t M, int64_t N, int64_t K, Operand A, Operand B, Epilogue E) {
+__device__ __forceinline__ void simt_load(const Operand& o, int64_t row0, int64_t rows, int64_t k0, int64_t K, float (&r)[4]) {
+LORA_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    int rr, cc;
+    simt_coords(o.kind, static_cast<int>(threadIdx.x) + i * kSimtThreads, rr, cc);
+    const int64_t gr = row0 + rr, gk = k0 + cc;
+    r[i] = (gr < rows && gk < K) ? operand_elem(o, gr, gk) : 0.f;
+  }
+}
+__device__ __forceinline__ void simt_store(int kind, const float (&r)[4], float* sm) {
+LORA_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    int rr, cc;
+    simt_coords(kind, static_cast<int>(threadIdx.x) + i * kSimtThreads, rr, cc);
+    sm[cc * kSimtLd + rr] = r[i];
+  }
+}
+
+__global__ void __launch_bounds__(kSimtThreads, 2) gemm_f32_kernel(int64_t M, int64_t N, int64_t K, Operand A, Operand B, Epilogue E) {
   __shared__ float As[2][kSimtBK * kSimtLd];
   __shared__ float Bs[2][kSimtBK * kSimtLd];
   const int64_t z = blockIdx.z;
@@ -243,35 +261,18 @@ LORA_UNROLL
 LORA_UNROLL
     for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
   float ra[4], rb[4];
-  auto load = [&](const Operand& o, int64_t row0, int64_t rows, int64_t k0, float (&r)[4]) {
-LORA_UNROLL
-    for (int i = 0; i < 4; ++i) {
-      int rr, cc;
-      simt_coords(o.kind, tid + i * kSimtThreads, rr, cc);
-      const int64_t gr = row0 + rr, gk = k0 + cc;
-      r[i] = (gr < rows && gk < K) ? operand_elem(o, gr, gk) : 0.f;
-    }
-  };
-  auto store = [&](int kind, const float (&r)[4], float* sm) {
-LORA_UNROLL
-    for (int i = 0; i < 4; ++i) {
-      int rr, cc;
-      simt_coords(kind, tid + i * kSimtThreads, rr, cc);
-      sm[cc * kSimtLd + rr] = r[i];
-    }
-  };
   const int64_t nk = (K + kSimtBK - 1) / kSimtBK;
-  load(A, m0, M, 0, ra);
-  load(B, n0, N, 0, rb);
-  store(A.kind, ra, As[0]);
-  store(B.kind, rb, Bs[0]);
+  simt_load(A, m0, M, 0, K, ra);
+  simt_load(B, n0, N, 0, K, rb);
+  simt_store(A.kind, ra, As[0]);
+  simt_store(B.kind, rb, Bs[0]);
   __syncthreads();
   for (int64_t kt = 0; kt < nk; ++kt) {
     const int cur = static_cast<int>(kt & 1);
     const bool more = kt + 1 < nk;
     if (more) {
-      load(A, m0, M, (kt + 1) * kSimtBK, ra);
-      load(B, n0, N, (kt + 1) * kSimtBK, rb);
+      simt_load(A, m0, M, (kt + 1) * kSimtBK, K, ra);
+      simt_load(B, n0, N, (kt + 1) * kSimtBK, K, rb);
     }
 LORA_UNROLL
     for (int kk = 0; kk < kSimtBK; ++kk) {
@@ -286,8 +287,8 @@ LORA_UNROLL
         for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
     }
     if (more) {
-      store(A.kind, ra, As[cur ^ 1]);
-      store(B.kind, rb, Bs[cur ^ 1]);
+      simt_store(A.kind, ra, As[cur ^ 1]);
+      simt_store(B.kind, rb, Bs[cur ^ 1]);
     }
     __syncthreads();
   }

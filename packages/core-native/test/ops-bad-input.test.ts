@@ -49,9 +49,10 @@ describe('op bindings reject bad input with clear errors', () => {
 
   it('unknown and unavailable backends answer honestly', () => {
     expect(code(() => ops.matmulXWt(x, w, { backend: 'cuda' }))).toBe('ERR_LORA_UNSUPPORTED');
-    expect(code(() => ops.matmulXWt(x, w, { backend: 'emu' }))).toBe('ERR_LORA_UNSUPPORTED');
     expect(code(() => ops.matmulXWt(x, w, { backend: 'tpu' as 'cpu' }))).toBe('ERR_LORA_UNSUPPORTED');
-    expect(ops.opSupports('emu', 'matmul_xwt', ['f32', 'f32', 'f32']).ok).toBe(false);
+    // emu implements the op set (cuda/kernels on the CPU emulator) and refuses only what its kernels cannot do.
+    expect(ops.opSupports('emu', 'matmul_xwt', ['f32', 'f32', 'f32']).ok).toBe(true);
+    expect(ops.opSupports('emu', 'attention', ['f32'], [1, 4, 1, 160])).toMatchObject({ ok: false, reason: expect.stringMatching(/head dim 160/) });
     expect(ops.opSupports('ref', 'matmul_xwt', ['f32', 'nf4', 'f32']).ok).toBe(true);
   });
 

@@ -18,8 +18,9 @@ const ops::OpTable& pick_backend(const Args& a, size_t i, const char* op, const 
 }
 
 void expect_host(const Tensor& t, const char* name) {
-  if (t.device().kind != DeviceKind::CPU) {
-    throw Error(LORA_ERR_DEVICE, std::string(name) + ": the ref and cpu backends need tensors on 'cpu', got " + device_name(t.device()), name);
+  // 'emu' tensors are host memory too (the emulator's own allocator), so every host backend takes them.
+  if (t.device().kind != DeviceKind::CPU && t.device().kind != DeviceKind::EMU) {
+    throw Error(LORA_ERR_DEVICE, std::string(name) + ": the op bindings take host tensors ('cpu' or 'emu'), got " + device_name(t.device()), name);
   }
 }
 

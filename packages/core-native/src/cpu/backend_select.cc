@@ -3,6 +3,7 @@
 #include "../runtime/cpu_features.h"
 #include "../ops/ops.h"
 #include "thread_pool.h"
+#include "../emu_backend/backends_gpu.h"
 
 namespace lora::ops {
 
@@ -15,9 +16,21 @@ const OpTable* find_backend(const std::string& name, std::string* reason) {
     }
     return &cpu_ops();
   }
-  if (name == "emu" || name == "cuda") {
-    *reason = "the " + name + " backend implements no ops yet (they are added behind the same interface by the CUDA work)";
+  if (name == "emu") {
+#ifdef LORA_HAS_EMU
+    return &emu_ops();
+#else
+    backend_usable("emu", reason);
     return nullptr;
+#endif
+  }
+  if (name == "cuda") {
+#ifdef LORA_HAS_CUDA
+    return cuda_ops_table(reason);
+#else
+    backend_usable("cuda", reason);
+    return nullptr;
+#endif
   }
   *reason = "unknown backend '" + name + "' (known: ref, cpu, emu, cuda)";
   return nullptr;

@@ -49,8 +49,8 @@ export function layerForward(
   k.linear(x.o, w.outW, w.outB, ws.proj, loraArg(lora, l?.out_proj, x.xaOut, drop, 1));
   if (drop && drop.residualP > 0) k.dropout(ws.proj, { p: drop.residualP, seed: drop.seed, offset: site(drop, 2) }, ws.proj);
   k.add(x.xIn, ws.proj, x.sum1);
-  const ffnIn = pre ? x.ln2Y : x.ln1Y;
-  if (pre) k.layerNorm(x.sum1, w.ln2G, w.ln2B, LN_EPS, x.ln2Y, x.ln2Mean, x.ln2Rstd);
+  const ffnIn = pre ? x.ln2Y! : x.ln1Y;
+  if (pre) k.layerNorm(x.sum1, w.ln2G, w.ln2B, LN_EPS, x.ln2Y!, x.ln2Mean, x.ln2Rstd);
   else k.layerNorm(x.sum1, w.ln1G, w.ln1B, LN_EPS, x.ln1Y, x.ln1Mean, x.ln1Rstd);
   k.linear(ffnIn, w.fc1W, w.fc1B, x.h1, loraArg(lora, l?.fc1, x.xaFc1, drop, 3));
   k.relu(x.h1, x.h1);
@@ -59,8 +59,8 @@ export function layerForward(
   if (pre) {
     k.add(x.sum1, ws.proj, out);
   } else {
-    k.add(x.ln1Y, ws.proj, x.sum2);
-    k.layerNorm(x.sum2, w.ln2G, w.ln2B, LN_EPS, out, x.ln2Mean, x.ln2Rstd);
+    k.add(x.ln1Y, ws.proj, x.sum2!);
+    k.layerNorm(x.sum2!, w.ln2G, w.ln2B, LN_EPS, out, x.ln2Mean, x.ln2Rstd);
   }
 }
 
@@ -79,14 +79,14 @@ export function layerBackward(
   // dS2: grad at the second residual sum (pre-LN: that is the output itself).
   const dS2 = ws.dTmp;
   if (pre) k.scale(dOut, 1, dS2);
-  else k.layerNormBackward(dOut, x.sum2, w.ln2G, x.ln2Mean, x.ln2Rstd, dS2);
+  else k.layerNormBackward(dOut, x.sum2!, w.ln2G, x.ln2Mean, x.ln2Rstd, dS2);
   // MLP branch: dS2 -> (dropout) -> fc2 -> relu -> fc1 -> dF.
   const dMlp = ws.dTmp2;
   if (drop && drop.residualP > 0) k.dropout(dS2, { p: drop.residualP, seed: drop.seed, offset: site(drop, 5) }, dMlp);
   else k.scale(dS2, 1, dMlp);
   k.linearBackward(dMlp, x.h1, w.fc2W, ws.dH1, false, withGrads(l?.fc2, x.xaFc2, 4));
   k.reluBackward(x.h1, ws.dH1, ws.dH1);
-  const ffnIn = pre ? x.ln2Y : x.ln1Y;
+  const ffnIn = pre ? x.ln2Y! : x.ln1Y;
   // dM = grad w.r.t. the FFN input plus (post-LN) the residual path from s2.
   const dF = dMlp;
   k.linearBackward(ws.dH1, ffnIn, w.fc1W, dF, false, withGrads(l?.fc1, x.xaFc1, 3));

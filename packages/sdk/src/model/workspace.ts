@@ -17,13 +17,13 @@ export interface LayerCache {
   lse: NativeTensor; // [B, H, T]
   xaOut?: NativeTensor;
   sum1: NativeTensor; // [M, C] xIn + drop(out_proj(o))
-  ln2Y: NativeTensor; // [M, C] final_layer_norm output
+  ln2Y?: NativeTensor; // [M, C] final_layer_norm output (pre-LN only; post-LN writes it to the layer output)
   ln2Mean: NativeTensor;
   ln2Rstd: NativeTensor;
   h1: NativeTensor; // [M, F] relu(fc1(.))
   xaFc1?: NativeTensor;
   xaFc2?: NativeTensor;
-  sum2: NativeTensor; // [M, C] residual sum before the post-LN final_layer_norm (post-LN only)
+  sum2?: NativeTensor; // [M, C] residual sum before the post-LN final_layer_norm (post-LN only)
 }
 
 export interface Workspace {
@@ -73,6 +73,7 @@ export function createWorkspace(c: OptConfig, lora: LoraAdapter | undefined, B: 
   const E = c.wordEmbedProjDim;
   const H = c.numAttentionHeads;
   const r = lora?.r ?? 0;
+  const pre = c.doLayerNormBefore;
   const cacheFor = (i: number, xIn: NativeTensor): LayerCache => {
     const l = lora?.layers[i];
     return {
@@ -80,9 +81,9 @@ export function createWorkspace(c: OptConfig, lora: LoraAdapter | undefined, B: 
       ln1Y: f32(M, C), ln1Mean: f32(M), ln1Rstd: f32(M),
       qkv: f32(M, 3 * C), xaQkv: l?.qkv ? f32(M, 3 * r) : undefined,
       o: f32(M, C), lse: f32(B * H * T), xaOut: l?.out_proj ? f32(M, r) : undefined,
-      sum1: f32(M, C), ln2Y: f32(M, C), ln2Mean: f32(M), ln2Rstd: f32(M),
+      sum1: f32(M, C), ln2Y: pre ? f32(M, C) : undefined, ln2Mean: f32(M), ln2Rstd: f32(M),
       h1: f32(M, F), xaFc1: l?.fc1 ? f32(M, r) : undefined, xaFc2: l?.fc2 ? f32(M, r) : undefined,
-      sum2: f32(M, C),
+      sum2: pre ? undefined : f32(M, C),
     };
   };
   const inputs = Array.from({ length: c.numHiddenLayers }, () => f32(M, C));

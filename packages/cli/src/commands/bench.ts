@@ -23,6 +23,7 @@ lora bench kernels [options]    kernel benchmarks (see bench/kernels)
   --steps N | --epochs N   --batch N   --seq N   --lr X   --split 0.5   --seed N
   --dtype f32|bf16|f16|int8|int4|nf4   base weight format (rank sweep)
   --device auto|cpu|cuda   --gpu (= --device cuda)
+  --eval N              after each run, evaluate its adapter on N held-out records (BLEU/ROUGE/METEOR, latency)
   --out DIR             results.json, report.html, charts/ (default bench/results/run-<time>)
   --json                print results.json instead of the table`;
 
@@ -54,6 +55,7 @@ export const benchCommand: Command = {
         steps: { type: 'string' }, epochs: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' },
         lr: { type: 'string' }, split: { type: 'string' }, seed: { type: 'string' }, dtype: { type: 'string' },
         device: { type: 'string' }, gpu: { type: 'boolean' }, out: { type: 'string' }, json: { type: 'boolean' },
+        eval: { type: 'string' },
       },
     });
     if (values.preset && values.preset !== 'seed') throw new UsageError(`unknown preset '${values.preset}' (known: seed)`);
@@ -100,6 +102,7 @@ export const benchCommand: Command = {
         seq: num(values.seq, 'seq', true) ?? preset?.seq,
         lr: num(values.lr, 'lr'),
         seed: num(values.seed, 'seed', true),
+        eval: num(values.eval, 'eval', true),
         dtype,
         device,
         signal: ac.signal,

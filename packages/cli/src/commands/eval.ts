@@ -16,6 +16,8 @@ import {
 
 import type { Command } from '../command.js';
 import { UsageError } from '../command.js';
+import { COMPARE_USAGE, runCompare } from './eval-compare.js';
+import { RUN_USAGE, runEval } from './eval-run.js';
 
 const SCORE_USAGE = [
   'lora eval score --input FILE.jsonl [--metrics bleu,rouge,meteor] [--stemmer] [--json]',
@@ -32,7 +34,17 @@ const SCORE_USAGE = [
   '  --replace-invalid-utf8  replace bytes that are not UTF-8 with U+FFFD and warn (default: error)',
 ].join('\n');
 
-const USAGE = ['lora eval score --input FILE.jsonl [options]    score existing predictions', '', SCORE_USAGE].join('\n');
+const USAGE = [
+  'lora eval --model DIR --data FILE [options]      generate on held-out records and score them',
+  'lora eval score --input FILE.jsonl [options]      score existing predictions',
+  'lora eval compare PATH... [--html FILE]           one table across eval/bench outputs',
+  '',
+  RUN_USAGE,
+  '',
+  SCORE_USAGE,
+  '',
+  COMPARE_USAGE,
+].join('\n');
 
 const TOKENIZERS: readonly BleuTokenizer[] = ['13a', 'intl', 'char', 'none'];
 const SMOOTHING: readonly BleuSmoothMethod[] = ['exp', 'floor', 'add-k', 'none'];
@@ -173,15 +185,20 @@ async function runScore(argv: string[]): Promise<number> {
 
 const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   score: runScore,
+  compare: runCompare,
 };
 
 export const evalCommand: Command = {
   name: 'eval',
-  summary: 'Score predictions against references: BLEU (sacreBLEU), ROUGE (rouge-score), METEOR (NLTK)',
+  summary: 'Evaluate a model/adapter on held-out records, score predictions, compare experiments (BLEU, ROUGE, METEOR, judge)',
   usage: USAGE,
   async run(argv) {
     const [sub, ...rest] = argv;
-    if (!sub) throw new UsageError('missing subcommand (available: score)');
+    // `lora eval --model …` (no subcommand) runs the generation-based evaluation.
+    if (sub === undefined || sub.startsWith('-')) {
+      if (sub === undefined) throw new UsageError('give --model and --data to evaluate, or a subcommand (score, compare)');
+      return runEval(argv);
+    }
     const run = SUBCOMMANDS[sub];
     if (!run) throw new UsageError(`unknown subcommand '${sub}' (available: ${Object.keys(SUBCOMMANDS).join(', ')})`);
     return run(rest);

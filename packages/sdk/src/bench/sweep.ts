@@ -10,7 +10,10 @@ import { tokenizeRecord, type Example } from '../data/batches.js';
 import { readRecords, type InstructionRecord } from '../data/records.js';
 import { splitTrainTest } from '../data/split.js';
 import { syntheticCodeInstructions } from '../data/synthetic.js';
+import { benchEvalMetrics, evaluateModel } from '../eval/evaluate.js';
+import { findWordNetDir } from '../eval/wordnet.js';
 import { ensureTinyModel } from '../defaults/tiny-model.js';
+import { LoraError } from '../io/errors.js';
 import { resolveDatasetDir } from '../hub/resolve.js';
 import type { BaseDType, DeviceOption } from '../model/device.js';
 import type { LoraTarget } from '../model/lora.js';
@@ -49,6 +52,8 @@ export interface SweepOptions {
   lossThresholds?: number[];
   /** Where the embedded model is generated (default ~/.cache/lora). */
   cacheDir?: string;
+  /** Evaluate each run's adapter on this many held-out records (greedy, 64 new tokens) into RunResult.eval. */
+  eval?: number;
   onEvent?: (e: SweepEvent) => void;
   signal?: AbortSignal;
 }
@@ -94,7 +99,9 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
   }
   const tok = await OptTokenizer.fromPretrained(modelDir);
   const split = o.split ?? 0.5;
-  const { train } = splitTrainTest(records, split, seed);
+  const { train, test } = splitTrainTest(records, split, seed);
+  if (o.eval !== undefined && !(Number.isInteger(o.eval) && o.eval >= 0)) throw new LoraError('E_CONFIG', `--eval must be a whole number of records, got ${o.eval}`);
+  if (o.eval && !test.length) throw new LoraError('E_CONFIG', `--eval needs held-out records, but --split ${split} leaves none`);
   const seq = o.seq ?? (embedded ? EMBEDDED_DEFAULTS.seq : 256);
   const batch = o.batch ?? (embedded ? EMBEDDED_DEFAULTS.batch : 4);
   const examples: Example[] = train.map((r) => tokenizeRecord(tok, r, { maxLength: seq }));
@@ -165,6 +172,11 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
           deviceTotalBytes: deviceTotal,
         },
       };
+      if (o.eval) {
+        emit({ type: 'setup', message: `${label}: evaluating on ${Math.min(o.eval, test.length)} held-out records…` });
+        const ev = await evaluateModel(model, tok, test.slice(0, o.eval), { seed, score: { meteor: { synonyms: findWordNetDir() !== undefined } } });
+        result.eval = benchEvalMetrics(ev.summary);
+      }
       if (sweep === 'quant') result.quant = { baseBytes: model.baseBytes(), ...(await reconstructionError(model)) };
       results.push(result);
       emit({ type: 'run-done', result });

@@ -21,3 +21,16 @@ export {
   type MetricName, type ScoreExample, type ScoreOptions, type ScoreReport, type ExampleScores, type CorpusScores, type PRF,
 } from './score.js';
 export { parseScoreInput, type ParsedInput, type ParseInputOptions } from './input.js';
+export {
+  evaluateModel, traceRecord, tracesJsonl, writeEvalOutputs, benchEvalMetrics, percentile, latencyStats, EVAL_SCHEMA,
+  type EvaluateOptions, type EvalExample, type EvalExampleJudge, type EvalSummary, type EvalResult, type EvalProgress, type LatencyStats,
+} from './evaluate.js';
+export {
+  judgeExamples, parseJudgeReply, chatCompletionsUrl, judgeUserMessage, JudgeError, JUDGE_RUBRICS,
+  type JudgeOptions, type JudgeRubric, type JudgeVerdict, type JudgeItem, type JudgeRunResult, type JudgeErrorCode,
+} from './judge.js';
+export { readEvalRecords, heldOutRecords, type ReadEvalRecordsOptions } from './records.js';
+export {
+  loadExperiments, compareTable, experimentFromSummary, experimentsFromBench,
+  type Experiment, type CompareColumn, type CompareTable,
+} from './compare.js';

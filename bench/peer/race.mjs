@@ -44,6 +44,7 @@ const OPTIONS = {
   sides: { type: 'string' },
   out: { type: 'string' },
   checkpointing: { type: 'boolean', default: false },
+  'ckpt-ranks': { type: 'string' },
   'no-peak': { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
   // child-only
@@ -59,13 +60,16 @@ on OPT-350m's layout with random init, LoRA on q/k/v (alpha = 4r, dropout 0.1), 
   --ranks 8,128,256     LoRA ranks (quick: 8)
   --dtypes bf16,f32     compute dtypes (bf16 = bf16 weights/matmul inputs, f32 accumulation; quick: bf16)
   --steps N             timed steps per side (default 3; quick: 2)
-  --warmup N            untimed warm-up steps per side (default 2; quick: 1)
+  --warmup N            untimed warm-up steps per side (default 1; quick: 1)
   --layers N            decoder layers (default 24; quick: 2)
   --batch N --seq N     tokens per step = batch × seq (default 4 × 256)
   --threads N           threads on both sides (default 2)
   --seed N              init / data / dropout seed (default 0)
   --sides ours,theirs   run only one side (the JSON then has no ratios)
-  --checkpointing       our side with activation checkpointing (less memory, ~1/3 more compute)
+  --ckpt-ranks 8        at these ranks (bf16 only) also run our side with activation checkpointing
+                        (keeps only each layer's input; less memory, one more forward); 'none' skips
+                        (default 8; quick: none)
+  --checkpointing       (child) our side with activation checkpointing
   --no-peak             skip the same-run matmul peak measurements
   --out FILE            JSON output (default bench/results/peer-<date>.json)
   --quick               smoke run (2 layers, r=8, bf16, 1 warm-up + 2 timed steps)
@@ -92,7 +96,7 @@ function settings(values) {
       return x;
     }),
     steps: int(values.steps ?? (q ? 2 : 3), 'steps'),
-    warmup: int(values.warmup ?? (q ? 1 : 2), 'warmup', 0),
+    warmup: int(values.warmup ?? 1, 'warmup', 0),
     layers: int(values.layers ?? (q ? 2 : LAYOUT_350M.layers), 'layers'),
     batch: int(values.batch ?? 4, 'batch'),
     seq: int(values.seq ?? 256, 'seq', 2),
@@ -103,6 +107,7 @@ function settings(values) {
       return x;
     }),
     checkpointing: values.checkpointing,
+    ckptRanks: (values['ckpt-ranks'] ?? (q ? 'none' : '8')) === 'none' ? [] : list(values['ckpt-ranks'] ?? '8', 'ckpt-ranks', (x) => int(x, 'ckpt-ranks')),
     peak: !values['no-peak'],
     quick: q,
   };
@@ -399,11 +404,11 @@ function commonArgs(s) {
   return ['--layers', s.layers, '--batch', s.batch, '--seq', s.seq, '--threads', s.threads, '--warmup', s.warmup, '--steps', s.steps, '--seed', s.seed].map(String);
 }
 
-function runOursChild(s, rank, dtype) {
+function runOursChild(s, rank, dtype, checkpointing = s.checkpointing) {
   const args = [fileURLToPath(import.meta.url), '--child', 'ours', '--rank', String(rank), '--dtype', dtype, ...commonArgs(s)];
-  if (s.checkpointing) args.push('--checkpointing');
+  if (checkpointing) args.push('--checkpointing');
   if (!s.peak) args.push('--no-peak');
-  return runChild(`ours r=${rank} ${dtype}`, process.execPath, args, { LORA_NUM_THREADS: String(s.threads) });
+  return runChild(`ours r=${rank} ${dtype}${checkpointing ? ' ckpt' : ''}`, process.execPath, args, { LORA_NUM_THREADS: String(s.threads) });
 }
 
 function runTheirsChild(s, rank, dtype) {
@@ -460,20 +465,24 @@ function fmtRatio(x) {
 function printTable(run, s) {
   const o = run.ours;
   const t = run.theirs;
+  const c = run.ours_checkpointing;
+  const rc = run.ratios_checkpointing;
   const head = `OPT-350m layout, ${s.layers} layer${s.layers === 1 ? '' : 's'}, r=${run.r} (alpha ${4 * run.r}, q/k/v), ${run.dtype}, batch ${s.batch}×${s.seq}` +
     `, ${s.warmup} warm-up + ${s.steps} timed steps, ${s.threads} threads`;
   const rows = [
-    ['tokens/s', o?.tokens_per_s, t?.tokens_per_s, fmtRatio(run.ratios?.tokens_per_s)],
-    ['ms/step (mean)', o?.ms_per_step, t?.ms_per_step, fmtRatio(run.ratios?.ms_per_step)],
-    ['ms/step (min)', o?.ms_per_step_min, t?.ms_per_step_min, ''],
-    ['peak RSS (MB)', o?.peak_rss_mb, t?.peak_rss_mb, fmtRatio(run.ratios?.peak_rss)],
-    ['GFLOP/s', o?.gflops, t?.gflops, fmtRatio(run.ratios?.gflops)],
-    ['matmul peak GFLOP/s', o?.matmul_peak_gflops, t?.matmul_peak_gflops, ''],
-    ['% of that peak', o?.pct_of_matmul_peak, t?.pct_of_matmul_peak, ''],
-    ['loss (first→last)', o ? `${o.loss_first}→${o.loss_last}` : null, t ? `${t.loss_first}→${t.loss_last}` : null, ''],
+    ['tokens/s', o?.tokens_per_s, t?.tokens_per_s, fmtRatio(run.ratios?.tokens_per_s), c?.tokens_per_s, fmtRatio(rc?.tokens_per_s)],
+    ['ms/step (mean)', o?.ms_per_step, t?.ms_per_step, fmtRatio(run.ratios?.ms_per_step), c?.ms_per_step, fmtRatio(rc?.ms_per_step)],
+    ['ms/step (min)', o?.ms_per_step_min, t?.ms_per_step_min, '', c?.ms_per_step_min, ''],
+    ['peak RSS (MB)', o?.peak_rss_mb, t?.peak_rss_mb, fmtRatio(run.ratios?.peak_rss), c?.peak_rss_mb, fmtRatio(rc?.peak_rss)],
+    ['GFLOP/s', o?.gflops, t?.gflops, fmtRatio(run.ratios?.gflops), c?.gflops, fmtRatio(rc?.gflops)],
+    ['matmul peak GFLOP/s', o?.matmul_peak_gflops, t?.matmul_peak_gflops, '', c?.matmul_peak_gflops, ''],
+    ['% of that peak', o?.pct_of_matmul_peak, t?.pct_of_matmul_peak, '', c?.pct_of_matmul_peak, ''],
+    ['loss first', o?.loss_first, t?.loss_first, '', c?.loss_first, ''],
+    ['loss last', o?.loss_last, t?.loss_last, '', c?.loss_last, ''],
   ];
-  const lines = [head, `  ${pad('', 22, true)}${pad('ours', 14)}${pad('pytorch', 14)}${pad('ours/pytorch', 14)}`];
-  for (const [name, a, b, r] of rows) lines.push(`  ${pad(name, 22, true)}${pad(a, 14)}${pad(b, 14)}${pad(r, 14)}`);
+  const w = c ? 6 : 4;
+  const lines = [head, `  ${pad('', 22, true)}${['ours', 'pytorch', 'ours/pytorch', 'ours ckpt', 'ckpt/pytorch'].slice(0, w).map((x) => pad(x, 14)).join('')}`];
+  for (const [name, ...cells] of rows) lines.push(`  ${pad(name, 22, true)}${cells.slice(0, w - 1).map((x) => pad(x, 14)).join('')}`);
   lines.push(`  GFLOP/token ${o?.gflop_per_token ?? t?.gflop_per_token} (flopsPerToken × tokens/s = GFLOP/s); load ${run.loadavg_before.join(' ')} before`);
   process.stdout.write(lines.join('\n') + '\n\n');
 }
@@ -513,6 +522,11 @@ function targets(runs) {
   if (r8) {
     out.push({ target: 'r=8 bf16: ours ≥ 2.0× PyTorch tokens/s', value: r8.ratios.tokens_per_s, met: r8.ratios.tokens_per_s >= 2.0 });
     out.push({ target: 'r=8 bf16: ours ≤ 0.25× PyTorch peak RSS', value: r8.ratios.peak_rss, met: r8.ratios.peak_rss <= 0.25 });
+    if (r8.ratios_checkpointing) {
+      const rc = r8.ratios_checkpointing;
+      out.push({ target: 'r=8 bf16, ours with activation checkpointing: ≥ 2.0× PyTorch tokens/s', value: rc.tokens_per_s, met: rc.tokens_per_s >= 2.0 });
+      out.push({ target: 'r=8 bf16, ours with activation checkpointing: ≤ 0.25× PyTorch peak RSS', value: rc.peak_rss, met: rc.peak_rss <= 0.25 });
+    }
   }
   for (const sc of rankScaling(runs, 'ours')) {
     if (sc.dtype === 'bf16' && sc.from_r === 8 && sc.to_r === 256) {
@@ -538,15 +552,17 @@ async function race(values) {
       // Back to back, ours first; each in its own process.
       if (s.sides.includes('ours')) run.ours = await runOursChild(s, r, dtype);
       if (s.sides.includes('theirs')) run.theirs = await runTheirsChild(s, r, dtype);
+      const ckpt = s.sides.includes('ours') && !s.checkpointing && dtype === 'bf16' && s.ckptRanks.includes(r);
+      if (ckpt) run.ours_checkpointing = await runOursChild(s, r, dtype, true);
       run.loadavg_after = loadavg();
-      if (run.ours && run.theirs) {
-        run.ratios = {
-          tokens_per_s: ratio(run.ours.tokens_per_s, run.theirs.tokens_per_s),
-          ms_per_step: ratio(run.ours.ms_per_step, run.theirs.ms_per_step),
-          peak_rss: ratio(run.ours.peak_rss_mb, run.theirs.peak_rss_mb),
-          gflops: ratio(run.ours.gflops, run.theirs.gflops),
-        };
-      }
+      const ratios = (o, t) => ({
+        tokens_per_s: ratio(o.tokens_per_s, t.tokens_per_s),
+        ms_per_step: ratio(o.ms_per_step, t.ms_per_step),
+        peak_rss: ratio(o.peak_rss_mb, t.peak_rss_mb),
+        gflops: ratio(o.gflops, t.gflops),
+      });
+      if (run.ours && run.theirs) run.ratios = ratios(run.ours, run.theirs);
+      if (run.ours_checkpointing && run.theirs) run.ratios_checkpointing = ratios(run.ours_checkpointing, run.theirs);
       runs.push(run);
       process.stderr.write('\n');
       printTable(run, s);
@@ -571,7 +587,7 @@ async function race(values) {
     },
     settings: {
       layout: '350m', layers: s.layers, batch: s.batch, seq: s.seq, ranks: s.ranks, dtypes: s.dtypes, warmup: s.warmup, steps: s.steps,
-      threads: s.threads, seed: s.seed, quick: s.quick, checkpointing: s.checkpointing,
+      threads: s.threads, seed: s.seed, quick: s.quick, checkpointing: s.checkpointing, ckpt_ranks: s.ckptRanks,
       lora: { alpha: '4·r', dropout: LORA_DROPOUT, targets: TARGETS }, model_dropout: 0.1, optimizer: { name: 'AdamW', lr: LR, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0 },
       data: 'random ids in [3, vocab), bos first, no padding, labels = ids',
     },

@@ -50,7 +50,10 @@ try:
     names = dict(zip((r[1] for r in rows), out))
 except Exception:
     pass
+seen = set()
 for arch, k, regs, smem, spill in rows:
+    if (arch, k) in seen: continue  # ptxas may report an entry twice (e.g. relocatable + final)
+    seen.add((arch, k))
     n = names.get(k, k)
     n = re.sub(r"lora::kgpu::", "", n)
     n = re.sub(r"\(.*", "", n)

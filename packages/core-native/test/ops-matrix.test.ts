@@ -34,6 +34,10 @@ const shapes: [number, number, number][] = [
   [33, 130, 65],
   [65, 192, 130],
   [130, 256, 17],
+  // Past the cpu GEMM's blocking: several k-blocks (KC 256), odd K, M over one MC tile, N over
+  // several 64-wide panels and NC tiles; and a 4 KiB bf16 row stride (A copied into k-blocks).
+  [203, 601, 331],
+  [200, 2048, 24],
 ];
 for (const xd of ['f32', 'bf16'] as const) {
   for (const wd of W_DTYPES) {
@@ -278,7 +282,7 @@ for (const s of attnShapes) {
 }
 
 // ---- elementwise ----
-for (const n of [1, 7, 33, 65, 1030]) {
+for (const n of [1, 7, 33, 65, 1030, 70001]) {
   cases.push({ name: `relu f32 n=${n}`, tol: TOL_EXACT, why: WHY_EXACT, run: (b) => arr(ops.relu(f32(rand(n, 61), [n]), { backend: b })) });
   cases.push({
     name: `relu_bwd f32 n=${n}`,

@@ -1,7 +1,10 @@
 // Blocked GEMM for the cpu backend (see gemm.h). Register tile MR = 6 rows x NP*16 columns
-// (NP <= 4 zmm), bf16 pairs through vdpbf16ps or f32 through FMA; B is packed per (KC x NC)
-// block into micro-panels [k-pair][NP*16] while decoding its dtype (the NF4/int4 LUT decode
-// happens here, per panel); A is packed per (MC x KC) block into [k-pair][MR].
+// (NP <= 4 zmm), bf16 pairs through vdpbf16ps or f32 through FMA.
+// Each call first packs its operands once, in parallel: B into 64-column panels [k-pair][64]
+// (decoding its dtype - the NF4/int4 LUT decode happens here - with 16x16 dword transposes for
+// row-major weights), A into k-blocks of contiguous rows [KC/2 pairs] (or not at all when it is
+// already bf16 pairs / f32 rows that the kernel can broadcast from directly). Then threads take
+// (MC x NC) tiles of C; a tile's C stays in L2 across the k-blocks, a KC x 64 B panel in L1.
 // GCC 12 reports false "uninitialized" warnings inside the masked-load intrinsics.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -10,7 +13,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
 
 #include "../../runtime/half.h"
 #include "../thread_pool.h"
@@ -21,14 +26,41 @@ namespace lora::ops::cpu {
 namespace {
 
 constexpr int MR = 6;
-constexpr int64_t KC = 256;
-constexpr int64_t MC = 96;
-constexpr int64_t NC_MAX = 512;
+constexpr int64_t NR = 64;  // panel width (4 zmm)
 
-// 64-byte aligned growable scratch, one set per thread.
+// Blocking, tuned for a Zen 5 core (48 KiB L1d, 1 MiB L2): KC = 256 k (128 bf16 pairs) makes a
+// 64-wide B panel 32 KiB (L1); an MC x NC = 192 x 512 f32 C tile is 384 KiB and the MC x KC A
+// block 96 KiB (L2). LORA_GEMM_KC / _MC / _NC override them (tuning runs); LORA_GEMM_DIRECT_A=0|1
+// forces A packing off/on for operands that need no decoding.
+struct Tune {
+  int64_t kc = 256, mc = 192, nc = 512;
+  int direct = -1;
+};
+int64_t env_int(const char* name, int64_t dflt) {
+  const char* s = std::getenv(name);
+  if (!s || !*s) return dflt;
+  const long long v = std::atoll(s);
+  return v > 0 ? v : dflt;
+}
+const Tune& tune() {
+  static const Tune t = [] {
+    Tune r;
+    r.kc = std::max<int64_t>(16, env_int("LORA_GEMM_KC", r.kc) / 16 * 16);
+    r.mc = std::max<int64_t>(MR, env_int("LORA_GEMM_MC", r.mc) / MR * MR);
+    r.nc = std::max<int64_t>(NR, env_int("LORA_GEMM_NC", r.nc) / NR * NR);
+    if (const char* s = std::getenv("LORA_GEMM_DIRECT_A")) r.direct = std::atoi(s) ? 1 : 0;
+    return r;
+  }();
+  return t;
+}
+
+// 64-byte aligned growable scratch.
 struct Buf {
   void* p = nullptr;
   size_t cap = 0;
+  Buf() = default;
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
   ~Buf() { std::free(p); }
   template <typename T> T* get(size_t n) {
     const size_t bytes = ((n * sizeof(T) + 63) / 64) * 64 + 64;
@@ -41,10 +73,72 @@ struct Buf {
     return static_cast<T*>(p);
   }
 };
+// Per-thread temporaries of the packing jobs.
 struct Scratch {
-  Buf apack, bpack, fa, fb, tmp, apack_tmp;
+  Buf f, g, pairs;
 };
 thread_local Scratch t_scratch;
+// The packed operands of one gemm call, owned by the calling thread (a gemm nested inside another
+// one's task gets its own).
+struct PackBufs {
+  Buf a, b;
+  bool busy = false;
+};
+thread_local PackBufs t_pack;
+
+// ---- Philox4x32-10, 16 counters per vector ----
+
+// hi/lo 32 bits of m * c per lane (m a broadcast constant).
+inline void mulhilo(__m512i m, __m512i c, __m512i& hi, __m512i& lo) {
+  const __m512i pe = _mm512_mul_epu32(m, c);                         // lanes 0,2,..: 64-bit products
+  const __m512i po = _mm512_mul_epu32(m, _mm512_srli_epi64(c, 32));  // lanes 1,3,..
+  hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
+  lo = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
+}
+
+// Keep bits of the 64 elements e0 .. e0+63 (e0 % 4 == 0): counters e0/4 + 0..15, bit 4j + w
+// from word w of counter j (the mapping of ops.h).
+__attribute__((target("bmi2"))) uint64_t keep_bits64(uint64_t seed, uint64_t e0, uint32_t thr) {
+  const uint64_t ctr = e0 >> 2;
+  const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i lo = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(ctr)));
+  const __m512i hi = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(ctr >> 32)));
+  __m512i c0 = _mm512_add_epi32(lo, iota);
+  const __mmask16 carry = _mm512_cmplt_epu32_mask(c0, lo);
+  __m512i c1 = _mm512_mask_add_epi32(hi, carry, hi, _mm512_set1_epi32(1));
+  __m512i c2 = _mm512_setzero_si512(), c3 = _mm512_setzero_si512();
+  const __m512i m0 = _mm512_set1_epi32(static_cast<int>(0xD2511F53u)), m1 = _mm512_set1_epi32(static_cast<int>(0xCD9E8D57u));
+  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+#pragma GCC unroll 10
+  for (int round = 0; round < 10; ++round) {
+    __m512i hi0, lo0, hi1, lo1;
+    mulhilo(m0, c0, hi0, lo0);
+    mulhilo(m1, c2, hi1, lo1);
+    // 0x96: a ^ b ^ c.
+    c0 = _mm512_ternarylogic_epi32(hi1, c1, _mm512_set1_epi32(static_cast<int>(k0)), 0x96);
+    c1 = lo1;
+    c2 = _mm512_ternarylogic_epi32(hi0, c3, _mm512_set1_epi32(static_cast<int>(k1)), 0x96);
+    c3 = lo0;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  const __m512i t = _mm512_set1_epi32(static_cast<int>(thr));
+  const uint64_t b0 = _mm512_cmpge_epu32_mask(c0, t), b1 = _mm512_cmpge_epu32_mask(c1, t);
+  const uint64_t b2 = _mm512_cmpge_epu32_mask(c2, t), b3 = _mm512_cmpge_epu32_mask(c3, t);
+  return _pdep_u64(b0, 0x1111111111111111ull) | _pdep_u64(b1, 0x2222222222222222ull) |
+         _pdep_u64(b2, 0x4444444444444444ull) | _pdep_u64(b3, 0x8888888888888888ull);
+}
+
+inline __mmask16 tail16(int64_t n) { return n >= 16 ? static_cast<__mmask16>(0xFFFF) : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1u); }
+
+// out[0, n) (n <= 64) *= keep where the bit of m is set, else 0.
+inline void mask_apply64(float* out, int64_t n, uint64_t m, __m512 keep) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = tail16(n - i);
+    const __mmask16 kb = static_cast<__mmask16>(m >> i);
+    _mm512_mask_storeu_ps(out + i, k, _mm512_maskz_mul_ps(kb, _mm512_maskz_loadu_ps(k, out + i), keep));
+  }
+}
 
 }  // namespace
 
@@ -54,16 +148,51 @@ void apply_dropout(float* out, int64_t len, const Dropout& d, uint64_t first) {
     return;
   }
   const uint32_t thr = dropout_threshold(d.p);
-  const float keep = 1.f / (1.f - d.p);
-  uint32_t w[4];
-  uint64_t have = ~uint64_t(0);
-  for (int64_t i = 0; i < len; ++i) {
-    const uint64_t e = d.offset + first + static_cast<uint64_t>(i);
-    if ((e >> 2) != have) {
-      have = e >> 2;
-      philox4x32_10(d.seed, have, w);
-    }
-    out[i] = w[e & 3] >= thr ? out[i] * keep : 0.f;
+  const __m512 keep = _mm512_set1_ps(1.f / (1.f - d.p));
+  uint64_t e = d.offset + first;
+  int64_t i = 0;
+  while (i < len) {
+    const uint64_t e0 = e & ~uint64_t(3);
+    const int s = static_cast<int>(e - e0);
+    const int64_t n = std::min<int64_t>(64 - s, len - i);
+    mask_apply64(out + i, n, keep_bits64(d.seed, e0, thr) >> s, keep);
+    i += n;
+    e += static_cast<uint64_t>(n);
+  }
+}
+
+void dropout_bits(const Dropout& d, uint64_t first, int64_t len, uint64_t* bits) {
+  const int64_t words = (len + 63) / 64;
+  if (d.p >= 1.f || !d.active()) {
+    const uint64_t fill = d.active() ? 0 : ~uint64_t(0);
+    for (int64_t w = 0; w < words; ++w) bits[w] = fill;
+    bits[words] = 0;
+    return;
+  }
+  const uint32_t thr = dropout_threshold(d.p);
+  const uint64_t e = d.offset + first;
+  const uint64_t e0 = e & ~uint64_t(3);
+  const int s = static_cast<int>(e - e0);
+  // Word w holds elements e + 64w .. : windows at e0 + 64w (aligned) shifted by s.
+  uint64_t cur = keep_bits64(d.seed, e0, thr);
+  for (int64_t w = 0; w < words; ++w) {
+    const uint64_t next = (s || w + 1 < words) ? keep_bits64(d.seed, e0 + 64 * static_cast<uint64_t>(w + 1), thr) : 0;
+    bits[w] = s ? (cur >> s) | (next << (64 - s)) : cur;
+    cur = next;
+  }
+  const int64_t tail = len % 64;
+  if (tail) bits[words - 1] &= (uint64_t(1) << tail) - 1;
+  bits[words] = 0;
+}
+
+void apply_mask_bits(float* out, int64_t len, const uint64_t* bits, uint64_t bit0, float keep) {
+  const __m512 kv = _mm512_set1_ps(keep);
+  for (int64_t i = 0; i < len; i += 64) {
+    const uint64_t b = bit0 + static_cast<uint64_t>(i);
+    const uint64_t w = b >> 6;
+    const int s = static_cast<int>(b & 63);
+    const uint64_t m = s ? (bits[w] >> s) | (bits[w + 1] << (64 - s)) : bits[w];
+    mask_apply64(out + i, std::min<int64_t>(64, len - i), m, kv);
   }
 }
 
@@ -148,7 +277,12 @@ void decode_row(const Src& s, int64_t row, int64_t c0, int64_t len, float* out) 
       _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, out + i), f));
     }
   }
-  if (s.drop.active()) apply_dropout(out, len, s.drop, static_cast<uint64_t>(row * s.drop_ld + c0));
+  if (s.mask_bits) {
+    const float keep = s.drop.p < 1.f ? 1.f / (1.f - s.drop.p) : 0.f;
+    apply_mask_bits(out, len, s.mask_bits, static_cast<uint64_t>(row * s.drop_ld + c0), keep);
+  } else if (s.drop.active()) {
+    apply_dropout(out, len, s.drop, static_cast<uint64_t>(row * s.drop_ld + c0));
+  }
 }
 
 Src weight_src(const Weight& w, bool k_major) {
@@ -176,6 +310,7 @@ Precision precision_for(DType act, DType w) {
   return narrow ? Precision::BF16 : Precision::F32;
 }
 
+
 namespace {
 
 // Converts 2*np floats (np pairs) to bf16 pair dwords (element 2j in the low half).
@@ -196,139 +331,200 @@ inline __m512i pair_rows(__m512 a, __m512 b) {
   return _mm512_or_si512(ia, _mm512_slli_epi32(ib, 16));
 }
 
-struct Panel {
-  int64_t n0;   // first column
-  int width;    // 16 * np
-  int64_t off;  // element offset of the panel in the packed buffer
+// In-register transpose of a 16 x 16 dword block: r[i][j] -> r[j][i].
+inline void transpose16(__m512i r[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  // Group g (rows 4g..4g+3): u[4g + j] holds those rows at column 4L + j of each 128-bit lane L.
+  for (int g = 0; g < 4; ++g) {
+    u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+    u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512i w0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88), w1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xDD);
+    const __m512i w2 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88), w3 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xDD);
+    r[j] = _mm512_shuffle_i32x4(w0, w2, 0x88);       // lane 0: column j
+    r[8 + j] = _mm512_shuffle_i32x4(w0, w2, 0xDD);   // lane 2: column 8 + j
+    r[4 + j] = _mm512_shuffle_i32x4(w1, w3, 0x88);   // lane 1: column 4 + j
+    r[12 + j] = _mm512_shuffle_i32x4(w1, w3, 0xDD);  // lane 3: column 12 + j
+  }
+}
+
+// True when a non-k-major operand's stored rows already are the packed form: bf16 with an even
+// reduction length and row stride (pairs), or f32 for the f32 path; no scale, no dropout.
+bool rows_are_packed(const Src& s, Precision prec, int64_t K) {
+  if (s.k_major || s.scale != 1.f || s.drop.active() || s.mask_bits) return false;
+  if (prec == Precision::F32) return s.dtype == DType::F32;
+  return s.dtype == DType::BF16 && K % 2 == 0 && s.ld % 2 == 0 && (reinterpret_cast<uintptr_t>(s.data) & 3) == 0;
+}
+
+// Stored row `row` of a non-k-major operand over reduction [0, K) as kk dwords (pairs or f32),
+// odd K padded with a zero.
+const uint32_t* packed_row(const Src& s, Precision prec, bool direct, int64_t row, int64_t K, int64_t kk) {
+  if (direct) return static_cast<const uint32_t*>(s.data) + row * (prec == Precision::BF16 ? s.ld / 2 : s.ld);
+  Scratch& t = t_scratch;
+  float* f = t.f.get<float>(static_cast<size_t>(K + 2));
+  decode_row(s, row, 0, K, f);
+  f[K] = 0.f;
+  if (prec == Precision::F32) return reinterpret_cast<const uint32_t*>(f);
+  uint32_t* d = t.pairs.get<uint32_t>(static_cast<size_t>(kk + 1));
+  to_pairs(f, kk, d);
+  return d;
+}
+
+// Where the kernel finds A for one segment: element (i, k-pair r) of a k-block starting at kp0.
+struct APlan {
+  const uint32_t* p = nullptr;
+  enum { Direct, Blocked, KMajor } mode = Direct;
+  int64_t si = 0, sr = 1;  // Direct: p[i*si + r]; KMajor: p[r*sr + i]
+  int64_t kk = 0, kcp = 0, M = 0;
+  // Blocked: block starting at kp0 holds rows of kkb = min(kcp, kk - kp0) dwords at p + kp0*M.
+  const uint32_t* at(int64_t i, int64_t kp0, int64_t kkb, int64_t& row_stride, int64_t& step) const {
+    switch (mode) {
+      case Blocked: row_stride = kkb; step = 1; return p + kp0 * M + i * kkb;
+      case KMajor: row_stride = 1; step = sr; return p + kp0 * sr + i;
+      default: row_stride = si; step = 1; return p + i * si + kp0;
+    }
+  }
 };
 
-// Packs B for columns [n0, n0+nc) and reduction [k0, k0+kc). Element unit: dword (bf16 pair
-// or f32). Each panel holds kk rows (k-pairs for bf16, k for f32) of `width` elements.
-void pack_b(const Src& b, Precision prec, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
-            const std::vector<Panel>& panels, uint32_t* dst) {
-  Scratch& s = t_scratch;
-  const bool bf = prec == Precision::BF16;
-  const int64_t kk = bf ? (kc + 1) / 2 : kc;
-  if (!b.k_major) {
-    float* f = s.tmp.get<float>(static_cast<size_t>(kc + 2));
-    uint32_t* d = s.fa.get<uint32_t>(static_cast<size_t>(kk + 1));
-    for (const Panel& p : panels) {
-      uint32_t* out = dst + p.off;
-      for (int c = 0; c < p.width; ++c) {
-        const int64_t n = p.n0 + c;
-        if (n >= n0 + nc) {
-          for (int64_t r = 0; r < kk; ++r) out[r * p.width + c] = 0;
-          continue;
-        }
-        decode_row(b, n, k0, kc, f);
-        f[kc] = 0.f;
-        const uint32_t* src;
-        if (bf) {
-          to_pairs(f, kk, d);
-          src = d;
-        } else {
-          src = reinterpret_cast<const uint32_t*>(f);
-        }
-        for (int64_t r = 0; r < kk; ++r) out[r * p.width + c] = src[r];
-      }
+// Packs rows [m0, m1) of a non-k-major A into the blocked layout.
+void pack_a_rows(const Src& a, Precision prec, bool direct, int64_t K, const APlan& pl, uint32_t* dst, int64_t m0, int64_t m1) {
+  for (int64_t m = m0; m < m1; ++m) {
+    const uint32_t* src = packed_row(a, prec, direct, m, K, pl.kk);
+    for (int64_t kp0 = 0; kp0 < pl.kk; kp0 += pl.kcp) {
+      const int64_t kkb = std::min(pl.kcp, pl.kk - kp0);
+      std::memcpy(dst + kp0 * pl.M + m * kkb, src + kp0, static_cast<size_t>(kkb) * 4);
     }
-    return;
   }
-  // k-major: stored rows are k; decode [n0, n0+nc) of one or two stored rows at a time.
-  float* fa = s.fa.get<float>(static_cast<size_t>(nc + 16));
-  float* fb = s.fb.get<float>(static_cast<size_t>(nc + 16));
-  for (int64_t r = 0; r < kk; ++r) {
-    const int64_t ka = k0 + (bf ? 2 * r : r);
-    decode_row(b, ka, n0, nc, fa);
+}
+
+// Packs k-pairs [r0, r1) of a k-major A into [kk][sr] (sr = M rounded up to 16).
+void pack_a_kmajor(const Src& a, Precision prec, int64_t K, int64_t M, int64_t sr, uint32_t* dst, int64_t r0, int64_t r1) {
+  Scratch& t = t_scratch;
+  const bool bf = prec == Precision::BF16;
+  float* fa = t.f.get<float>(static_cast<size_t>(sr + 16));
+  float* fb = t.g.get<float>(static_cast<size_t>(sr + 16));
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t ka = bf ? 2 * r : r;
+    decode_row(a, ka, 0, M, fa);
     if (bf) {
-      if (ka + 1 < k0 + kc) decode_row(b, ka + 1, n0, nc, fb);
-      else std::memset(fb, 0, static_cast<size_t>(nc) * 4);
+      if (ka + 1 < K) decode_row(a, ka + 1, 0, M, fb);
+      else std::memset(fb, 0, static_cast<size_t>(M) * 4);
     }
-    for (const Panel& p : panels) {
-      uint32_t* out = dst + p.off + r * p.width;
-      for (int c = 0; c < p.width; c += 16) {
-        const int64_t j = p.n0 - n0 + c;
-        const __mmask16 k = tail_mask(std::max<int64_t>(0, nc - j));
-        const __m512 va = _mm512_maskz_loadu_ps(k, fa + j);
-        if (bf) _mm512_storeu_si512(out + c, pair_rows(va, _mm512_maskz_loadu_ps(k, fb + j)));
-        else _mm512_storeu_ps(out + c, va);
-      }
-    }
-  }
-}
-
-// Packs A rows [m0, m0+mc) (mc rounded up to MR with zeros), reduction [k0, k0+kc), into
-// micro-panels [kk][MR].
-void pack_a(const Src& a, Precision prec, int64_t k0, int64_t kc, int64_t m0, int64_t mc, int64_t M, uint32_t* dst) {
-  Scratch& s = t_scratch;
-  const bool bf = prec == Precision::BF16;
-  const int64_t kk = bf ? (kc + 1) / 2 : kc;
-  const int64_t groups = (mc + MR - 1) / MR;
-  if (!a.k_major) {
-    float* f = s.tmp.get<float>(static_cast<size_t>(kc + 2));
-    uint32_t* d = s.fb.get<uint32_t>(static_cast<size_t>(kk + 1));
-    for (int64_t i = 0; i < groups * MR; ++i) {
-      uint32_t* out = dst + (i / MR) * kk * MR + (i % MR);
-      const int64_t m = m0 + i;
-      if (i >= mc || m >= M) {
-        for (int64_t r = 0; r < kk; ++r) out[r * MR] = 0;
-        continue;
-      }
-      decode_row(a, m, k0, kc, f);
-      f[kc] = 0.f;
-      const uint32_t* src = reinterpret_cast<const uint32_t*>(f);
-      if (bf) {
-        to_pairs(f, kk, d);
-        src = d;
-      }
-      for (int64_t r = 0; r < kk; ++r) out[r * MR] = src[r];
-    }
-    return;
-  }
-  float* fa = s.tmp.get<float>(static_cast<size_t>(groups * MR + 16));
-  float* fb = s.fb.get<float>(static_cast<size_t>(groups * MR + 16));
-  std::memset(fa, 0, static_cast<size_t>(groups * MR) * 4);
-  std::memset(fb, 0, static_cast<size_t>(groups * MR) * 4);
-  const int64_t valid = std::min(mc, M - m0);
-  uint32_t* pairs = s.apack_tmp.get<uint32_t>(static_cast<size_t>(groups * MR + 16));
-  for (int64_t r = 0; r < kk; ++r) {
-    const int64_t ka = k0 + (bf ? 2 * r : r);
-    decode_row(a, ka, m0, valid, fa);
-    if (bf && ka + 1 < k0 + kc) decode_row(a, ka + 1, m0, valid, fb);
-    else if (bf) std::memset(fb, 0, static_cast<size_t>(valid) * 4);
-    for (int64_t i = 0; i < groups * MR; i += 16) {
-      const __mmask16 k = tail_mask(valid - i > 0 ? valid - i : 0);
+    uint32_t* out = dst + r * sr;
+    for (int64_t i = 0; i < sr; i += 16) {
+      const __mmask16 k = tail16(M - i);
       const __m512 va = _mm512_maskz_loadu_ps(k, fa + i);
-      if (bf) _mm512_storeu_si512(pairs + i, pair_rows(va, _mm512_maskz_loadu_ps(k, fb + i)));
-      else _mm512_storeu_ps(reinterpret_cast<float*>(pairs + i), va);
+      if (bf) _mm512_storeu_si512(out + i, pair_rows(va, _mm512_maskz_loadu_ps(k, fb + i)));
+      else _mm512_storeu_ps(reinterpret_cast<float*>(out + i), va);
     }
-    for (int64_t g = 0; g < groups; ++g) std::memcpy(dst + g * kk * MR + r * MR, pairs + g * MR, MR * 4);
   }
 }
 
-using Kernel = void (*)(int64_t kk, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc, int cols, bool overwrite, const float* bias);
+// B panels: panel q (columns [64q, 64q + width_q)) at dst + q*64*kk, layout [kk][width_q].
+inline int64_t panel_width(int64_t N, int64_t q) { return std::min<int64_t>(NR, (N - q * NR + 15) / 16 * 16); }
 
+// Packs the 16 columns [16g, 16g + 16) of a non-k-major B (stored rows = columns) over all kk.
+void pack_b_rows16(const Src& b, Precision prec, bool direct, int64_t K, int64_t N, int64_t kk, uint32_t* dst, int64_t g) {
+  constexpr int64_t KCH = 256;  // dwords per row chunk
+  const int64_t n0 = 16 * g, q = n0 / NR, c0 = n0 % NR, wq = panel_width(N, q);
+  uint32_t* out = dst + q * NR * kk + c0;
+  Scratch& t = t_scratch;
+  const bool need_copy = !direct;
+  uint32_t* rows = need_copy ? t.g.get<uint32_t>(static_cast<size_t>(16 * (kk + 16))) : nullptr;
+  const uint32_t* src[16];
+  for (int i = 0; i < 16; ++i) {
+    const int64_t n = n0 + i;
+    if (n >= N) {
+      src[i] = nullptr;
+    } else if (direct) {
+      src[i] = packed_row(b, prec, true, n, K, kk);
+    } else {
+      std::memcpy(rows + i * (kk + 16), packed_row(b, prec, false, n, K, kk), static_cast<size_t>(kk) * 4);
+      src[i] = rows + i * (kk + 16);
+    }
+  }
+  __m512i r[16];
+  for (int64_t k0 = 0; k0 < kk; k0 += KCH) {
+    const int64_t kend = std::min(kk, k0 + KCH);
+    for (int64_t r0 = k0; r0 < kend; r0 += 16) {
+      const int64_t cnt = std::min<int64_t>(16, kend - r0);
+      const __mmask16 km = tail16(cnt);
+      for (int i = 0; i < 16; ++i) r[i] = src[i] ? _mm512_maskz_loadu_epi32(km, src[i] + r0) : _mm512_setzero_si512();
+      transpose16(r);
+      for (int64_t j = 0; j < cnt; ++j) _mm512_storeu_si512(out + (r0 + j) * wq, r[j]);
+    }
+  }
+}
+
+// Packs k-pairs [r0, r1) of a k-major B (stored rows = reduction) into all panels.
+void pack_b_kmajor(const Src& b, Precision prec, int64_t K, int64_t N, int64_t kk, uint32_t* dst, int64_t r0, int64_t r1) {
+  Scratch& t = t_scratch;
+  const bool bf = prec == Precision::BF16;
+  float* fa = t.f.get<float>(static_cast<size_t>(N + 64));
+  float* fb = t.g.get<float>(static_cast<size_t>(N + 64));
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t ka = bf ? 2 * r : r;
+    decode_row(b, ka, 0, N, fa);
+    if (bf) {
+      if (ka + 1 < K) decode_row(b, ka + 1, 0, N, fb);
+      else std::memset(fb, 0, static_cast<size_t>(N) * 4);
+    }
+    for (int64_t q = 0; q * NR < N; ++q) {
+      const int64_t wq = panel_width(N, q);
+      uint32_t* out = dst + q * NR * kk + r * wq;
+      for (int64_t c = 0; c < wq; c += 16) {
+        const int64_t n = q * NR + c;
+        const __mmask16 k = tail16(N - n);
+        const __m512 va = _mm512_maskz_loadu_ps(k, fa + n);
+        if (bf) _mm512_storeu_si512(out + c, pair_rows(va, _mm512_maskz_loadu_ps(k, fb + n)));
+        else _mm512_storeu_ps(reinterpret_cast<float*>(out + c), va);
+      }
+    }
+  }
+}
+
+using Kernel = void (*)(int64_t kk, const uint32_t* a, int64_t sa, int64_t sr, const uint32_t* b, float* c, int64_t ldc, int cols,
+                        bool overwrite, const float* bias);
+
+// C[R, cols] (+)= A · B over kk k-steps: A element (i, r) at a[i*sa + r*sr], B row r at b + r*NP*16.
 template <int R, int NP, bool BF>
-void kernel(int64_t kk, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc, int cols, bool overwrite, const float* bias) {
+void kernel(int64_t kk, const uint32_t* a, int64_t sa, int64_t sr, const uint32_t* b, float* c, int64_t ldc, int cols, bool overwrite,
+            const float* bias) {
+  constexpr int W = NP * 16;
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; ++j) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * j), _MM_HINT_T0);
   __m512 acc[R][NP];
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_ps();
-  for (int64_t r = 0; r < kk; ++r) {
+  const uint32_t* ap[R];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) ap[i] = a + i * sa;
+  int64_t o = 0;
+  for (int64_t r = 0; r < kk; ++r, o += sr) {
     __m512i bv[NP];
 #pragma GCC unroll 4
-    for (int j = 0; j < NP; ++j) bv[j] = _mm512_loadu_si512(b + r * NP * 16 + j * 16);
+    for (int j = 0; j < NP; ++j) bv[j] = _mm512_loadu_si512(b + r * W + j * 16);
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
       if constexpr (BF) {
-        const __m512i av = _mm512_set1_epi32(static_cast<int>(a[r * MR + i]));
+        const __m512i av = _mm512_set1_epi32(static_cast<int>(ap[i][o]));
 #pragma GCC unroll 4
         for (int j = 0; j < NP; ++j)
           acc[i][j] = _mm512_dpbf16_ps(acc[i][j], reinterpret_cast<const __m512bh&>(av), reinterpret_cast<const __m512bh&>(bv[j]));
       } else {
         float af;
-        std::memcpy(&af, a + r * MR + i, 4);
+        std::memcpy(&af, ap[i] + o, 4);
         const __m512 av = _mm512_set1_ps(af);
 #pragma GCC unroll 4
         for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_fmadd_ps(av, _mm512_castsi512_ps(bv[j]), acc[i][j]);
@@ -341,7 +537,7 @@ void kernel(int64_t kk, const uint32_t* a, const uint32_t* b, float* c, int64_t 
     for (int j = 0; j < NP; ++j) {
       const int left = cols - 16 * j;
       if (left <= 0) break;
-      const __mmask16 k = tail_mask(left);
+      const __mmask16 k = tail16(left);
       float* cp = c + i * ldc + 16 * j;
       __m512 v = acc[i][j];
       if (!overwrite) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, cp));
@@ -372,6 +568,21 @@ struct KernelTable {
 const KernelTable<true> kBf16Kernels;
 const KernelTable<false> kF32Kernels;
 
+struct SegPlan {
+  int64_t K = 0, kk = 0;
+  APlan a;
+  bool a_direct = false, b_direct = false;
+  uint32_t* a_dst = nullptr;  // packed A (nullptr when direct)
+  uint32_t* b_dst = nullptr;  // packed B panels
+};
+
+// One packing job: segment, what, and a range of its units.
+struct PackJob {
+  int seg;
+  enum { ARows, AKMajor, BRows, BKMajor } kind;
+  int64_t lo, hi;
+};
+
 }  // namespace
 
 void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs, float* C, int64_t ldc,
@@ -392,56 +603,137 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
     }
     return;
   }
-  // Column tasks: a multiple of the thread count, each at most NC_MAX wide (multiple of 16).
-  int64_t n_tasks = threads * std::max<int64_t>(1, (N + threads * NC_MAX - 1) / (threads * NC_MAX));
-  int64_t nc = (N + n_tasks - 1) / n_tasks;
-  nc = std::max<int64_t>(16, (nc + 15) / 16 * 16);
-  n_tasks = (N + nc - 1) / nc;
-  int64_t m_tasks = 1;
-  if (n_tasks < 2 * threads) m_tasks = std::max<int64_t>(1, std::min<int64_t>((2 * threads + n_tasks - 1) / n_tasks, M / (4 * MR)));
-  const int64_t mrows = ((M + m_tasks - 1) / m_tasks + MR - 1) / MR * MR;
-  m_tasks = (M + mrows - 1) / mrows;
+  const Tune& tn = tune();
   const bool bf = prec == Precision::BF16;
+  const int64_t kcp = bf ? tn.kc / 2 : tn.kc;  // k-steps (pairs or k) per block
+  const int64_t panels = (N + NR - 1) / NR;
+  const int64_t mpad16 = (M + 15) / 16 * 16;
+
+  // ---- plan and pack every operand once ----
+  PackBufs local;
+  PackBufs* pb = t_pack.busy ? &local : &t_pack;
+  pb->busy = true;
+  struct Release {
+    PackBufs* p;
+    ~Release() { p->busy = false; }
+  } release{pb};
+
+  std::vector<SegPlan> plan(segs.size());
+  size_t a_words = 0, b_words = 0;
+  for (size_t s = 0; s < segs.size(); ++s) {
+    const Segment& sg = segs[s];
+    SegPlan& p = plan[s];
+    p.K = sg.K;
+    p.kk = bf ? (sg.K + 1) / 2 : sg.K;
+    if (p.kk == 0) continue;
+    p.a.kk = p.kk;
+    p.a.kcp = kcp;
+    p.a.M = M;
+    if (sg.a.k_major) {
+      p.a.mode = APlan::KMajor;
+      p.a.sr = mpad16;
+      a_words += static_cast<size_t>(p.kk * mpad16);
+    } else {
+      const bool can = rows_are_packed(sg.a, prec, sg.K);
+      // Rows whose stride is a multiple of 4 KiB alias in L2 when many are walked at once; copy
+      // those into k-blocks unless told otherwise.
+      const int64_t stride_bytes = sg.a.ld * (bf ? 2 : 4);
+      p.a_direct = can && (tn.direct == 1 || (tn.direct == -1 && (stride_bytes % 4096 != 0 || M <= tn.mc)));
+      if (p.a_direct) {
+        p.a.mode = APlan::Direct;
+        p.a.p = static_cast<const uint32_t*>(sg.a.data);
+        p.a.si = bf ? sg.a.ld / 2 : sg.a.ld;
+      } else {
+        p.a.mode = APlan::Blocked;
+        a_words += static_cast<size_t>(p.kk * M);
+      }
+    }
+    p.b_direct = rows_are_packed(sg.b, prec, sg.K);
+    b_words += static_cast<size_t>(panels * NR * p.kk);
+  }
+  uint32_t* abuf = a_words ? pb->a.get<uint32_t>(a_words + 16) : nullptr;
+  uint32_t* bbuf = pb->b.get<uint32_t>(b_words + 16);
+  std::vector<PackJob> jobs;
+  {
+    size_t ao = 0, bo = 0;
+    for (size_t s = 0; s < segs.size(); ++s) {
+      SegPlan& p = plan[s];
+      if (p.kk == 0) continue;
+      const int si = static_cast<int>(s);
+      if (p.a.mode != APlan::Direct) {
+        p.a_dst = abuf + ao;
+        p.a.p = p.a_dst;
+        if (p.a.mode == APlan::KMajor) {
+          ao += static_cast<size_t>(p.kk * mpad16);
+          for (int64_t r = 0; r < p.kk; r += 32) jobs.push_back({si, PackJob::AKMajor, r, std::min(p.kk, r + 32)});
+        } else {
+          ao += static_cast<size_t>(p.kk * M);
+          for (int64_t m = 0; m < M; m += 32) jobs.push_back({si, PackJob::ARows, m, std::min(M, m + 32)});
+        }
+      }
+      p.b_dst = bbuf + bo;
+      bo += static_cast<size_t>(panels * NR * p.kk);
+      if (segs[s].b.k_major) {
+        for (int64_t r = 0; r < p.kk; r += 16) jobs.push_back({si, PackJob::BKMajor, r, std::min(p.kk, r + 16)});
+      } else {
+        for (int64_t g = 0; g * 16 < N; ++g) jobs.push_back({si, PackJob::BRows, g, g + 1});
+      }
+    }
+  }
+  for_tasks(static_cast<int64_t>(jobs.size()), [&](int64_t j, int) {
+    const PackJob& jb = jobs[static_cast<size_t>(j)];
+    const Segment& sg = segs[static_cast<size_t>(jb.seg)];
+    const SegPlan& p = plan[static_cast<size_t>(jb.seg)];
+    switch (jb.kind) {
+      case PackJob::ARows: pack_a_rows(sg.a, prec, false, sg.K, p.a, p.a_dst, jb.lo, jb.hi); break;
+      case PackJob::AKMajor: pack_a_kmajor(sg.a, prec, sg.K, M, mpad16, p.a_dst, jb.lo, jb.hi); break;
+      case PackJob::BRows: pack_b_rows16(sg.b, prec, p.b_direct, sg.K, N, p.kk, p.b_dst, jb.lo); break;
+      case PackJob::BKMajor: pack_b_kmajor(sg.b, prec, sg.K, N, p.kk, p.b_dst, jb.lo, jb.hi); break;
+    }
+  });
+
+  // ---- tiles of C ----
+  int64_t mc = std::min<int64_t>(tn.mc, (M + MR - 1) / MR * MR), nc = std::min<int64_t>(tn.nc, (N + NR - 1) / NR * NR);
+  const int64_t want = 4 * static_cast<int64_t>(threads);
+  if (threads > 1) {
+    int64_t nb = (N + nc - 1) / nc;
+    if (((M + mc - 1) / mc) * nb < want) {
+      const int64_t need_m = (want + nb - 1) / nb;
+      mc = std::max<int64_t>(4 * MR, ((M + need_m - 1) / need_m + MR - 1) / MR * MR);
+      mc = std::min<int64_t>(mc, (M + MR - 1) / MR * MR);
+    }
+    const int64_t mb = (M + mc - 1) / mc;
+    if (mb * nb < want) {
+      const int64_t need_n = (want + mb - 1) / mb;
+      nc = std::max<int64_t>(NR, ((N + need_n - 1) / need_n + NR - 1) / NR * NR);
+      nb = (N + nc - 1) / nc;
+    }
+  }
+  const int64_t mblocks = (M + mc - 1) / mc, nblocks = (N + nc - 1) / nc;
   const auto& table = bf ? kBf16Kernels.k : kF32Kernels.k;
 
-  for_tasks(n_tasks * m_tasks, [&](int64_t task, int) {
-    const int64_t tn = task % n_tasks, tm = task / n_tasks;
-    const int64_t n0 = tn * nc, ncols = std::min(nc, N - n0);
-    const int64_t mb = tm * mrows, me = std::min(M, mb + mrows);
-    std::vector<Panel> panels;
-    int64_t off = 0;
-    const int64_t kk_max = bf ? (KC + 1) / 2 : KC;
-    for (int64_t pn = n0; pn < n0 + ncols; pn += 64) {
-      const int np = static_cast<int>(std::min<int64_t>(4, (n0 + ncols - pn + 15) / 16));
-      panels.push_back({pn, np * 16, off});
-      off += kk_max * np * 16;
-    }
-    Scratch& s = t_scratch;
-    uint32_t* bp = s.bpack.get<uint32_t>(static_cast<size_t>(off));
-    uint32_t* ap = s.apack.get<uint32_t>(static_cast<size_t>((MC + MR) * kk_max));
+  for_tasks(mblocks * nblocks, [&](int64_t task, int) {
+    const int64_t tm = task % mblocks, tnb = task / mblocks;
+    const int64_t m0 = tm * mc, m1 = std::min(M, m0 + mc);
+    const int64_t n0 = tnb * nc, n1 = std::min(N, n0 + nc);
     bool first = true;
-    for (const Segment& seg : segs) {
-      for (int64_t k0 = 0; k0 < seg.K; k0 += KC) {
-        const int64_t kc = std::min(KC, seg.K - k0);
-        const int64_t kk = bf ? (kc + 1) / 2 : kc;
-        // Panels were laid out for kk_max rows; repack offsets for this kc.
-        std::vector<Panel> pk = panels;
-        int64_t o = 0;
-        for (Panel& p : pk) { p.off = o; o += kk * p.width; }
-        pack_b(seg.b, prec, k0, kc, n0, ncols, pk, bp);
+    for (size_t s = 0; s < segs.size(); ++s) {
+      const SegPlan& p = plan[s];
+      if (p.kk == 0) continue;
+      for (int64_t kp0 = 0; kp0 < p.kk; kp0 += kcp) {
+        const int64_t kkb = std::min(kcp, p.kk - kp0);
         const bool overwrite = first && !accumulate;
         const float* bias_now = first ? bias : nullptr;
-        for (int64_t m0 = mb; m0 < me; m0 += MC) {
-          const int64_t mc = std::min(MC, me - m0);
-          pack_a(seg.a, prec, k0, kc, m0, mc, M, ap);
-          for (const Panel& p : pk) {
-            const int cols = static_cast<int>(std::min<int64_t>(p.width, n0 + ncols - p.n0));
-            const int np = p.width / 16;
-            for (int64_t i = 0; i < mc; i += MR) {
-              const int rows = static_cast<int>(std::min<int64_t>(MR, mc - i));
-              table[rows - 1][np - 1](kk, ap + (i / MR) * kk * MR, bp + p.off, C + (m0 + i) * ldc + p.n0, ldc, cols,
-                                      overwrite, bias_now ? bias_now + p.n0 : nullptr);
-            }
+        for (int64_t pn = n0; pn < n1; pn += NR) {
+          const int64_t q = pn / NR, wq = panel_width(N, q);
+          const int np = static_cast<int>(wq / 16);
+          const int cols = static_cast<int>(std::min<int64_t>(wq, N - pn));
+          const uint32_t* bq = p.b_dst + q * NR * p.kk + kp0 * wq;
+          for (int64_t i = m0; i < m1; i += MR) {
+            const int rows = static_cast<int>(std::min<int64_t>(MR, m1 - i));
+            int64_t sa = 0, sr = 1;
+            const uint32_t* ai = p.a.at(i, kp0, kkb, sa, sr);
+            table[rows - 1][np - 1](kkb, ai, sa, sr, bq, C + i * ldc + pn, ldc, cols, overwrite, bias_now ? bias_now + pn : nullptr);
           }
         }
         first = false;

@@ -1,6 +1,7 @@
 // The cpu backend's blocked GEMM: C[M, N] (+)= Σ_segments A_s · B_sᵀ, f32 accumulation, with
 // operands decoded while packing (bf16 pairs for vdpbf16ps, or f32 for FMA), so quantised
-// weights are never dequantised in full. Threads split the N (and if needed M) range.
+// weights are never dequantised in full. Each operand is packed once per call (in parallel), then
+// threads share the packed A and B across (M-block, N-block) tiles.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -13,7 +14,8 @@ namespace lora::ops::cpu {
 // at data[i*ld + j] (k_major = false) or data[j*ld + i] (k_major = true). Any weight dtype;
 // i8 scales per stored row, int4/nf4 scales per `block` stored elements. Decoded values are
 // multiplied by `scale` and by the dropout factor of stored element (row, col), whose index is
-// drop.offset + row*drop_ld + col.
+// drop.offset + row*drop_ld + col. When mask_bits is set, the keep decision of that element is
+// bit (row*drop_ld + col) of mask_bits instead (a mask made once by dropout_bits, offset included).
 struct Src {
   DType dtype = DType::F32;
   const void* data = nullptr;
@@ -24,6 +26,7 @@ struct Src {
   float scale = 1.f;
   Dropout drop;
   int64_t drop_ld = 0;
+  const uint64_t* mask_bits = nullptr;
 };
 
 struct Segment {
@@ -41,8 +44,16 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
 // Stored row `row`, columns [c0, c0 + len) of src as f32 (scale and dropout applied).
 void decode_row(const Src& s, int64_t row, int64_t c0, int64_t len, float* out);
 
-// Multiplies out[i] by the dropout factor of element index d.offset + first + i.
+// Multiplies out[i] by the dropout factor of element index d.offset + first + i (vectorised
+// Philox4x32-10, 16 counters at a time; the same mask as dropout_factor).
 void apply_dropout(float* out, int64_t len, const Dropout& d, uint64_t first);
+
+// Keep bits of elements d.offset + first + [0, len): bit i of bits[i / 64]. bits needs
+// (len + 63) / 64 + 1 words (the last one is zeroed padding).
+void dropout_bits(const Dropout& d, uint64_t first, int64_t len, uint64_t* bits);
+
+// out[i] = bit (bit0 + i) of bits ? out[i] * keep : 0.
+void apply_mask_bits(float* out, int64_t len, const uint64_t* bits, uint64_t bit0, float keep);
 
 Src weight_src(const Weight& w, bool k_major);
 // Rows [row0, row0 + rows) of a weight as a weight of its own.

@@ -123,6 +123,27 @@ describe('evaluateModel', () => {
   });
 });
 
+describe('evaluateModel with a stand-in model', () => {
+  it('scores an empty generation 0 with a note and records a thrown non-Error as the example error', async () => {
+    const tok = await OptTokenizer.fromPretrained(modelDir);
+    let call = 0;
+    // Generation ends at once with eos (a special token: the decoded output is empty), then throws a string.
+    const fake = {
+      generate: () => {
+        call++;
+        if (call === 2) throw 'device lost';
+        return { tokens: [tok.eosTokenId], stoppedBy: 'stop-token', timeToFirstTokenMs: 2, totalMs: 2 };
+      },
+    } as unknown as OptForCausalLM;
+    const r = await evaluateModel(fake, tok, records.slice(0, 2), { metrics: ['rouge'] });
+    expect(r.examples[0]).toMatchObject({ output: '', tokensOut: 1, stoppedBy: 'stop-token', scores: { rouge1: 0, rougeL: 0 } });
+    expect(r.examples[0].notes).toEqual(['empty prediction: scored 0']);
+    expect(r.examples[1].error).toBe('device lost');
+    expect(r.summary).toMatchObject({ count: 2, errors: 1, emptyOutputs: 2, metrics: { rouge1: 0 } });
+    expect(r.summary.latency.totalMs).toEqual({ mean: 2, p50: 2, p95: 2, max: 2 });
+  });
+});
+
 describe('percentiles', () => {
   it('interpolate linearly between order statistics, as numpy.percentile does', () => {
     expect(percentile([3, 1, 2, 4], 50)).toBe(2.5);

@@ -8,6 +8,7 @@ import {
   chatCompletionsUrl,
   evaluateModel,
   heldOutRecords,
+  loadWordNet,
   METRIC_NAMES,
   OptForCausalLM,
   OptTokenizer,
@@ -140,7 +141,8 @@ export async function runEval(argv: string[]): Promise<number> {
         timeoutMs: (number(values['judge-timeout'], 'judge-timeout', { min: 0.001 }) ?? 60) * 1000,
       }
     : undefined;
-  // A bad --judge-url is reported before any generation runs.
+  // Missing WordNet (METEOR's synonyms) and a bad --judge-url are reported before any generation runs.
+  if (metrics.includes('meteor') && !values['no-synonyms']) loadWordNet(values.wordnet);
   if (judge) chatCompletionsUrl(judge.url);
   const out = resolve(values.out ?? join('eval', 'results', `run-${new Date().toISOString().replace(/[:.]/g, '-')}`));
 
@@ -210,6 +212,12 @@ export async function runEval(argv: string[]): Promise<number> {
       return 1;
     }
     return 0;
+  } catch (e) {
+    if (ac.signal.aborted) {
+      process.stderr.write('lora eval: interrupted; nothing written\n');
+      return 130;
+    }
+    throw e;
   } finally {
     process.off('SIGINT', onSigint);
     model.dispose();

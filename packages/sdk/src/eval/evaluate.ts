@@ -173,7 +173,7 @@ export async function evaluateModel(
       ex.totalMs = g.totalMs;
       ex.endTime = new Date(startTime.getTime() + g.totalMs).toISOString();
     } catch (e) {
-      ex.error = (e as Error).message ?? String(e);
+      ex.error = e instanceof Error ? e.message : String(e);
       ex.endTime = new Date().toISOString();
     }
     examples.push(ex);

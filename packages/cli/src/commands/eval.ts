@@ -35,8 +35,8 @@ const SCORE_USAGE = [
 ].join('\n');
 
 const USAGE = [
-  'lora eval --model DIR --data FILE [options]      generate on held-out records and score them',
   'lora eval score --input FILE.jsonl [options]      score existing predictions',
+  'lora eval --model DIR --data FILE [options]      generate on held-out records and score them',
   'lora eval compare PATH... [--html FILE]           one table across eval/bench outputs',
   '',
   RUN_USAGE,

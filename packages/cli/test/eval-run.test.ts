@@ -50,7 +50,7 @@ beforeAll(async () => {
   adapter = join(dir, 'adapter');
   await m.saveAdapter(adapter);
 
-  // The judge: malformed JSON for the instruction mentioning 7, a score otherwise.
+  // The judge: malformed JSON for the instruction mentioning 7 (or every request to model 'always-bad'), a score otherwise.
   server = createServer((req, res) => {
     judgeRequests++;
     if (judgeRequests > 200) {
@@ -62,8 +62,10 @@ beforeAll(async () => {
     let body = '';
     req.on('data', (c) => (body += c));
     req.on('end', () => {
-      const msg = JSON.parse(body).messages[1].content as string;
-      const content = /number 7\./.test(msg) ? 'I think it is good' : JSON.stringify({ score: 0.5, reason: 'plausible' });
+      const req1 = JSON.parse(body) as { model: string; messages: Array<{ content: string }> };
+      const msg = req1.messages[1].content;
+      const bad = req1.model === 'always-bad' || /number 7\./.test(msg);
+      const content = bad ? 'I think it is good' : JSON.stringify({ score: 0.5, reason: 'plausible' });
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ choices: [{ message: { role: 'assistant', content } }] }));
     });
@@ -137,6 +139,16 @@ describe('lora eval', () => {
     expect(s.judge).toMatchObject({ model: 'tiny-judge', judged: 11, errors: 2, rubrics: ['correctness', 'helpfulness'] });
     expect(s.metrics.judge_correctness).toBe(0.5);
     expect(JSON.stringify(s)).not.toContain('sk-cli-secret');
+  });
+
+  it('exits 1 when the judge gives no usable verdict at all, with every example still written', async () => {
+    const out = join(dir, 'all-bad');
+    const r = await lora(['eval', '--model', model, '--data', data, '--limit', '2', '--max-new-tokens', '4', '--metrics', 'bleu', '--out', out, '--judge-url', judgeUrl, '--judge-model', 'always-bad']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/the judge gave no usable verdict for any example \(first error: judge reply is not JSON: "I think it is good"\).*\[E_JUDGE_RESPONSE\]/);
+    const traces = readFileSync(join(out, 'traces.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(traces).toHaveLength(2);
+    for (const t of traces) expect(t.judge.helpfulness.error).toMatch(/not JSON/);
   });
 
   it('exits 1 with a clear message when the judge is unreachable, after writing the generation scores', async () => {

@@ -211,6 +211,12 @@ export async function runEval(argv: string[]): Promise<number> {
         `generation scores were written, judge scores are missing for every example [E_JUDGE_UNREACHABLE]\n`);
       return 1;
     }
+    if (result.summary.judge && result.summary.judge.judged === 0 && result.summary.count > 0) {
+      const first = result.examples.flatMap((e) => Object.values(e.judge ?? {})).find((v) => v?.error)?.error ?? 'no verdicts';
+      process.stderr.write(`lora eval: the judge gave no usable verdict for any example (first error: ${first}); ` +
+        `generation scores were written, judge errors are recorded per example in traces.jsonl [E_JUDGE_RESPONSE]\n`);
+      return 1;
+    }
     return 0;
   } catch (e) {
     if (ac.signal.aborted) {

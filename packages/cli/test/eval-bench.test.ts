@@ -60,6 +60,19 @@ describe('lora bench --eval', () => {
     expect(page).toMatch(/<td class="best">[^<]+<\/td>/);
     expect(page).not.toMatch(/<script|https?:\/\/(?!www\.w3)/);
     expect(page.match(/<tr><td class="left"/g)).toHaveLength(4);
+
+    const j = JSON.parse(lora('eval', 'compare', out, eo, '--json').stdout);
+    expect(j.rows.map((x: { name: string }) => x.name)).toEqual(['sweep/r=2', 'sweep/r=4', 'sweep/r=8', 'base']);
+    expect(j.experiments[3]).toMatchObject({ kind: 'eval', count: 3 });
+  });
+
+  it('compare names a missing path and asks for at least one', () => {
+    let r = lora('eval', 'compare');
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/give at least one lora eval or lora bench output folder/);
+    r = lora('eval', 'compare', join(dir, 'nope'));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/nope: no such file or folder \[E_EVAL_INPUT\]/);
   });
 
   it('rejects --eval that is not a whole number', () => {

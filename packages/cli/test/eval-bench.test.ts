@@ -36,7 +36,7 @@ describe('lora bench --eval', () => {
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as BenchResults;
     expect(results.runs.map((x) => x.label)).toEqual(['r=2', 'r=4', 'r=8']);
     for (const run of results.runs) {
-      expect(Object.keys(run.eval ?? {}).sort()).toEqual(['bleu', 'latency_p50_ms', 'meteor', 'rouge1', 'rouge2', 'rougeL', 'ttft_p50_ms']);
+      expect(Object.keys(run.eval ?? {}).sort()).toEqual(['bleu', 'errors', 'latency_p50_ms', 'meteor', 'rouge1', 'rouge2', 'rougeL', 'ttft_p50_ms']);
       for (const v of Object.values(run.eval!)) expect(Number.isFinite(v)).toBe(true);
     }
     expect(r.stdout).toContain('eval rouge1');

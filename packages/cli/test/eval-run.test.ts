@@ -176,6 +176,13 @@ describe('lora eval', () => {
     expect(r.stderr).toMatch(/warning: .*line 2; replaced with U\+FFFD/);
     expect(r.stdout).toMatch(/^lora eval: 2 examples/);
 
+    const long = join(dir, 'long.jsonl');
+    writeFileSync(long, [0, 1].map((i) => JSON.stringify({ instruction: `${i} ${'much too long '.repeat(30)}`, input: '', output: 'x' })).join('\n'));
+    r = await lora(['eval', '--model', model, '--data', long, '--split', '0', '--metrics', 'bleu', '--out', join(dir, 'long')]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/every generation failed: 2 of 2 generations failed and scored 0 \(first error: generate: prompt of \d+ tokens exceeds the model's 256 positions\).*\[E_EVAL_GENERATE\]/);
+    expect(readFileSync(join(dir, 'long', 'traces.jsonl'), 'utf8').trim().split('\n')).toHaveLength(2);
+
     r = await lora(['eval', '--model', model, '--data', data, '--split', '1']);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/--split 1 trains on every record and leaves none held out/);

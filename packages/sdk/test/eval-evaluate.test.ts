@@ -12,6 +12,7 @@ import {
   benchEvalMetrics,
   ensureTinyModel,
   evaluateModel,
+  generationErrorNote,
   heldOutRecords,
   latencyStats,
   OptForCausalLM,
@@ -119,7 +120,7 @@ describe('evaluateModel', () => {
     expect(summary.latency.totalMs.p95).toBeCloseTo(s.latency.totalMs.p95, 9);
 
     const bench = benchEvalMetrics(s);
-    expect(Object.keys(bench).sort()).toEqual(['bleu', 'latency_p50_ms', 'meteor', 'rouge1', 'rouge2', 'rougeL', 'ttft_p50_ms']);
+    expect(Object.keys(bench).sort()).toEqual(['bleu', 'errors', 'latency_p50_ms', 'meteor', 'rouge1', 'rouge2', 'rougeL', 'ttft_p50_ms']);
   });
 });
 
@@ -141,6 +142,8 @@ describe('evaluateModel with a stand-in model', () => {
     expect(r.examples[1].error).toBe('device lost');
     expect(r.summary).toMatchObject({ count: 2, errors: 1, emptyOutputs: 2, metrics: { rouge1: 0 } });
     expect(r.summary.latency.totalMs).toEqual({ mean: 2, p50: 2, p95: 2, max: 2 });
+    expect(generationErrorNote(r)).toBe('1 of 2 generations failed and scored 0 (first error: device lost)');
+    expect(benchEvalMetrics(r.summary).errors).toBe(1);
   });
 });
 

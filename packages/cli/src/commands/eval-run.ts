@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import {
   chatCompletionsUrl,
   evaluateModel,
+  generationErrorNote,
   heldOutRecords,
   loadWordNet,
   METRIC_NAMES,
@@ -206,6 +207,12 @@ export async function runEval(argv: string[]): Promise<number> {
     const paths = await writeEvalOutputs(result, out);
     if (values.json) process.stdout.write(`${JSON.stringify({ summary: result.summary, traces: paths.traces }, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
     else process.stdout.write(`${formatEvalSummary(result, paths)}\n`);
+    const failed = generationErrorNote(result);
+    if (failed && result.summary.errors === result.summary.count) {
+      process.stderr.write(`lora eval: every generation failed: ${failed}; nothing was really scored [E_EVAL_GENERATE]\n`);
+      return 1;
+    }
+    if (failed) process.stderr.write(`lora eval: warning: ${failed}\n`);
     if (result.summary.judge?.unreachable !== undefined) {
       process.stderr.write(`lora eval: the judge at ${judge!.url} could not be reached (${result.summary.judge.unreachable}); ` +
         `generation scores were written, judge scores are missing for every example [E_JUDGE_UNREACHABLE]\n`);

@@ -10,7 +10,7 @@ import { tokenizeRecord, type Example } from '../data/batches.js';
 import { readRecords, type InstructionRecord } from '../data/records.js';
 import { splitTrainTest } from '../data/split.js';
 import { syntheticCodeInstructions } from '../data/synthetic.js';
-import { benchEvalMetrics, evaluateModel } from '../eval/evaluate.js';
+import { benchEvalMetrics, evaluateModel, generationErrorNote } from '../eval/evaluate.js';
 import { findWordNetDir } from '../eval/wordnet.js';
 import { ensureTinyModel } from '../defaults/tiny-model.js';
 import { LoraError } from '../io/errors.js';
@@ -176,6 +176,8 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
         emit({ type: 'setup', message: `${label}: evaluating on ${Math.min(o.eval, test.length)} held-out records…` });
         const ev = await evaluateModel(model, tok, test.slice(0, o.eval), { seed, score: { meteor: { synonyms: findWordNetDir() !== undefined } } });
         result.eval = benchEvalMetrics(ev.summary);
+        const failed = generationErrorNote(ev);
+        if (failed) emit({ type: 'setup', message: `${label}: eval: ${failed}` });
       }
       if (sweep === 'quant') result.quant = { baseBytes: model.baseBytes(), ...(await reconstructionError(model)) };
       results.push(result);

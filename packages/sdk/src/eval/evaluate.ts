@@ -310,11 +310,20 @@ function jsonSafe(_k: string, v: unknown): unknown {
   return typeof v === 'number' && !Number.isFinite(v) ? null : v;
 }
 
-/** The mean metrics `lora bench --eval N` puts into RunResult.eval. */
+/** The mean metrics `lora bench --eval N` puts into RunResult.eval, with the count of failed generations. */
 export function benchEvalMetrics(summary: EvalSummary): Record<string, number> {
   const out: Record<string, number> = {};
   for (const k of ['bleu', 'rouge1', 'rouge2', 'rougeL', 'meteor']) if (summary.metrics[k] !== undefined) out[k] = summary.metrics[k];
   if (Number.isFinite(summary.latency.timeToFirstTokenMs.p50)) out.ttft_p50_ms = summary.latency.timeToFirstTokenMs.p50;
   if (Number.isFinite(summary.latency.totalMs.p50)) out.latency_p50_ms = summary.latency.totalMs.p50;
+  // Failed generations score 0; the count keeps such zeros from passing for a model's quality.
+  out.errors = summary.errors;
   return out;
+}
+
+/** A sentence about failed generations (count and the first error), or undefined when none failed. */
+export function generationErrorNote(result: EvalResult): string | undefined {
+  const failed = result.examples.filter((e) => e.error !== undefined);
+  if (!failed.length) return undefined;
+  return `${failed.length} of ${result.examples.length} generation${result.examples.length === 1 ? '' : 's'} failed and scored 0 (first error: ${failed[0].error})`;
 }

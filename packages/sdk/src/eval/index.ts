@@ -22,7 +22,7 @@ export {
 } from './score.js';
 export { parseScoreInput, type ParsedInput, type ParseInputOptions } from './input.js';
 export {
-  evaluateModel, traceRecord, tracesJsonl, writeEvalOutputs, benchEvalMetrics, percentile, latencyStats, EVAL_SCHEMA,
+  evaluateModel, traceRecord, tracesJsonl, writeEvalOutputs, benchEvalMetrics, generationErrorNote, percentile, latencyStats, EVAL_SCHEMA,
   type EvaluateOptions, type EvalExample, type EvalExampleJudge, type EvalSummary, type EvalResult, type EvalProgress, type LatencyStats,
 } from './evaluate.js';
 export {

@@ -173,8 +173,9 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
         },
       };
       if (o.eval) {
-        emit({ type: 'setup', message: `${label}: evaluating on ${Math.min(o.eval, test.length)} held-out records…` });
-        const ev = await evaluateModel(model, tok, test.slice(0, o.eval), { seed, score: { meteor: { synonyms: findWordNetDir() !== undefined } } });
+        const synonyms = findWordNetDir() !== undefined;
+        emit({ type: 'setup', message: `${label}: evaluating on ${Math.min(o.eval, test.length)} held-out records…${synonyms ? '' : ' (WordNet not found: METEOR without synonym matching)'}` });
+        const ev = await evaluateModel(model, tok, test.slice(0, o.eval), { seed, score: { meteor: { synonyms } } });
         result.eval = benchEvalMetrics(ev.summary);
         const failed = generationErrorNote(ev);
         if (failed) emit({ type: 'setup', message: `${label}: eval: ${failed}` });

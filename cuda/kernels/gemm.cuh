@@ -49,6 +49,7 @@ struct Epilogue {
   bool accumulate = false;
   DropoutArgs drop{};           // output mask, element index = row * drop_ld + col
   int64_t drop_ld = 0;
+  const float* row_scale = nullptr;  // with accumulate: C = row_scale[row]·C + new (online rescaling)
 };
 
 __device__ __forceinline__ int et_size(ET t) { return t == ET::F32 ? 4 : (t == ET::I8 ? 1 : 2); }
@@ -116,7 +117,7 @@ __device__ __forceinline__ void epilogue_store(const Epilogue& E, int64_t row, i
   if (E.bias) v += E.bias[col];
   if (E.drop.p > 0.f) v *= dropout_factor(E.drop, static_cast<uint64_t>(row * E.drop_ld + col));
   const int64_t i = row * E.ld + col;
-  if (E.accumulate) v += load_elem(E.data, E.type, i);
+  if (E.accumulate) v += (E.row_scale ? E.row_scale[row] : 1.f) * load_elem(E.data, E.type, i);
   store_elem(E.data, E.type, i, v);
 }
 

@@ -116,7 +116,7 @@ export const benchCommand: Command = {
       } else {
         process.stdout.write(`\nModel: ${results.config.modelDescription}\nData:  ${results.config.dataDescription}\n`);
         process.stdout.write(`Device: ${results.machine.backend} (${results.machine.cpu}${results.machine.deviceName ? `, ${results.machine.deviceName}` : ''}); ` +
-          `bf16 matmul reference ${results.machine.peakGflops.toFixed(0)} GFLOP/s measured in this run\n\n`);
+          `MFU against ${results.machine.peakGflops.toFixed(0)} GFLOP/s (${results.machine.peakSource ?? 'measured in this run'})\n\n`);
         for (const r of results.runs) {
           process.stdout.write(`${r.label}: trainable params: ${r.trainableParams.toLocaleString('en-US')} || all params: ${r.allParams.toLocaleString('en-US')} || trainable%: ${r.trainablePercent.toFixed(4)}\n`);
         }

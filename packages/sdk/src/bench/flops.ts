@@ -39,3 +39,42 @@ export function measureMatmulGflops(k: Kernels, device: string, n = 1024, reps =
   }
   return (2 * n * n * n) / (best / 1000) / 1e9;
 }
+
+/** Dense bf16 tensor-core peaks (TFLOP/s) of common GPUs, from their data sheets, for GPU MFU. */
+const GPU_BF16_TFLOPS: [RegExp, number][] = [
+  [/H200|H100/i, 989],
+  [/A100/i, 312],
+  [/L40S/i, 362],
+  [/L4\b/i, 121],
+  [/A10G?\b/i, 125],
+  [/RTX 4090/i, 165],
+];
+
+export interface PeakMeasurement {
+  gflops: number;
+  /** How the figure was obtained, for the report. */
+  source: string;
+}
+
+/**
+ * The peak MFU is quoted against: on the AVX-512 CPU backend the register-blocked vdpbf16ps (bf16
+ * base) or FMA (f32 base) loop measured now on every pool thread; on a GPU the data-sheet bf16
+ * tensor-core peak; otherwise the bf16 matmul throughput measured through the model's kernels.
+ */
+export function measurePeak(k: Kernels, backend: string, device: string, baseDtype: string): PeakMeasurement {
+  const addon = native() as unknown as Record<string, unknown>;
+  if (backend === 'cpu' && typeof addon.benchPeak === 'function') {
+    const benchPeak = addon.benchPeak as (kind: string, threads: number, iters: number) => { gops: number };
+    const threads = (addon.getNumThreads as () => number)();
+    const kind = baseDtype === 'f32' ? 'f32' : 'bf16';
+    let best = 0;
+    for (let r = 0; r < 3; r++) best = Math.max(best, benchPeak(kind, threads, 2e6).gops);
+    return { gflops: best, source: `${kind === 'f32' ? 'f32 FMA' : 'bf16 vdpbf16ps'} peak, ${threads} threads, measured in this run` };
+  }
+  if (backend === 'cuda') {
+    const name = native().cudaInfo().deviceName;
+    const hit = GPU_BF16_TFLOPS.find(([re]) => re.test(name));
+    if (hit) return { gflops: hit[1] * 1000, source: `${name} dense bf16 tensor-core peak (data sheet)` };
+  }
+  return { gflops: measureMatmulGflops(k, device), source: 'bf16 1024³ matmul through the same kernels, measured in this run' };
+}

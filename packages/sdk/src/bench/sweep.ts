@@ -21,7 +21,7 @@ import { OptForCausalLM } from '../model/opt.js';
 import { OptTokenizer } from '../tokenizer/opt-tokenizer.js';
 import { Trainer } from '../train/trainer.js';
 import type { TrainEvent } from '../train/events.js';
-import { flopsPerToken, measureMatmulGflops } from './flops.js';
+import { flopsPerToken, measurePeak } from './flops.js';
 import { BENCH_SCHEMA, type BenchResults, type LogRound, type RunResult, type StepRecord } from './results.js';
 import { MemorySampler, summarize } from './sampler.js';
 import { conclusionsFor } from './conclusions.js';
@@ -117,6 +117,7 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
   const runsSpec = sweep === 'rank' ? ranks.map((r) => ({ rank: r, dtype: formats[0] })) : formats.map((f) => ({ rank: ranks[0], dtype: f }));
   const results: RunResult[] = [];
   let peakGflops = 0;
+  let peakSource = '';
   let backend = '';
   let deviceName: string | undefined;
   for (const [index, spec] of runsSpec.entries()) {
@@ -125,7 +126,11 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
     const model = await OptForCausalLM.fromPretrained(modelDir, { device: o.device ?? 'auto', dtype: spec.dtype });
     try {
       backend = model.device.backend;
-      if (!peakGflops) peakGflops = measureMatmulGflops(model.kernels, model.device.memory);
+      if (!peakGflops) {
+        const peak = measurePeak(model.kernels, backend, model.device.memory, spec.dtype);
+        peakGflops = peak.gflops;
+        peakSource = peak.source;
+      }
       if (backend === 'cuda') deviceName = native().cudaInfo().deviceName;
       const alpha = alphaMult * spec.rank;
       model.addLora({ r: spec.rank, alpha, dropout: o.dropout ?? 0.1, targetModules: targets, seed });
@@ -194,7 +199,7 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
     schema: BENCH_SCHEMA,
     createdAt: new Date().toISOString(),
     sweep,
-    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, device: backend === 'cuda' ? 'cuda' : 'cpu', backend, deviceName, peakGflops },
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, device: backend === 'cuda' ? 'cuda' : 'cpu', backend, deviceName, peakGflops, peakSource },
     config: {
       model: o.model ?? 'embedded', modelDescription, data: o.data ?? 'embedded', dataDescription, split, ranks, alphaMult,
       dropout: o.dropout ?? 0.1, targets, steps: results[0]?.steps.length ?? 0, batch, seq, lr, dtype: formats.join(','), seed, loggingSteps,

@@ -112,7 +112,9 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
   const targets = o.targets ?? ['q_proj', 'k_proj', 'v_proj'];
   const lr = o.lr ?? (embedded ? EMBEDDED_DEFAULTS.lr : 2e-4);
   const loggingSteps = o.loggingSteps ?? 5;
-  const thresholds = o.lossThresholds ?? [1.75, 1.5];
+  // The seed's thresholds suit a pretrained OPT on CodeAlpaca; the embedded random-init model starts
+  // near ln(vocab), so its thresholds are derived from its own curves after the runs.
+  const thresholds = o.lossThresholds ?? (embedded ? [] : [1.75, 1.5]);
   const steps = o.steps ?? (o.epochs ? undefined : embedded ? EMBEDDED_DEFAULTS.steps : undefined);
   const runsSpec = sweep === 'rank' ? ranks.map((r) => ({ rank: r, dtype: formats[0] })) : formats.map((f) => ({ rank: ranks[0], dtype: f }));
   const results: RunResult[] = [];
@@ -195,6 +197,7 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
       native().emptyCache(mem);
     }
   }
+  if (!o.lossThresholds && embedded) applyDerivedThresholds(results);
   const out: BenchResults = {
     schema: BENCH_SCHEMA,
     createdAt: new Date().toISOString(),
@@ -234,4 +237,19 @@ async function reconstructionError(model: OptForCausalLM): Promise<{ reconstruct
   } finally {
     ref.dispose();
   }
+}
+
+/**
+ * Two thresholds a third and two thirds of the way from the first logging round's loss to the
+ * lowest logging-round loss of any run (rounded to 0.05), and each run's first step below them.
+ */
+function applyDerivedThresholds(runs: RunResult[]): void {
+  const rounds = runs.flatMap((r) => r.logRounds.map((l) => l.meanLoss)).filter(Number.isFinite);
+  const firsts = runs.map((r) => r.logRounds[0]?.meanLoss).filter((x): x is number => Number.isFinite(x));
+  if (!rounds.length || !firsts.length) return;
+  const start = Math.max(...firsts);
+  const best = Math.min(...rounds);
+  const at = (f: number) => Math.round((start - f * (start - best)) * 20) / 20;
+  const ts = [...new Set([at(1 / 3), at(2 / 3)])];
+  for (const r of runs) r.stepsToLoss = Object.fromEntries(ts.map((t) => [t.toFixed(2), r.logRounds.find((l) => l.meanLoss <= t)?.step ?? null]));
 }

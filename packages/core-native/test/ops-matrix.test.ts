@@ -139,6 +139,10 @@ const loraShapes: { M: number; K: number; N: number; r: number; G: number }[] = 
   { M: 7, K: 128, N: 33, r: 8, G: 1 },
   { M: 33, K: 64, N: 65, r: 16, G: 3 },
   { M: 65, K: 128, N: 17, r: 8, G: 3 },
+  // Group width a multiple of 64: the cpu backend runs all groups as one grouped GEMM (odd r
+  // only on its f32 path).
+  { M: 70, K: 128, N: 128, r: 8, G: 3 },
+  { M: 9, K: 64, N: 64, r: 5, G: 2 },
 ];
 for (const xd of ['f32', 'bf16'] as const) {
   for (const wd of ['f32', 'bf16', 'nf4', 'int4'] as const) {

@@ -363,6 +363,19 @@ bool rows_are_packed(const Src& s, Precision prec, int64_t K) {
   return s.dtype == DType::BF16 && K % 2 == 0 && s.ld % 2 == 0 && (reinterpret_cast<uintptr_t>(s.data) & 3) == 0;
 }
 
+// bf16 data that packs without decoding (pairs are two raw bf16 values).
+bool raw_bf16(const Src& s, Precision prec) {
+  return prec == Precision::BF16 && s.dtype == DType::BF16 && s.scale == 1.f && !s.drop.active() && !s.mask_bits;
+}
+
+// 16 pair dwords from two bf16 rows at element n (ra low half, rb high half; rb may be null).
+inline __m512i pair_raw(const uint16_t* ra, const uint16_t* rb, int64_t n, __mmask16 k) {
+  const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, ra + n));
+  if (!rb) return lo;
+  const __m512i hi = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, rb + n));
+  return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+}
+
 // Stored row `row` of a non-k-major operand over reduction [0, K) as kk dwords (pairs or f32),
 // odd K padded with a zero.
 const uint32_t* packed_row(const Src& s, Precision prec, bool direct, int64_t row, int64_t K, int64_t kk) {
@@ -408,6 +421,17 @@ void pack_a_rows(const Src& a, Precision prec, bool direct, int64_t K, const APl
 void pack_a_kmajor(const Src& a, Precision prec, int64_t K, int64_t M, int64_t sr, uint32_t* dst, int64_t r0, int64_t r1) {
   Scratch& t = t_scratch;
   const bool bf = prec == Precision::BF16;
+  if (raw_bf16(a, prec)) {
+    const uint16_t* base = static_cast<const uint16_t*>(a.data);
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t ka = 2 * r;
+      const uint16_t* ra = base + ka * a.ld;
+      const uint16_t* rb = ka + 1 < K ? ra + a.ld : nullptr;
+      uint32_t* out = dst + r * sr;
+      for (int64_t i = 0; i < sr; i += 16) _mm512_storeu_si512(out + i, pair_raw(ra, rb, i, tail16(M - i)));
+    }
+    return;
+  }
   float* fa = t.f.get<float>(static_cast<size_t>(sr + 16));
   float* fb = t.g.get<float>(static_cast<size_t>(sr + 16));
   for (int64_t r = r0; r < r1; ++r) {
@@ -467,6 +491,20 @@ void pack_b_rows16(const Src& b, Precision prec, bool direct, int64_t K, int64_t
 void pack_b_kmajor(const Src& b, Precision prec, int64_t K, int64_t N, int64_t kk, uint32_t* dst, int64_t r0, int64_t r1) {
   Scratch& t = t_scratch;
   const bool bf = prec == Precision::BF16;
+  if (raw_bf16(b, prec)) {
+    const uint16_t* base = static_cast<const uint16_t*>(b.data);
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t ka = 2 * r;
+      const uint16_t* ra = base + ka * b.ld;
+      const uint16_t* rb = ka + 1 < K ? ra + b.ld : nullptr;
+      for (int64_t q = 0; q * NR < N; ++q) {
+        const int64_t wq = panel_width(N, q);
+        uint32_t* out = dst + q * NR * kk + r * wq;
+        for (int64_t c = 0; c < wq; c += 16) _mm512_storeu_si512(out + c, pair_raw(ra, rb, q * NR + c, tail16(N - q * NR - c)));
+      }
+    }
+    return;
+  }
   float* fa = t.f.get<float>(static_cast<size_t>(N + 64));
   float* fb = t.g.get<float>(static_cast<size_t>(N + 64));
   for (int64_t r = r0; r < r1; ++r) {
@@ -570,6 +608,8 @@ const KernelTable<false> kF32Kernels;
 
 struct SegPlan {
   int64_t K = 0, kk = 0;
+  bool grouped = false;
+  int64_t kk_a = 0;  // grouped: dwords of a packed A row (all groups)
   APlan a;
   bool a_direct = false, b_direct = false;
   uint32_t* a_dst = nullptr;  // packed A (nullptr when direct)
@@ -626,6 +666,19 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
     p.K = sg.K;
     p.kk = bf ? (sg.K + 1) / 2 : sg.K;
     if (p.kk == 0) continue;
+    if (sg.group_cols > 0) {
+      // A is packed whole (G*K wide, one k-block); panel q reads the pairs of its group.
+      p.grouped = true;
+      p.kk_a = p.kk * ((N + sg.group_cols - 1) / sg.group_cols);
+      p.a.mode = APlan::Blocked;
+      p.a.kk = p.kk_a;
+      p.a.kcp = p.kk_a;
+      p.a.M = M;
+      a_words += static_cast<size_t>(p.kk_a * M);
+      p.b_direct = rows_are_packed(sg.b, prec, sg.K);
+      b_words += static_cast<size_t>(panels * NR * p.kk);
+      continue;
+    }
     p.a.kk = p.kk;
     p.a.kcp = kcp;
     p.a.M = M;
@@ -667,7 +720,7 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
           ao += static_cast<size_t>(p.kk * mpad16);
           for (int64_t r = 0; r < p.kk; r += 32) jobs.push_back({si, PackJob::AKMajor, r, std::min(p.kk, r + 32)});
         } else {
-          ao += static_cast<size_t>(p.kk * M);
+          ao += static_cast<size_t>(p.a.kk * M);
           for (int64_t m = 0; m < M; m += 32) jobs.push_back({si, PackJob::ARows, m, std::min(M, m + 32)});
         }
       }
@@ -685,7 +738,7 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
     const Segment& sg = segs[static_cast<size_t>(jb.seg)];
     const SegPlan& p = plan[static_cast<size_t>(jb.seg)];
     switch (jb.kind) {
-      case PackJob::ARows: pack_a_rows(sg.a, prec, false, sg.K, p.a, p.a_dst, jb.lo, jb.hi); break;
+      case PackJob::ARows: pack_a_rows(sg.a, prec, false, p.grouped ? (bf ? 2 * p.kk_a : p.kk_a) : sg.K, p.a, p.a_dst, jb.lo, jb.hi); break;
       case PackJob::AKMajor: pack_a_kmajor(sg.a, prec, sg.K, M, mpad16, p.a_dst, jb.lo, jb.hi); break;
       case PackJob::BRows: pack_b_rows16(sg.b, prec, p.b_direct, sg.K, N, p.kk, p.b_dst, jb.lo); break;
       case PackJob::BKMajor: pack_b_kmajor(sg.b, prec, sg.K, N, p.kk, p.b_dst, jb.lo, jb.hi); break;
@@ -729,11 +782,37 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
           const int np = static_cast<int>(wq / 16);
           const int cols = static_cast<int>(std::min<int64_t>(wq, N - pn));
           const uint32_t* bq = p.b_dst + q * NR * p.kk + kp0 * wq;
+          const Segment& sg = segs[s];
           for (int64_t i = m0; i < m1; i += MR) {
             const int rows = static_cast<int>(std::min<int64_t>(MR, m1 - i));
             int64_t sa = 0, sr = 1;
-            const uint32_t* ai = p.a.at(i, kp0, kkb, sa, sr);
-            table[rows - 1][np - 1](kkb, ai, sa, sr, bq, C + i * ldc + pn, ldc, cols, overwrite, bias_now ? bias_now + pn : nullptr);
+            const uint32_t* ai;
+            if (p.grouped) {
+              sa = p.kk_a;
+              ai = p.a.p + i * p.kk_a + (pn / sg.group_cols) * p.kk + kp0;
+            } else {
+              ai = p.a.at(i, kp0, kkb, sa, sr);
+            }
+            float* ci = C + i * ldc + pn;
+            const float* bi = bias_now ? bias_now + pn : nullptr;
+            if (!sg.c_mask) {
+              table[rows - 1][np - 1](kkb, ai, sa, sr, bq, ci, ldc, cols, overwrite, bi);
+              continue;
+            }
+            alignas(64) float tile[MR * NR];
+            table[rows - 1][np - 1](kkb, ai, sa, sr, bq, tile, NR, cols, true, nullptr);
+            for (int t = 0; t < rows; ++t) {
+              float* tr = tile + t * NR;
+              apply_mask_bits(tr, cols, sg.c_mask, static_cast<uint64_t>((i + t) * sg.c_mask_ld + pn), sg.c_mask_keep);
+              float* cr = ci + t * ldc;
+              for (int c = 0; c < cols; c += 16) {
+                const __mmask16 k = tail16(cols - c);
+                __m512 v = _mm512_load_ps(tr + c);
+                if (!overwrite) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, cr + c));
+                if (bi) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, bi + c));
+                _mm512_mask_storeu_ps(cr + c, k, v);
+              }
+            }
           }
         }
         first = false;

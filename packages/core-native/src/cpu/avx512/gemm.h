@@ -32,6 +32,15 @@ struct Src {
 struct Segment {
   Src a, b;
   int64_t K;
+  // Grouped columns (a stacked LoRA product): when group_cols > 0 (a multiple of 64), output
+  // column n only sees reduction [g*K, (g+1)*K) of A, g = n / group_cols; A then has G*K columns
+  // (its Src describes all of them) while B has K.
+  int64_t group_cols = 0;
+  // Masked contribution: when c_mask is set, this segment adds keep·A·Bᵀ only where bit
+  // (m*c_mask_ld + n) of c_mask is set (dropout applied to the product, e.g. dX of a LoRA branch).
+  const uint64_t* c_mask = nullptr;
+  int64_t c_mask_ld = 0;
+  float c_mask_keep = 1.f;
 };
 
 enum class Precision { BF16, F32 };

@@ -74,6 +74,27 @@ describe('training', () => {
   });
 });
 
+describe('activation checkpointing', () => {
+  it('gives the same loss and LoRA grads as keeping every activation, with dropout on', async () => {
+    const ex = examples.slice(0, 2);
+    const seq = Math.max(...ex.map((e) => e.inputIds.length));
+    const ids = new Int32Array(2 * seq).fill(1);
+    const labels = new Int32Array(2 * seq).fill(-100);
+    ex.forEach((e, b) => e.inputIds.forEach((id, t) => ((ids[b * seq + t] = id), (labels[b * seq + t] = e.labels[t]))));
+    const grads: Uint8Array[][] = [];
+    const losses: number[] = [];
+    for (const checkpointing of [false, true]) {
+      using m = await model();
+      m.lora!.zeroGrad(m.kernels);
+      const r = m.step({ batch: 2, seq, inputIds: ids, labels }, { training: true, seed: 11, backward: true, checkpointing });
+      losses.push(r.loss);
+      grads.push(m.lora!.modules().flatMap((x) => [x.da.bytes(), x.db.bytes()]));
+    }
+    expect(losses[1]).toBe(losses[0]);
+    expect(grads[1]).toEqual(grads[0]);
+  });
+});
+
 describe('adapters', () => {
   const batch = (): ModelBatch => {
     const ex = examples[0];

@@ -35,7 +35,7 @@ const shapes: [number, number, number][] = [
   [65, 192, 130],
   [130, 256, 17],
   // Past the cpu GEMM's blocking: several k-blocks (KC 256), odd K, M over one MC tile, N over
-  // several 64-wide panels and NC tiles; and a 4 KiB bf16 row stride (A copied into k-blocks).
+  // several 64-wide panels and NC tiles; and a long reduction (8 k-blocks) with 4 KiB bf16 rows.
   [203, 601, 331],
   [200, 2048, 24],
 ];

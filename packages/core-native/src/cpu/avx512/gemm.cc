@@ -29,11 +29,13 @@ constexpr int MR = 6;
 constexpr int64_t NR = 64;  // panel width (4 zmm)
 
 // Blocking, tuned for a Zen 5 core (48 KiB L1d, 1 MiB L2): KC = 256 k (128 bf16 pairs) makes a
-// 64-wide B panel 32 KiB (L1); an MC x NC = 192 x 512 f32 C tile is 384 KiB and the MC x KC A
-// block 96 KiB (L2). LORA_GEMM_KC / _MC / _NC override them (tuning runs); LORA_GEMM_DIRECT_A=0|1
-// forces A packing off/on for operands that need no decoding.
+// 64-wide B panel 32 KiB (L1); an MC x NC = 72 x 512 f32 C tile is 144 KiB and the B block of a
+// k-step 256 KiB (L2). Measured in CPU time per GEMM (robust to the shared machine's load) on
+// the OPT-350m shapes: direct A (bf16 rows used in place) beat copying A into k-blocks by 10-30 %
+// at K = 4096, and MC 48..192 / NC 256..512 were within noise of each other.
+// LORA_GEMM_KC / _MC / _NC override them (tuning runs); LORA_GEMM_DIRECT_A=0 forces A packing.
 struct Tune {
-  int64_t kc = 256, mc = 192, nc = 512;
+  int64_t kc = 256, mc = 72, nc = 512;
   int direct = -1;
 };
 int64_t env_int(const char* name, int64_t dflt) {
@@ -687,11 +689,7 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
       p.a.sr = mpad16;
       a_words += static_cast<size_t>(p.kk * mpad16);
     } else {
-      const bool can = rows_are_packed(sg.a, prec, sg.K);
-      // Rows whose stride is a multiple of 4 KiB alias in L2 when many are walked at once; copy
-      // those into k-blocks unless told otherwise.
-      const int64_t stride_bytes = sg.a.ld * (bf ? 2 : 4);
-      p.a_direct = can && (tn.direct == 1 || (tn.direct == -1 && (stride_bytes % 4096 != 0 || M <= tn.mc)));
+      p.a_direct = rows_are_packed(sg.a, prec, sg.K) && tn.direct != 0;
       if (p.a_direct) {
         p.a.mode = APlan::Direct;
         p.a.p = static_cast<const uint32_t*>(sg.a.data);
@@ -738,7 +736,7 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
     const Segment& sg = segs[static_cast<size_t>(jb.seg)];
     const SegPlan& p = plan[static_cast<size_t>(jb.seg)];
     switch (jb.kind) {
-      case PackJob::ARows: pack_a_rows(sg.a, prec, false, p.grouped ? (bf ? 2 * p.kk_a : p.kk_a) : sg.K, p.a, p.a_dst, jb.lo, jb.hi); break;
+      case PackJob::ARows: pack_a_rows(sg.a, prec, !p.grouped && rows_are_packed(sg.a, prec, sg.K), p.grouped ? (bf ? 2 * p.kk_a : p.kk_a) : sg.K, p.a, p.a_dst, jb.lo, jb.hi); break;
       case PackJob::AKMajor: pack_a_kmajor(sg.a, prec, sg.K, M, mpad16, p.a_dst, jb.lo, jb.hi); break;
       case PackJob::BRows: pack_b_rows16(sg.b, prec, p.b_direct, sg.K, N, p.kk, p.b_dst, jb.lo); break;
       case PackJob::BKMajor: pack_b_kmajor(sg.b, prec, sg.K, N, p.kk, p.b_dst, jb.lo, jb.hi); break;

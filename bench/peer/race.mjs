@@ -10,7 +10,7 @@
 // Internally the same file is the "ours" child (`--child ours`): it builds the model with
 // @lora/sdk, trains with its Trainer and prints one JSON line, like the python script does.
 import { spawn, execFileSync } from 'node:child_process';
-import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -557,6 +557,41 @@ async function race(values) {
   process.stderr.write(`race: ${m.cpu}, ${m.logical_cpus} logical CPUs; ${m.uptime ?? `load ${loadStart.join(' ')}`}\n`);
   process.stderr.write(`race: ranks ${s.ranks.join(',')} × ${s.dtypes.join(',')}, ${s.layers} layers, ${s.batch}×${s.seq}, ${s.warmup}+${s.steps} steps, ${s.threads} threads\n\n`);
   const runs = [];
+  // Written after every configuration (complete: false until the last), so an interrupted run
+  // keeps what it measured.
+  const write = (complete) => {
+    const theirs = runs.find((r) => r.theirs)?.theirs;
+    const result = {
+      bench: 'peer-race',
+      complete,
+      started_at: startedAt,
+      finished_at: new Date().toISOString(),
+      machine: { ...m, loadavg_start: loadStart, loadavg_end: loadavg(), uptime_end: sh('uptime', []) },
+      versions: {
+        node: process.version,
+        sdk: JSON.parse(readFileSync(join(ROOT, 'packages', 'sdk', 'package.json'), 'utf8')).version,
+        git_commit: sh('git', ['rev-parse', 'HEAD']),
+        git_dirty: (sh('git', ['status', '--porcelain', '--untracked-files=no']) ?? '') !== '',
+        torch: theirs?.torch ?? null,
+        python: theirs?.python ?? null,
+        blas: theirs?.blas ?? null,
+        mkldnn: theirs?.mkldnn ?? null,
+      },
+      settings: {
+        layout: '350m', layers: s.layers, batch: s.batch, seq: s.seq, ranks: s.ranks, dtypes: s.dtypes, warmup: s.warmup, steps: s.steps,
+        threads: s.threads, seed: s.seed, quick: s.quick, checkpointing: s.checkpointing, ckpt_ranks: s.ckptRanks,
+        lora: { alpha: '4·r', dropout: LORA_DROPOUT, targets: TARGETS }, model_dropout: 0.1, optimizer: { name: 'AdamW', lr: LR, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0 },
+        data: 'random ids in [3, vocab), bos first, no padding, labels = ids',
+      },
+      runs,
+      rank_scaling: { ours: rankScaling(runs, 'ours'), theirs: rankScaling(runs, 'theirs') },
+      targets: targets(runs),
+    };
+    mkdirSync(dirname(outPath), { recursive: true });
+    writeFileSync(`${outPath}.tmp`, JSON.stringify(result, null, 2) + '\n');
+    renameSync(`${outPath}.tmp`, outPath);
+    return result;
+  };
   for (const dtype of s.dtypes) {
     for (const r of s.ranks) {
       const run = { r, dtype, loadavg_before: loadavg() };
@@ -580,36 +615,10 @@ async function race(values) {
       process.stderr.write('\n');
       printTable(run, s);
       printProfile(run);
+      write(false);
     }
   }
-  const theirs = runs.find((r) => r.theirs)?.theirs;
-  const result = {
-    bench: 'peer-race',
-    started_at: startedAt,
-    finished_at: new Date().toISOString(),
-    machine: { ...m, loadavg_start: loadStart, loadavg_end: loadavg(), uptime_end: sh('uptime', []) },
-    versions: {
-      node: process.version,
-      sdk: JSON.parse(readFileSync(join(ROOT, 'packages', 'sdk', 'package.json'), 'utf8')).version,
-      git_commit: sh('git', ['rev-parse', 'HEAD']),
-      git_dirty: (sh('git', ['status', '--porcelain', '--untracked-files=no']) ?? '') !== '',
-      torch: theirs?.torch ?? null,
-      python: theirs?.python ?? null,
-      blas: theirs?.blas ?? null,
-      mkldnn: theirs?.mkldnn ?? null,
-    },
-    settings: {
-      layout: '350m', layers: s.layers, batch: s.batch, seq: s.seq, ranks: s.ranks, dtypes: s.dtypes, warmup: s.warmup, steps: s.steps,
-      threads: s.threads, seed: s.seed, quick: s.quick, checkpointing: s.checkpointing, ckpt_ranks: s.ckptRanks,
-      lora: { alpha: '4·r', dropout: LORA_DROPOUT, targets: TARGETS }, model_dropout: 0.1, optimizer: { name: 'AdamW', lr: LR, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0 },
-      data: 'random ids in [3, vocab), bos first, no padding, labels = ids',
-    },
-    runs,
-    rank_scaling: { ours: rankScaling(runs, 'ours'), theirs: rankScaling(runs, 'theirs') },
-    targets: targets(runs),
-  };
-  mkdirSync(dirname(outPath), { recursive: true });
-  writeFileSync(outPath, JSON.stringify(result, null, 2) + '\n');
+  const result = write(true);
   for (const side of ['ours', 'theirs']) {
     for (const sc of result.rank_scaling[side]) {
       process.stdout.write(`${side === 'ours' ? 'ours   ' : 'pytorch'} ${sc.dtype}: step time r=${sc.to_r} / r=${sc.from_r} = ${sc.step_time_ratio} (FLOP ratio ${sc.flop_ratio})\n`);

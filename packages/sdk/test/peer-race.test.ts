@@ -33,6 +33,7 @@ describe.skipIf(missing !== undefined)('bench:peer race (quick)', () => {
     expect(r.stdout).toContain('ours/pytorch');
     const json = JSON.parse(readFileSync(out, 'utf8'));
     expect(json.bench).toBe('peer-race');
+    expect(json.complete).toBe(true);
     expect(json.machine.cpu).toBeTruthy();
     expect(json.machine.loadavg_start).toHaveLength(3);
     expect(json.machine.loadavg_end).toHaveLength(3);

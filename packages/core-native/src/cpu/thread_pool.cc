@@ -1,6 +1,7 @@
 #include "thread_pool.h"
 
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 
 #include "../runtime/cpu_features.h"
@@ -36,35 +37,44 @@ void ThreadPool::resize(int threads) {
   start(threads);
 }
 
-void ThreadPool::run_tasks(int thread) {
+void ThreadPool::run_tasks(uint32_t gen, const std::function<void(int64_t, int)>* fn, int64_t n, int thread) {
+  const bool outer = t_in_pool_task;
   t_in_pool_task = true;
+  uint64_t v = claim_.load(std::memory_order_acquire);
   for (;;) {
-    const int64_t t = next_.fetch_add(1);
-    if (t >= n_) break;
+    if (static_cast<uint32_t>(v >> 32) != gen) break;
+    const int64_t t = static_cast<int64_t>(v & 0xFFFFFFFFu);
+    if (t >= n) break;
+    if (!claim_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
     try {
-      (*fn_)(t, thread);
+      (*fn)(t, thread);
     } catch (...) {
       std::lock_guard<std::mutex> lk(mu_);
       if (!error_) error_ = std::current_exception();
     }
+    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == n) {
+      std::lock_guard<std::mutex> lk(mu_);
+      done_cv_.notify_all();
+    }
+    v = claim_.load(std::memory_order_acquire);
   }
-  t_in_pool_task = false;
+  t_in_pool_task = outer;
 }
 
 void ThreadPool::worker(int id) {
-  uint64_t seen = 0;
+  uint32_t seen = 0;
   for (;;) {
+    const std::function<void(int64_t, int)>* fn;
+    int64_t n;
     {
       std::unique_lock<std::mutex> lk(mu_);
       cv_.wait(lk, [&] { return quit_ || generation_ != seen; });
       if (quit_) return;
       seen = generation_;
+      fn = fn_;
+      n = n_;
     }
-    run_tasks(id);
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      if (--busy_ == 0) done_cv_.notify_all();
-    }
+    run_tasks(seen, fn, n, id);
   }
 }
 
@@ -74,23 +84,24 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int)>
     for (int64_t t = 0; t < n; ++t) fn(t, 0);
     return;
   }
+  if (n > 0xFFFFFFFFll) throw std::length_error("ThreadPool::parallel_for: too many tasks");
   std::lock_guard<std::mutex> call(call_mu_);
+  uint32_t gen;
   {
     std::lock_guard<std::mutex> lk(mu_);
+    gen = ++generation_;
     fn_ = &fn;
     n_ = n;
-    next_.store(0);
     error_ = nullptr;
-    busy_ = threads_ - 1;
-    ++generation_;
+    done_.store(0, std::memory_order_relaxed);
+    claim_.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
   }
   cv_.notify_all();
-  run_tasks(0);
+  run_tasks(gen, &fn, n, 0);
   std::exception_ptr err;
   {
     std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [&] { return busy_ == 0; });
-    fn_ = nullptr;
+    done_cv_.wait(lk, [&] { return done_.load(std::memory_order_acquire) == n; });
     err = error_;
     error_ = nullptr;
   }

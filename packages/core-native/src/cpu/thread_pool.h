@@ -1,6 +1,10 @@
 // The cpu backend's thread pool: N-1 workers plus the calling thread. LORA_NUM_THREADS sets N
 // (default: the logical cores). parallel_for hands out task indices dynamically; a nested call
 // from inside a task runs inline. Concurrent callers are serialised.
+// A call returns as soon as all of its tasks are done: it never waits for a worker that has not
+// woken up yet (on a shared machine a descheduled worker would otherwise stall every call).
+// Tasks are claimed from one 64-bit word holding (generation, next index), so a worker that wakes
+// late cannot run a task of a finished call.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -30,19 +34,20 @@ class ThreadPool {
   void start(int threads);
   void stop();
   void worker(int id);
-  void run_tasks(int thread);
+  // Claims and runs tasks of generation gen (fn over [0, n)) until none is left.
+  void run_tasks(uint32_t gen, const std::function<void(int64_t, int)>* fn, int64_t n, int thread);
 
   int threads_ = 1;
   std::vector<std::thread> workers_;
   std::mutex call_mu_;  // one parallel_for at a time
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
-  uint64_t generation_ = 0;
+  uint32_t generation_ = 0;
   bool quit_ = false;
-  int busy_ = 0;
   const std::function<void(int64_t, int)>* fn_ = nullptr;
   int64_t n_ = 0;
-  std::atomic<int64_t> next_{0};
+  std::atomic<uint64_t> claim_{0};  // generation << 32 | next task index
+  std::atomic<int64_t> done_{0};    // tasks of the current generation finished
   std::exception_ptr error_;
 };
 

@@ -231,14 +231,41 @@ inline unsigned grid_for(int64_t n, int block, unsigned cap = 4096u) {
 }  // namespace lora::LORA_KNS
 
 namespace lora::LORA_KNS {
-// Scratch device memory for a launcher (cudaMalloc/cudaFree; host memory under the emulator).
+// Where launchers' scratch memory comes from. A backend installs hooks into its caching allocator
+// (the addon: allocator_for(cuda:i) under nvcc, allocator_for(emu) under the emulator) so scratch
+// shows up in its allocated/peak statistics and is reused instead of paying cudaMalloc per call.
+// `alloc` returns the block and its size in *block (throwing on failure); `release` takes back
+// the block, its size and the requested bytes. Without hooks, cudaMalloc/cudaFree.
+// Release happens when the launcher returns, possibly before its kernels have finished: that is
+// safe only because every op of a device runs on one stream (a block handed out again is used by
+// later work on the same stream) and host copies into fresh tensors go through the blocking
+// legacy default stream.
+struct ScratchHooks {
+  void* (*alloc)(size_t bytes, size_t* block) = nullptr;
+  void (*release)(void* p, size_t block, size_t bytes) = nullptr;
+};
+inline ScratchHooks& scratch_hooks() {
+  static ScratchHooks h;
+  return h;
+}
+
+// Scratch device memory for a launcher (host memory under the emulator).
 class DeviceBuffer {
  public:
-  explicit DeviceBuffer(size_t bytes) {
-    if (bytes) LORA_CUDA_CHECK(cudaMalloc(&p_, bytes));
+  explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
+    if (!bytes) return;
+    const ScratchHooks& h = scratch_hooks();
+    if (h.alloc && h.release) {
+      p_ = h.alloc(bytes, &block_);
+      release_ = h.release;
+    } else {
+      LORA_CUDA_CHECK(cudaMalloc(&p_, bytes));
+    }
   }
   ~DeviceBuffer() {
-    if (p_) cudaFree(p_);
+    if (!p_) return;
+    if (release_) release_(p_, block_, bytes_);
+    else cudaFree(p_);
   }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
@@ -247,6 +274,8 @@ class DeviceBuffer {
 
  private:
   void* p_ = nullptr;
+  size_t bytes_ = 0, block_ = 0;
+  void (*release_)(void*, size_t, size_t) = nullptr;
 };
 
 // Rows [r0, r0 + n) of a weight, as a weight of its own (packed formats keep whole bytes and scales).

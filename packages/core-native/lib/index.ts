@@ -13,6 +13,8 @@ export type {
   CudaInfo,
   BackendStatus,
   MemoryStats,
+  NvmlInfo,
+  NvmlSample,
 } from './native.js';
 
 import { loadAddon } from './loader.js';

@@ -67,6 +67,8 @@ export interface CudaInfo {
   deviceName: string;
   totalMemory: number;
   computeCapability: string;
+  /** PCI bus id of device 0 ("" without a GPU); NVML samples the GPU with this id. */
+  pciBusId: string;
 }
 
 export interface BackendStatus {
@@ -88,6 +90,29 @@ export interface MemoryStats {
   cacheHits: number;
 }
 
+/** NVML (loaded at run time with dlopen): whether GPU utilisation can be sampled here, and why not. */
+export interface NvmlInfo {
+  available: boolean;
+  /** "NVML unavailable: <reason>" when not available, else "". */
+  reason: string;
+  driverVersion: string;
+  deviceCount: number;
+  /** NVML index of the sampled GPU (the one CUDA calls device 0, matched by PCI bus id); -1 without NVML. */
+  deviceIndex: number;
+  deviceName: string;
+}
+
+/** One sample of the native NVML sampler thread. */
+export interface NvmlSample {
+  /** Milliseconds since nvmlStart. */
+  tMs: number;
+  /** % of the last NVML sample period during which a kernel was running. */
+  gpuUtilPct: number;
+  /** % of the last NVML sample period during which device memory was read or written. */
+  memAccessPct: number;
+  memUsedBytes: number;
+}
+
 /** The addon's exports. Op families add their functions to this object (see ops.ts). */
 export interface NativeAddon {
   Tensor: NativeTensorStatic;
@@ -98,6 +123,12 @@ export interface NativeAddon {
   memoryStats(device?: DeviceName): MemoryStats;
   resetPeakMemory(device?: DeviceName): void;
   emptyCache(device?: DeviceName): void;
+  nvmlInfo(): NvmlInfo;
+  /** Starts the process-wide NVML sampler thread (restarting it if running); started: false with the reason without NVML. */
+  nvmlStart(intervalMs?: number): { started: boolean; reason: string };
+  /** Stops the sampler and returns its samples ([] when it was not running). */
+  nvmlStop(): NvmlSample[];
+  nvmlRunning(): boolean;
   errorCodes: Record<string, string>;
   [op: string]: unknown;
 }

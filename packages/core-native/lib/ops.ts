@@ -1,14 +1,18 @@
 // Typed wrappers of the native ops: the API the SDK builds the OPT model on. Every op takes
 // NativeTensor handles and an options object; outputs are allocated when not given (pass `out`
-// to reuse buffers). `backend` picks the implementation: 'auto' (default: 'cpu' when the CPU has
-// AVX-512 BF16/VNNI, else 'ref'), 'ref' (scalar ground truth), 'cpu', and later 'emu'/'cuda'.
+// to reuse buffers; outputs made here live on the input's CUDA device for 'cuda' tensors, else on
+// 'cpu'). `backend` picks the implementation: 'auto' (default: 'cuda' when the tensors are on a
+// CUDA device, else 'cpu' when the CPU has AVX-512 BF16/VNNI, else 'ref'), 'ref' (scalar ground
+// truth), 'cpu', 'emu' (the CUDA kernels on the CPU emulator) and 'cuda'. Host backends take
+// host tensors ('cpu'/'emu'); 'cuda' takes tensors that all live on one CUDA device
+// (ERR_LORA_DEVICE otherwise).
 // An explicit backend that cannot run an op throws ERR_LORA_UNSUPPORTED; nothing falls back.
 //
 // Shapes: activations are row-major with any leading dims (rows = their product). Weights are
 // [N, K] (out × in, as torch.nn.Linear). Gradient contract: parameter grads accumulate (+=),
 // activation grads overwrite (=) unless `accumulate` is set.
 import { loadAddon } from './loader.js';
-import type { DType, NativeTensor } from './native.js';
+import type { DeviceName, DType, NativeTensor } from './native.js';
 
 export type OpBackend = 'auto' | 'ref' | 'cpu' | 'emu' | 'cuda';
 export interface OpOptions {
@@ -25,8 +29,11 @@ function op(name: string): Fn {
   if (typeof f !== 'function') throw new Error(`lora: the native addon lacks ${name}; rebuild @lora/core-native`);
   return f as Fn;
 }
-function empty(dtype: DType, shape: number[]): NativeTensor {
-  return loadAddon().addon.Tensor.empty(dtype, shape);
+// Outputs the caller did not give: on the CUDA device of `like` (the op's main input) when it is a
+// 'cuda' tensor, else host memory ('cpu'), where every host backend takes them.
+function empty(dtype: DType, shape: number[], like: NativeTensor): NativeTensor {
+  const device = like.device.startsWith('cuda') ? (like.device as DeviceName) : 'cpu';
+  return loadAddon().addon.Tensor.empty(dtype, shape, device);
 }
 const lead = (t: NativeTensor): number[] => t.shape.slice(0, -1);
 const rows = (t: NativeTensor): number => lead(t).reduce((a, b) => a * b, 1);
@@ -43,7 +50,7 @@ export interface MatmulXWtOptions extends OpOptions {
 }
 /** y = x·wᵀ + bias. x [..., K] f32|bf16, w [N, K] any WeightDType; returns y [..., N]. */
 export function matmulXWt(x: NativeTensor, w: NativeTensor, o: MatmulXWtOptions = {}): NativeTensor {
-  const y = o.out ?? empty(o.outDtype ?? (x.dtype as ActDType), [...lead(x), w.shape[0]]);
+  const y = o.out ?? empty(o.outDtype ?? (x.dtype as ActDType), [...lead(x), w.shape[0]], x);
   op('opMatmulXWt')(x, w, o.bias ?? null, y, o.accumulate ?? false, o.backend);
   return y;
 }
@@ -55,7 +62,7 @@ export interface MatmulDYWOptions extends OpOptions {
 }
 /** dx = dy·w (the input gradient of a linear layer). dy [..., N], w [N, K]; returns dx [..., K]. */
 export function matmulDYW(dy: NativeTensor, w: NativeTensor, o: MatmulDYWOptions = {}): NativeTensor {
-  const dx = o.out ?? empty(o.outDtype ?? (dy.dtype as ActDType), [...lead(dy), w.shape[1]]);
+  const dx = o.out ?? empty(o.outDtype ?? (dy.dtype as ActDType), [...lead(dy), w.shape[1]], dy);
   op('opMatmulDYW')(dy, w, dx, o.accumulate ?? false, o.backend);
   return dx;
 }
@@ -107,8 +114,8 @@ export interface LoraForwardOptions extends LoraCommon {
  * loraBackward).
  */
 export function loraForward(x: NativeTensor, w: NativeTensor, a: NativeTensor, b: NativeTensor, o: LoraForwardOptions): { y: NativeTensor; xa: NativeTensor } {
-  const y = o.out ?? empty(o.outDtype ?? (x.dtype as ActDType), [...lead(x), w.shape[0]]);
-  const xa = o.xa ?? empty('f32', [rows(x), a.shape[0]]);
+  const y = o.out ?? empty(o.outDtype ?? (x.dtype as ActDType), [...lead(x), w.shape[0]], x);
+  const xa = o.xa ?? empty('f32', [rows(x), a.shape[0]], x);
   op('opLoraForward')(x, w, o.bias ?? null, a, b, y, xa, o.scale, o.dropout ?? 0, o.seed ?? 0, o.offset ?? 0, o.groups ?? 1, o.backend);
   return { y, xa };
 }
@@ -125,7 +132,7 @@ export interface LoraBackwardOptions extends LoraCommon {
 }
 /** Backward of loraForward: dA, dB accumulate; returns dx (overwritten unless accumulate). */
 export function loraBackward(dy: NativeTensor, x: NativeTensor, w: NativeTensor, a: NativeTensor, b: NativeTensor, xa: NativeTensor, o: LoraBackwardOptions): { dx?: NativeTensor } {
-  const dx = o.dx === false ? null : (o.dx ?? empty(o.dxDtype ?? (dy.dtype as ActDType), [...lead(x), w.shape[1]]));
+  const dx = o.dx === false ? null : (o.dx ?? empty(o.dxDtype ?? (dy.dtype as ActDType), [...lead(x), w.shape[1]], dy));
   op('opLoraBackward')(dy, x, w, a, b, xa, dx, o.da ?? null, o.db ?? null, o.scale, o.dropout ?? 0, o.seed ?? 0, o.offset ?? 0, o.groups ?? 1, o.accumulate ?? false, o.backend);
   return dx ? { dx } : {};
 }
@@ -142,7 +149,7 @@ export interface EmbeddingOptions extends OpOptions {
 }
 /** out[..., :] = table[ids] (+ posTable[positions + posOffset]). ids i32; returns [...ids.shape, C]. */
 export function embedding(ids: NativeTensor, table: NativeTensor, o: EmbeddingOptions = {}): NativeTensor {
-  const out = o.out ?? empty('f32', [...ids.shape, table.shape[1]]);
+  const out = o.out ?? empty('f32', [...ids.shape, table.shape[1]], table);
   op('opEmbedding')(ids, table, out, o.positions ?? null, o.posTable ?? null, o.posOffset ?? 2, o.backend);
   return out;
 }
@@ -168,9 +175,9 @@ export interface LayerNormOptions extends OpOptions {
 }
 /** Layernorm over the last dim (f32). Returns y and the cached per-row mean and rstd. */
 export function layerNorm(x: NativeTensor, o: LayerNormOptions = {}): { y: NativeTensor; mean: NativeTensor; rstd: NativeTensor } {
-  const y = o.out ?? empty('f32', x.shape);
-  const mean = o.mean ?? empty('f32', [rows(x)]);
-  const rstd = o.rstd ?? empty('f32', [rows(x)]);
+  const y = o.out ?? empty('f32', x.shape, x);
+  const mean = o.mean ?? empty('f32', [rows(x)], x);
+  const rstd = o.rstd ?? empty('f32', [rows(x)], x);
   op('opLayerNorm')(x, o.gamma ?? null, o.beta ?? null, y, mean, rstd, o.eps ?? 1e-5, o.backend);
   return { y, mean, rstd };
 }
@@ -183,7 +190,7 @@ export interface LayerNormBackwardOptions extends OpOptions {
 }
 /** Returns dx (overwritten). */
 export function layerNormBackward(dy: NativeTensor, x: NativeTensor, mean: NativeTensor, rstd: NativeTensor, o: LayerNormBackwardOptions = {}): NativeTensor {
-  const dx = o.dx ?? empty('f32', x.shape);
+  const dx = o.dx ?? empty('f32', x.shape, x);
   op('opLayerNormBackward')(dy, x, o.gamma ?? null, mean, rstd, dx, o.dgamma ?? null, o.dbeta ?? null, o.backend);
   return dx;
 }
@@ -208,8 +215,8 @@ export interface AttentionOptions extends AttentionCommon {
  * Returns o [B, T, C] and lse [B, H, T] (cached for the backward). Rows with no visible key give 0.
  */
 export function attention(q: NativeTensor, k: NativeTensor, v: NativeTensor, o: AttentionOptions): { o: NativeTensor; lse: NativeTensor } {
-  const out = o.out ?? empty('f32', q.shape);
-  const lse = o.lse ?? empty('f32', [q.shape[0], o.heads, q.shape[1]]);
+  const out = o.out ?? empty('f32', q.shape, q);
+  const lse = o.lse ?? empty('f32', [q.shape[0], o.heads, q.shape[1]], q);
   op('opAttention')(q, k, v, out, lse, o.heads, o.scale ?? null, o.kvLens ?? null, o.mask ?? null, o.backend);
   return { o: out, lse };
 }
@@ -220,9 +227,9 @@ export interface AttentionBackwardOptions extends AttentionCommon {
 }
 /** Returns dq, dk, dv (overwritten; they may be column slices of one [B, T, 3C] buffer). */
 export function attentionBackward(dout: NativeTensor, q: NativeTensor, k: NativeTensor, v: NativeTensor, out: NativeTensor, lse: NativeTensor, o: AttentionBackwardOptions): { dq: NativeTensor; dk: NativeTensor; dv: NativeTensor } {
-  const dq = o.dq ?? empty('f32', q.shape);
-  const dk = o.dk ?? empty('f32', k.shape);
-  const dv = o.dv ?? empty('f32', v.shape);
+  const dq = o.dq ?? empty('f32', q.shape, q);
+  const dk = o.dk ?? empty('f32', k.shape, k);
+  const dv = o.dv ?? empty('f32', v.shape, v);
   op('opAttentionBackward')(dout, q, k, v, out, lse, dq, dk, dv, o.heads, o.scale ?? null, o.kvLens ?? null, o.mask ?? null, o.backend);
   return { dq, dk, dv };
 }
@@ -235,13 +242,13 @@ export interface OutOptions extends OpOptions {
 }
 /** y = max(x, 0) (f32). */
 export function relu(x: NativeTensor, o: OutOptions = {}): NativeTensor {
-  const y = o.out ?? empty('f32', x.shape);
+  const y = o.out ?? empty('f32', x.shape, x);
   op('opRelu')(x, y, o.backend);
   return y;
 }
 /** dx = dy where y > 0 (takes the forward's output y). */
 export function reluBackward(y: NativeTensor, dy: NativeTensor, o: OutOptions = {}): NativeTensor {
-  const dx = o.out ?? empty('f32', y.shape);
+  const dx = o.out ?? empty('f32', y.shape, y);
   op('opReluBackward')(y, dy, dx, o.backend);
   return dx;
 }
@@ -251,19 +258,19 @@ export interface AddOptions extends OutOptions {
 }
 /** Residual add / axpy (f32, equal element counts). */
 export function add(a: NativeTensor, b: NativeTensor, o: AddOptions = {}): NativeTensor {
-  const out = o.out ?? empty('f32', a.shape);
+  const out = o.out ?? empty('f32', a.shape, a);
   op('opAdd')(a, b, out, o.alpha ?? 1, o.backend);
   return out;
 }
 /** out = alpha·x (f32). */
 export function scale(x: NativeTensor, alpha: number, o: OutOptions = {}): NativeTensor {
-  const out = o.out ?? empty('f32', x.shape);
+  const out = o.out ?? empty('f32', x.shape, x);
   op('opScale')(x, out, alpha, o.backend);
   return out;
 }
 /** Converts between f32, f16 and bf16 (round to nearest even). */
 export function cast(x: NativeTensor, dtype: 'f32' | 'f16' | 'bf16', o: OpOptions & { out?: NativeTensor } = {}): NativeTensor {
-  const out = o.out ?? empty(dtype, x.shape);
+  const out = o.out ?? empty(dtype, x.shape, x);
   op('opCast')(x, out, o.backend);
   return out;
 }
@@ -274,7 +281,7 @@ export interface DropoutOptions extends OutOptions {
 }
 /** out = x·mask/(1-p), mask from Philox4x32-10(seed, index) — the backward is the same call on dy. */
 export function dropout(x: NativeTensor, p: number, o: DropoutOptions): NativeTensor {
-  const out = o.out ?? empty('f32', x.shape);
+  const out = o.out ?? empty('f32', x.shape, x);
   op('opDropout')(x, out, p, o.seed, o.offset ?? 0, o.backend);
   return out;
 }
@@ -307,8 +314,8 @@ export interface CrossEntropyResult {
  * logits never exist unless asked for). h [..., C] f32|bf16, w [V, C] any WeightDType, targets i32.
  */
 export function crossEntropy(h: NativeTensor, w: NativeTensor, targets: NativeTensor, o: CrossEntropyOptions = {}): CrossEntropyResult {
-  const dh = o.dh === false ? null : o.dh === true || o.dh === undefined ? empty('f32', [...lead(h), h.shape[h.shape.length - 1]]) : o.dh;
-  const logits = o.logits === true ? empty('f32', [...lead(h), w.shape[0]]) : o.logits ? o.logits : null;
+  const dh = o.dh === false ? null : o.dh === true || o.dh === undefined ? empty('f32', [...lead(h), h.shape[h.shape.length - 1]], h) : o.dh;
+  const logits = o.logits === true ? empty('f32', [...lead(h), w.shape[0]], h) : o.logits ? o.logits : null;
   const r = op('opCrossEntropy')(h, w, targets, dh, logits, o.lossRows ?? null, o.ignoreIndex ?? -100, o.gradScale ?? 1, o.chunk ?? 4096, o.backend) as { loss: number; count: number };
   const res: CrossEntropyResult = { loss: r.loss, count: r.count };
   if (dh) res.dh = dh;

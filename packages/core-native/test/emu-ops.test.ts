@@ -22,9 +22,13 @@ import { native } from '../lib/index.js';
 
 const addon = native() as any;
 const { Tensor } = addon;
-const emuStatus = (addon.backends() as { name: string; usable: boolean; reason: string }[]).find((b) => b.name === 'emu');
+// LORA_OPS_TARGET=cuda runs the same matrix on the real GPU with 'cuda' tensors (cuda-ops.test.ts
+// does that in a child process when a GPU is usable); the default is the emulator.
+const target = process.env.LORA_OPS_TARGET === 'cuda' ? 'cuda' : 'emu';
+const emuStatus = (addon.backends() as { name: string; usable: boolean; reason: string }[]).find((b) => b.name === target);
 const hasEmu = !!emuStatus?.usable;
 const order = process.env.LORA_EMU_ORDER ?? 'forward';
+const tag = target === 'emu' ? `emu ${order}` : 'cuda';
 
 const TC = 5e-5;
 const F32 = 1e-10;
@@ -62,7 +66,7 @@ type Outs = Record<string, ArrayLike<number>>;
 // named outputs as host arrays.
 function both(fn: (backend: string, T: (data: Float32Array | Int32Array, shape: number[], dtype?: string) => any) => Outs) {
   const run = (backend: string) => {
-    const dev = backend === 'emu' ? 'emu' : 'cpu';
+    const dev = backend === target ? target : 'cpu';
     const made: any[] = [];
     const T = (data: Float32Array | Int32Array, shape: number[], dtype?: string) => {
       const t = Tensor.fromArray(data, shape, dtype ?? (data instanceof Int32Array ? 'i32' : 'f32'), dev);
@@ -78,7 +82,7 @@ function both(fn: (backend: string, T: (data: Float32Array | Int32Array, shape: 
       for (const t of made) t.dispose();
     }
   };
-  return { ref: run('ref'), emu: run('emu') };
+  return { ref: run('ref'), emu: run(target) };
 }
 
 const lines: string[] = [];
@@ -95,7 +99,7 @@ function check(name: string, fn: Parameters<typeof both>[0], tol: Record<string,
     ok &&= pass;
     parts.push(`${k} nmse=${e.toExponential(2)}${lim === 0 ? ' (exact)' : ` (<= ${lim.toExponential(0)})`}${pass ? '' : ' FAIL'}`);
   }
-  const line = `[emu ${order}] ${ok ? 'ok  ' : 'FAIL'} ${name.padEnd(44)} ${parts.join(', ')}  ${ms} ms`;
+  const line = `[${tag}] ${ok ? 'ok  ' : 'FAIL'} ${name.padEnd(44)} ${parts.join(', ')}  ${ms} ms`;
   lines.push(line);
   console.log(line);
   expect(ok, line).toBe(true);
@@ -106,13 +110,13 @@ const quantized = (T: any, w: Float32Array, shape: number[], dtype: string, back
   const src = Tensor.fromArray(w, shape, 'f32');
   const q = addon.opQuantize(src, dtype, 64, 'ref');
   src.dispose();
-  const out = backend === 'emu' ? q.to('emu') : q;
+  const out = backend === target ? q.to(target) : q;
   if (out !== q) q.dispose();
   return out;
 };
 
-describe.skipIf(!hasEmu)(`emu backend vs ref (LORA_EMU_ORDER=${order})`, () => {
-  it('reports the emu backend usable and the cuda backend with a reason', () => {
+describe.skipIf(!hasEmu)(`${target} backend vs ref (LORA_EMU_ORDER=${order})`, () => {
+  it.skipIf(target !== 'emu')('reports the emu backend usable and the cuda backend with a reason', () => {
     const list = addon.backends() as { name: string; usable: boolean; reason: string }[];
     const cuda = list.find((b) => b.name === 'cuda')!;
     console.log(`[emu] backends: ${list.map((b) => `${b.name}=${b.usable ? 'usable' : `no (${b.reason})`}`).join('; ')}`);
@@ -122,16 +126,16 @@ describe.skipIf(!hasEmu)(`emu backend vs ref (LORA_EMU_ORDER=${order})`, () => {
 
   it('answers "not supported" with the reason for head dims above 128', () => {
     const B = 1, T_ = 3, H = 1, D = 160;
-    using q = Tensor.fromArray(randn(B * T_ * D, 1), [B, T_, D], 'f32', 'emu');
-    using o = Tensor.fromArray(new Float32Array(B * T_ * D), [B, T_, D], 'f32', 'emu');
-    using lse = Tensor.fromArray(new Float32Array(B * H * T_), [B, H, T_], 'f32', 'emu');
+    using q = Tensor.fromArray(randn(B * T_ * D, 1), [B, T_, D], 'f32', target);
+    using o = Tensor.fromArray(new Float32Array(B * T_ * D), [B, T_, D], 'f32', target);
+    using lse = Tensor.fromArray(new Float32Array(B * H * T_), [B, H, T_], 'f32', target);
     let err: any;
     try {
-      addon.opAttention(q, q, q, o, lse, H, null, null, null, 'emu');
+      addon.opAttention(q, q, q, o, lse, H, null, null, null, target);
     } catch (e) {
       err = e;
     }
-    console.log(`[emu ${order}] attention D=${D}: ${err?.code}: ${err?.message}`);
+    console.log(`[${tag}] attention D=${D}: ${err?.code}: ${err?.message}`);
     expect(err?.code).toBe('ERR_LORA_UNSUPPORTED');
     expect(String(err?.message)).toMatch(/head dim 160 > 128/);
   });
@@ -339,7 +343,7 @@ describe.skipIf(!hasEmu)(`emu backend vs ref (LORA_EMU_ORDER=${order})`, () => {
     });
   });
 
-  it.skipIf(process.env.LORA_EMU_CHILD === '1' || order !== 'forward')('passes again with LORA_EMU_ORDER=shuffled (child process)', () => {
+  it.skipIf(process.env.LORA_EMU_CHILD === '1' || order !== 'forward' || target !== 'emu')('passes again with LORA_EMU_ORDER=shuffled (child process)', () => {
     const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
     const r = spawnSync(process.execPath, [join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--project', 'core-native', 'test/emu-ops.test.ts'], {
       cwd: root,
@@ -355,7 +359,7 @@ describe.skipIf(!hasEmu)(`emu backend vs ref (LORA_EMU_ORDER=${order})`, () => {
   });
 });
 
-describe.skipIf(hasEmu)('emu backend', () => {
+describe.skipIf(hasEmu || target !== 'emu')('emu backend', () => {
   it('is reported unusable with a reason when the emulator is not built', () => {
     console.log(`[emu] skipped: ${emuStatus?.reason}`);
     expect(emuStatus?.reason).toBeTruthy();

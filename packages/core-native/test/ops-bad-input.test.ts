@@ -48,7 +48,8 @@ describe('op bindings reject bad input with clear errors', () => {
   });
 
   it('unknown and unavailable backends answer honestly', () => {
-    expect(code(() => ops.matmulXWt(x, w, { backend: 'cuda' }))).toBe('ERR_LORA_UNSUPPORTED');
+    // No GPU: 'cuda' is unavailable. With one: these host tensors are on the wrong device for it.
+    expect(code(() => ops.matmulXWt(x, w, { backend: 'cuda' }))).toBe(A.cudaInfo().usable ? 'ERR_LORA_DEVICE' : 'ERR_LORA_UNSUPPORTED');
     expect(code(() => ops.matmulXWt(x, w, { backend: 'tpu' as 'cpu' }))).toBe('ERR_LORA_UNSUPPORTED');
     // emu implements the op set (cuda/kernels on the CPU emulator) and refuses only what its kernels cannot do.
     expect(ops.opSupports('emu', 'matmul_xwt', ['f32', 'f32', 'f32']).ok).toBe(true);

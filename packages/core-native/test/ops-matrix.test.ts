@@ -359,6 +359,12 @@ describe('op matrix: every backend against ref', () => {
             console.log(`${b} ${c.name}: not supported (${(e as Error).message.split(': ').pop()})`);
             continue;
           }
+          // The cases make host tensors; the cuda backend takes device tensors only. With a GPU the
+          // op matrix runs on cuda with 'cuda' tensors in cuda-ops.test.ts (emu-ops, LORA_OPS_TARGET=cuda).
+          if (b === 'cuda' && (e as { code?: string }).code === 'ERR_LORA_DEVICE') {
+            console.log(`${b} ${c.name}: host tensors (the cuda matrix runs in cuda-ops.test.ts)`);
+            continue;
+          }
           throw e;
         }
         const err = nmse(got, want);

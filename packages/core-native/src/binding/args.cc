@@ -31,7 +31,9 @@ void Args::bad(const char* name, const std::string& expected) const {
 Tensor& Args::tensor(size_t i, const char* name) const {
   Napi::Value v = value(i);
   if (!TensorWrap::IsTensor(v)) bad(name, "a Tensor, got " + type_of(v));
-  return TensorWrap::Get(v, name);
+  Tensor& t = TensorWrap::Get(v, name);
+  note(t, name);
+  return t;
 }
 
 Tensor* Args::optional_tensor(size_t i, const char* name) const {

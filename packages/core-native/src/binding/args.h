@@ -4,6 +4,8 @@
 #include <napi.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "../runtime/device.h"
 #include "../runtime/dtype.h"
@@ -35,9 +37,20 @@ class Args {
 
   [[noreturn]] void bad(const char* name, const std::string& expected) const;
 
+  // Every tensor read through tensor()/optional_tensor() is noted with its argument name and
+  // device, so that the op's placement check (pick_backend) sees all of them; tensors read
+  // another way (e.g. from an array) are noted with note().
+  void note(const Tensor& t, const std::string& name) const { seen_.emplace_back(name, t.device()); }
+  const std::vector<std::pair<std::string, Device>>& seen() const { return seen_; }
+  // Where the op runs, set by pick_backend (host for ref/cpu/emu, the tensors' CUDA device for cuda).
+  void set_op_device(Device d) const { op_device_ = d; }
+  Device op_device() const { return op_device_; }
+
  private:
   const Napi::CallbackInfo& info_;
   const char* fn_;
+  mutable std::vector<std::pair<std::string, Device>> seen_;
+  mutable Device op_device_{};
 };
 
 // Checks used by op bindings after reading tensors.

@@ -83,6 +83,7 @@ Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
     o.Set("deviceName", s.device_name);
     o.Set("totalMemory", static_cast<double>(s.total_memory));
     o.Set("computeCapability", s.sm_major ? std::to_string(s.sm_major) + "." + std::to_string(s.sm_minor) : "");
+    o.Set("pciBusId", s.pci_bus_id);
     return o;
   });
 }

@@ -36,8 +36,9 @@ void read_padding(const Args& a, size_t i, const AttnDims& d, const int32_t** kv
   *mask = nullptr;
   if (Tensor* t = a.optional_tensor(i, "kvLens")) {
     *kv = i32_data(*t, "kvLens", d.B);
+    const HostI32 lens(*t, *kv, d.B);  // a host copy for a 'cuda' tensor
     for (int64_t b = 0; b < d.B; ++b)
-      if ((*kv)[b] < 0 || (*kv)[b] > d.T) throw Error(LORA_ERR_INVALID_ARG, "kvLens[" + std::to_string(b) + "] = " + std::to_string((*kv)[b]) + " is outside [0, " + std::to_string(d.T) + "]", "kvLens");
+      if (lens[b] < 0 || lens[b] > d.T) throw Error(LORA_ERR_INVALID_ARG, "kvLens[" + std::to_string(b) + "] = " + std::to_string(lens[b]) + " is outside [0, " + std::to_string(d.T) + "]", "kvLens");
     ins->push_back(span_of(*t, "kvLens"));
   }
   if (Tensor* t = a.optional_tensor(i + 1, "mask")) {
@@ -71,7 +72,7 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
     read_padding(a, 7, d, &p.kv_len, &p.mask, &ins);
     check_no_alias({span_of(o, "o"), span_of(lse, "lse")}, ins);
     const ops::OpTable& t = pick_backend(a, 9, "attention", {q.dtype}, {d.B, d.T, d.H, d.D});
-    t.attn_fwd(ops::context_for(t), p);
+    t.attn_fwd(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
 }
@@ -105,7 +106,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     read_padding(a, 11, d, &p.kv_len, &p.mask, &ins);
     check_no_alias({span_of(dq, "dq"), span_of(dk, "dk"), span_of(dv, "dv")}, ins);
     const ops::OpTable& t = pick_backend(a, 13, "attention_bwd", {q.dtype}, {d.B, d.T, d.H, d.D});
-    t.attn_bwd(ops::context_for(t), p);
+    t.attn_bwd(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
 }

@@ -5,22 +5,77 @@
 
 namespace lora::binding {
 
+Placement resolve_placement(const std::string& backend, const std::vector<std::pair<std::string, Device>>& tensors) {
+  const std::pair<std::string, Device>* first_cuda = nullptr;
+  for (const auto& t : tensors) {
+    if (t.second.kind == DeviceKind::CUDA) {
+      first_cuda = &t;
+      break;
+    }
+  }
+  Placement p;
+  p.backend = backend;
+  if (backend == "auto") p.backend = first_cuda ? "cuda" : cpu_features().has_avx512_backend() ? "cpu" : "ref";
+  if (p.backend == "cuda") {
+    p.device = first_cuda ? first_cuda->second : Device{DeviceKind::CUDA, 0};
+    for (const auto& t : tensors) {
+      const char* n = t.first.c_str();
+      if (t.second.kind != DeviceKind::CUDA) {
+        throw Error(LORA_ERR_DEVICE, t.first + ": backend 'cuda' takes tensors on a CUDA device, got " + device_name(t.second) +
+                    " (copy it with .to('" + device_name(p.device) + "'))", n);
+      }
+      if (t.second != p.device) {
+        throw Error(LORA_ERR_DEVICE, t.first + ": on " + device_name(t.second) + " but '" + first_cuda->first + "' is on " + device_name(p.device) +
+                    "; every tensor of a 'cuda' op must be on the same device", n);
+      }
+    }
+    return p;
+  }
+  p.device = Device{};
+  for (const auto& t : tensors) {
+    if (!t.second.is_host_memory()) {
+      throw Error(LORA_ERR_DEVICE, t.first + ": backend '" + p.backend + "' takes host tensors ('cpu' or 'emu'), got " + device_name(t.second) +
+                  " (run the op with backend 'cuda', or copy the tensor with .to('cpu'))", t.first);
+    }
+  }
+  return p;
+}
+
 const ops::OpTable& pick_backend(const Args& a, size_t i, const char* op, const std::vector<DType>& dtypes,
                                  const std::vector<int64_t>& sizes) {
-  std::string name = a.has(i) ? a.string(i, "backend") : "auto";
-  if (name == "auto") name = cpu_features().has_avx512_backend() ? "cpu" : "ref";
+  const std::string asked = a.has(i) ? a.string(i, "backend") : "auto";
   std::string reason;
-  const ops::OpTable* t = ops::find_backend(name, &reason);
-  if (!t) throw Error(LORA_ERR_UNSUPPORTED, std::string(op) + ": backend '" + name + "' not supported: " + reason, "backend");
+  // A named backend is looked up first, so that asking for an unusable one (no GPU) says so
+  // before anything is said about where the tensors are.
+  const ops::OpTable* t = nullptr;
+  if (asked != "auto") {
+    t = ops::find_backend(asked, &reason);
+    if (!t) throw Error(LORA_ERR_UNSUPPORTED, std::string(op) + ": backend '" + asked + "' not supported: " + reason, "backend");
+  }
+  const Placement pl = resolve_placement(asked, a.seen());
+  if (!t) {
+    t = ops::find_backend(pl.backend, &reason);
+    if (!t) throw Error(LORA_ERR_UNSUPPORTED, std::string(op) + ": backend '" + pl.backend + "' (auto) not supported: " + reason, "backend");
+  }
   const ops::Support s = t->supports(op, dtypes, sizes);
-  if (!s.ok) throw Error(LORA_ERR_UNSUPPORTED, std::string(op) + ": not supported by backend '" + name + "': " + s.reason, "backend");
+  if (!s.ok) throw Error(LORA_ERR_UNSUPPORTED, std::string(op) + ": not supported by backend '" + pl.backend + "': " + s.reason, "backend");
+  a.set_op_device(pl.device);
   return *t;
+}
+
+ops::Ctx op_ctx(const Args& a, const ops::OpTable& t) { return ops::context_for(t, a.op_device()); }
+
+HostI32::HostI32(const Tensor& t, const int32_t* data, int64_t n) : p_(data) {
+  if (t.device().is_host_memory() || n <= 0) return;
+  copy_.resize(static_cast<size_t>(n));
+  copy_bytes(Device{}, copy_.data(), t.device(), data, static_cast<size_t>(n) * sizeof(int32_t));
+  p_ = copy_.data();
 }
 
 void expect_host(const Tensor& t, const char* name) {
   // 'emu' tensors are host memory too (the emulator's own allocator), so every host backend takes them.
   if (t.device().kind != DeviceKind::CPU && t.device().kind != DeviceKind::EMU) {
-    throw Error(LORA_ERR_DEVICE, std::string(name) + ": the op bindings take host tensors ('cpu' or 'emu'), got " + device_name(t.device()), name);
+    throw Error(LORA_ERR_DEVICE, std::string(name) + ": this op takes host tensors ('cpu' or 'emu'), got " + device_name(t.device()), name);
   }
 }
 
@@ -34,7 +89,6 @@ void expect_dtype_in(const Tensor& t, std::initializer_list<DType> ok, const cha
 }
 
 MatView matrix_view(const Tensor& t, const char* name) {
-  expect_host(t, name);
   if (dtype_is_packed4(t.dtype)) throw Error(LORA_ERR_DTYPE, std::string(name) + ": packed 4-bit tensors are weights, not activations", name);
   const int r = t.rank();
   if (r == 0) throw Error(LORA_ERR_SHAPE, std::string(name) + ": expected at least one dimension", name);
@@ -76,7 +130,6 @@ ops::MutMat as_mut_mat(const Tensor& t, const char* name, int64_t rows, int64_t 
 }
 
 float* f32_data(const Tensor& t, const char* name, int64_t numel) {
-  expect_host(t, name);
   expect_dtype(t, DType::F32, name);
   expect_contiguous(t, name);
   if (t.numel() != numel) {
@@ -86,7 +139,6 @@ float* f32_data(const Tensor& t, const char* name, int64_t numel) {
 }
 
 const int32_t* i32_data(const Tensor& t, const char* name, int64_t numel) {
-  expect_host(t, name);
   expect_dtype(t, DType::I32, name);
   expect_contiguous(t, name);
   if (t.numel() != numel) {
@@ -96,7 +148,6 @@ const int32_t* i32_data(const Tensor& t, const char* name, int64_t numel) {
 }
 
 ops::Weight as_weight(const Tensor& t, const char* name) {
-  expect_host(t, name);
   expect_dtype_in(t, {DType::F32, DType::F16, DType::BF16, DType::I8, DType::INT4, DType::NF4}, name);
   expect_rank(t, 2, name);
   expect_contiguous(t, name);
@@ -112,6 +163,9 @@ ops::Weight as_weight(const Tensor& t, const char* name) {
       throw Error(LORA_ERR_SHAPE, std::string(name) + ": block size " + std::to_string(t.block_size) + " must be even and divide the row length " + std::to_string(w.cols), name);
     }
     if (t.num_scales() < need) throw Error(LORA_ERR_SHAPE, std::string(name) + ": expected " + std::to_string(need) + " scales, got " + std::to_string(t.num_scales()), name);
+    if (t.scales->device() != t.device()) {
+      throw Error(LORA_ERR_DEVICE, std::string(name) + ": scales on " + device_name(t.scales->device()) + " but the weight on " + device_name(t.device()), name);
+    }
     w.scales = t.scales_data();
     w.block = t.dtype == DType::I8 ? w.cols : t.block_size;
   }

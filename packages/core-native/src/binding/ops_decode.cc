@@ -46,7 +46,10 @@ Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
     expect_contiguous(kc, "kCache");
     expect_contiguous(vc, "vCache");
     const int32_t* mask = nullptr;
-    if (Tensor* m = a.optional_tensor(9, "keyMask")) mask = i32_data(*m, "keyMask", B * S);
+    if (Tensor* m = a.optional_tensor(9, "keyMask")) {
+      expect_host(*m, "keyMask");
+      mask = i32_data(*m, "keyMask", B * S);
+    }
     const float scale = static_cast<float>(a.has(8) ? a.number(8, "scale") : 1.0 / std::sqrt(static_cast<double>(C / H)));
     check_no_alias({span_of(o, "o"), span_of(kc, "kCache"), span_of(vc, "vCache")}, {span_of(q, "q"), span_of(k, "k"), span_of(v, "v")});
     check_no_alias({span_of(kc, "kCache")}, {span_of(vc, "vCache"), span_of(o, "o")});

@@ -65,7 +65,7 @@ Napi::Value LoraForward(const Napi::CallbackInfo& info) {
     if (bias) ins.push_back(span_of(*bias, "bias"));
     check_no_alias({span_of(y, "y"), span_of(xa, "xa")}, ins);
     const ops::OpTable& t = pick_backend(a, 12, "lora_fwd", {x.dtype, wt.dtype, y.dtype}, {s.M, s.K, s.N, s.r, s.G});
-    t.lora_fwd(ops::context_for(t), p);
+    t.lora_fwd(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
 }
@@ -98,7 +98,7 @@ Napi::Value LoraBackward(const Napi::CallbackInfo& info) {
     if (db) outs.push_back(span_of(*db, "db"));
     check_no_alias(outs, {span_of(dy, "dy"), span_of(x, "x"), span_of(wt, "w"), span_of(at, "a"), span_of(bt, "b"), span_of(xa, "xa")});
     const ops::OpTable& t = pick_backend(a, 15, "lora_bwd", {dy.dtype, wt.dtype, x.dtype}, {s.M, s.K, s.N, s.r, s.G});
-    t.lora_bwd(ops::context_for(t), p);
+    t.lora_bwd(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
 }

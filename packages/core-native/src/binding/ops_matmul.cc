@@ -31,7 +31,7 @@ Napi::Value MatmulXWt(const Napi::CallbackInfo& info) {
     if (bias) ins.push_back(span_of(*bias, "bias"));
     check_no_alias({span_of(y, "y")}, ins);
     const ops::OpTable& t = pick_backend(a, 5, "matmul_xwt", {x.dtype, wt.dtype, y.dtype}, {M, K, N});
-    t.matmul_xwt(ops::context_for(t), p);
+    t.matmul_xwt(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
 }
@@ -51,7 +51,7 @@ Napi::Value MatmulDYW(const Napi::CallbackInfo& info) {
     ops::MatmulDYW p{M, N, K, as_mat(dy, "dy", M, N), w, as_mut_mat(dx, "dx", M, K), acc};
     check_no_alias({span_of(dx, "dx")}, {span_of(dy, "dy"), span_of(wt, "w")});
     const ops::OpTable& t = pick_backend(a, 4, "matmul_dyw", {dy.dtype, wt.dtype, dx.dtype}, {M, N, K});
-    t.matmul_dyw(ops::context_for(t), p);
+    t.matmul_dyw(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
 }
@@ -75,7 +75,7 @@ Napi::Value MatmulDW(const Napi::CallbackInfo& info) {
     if (db) outs.push_back(span_of(*db, "dbias"));
     check_no_alias(outs, {span_of(dy, "dy"), span_of(x, "x")});
     const ops::OpTable& t = pick_backend(a, 4, "matmul_dw", {dy.dtype, x.dtype, dw.dtype}, {M, N, K});
-    t.matmul_dw(ops::context_for(t), p);
+    t.matmul_dw(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
 }
@@ -95,15 +95,18 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
       if (block % 2 || cols % block) a.bad("blockSize", "even and a divisor of the row length " + std::to_string(cols));
     }
     const ops::OpTable& t = pick_backend(a, 3, "quantize", {src.dtype, dt}, {rows, cols, block});
-    Tensor out = Tensor::empty(dt == DType::I8 ? DType::I8 : DType::U8, dt == DType::I8 ? src.shape : Shape{rows, (cols + 1) / 2}, Device{});
+    // The result lives where the op ran: host memory ('cpu') for the host backends, the source's
+    // CUDA device for 'cuda'.
+    const Device od = a.op_device();
+    Tensor out = Tensor::empty(dt == DType::I8 ? DType::I8 : DType::U8, dt == DType::I8 ? src.shape : Shape{rows, (cols + 1) / 2}, od);
     out.dtype = dt;
     out.shape = src.shape;
     out.strides = Tensor::contiguous_strides(out.shape);
     out.block_size = block;
     const int64_t nscales = dt == DType::I8 ? rows : rows * cols / block;
-    out.scales = std::make_shared<Storage>(Device{}, static_cast<size_t>(nscales > 0 ? nscales : 1) * 4);
+    out.scales = std::make_shared<Storage>(od, static_cast<size_t>(nscales > 0 ? nscales : 1) * 4);
     ops::Quantize p{rows, cols, block, src.data_as<float>(), dt, out.data(), static_cast<float*>(out.scales->data())};
-    t.quantize(ops::context_for(t), p);
+    t.quantize(op_ctx(a, t), p);
     return TensorWrap::Wrap(info.Env(), std::move(out));
   });
 }
@@ -114,9 +117,9 @@ Napi::Value Dequantize(const Napi::CallbackInfo& info) {
     Tensor& wt = a.tensor(0, "w");
     const ops::Weight w = as_weight(wt, "w");
     const ops::OpTable& t = pick_backend(a, 1, "dequantize", {wt.dtype}, {w.rows, w.cols});
-    Tensor out = Tensor::empty(DType::F32, {w.rows, w.cols}, Device{});
+    Tensor out = Tensor::empty(DType::F32, {w.rows, w.cols}, a.op_device());  // host, or the weight's CUDA device
     ops::Dequantize p{w, out.data_as<float>()};
-    t.dequantize(ops::context_for(t), p);
+    t.dequantize(op_ctx(a, t), p);
     return TensorWrap::Wrap(info.Env(), std::move(out));
   });
 }

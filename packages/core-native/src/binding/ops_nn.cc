@@ -14,7 +14,9 @@ namespace lora::binding {
 
 namespace {
 
-void check_ids(const int32_t* ids, int64_t n, int64_t lo, int64_t hi, const char* name) {
+// Ids out of range would index outside the tables; checked on the host (a copy for 'cuda' tensors).
+void check_ids(const Tensor& t, const int32_t* data, int64_t n, int64_t lo, int64_t hi, const char* name) {
+  const HostI32 ids(t, data, n);
   for (int64_t i = 0; i < n; ++i) {
     if (ids[i] < lo || ids[i] >= hi) {
       throw Error(LORA_ERR_INVALID_ARG, std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(ids[i]) +
@@ -38,7 +40,7 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
     const int32_t* idp = i32_data(ids, "ids", M);
     ops::EmbeddingFwd p{M, C, V, 0, idp, f32_data(table, "table", V * C), nullptr, nullptr, off, f32_data(out, "out", M * C)};
     if (out.shape.back() != C) throw Error(LORA_ERR_SHAPE, "out: last dimension must be " + std::to_string(C), "out");
-    check_ids(idp, M, 0, V, "ids");
+    check_ids(ids, idp, M, 0, V, "ids");
     std::vector<Span> ins = {span_of(ids, "ids"), span_of(table, "table")};
     if (pos) {
       expect_rank(*ptab, 2, "posTable");
@@ -46,13 +48,13 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
       p.P = ptab->shape[0];
       p.pos = i32_data(*pos, "positions", M);
       p.pos_table = f32_data(*ptab, "posTable", p.P * C);
-      check_ids(p.pos, M, -off, p.P - off, "positions");
+      check_ids(*pos, p.pos, M, -off, p.P - off, "positions");
       ins.push_back(span_of(*pos, "positions"));
       ins.push_back(span_of(*ptab, "posTable"));
     }
     check_no_alias({span_of(out, "out")}, ins);
     const ops::OpTable& t = pick_backend(a, 6, "embedding", {table.dtype}, {M, C, V});
-    t.embedding_fwd(ops::context_for(t), p);
+    t.embedding_fwd(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
 }
@@ -74,7 +76,7 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
       expect_rank(*dtab, 2, "dtable");
       p.V = dtab->shape[0];
       p.dtable = f32_data(*dtab, "dtable", p.V * C);
-      check_ids(p.ids, M, 0, p.V, "ids");
+      check_ids(ids, p.ids, M, 0, p.V, "ids");
       outs.push_back(span_of(*dtab, "dtable"));
     }
     if (dptab) {
@@ -83,13 +85,13 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
       p.P = dptab->shape[0];
       p.pos = i32_data(*pos, "positions", M);
       p.dpos_table = f32_data(*dptab, "dposTable", p.P * C);
-      check_ids(p.pos, M, -off, p.P - off, "positions");
+      check_ids(*pos, p.pos, M, -off, p.P - off, "positions");
       outs.push_back(span_of(*dptab, "dposTable"));
       ins.push_back(span_of(*pos, "positions"));
     }
     check_no_alias(outs, ins);
     const ops::OpTable& t = pick_backend(a, 6, "embedding_bwd", {dout.dtype}, {M, C, p.V});
-    t.embedding_bwd(ops::context_for(t), p);
+    t.embedding_bwd(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
 }
@@ -114,7 +116,7 @@ Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
     if (b) ins.push_back(span_of(*b, "beta"));
     check_no_alias({span_of(y, "y"), span_of(mean, "mean"), span_of(rstd, "rstd")}, ins);
     const ops::OpTable& t = pick_backend(a, 7, "layernorm", {x.dtype}, {M, C});
-    t.layernorm_fwd(ops::context_for(t), p);
+    t.layernorm_fwd(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
 }
@@ -142,7 +144,7 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
     if (g) ins.push_back(span_of(*g, "gamma"));
     check_no_alias(outs, ins);
     const ops::OpTable& t = pick_backend(a, 8, "layernorm_bwd", {x.dtype}, {M, C});
-    t.layernorm_bwd(ops::context_for(t), p);
+    t.layernorm_bwd(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
 }
@@ -161,7 +163,7 @@ Napi::Value Relu(const Napi::CallbackInfo& info) {
     ops::Relu p{n, f32_data(x, "x", n), f32_data(y, "y", n)};
     check_no_alias({span_of(y, "y")}, {span_of(x, "x")}, {{"y", "x"}});
     const ops::OpTable& t = pick_backend(a, 2, "relu", {x.dtype}, {n});
-    t.relu(ops::context_for(t), p);
+    t.relu(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
 }
@@ -177,7 +179,7 @@ Napi::Value ReluBackward(const Napi::CallbackInfo& info) {
     ops::ReluBwd p{n, f32_data(y, "y", n), f32_data(dy, "dy", n), f32_data(dx, "dx", n)};
     check_no_alias({span_of(dx, "dx")}, {span_of(y, "y"), span_of(dy, "dy")}, {{"dx", "dy"}});
     const ops::OpTable& t = pick_backend(a, 3, "relu_bwd", {y.dtype}, {n});
-    t.relu_bwd(ops::context_for(t), p);
+    t.relu_bwd(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
 }
@@ -194,7 +196,7 @@ Napi::Value Add(const Napi::CallbackInfo& info) {
     ops::Add p{n, f32_data(x, "a", n), f32_data(y, "b", n), static_cast<float>(alpha), f32_data(out, "out", n)};
     check_no_alias({span_of(out, "out")}, {span_of(x, "a"), span_of(y, "b")}, {{"out", "a"}, {"out", "b"}});
     const ops::OpTable& t = pick_backend(a, 4, "add", {x.dtype}, {n});
-    t.add(ops::context_for(t), p);
+    t.add(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
 }
@@ -209,7 +211,7 @@ Napi::Value Scale(const Napi::CallbackInfo& info) {
     ops::Scale p{n, f32_data(x, "x", n), static_cast<float>(alpha), f32_data(out, "out", n)};
     check_no_alias({span_of(out, "out")}, {span_of(x, "x")}, {{"out", "x"}});
     const ops::OpTable& t = pick_backend(a, 3, "scale", {x.dtype}, {n});
-    t.scale(ops::context_for(t), p);
+    t.scale(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
 }
@@ -220,8 +222,6 @@ Napi::Value Cast(const Napi::CallbackInfo& info) {
     Tensor& src = a.tensor(0, "src");
     Tensor& dst = a.tensor(1, "dst");
     const int64_t n = same_numel(src, "src", dst, "dst");
-    expect_host(src, "src");
-    expect_host(dst, "dst");
     expect_dtype_in(src, {DType::F32, DType::F16, DType::BF16}, "src");
     expect_dtype_in(dst, {DType::F32, DType::F16, DType::BF16}, "dst");
     expect_contiguous(src, "src");
@@ -229,7 +229,7 @@ Napi::Value Cast(const Napi::CallbackInfo& info) {
     ops::Cast p{n, src.data(), src.dtype, dst.data(), dst.dtype};
     check_no_alias({span_of(dst, "dst")}, {span_of(src, "src")});
     const ops::OpTable& t = pick_backend(a, 2, "cast", {src.dtype, dst.dtype}, {n});
-    t.cast(ops::context_for(t), p);
+    t.cast(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
 }
@@ -249,7 +249,7 @@ Napi::Value Dropout(const Napi::CallbackInfo& info) {
     ops::DropoutOp p{n, f32_data(x, "x", n), d, f32_data(out, "out", n)};
     check_no_alias({span_of(out, "out")}, {span_of(x, "x")}, {{"out", "x"}});
     const ops::OpTable& t = pick_backend(a, 5, "dropout", {x.dtype}, {n});
-    t.dropout(ops::context_for(t), p);
+    t.dropout(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
 }

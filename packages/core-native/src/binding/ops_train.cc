@@ -4,6 +4,8 @@
 //   opAdamW(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale, backend?)
 //   opSumSquares(tensors[], backend?) -> number        (Σ x² over all, f64)
 //   opSupports(backend, op, dtypes[], sizes[]) -> { ok, reason }
+//   opPlacement(backend, [[argName, device], ...]) -> { backend, device }  (the placement rules of
+//       every op binding, applied to device names: lets tests check them without a GPU)
 //   setNumThreads(n) / getNumThreads()
 #include "../cpu/thread_pool.h"
 #include "errors_js.h"
@@ -33,9 +35,10 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
     if (hv.cols != C) throw Error(LORA_ERR_SHAPE, "h: last dimension " + std::to_string(hv.cols) + " does not match w's width " + std::to_string(C), "h");
     const int64_t M = hv.rows;
     const int32_t* t = i32_data(tg, "targets", M);
+    const HostI32 tv(tg, t, M);  // a host copy for a 'cuda' tensor
     for (int64_t m = 0; m < M; ++m) {
-      if (t[m] != ignore && (t[m] < 0 || t[m] >= V)) {
-        throw Error(LORA_ERR_INVALID_ARG, "targets[" + std::to_string(m) + "] = " + std::to_string(t[m]) + " is outside [0, " + std::to_string(V) + ") and is not the ignore index " + std::to_string(ignore), "targets");
+      if (tv[m] != ignore && (tv[m] < 0 || tv[m] >= V)) {
+        throw Error(LORA_ERR_INVALID_ARG, "targets[" + std::to_string(m) + "] = " + std::to_string(tv[m]) + " is outside [0, " + std::to_string(V) + ") and is not the ignore index " + std::to_string(ignore), "targets");
       }
     }
     double loss = 0;
@@ -49,7 +52,7 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
     if (lr) outs.push_back(span_of(*lr, "lossRows"));
     check_no_alias(outs, {span_of(h, "h"), span_of(wt, "w"), span_of(tg, "targets")});
     const ops::OpTable& tb = pick_backend(a, 9, "cross_entropy", {h.dtype, wt.dtype}, {M, C, V});
-    tb.cross_entropy(ops::context_for(tb), p);
+    tb.cross_entropy(op_ctx(a, tb), p);
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("loss", loss);
     o.Set("count", static_cast<double>(count));
@@ -75,7 +78,7 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
     if (!(p.eps > 0)) a.bad("eps", "positive");
     check_no_alias({span_of(pt, "param"), span_of(mt, "m"), span_of(vt, "v")}, {span_of(gt, "grad")});
     const ops::OpTable& t = pick_backend(a, 11, "adamw", {pt.dtype}, {n});
-    t.adamw(ops::context_for(t), p);
+    t.adamw(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
 }
@@ -85,15 +88,21 @@ Napi::Value SumSquares(const Napi::CallbackInfo& info) {
     Args a(info, "sumSquares");
     if (!a.value(0).IsArray()) a.bad("tensors", "an array of f32 Tensors");
     Napi::Array arr = a.value(0).As<Napi::Array>();
-    const ops::OpTable& t = pick_backend(a, 1, "sum_squares", {DType::F32}, {static_cast<int64_t>(arr.Length())});
-    double total = 0;
+    // Every tensor is read and checked before the backend is picked, so that the placement check
+    // sees all of them.
+    std::vector<ops::SumSquares> parts;
+    std::vector<double> sums(arr.Length(), 0.0);
     for (uint32_t i = 0; i < arr.Length(); ++i) {
       const std::string name = "tensors[" + std::to_string(i) + "]";
       Tensor& x = TensorWrap::Get(arr.Get(i), name.c_str());
-      double s = 0;
-      ops::SumSquares p{x.numel(), f32_data(x, name.c_str(), x.numel()), &s};
-      t.sum_squares(ops::context_for(t), p);
-      total += s;
+      a.note(x, name);
+      parts.push_back(ops::SumSquares{x.numel(), f32_data(x, name.c_str(), x.numel()), &sums[i]});
+    }
+    const ops::OpTable& t = pick_backend(a, 1, "sum_squares", {DType::F32}, {static_cast<int64_t>(arr.Length())});
+    double total = 0;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      t.sum_squares(op_ctx(a, t), parts[i]);
+      total += sums[i];
     }
     return Napi::Number::New(info.Env(), total);
   });
@@ -129,6 +138,31 @@ Napi::Value Supports(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value Placement(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "opPlacement");
+    const std::string backend = a.string(0, "backend");
+    if (!a.value(1).IsArray()) a.bad("tensors", "an array of [argName, device] pairs");
+    Napi::Array arr = a.value(1).As<Napi::Array>();
+    std::vector<std::pair<std::string, Device>> list;
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      Napi::Value e = arr.Get(i);
+      if (!e.IsArray() || e.As<Napi::Array>().Length() != 2) a.bad("tensors", "an array of [argName, device] pairs");
+      Napi::Array pair = e.As<Napi::Array>();
+      Device d;
+      if (!pair.Get(0u).IsString() || !pair.Get(1u).IsString() || !parse_device(pair.Get(1u).As<Napi::String>().Utf8Value(), &d)) {
+        a.bad("tensors", "[argName, device] pairs with a device 'cpu', 'emu', 'cuda' or 'cuda:N'");
+      }
+      list.emplace_back(pair.Get(0u).As<Napi::String>().Utf8Value(), d);
+    }
+    const binding::Placement p = resolve_placement(backend, list);
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("backend", p.backend);
+    o.Set("device", device_name(p.device));
+    return o;
+  });
+}
+
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Args a(info, "setNumThreads");
@@ -146,6 +180,7 @@ void Register(Napi::Env env, Napi::Object exports) {
   exports.Set("opAdamW", Napi::Function::New<AdamW>(env, "opAdamW"));
   exports.Set("opSumSquares", Napi::Function::New<SumSquares>(env, "opSumSquares"));
   exports.Set("opSupports", Napi::Function::New<Supports>(env, "opSupports"));
+  exports.Set("opPlacement", Napi::Function::New<Placement>(env, "opPlacement"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
   exports.Set("getNumThreads", Napi::Function::New<GetNumThreads>(env, "getNumThreads"));
 }

@@ -4,6 +4,7 @@
 #include "../ops/ops.h"
 #include "thread_pool.h"
 #include "../emu_backend/backends_gpu.h"
+#include "../runtime/device_registry.h"
 
 namespace lora::ops {
 
@@ -39,6 +40,15 @@ const OpTable* find_backend(const std::string& name, std::string* reason) {
 Ctx context_for(const OpTable& t) {
   Ctx c;
   if (&t == &cpu_ops()) c.pool = &cpu_pool();
+  return c;
+}
+
+Ctx context_for(const OpTable& t, Device d) {
+  Ctx c = context_for(t);
+  if (d.kind == DeviceKind::CUDA && std::string(t.name) == "cuda") {
+    c.device = d.index;
+    c.stream = cuda_stream(d.index);
+  }
   return c;
 }
 

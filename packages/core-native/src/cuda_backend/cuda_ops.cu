@@ -5,6 +5,7 @@
 #include "../emu_backend/backends_gpu.h"
 #include "../emu_backend/kernel_table.h"
 
+#include "../runtime/allocator.h"
 #include "../runtime/device_registry.h"
 #include "../runtime/errors.h"
 
@@ -12,9 +13,27 @@ namespace lora::ops {
 
 namespace {
 
+// The device of the op running on this thread (set by guarded), for the scratch hooks.
+thread_local int tl_device = 0;
+
+// Launcher scratch through the device's caching allocator (so allocated/peak include it).
+void* scratch_alloc(size_t bytes, size_t* block) {
+  return allocator_for(Device{DeviceKind::CUDA, tl_device}).allocate(bytes, block);
+}
+void scratch_release(void* p, size_t block, size_t bytes) {
+  allocator_for(Device{DeviceKind::CUDA, tl_device}).release(p, block, bytes);
+}
+
 template <class P, void (*F)(const Ctx&, const P&)>
 void guarded(const Ctx& c, const P& p) {
   try {
+    // Ops run on the device their tensors live on (set by the binding: context_for(t, device)).
+    if (c.device >= 0) {
+      LORA_CUDA_CHECK(cudaSetDevice(c.device));
+      tl_device = c.device;
+    } else {
+      LORA_CUDA_CHECK(cudaGetDevice(&tl_device));
+    }
     F(c, p);
   } catch (const ::lora::Error&) {
     throw;
@@ -31,7 +50,16 @@ Support cuda_supports(const std::string& op, const std::vector<DType>& dtypes, c
 
 namespace T = ::lora::kgpu::table;
 
+bool install_scratch_hooks() {
+  kgpu::ScratchHooks& h = kgpu::scratch_hooks();
+  h.alloc = &scratch_alloc;
+  h.release = &scratch_release;
+  return true;
+}
+
 const OpTable& cuda_ops() {
+  static const bool hooks = install_scratch_hooks();
+  (void)hooks;
   static const OpTable t = {
       "cuda",
       &cuda_supports,
@@ -69,11 +97,9 @@ const OpTable* cuda_ops_table(std::string* reason) {
     if (reason) *reason = "CUDA unavailable: " + s.reason;
     return nullptr;
   }
-  // The op bindings validate and pass host tensors ('cpu'/'emu'); these kernels need device
-  // pointers. Until the bindings take 'cuda' tensors, refuse rather than hand host memory to a GPU.
-  if (reason) *reason = "the op bindings pass host tensors and the cuda kernels need device memory (device-tensor op bindings are not wired yet)";
-  (void)&cuda_ops;
-  return nullptr;
+  // The op bindings check that every tensor of a 'cuda' op lives on one CUDA device and pass
+  // that device (and its stream) in the Ctx; pointers in the op structs are device pointers.
+  return &cuda_ops();
 }
 
 }  // namespace lora::ops

@@ -53,6 +53,9 @@ CudaStatus probe() {
   s.total_memory = prop.totalGlobalMem;
   s.sm_major = prop.major;
   s.sm_minor = prop.minor;
+  char bus[32] = {0};
+  if (cudaDeviceGetPCIBusId(bus, sizeof bus, 0) == cudaSuccess) s.pci_bus_id = bus;
+  cudaGetLastError();
   if (prop.major < 8) {
     s.reason = "GPU " + s.device_name + " has compute capability " + std::to_string(prop.major) + "." +
                std::to_string(prop.minor) + "; the kernels need sm_80 or newer (bf16 tensor cores)";
@@ -97,6 +100,24 @@ CachingAllocator* cuda_allocator(int index) {
     for (int i = 0; i < s.device_count; ++i) allocators->push_back(new CachingAllocator(new DeviceMemory(i)));
   }
   return (*allocators)[index];
+}
+
+void* cuda_stream(int index) {
+  const CudaStatus& s = status_once();
+  if (!s.usable) fail(LORA_ERR_DEVICE, "device", "CUDA unavailable: " + s.reason);
+  if (index < 0 || index >= s.device_count) {
+    fail(LORA_ERR_DEVICE, "device", "cuda:" + std::to_string(index) + " does not exist (" + std::to_string(s.device_count) + " device(s))");
+  }
+  static std::mutex mu;
+  static std::vector<cudaStream_t>* streams = new std::vector<cudaStream_t>();  // never destroyed, like the allocators
+  std::lock_guard<std::mutex> lock(mu);
+  if (streams->empty()) streams->assign(static_cast<size_t>(s.device_count), nullptr);
+  cudaStream_t& st = (*streams)[static_cast<size_t>(index)];
+  if (!st) {
+    LORA_CUDA_CHECK(cudaSetDevice(index));
+    LORA_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamDefault));
+  }
+  return st;
 }
 
 void cuda_copy(void* dst, const void* src, size_t bytes, int kind) {

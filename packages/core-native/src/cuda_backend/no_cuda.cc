@@ -17,6 +17,10 @@ std::string cuda_unavailable_reason() {
 
 CachingAllocator* cuda_allocator(int) { return nullptr; }
 
+void* cuda_stream(int) {
+  fail(LORA_ERR_DEVICE, "device", "CUDA unavailable: " + cuda_unavailable_reason());
+}
+
 void cuda_copy(void*, const void*, size_t, int) {
   fail(LORA_ERR_DEVICE, "device", "CUDA unavailable: " + cuda_unavailable_reason());
 }

@@ -5,6 +5,7 @@
 #include "backends_gpu.h"
 #include "kernel_table.h"
 
+#include "../runtime/allocator.h"
 #include "../runtime/errors.h"
 
 namespace lora::ops {
@@ -28,6 +29,22 @@ void guarded(const Ctx& c, const P& p) {
   }
 }
 
+// Launcher scratch through the 'emu' caching allocator, as the cuda backend does with the GPU's,
+// so memoryStats('emu') counts it and the hook path is exercised without a GPU. Sanitizer builds
+// keep exact-size emulator allocations instead (the caching allocator rounds blocks up to 512 B,
+// which would hide a scratch overrun from ASan).
+[[maybe_unused]] void* scratch_alloc(size_t bytes, size_t* block) { return allocator_for(Device{DeviceKind::EMU, 0}).allocate(bytes, block); }
+[[maybe_unused]] void scratch_release(void* p, size_t block, size_t bytes) { allocator_for(Device{DeviceKind::EMU, 0}).release(p, block, bytes); }
+
+bool install_scratch_hooks() {
+#if !defined(__SANITIZE_ADDRESS__)
+  kemu::ScratchHooks& h = kemu::scratch_hooks();
+  h.alloc = &scratch_alloc;
+  h.release = &scratch_release;
+#endif
+  return true;
+}
+
 Support emu_supports(const std::string& op, const std::vector<DType>& dtypes, const std::vector<int64_t>& shape) {
   return kemu::table::supports(op, dtypes, shape);
 }
@@ -37,6 +54,8 @@ namespace T = ::lora::kemu::table;
 }  // namespace
 
 const OpTable& emu_ops() {
+  static const bool hooks = install_scratch_hooks();
+  (void)hooks;
   static const OpTable t = {
       "emu",
       &emu_supports,

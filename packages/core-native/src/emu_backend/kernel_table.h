@@ -25,66 +25,68 @@ inline ET et(DType t) {
 }
 inline WeightView wv(const ops::Weight& w) { return WeightView{w.data, w.scales, et(w.dtype), w.rows, w.cols, w.block}; }
 inline DropoutArgs dv(const ops::Dropout& d) { return make_dropout(d.p, d.seed, d.offset); }
-constexpr Stream kStream = 0;
+// The op's stream: Ctx::stream (the device's stream under the cuda backend; null, the default
+// stream, under the emulator, which ignores streams). Every op synchronises it before returning,
+// so results (and the host scalars below) are ready when the binding returns to JS.
+inline Stream stream_of(const ops::Ctx& c) { return static_cast<Stream>(c.stream); }
+inline void sync(const ops::Ctx& c) { LORA_CUDA_CHECK(cudaStreamSynchronize(stream_of(c))); }
 
-inline void sync() { LORA_CUDA_CHECK(cudaStreamSynchronize(kStream)); }
-
-inline void matmul_xwt(const ops::Ctx&, const ops::MatmulXWt& p) {
-  LORA_KNS::matmul_xwt(p.M, p.K, p.N, p.x.data, et(p.x.dtype), p.x.ld, wv(p.w), p.bias, p.y.data, et(p.y.dtype), p.y.ld, p.accumulate, kStream);
-  sync();
+inline void matmul_xwt(const ops::Ctx& c, const ops::MatmulXWt& p) {
+  LORA_KNS::matmul_xwt(p.M, p.K, p.N, p.x.data, et(p.x.dtype), p.x.ld, wv(p.w), p.bias, p.y.data, et(p.y.dtype), p.y.ld, p.accumulate, stream_of(c));
+  sync(c);
 }
-inline void matmul_dyw(const ops::Ctx&, const ops::MatmulDYW& p) {
-  LORA_KNS::matmul_dyw(p.M, p.N, p.K, p.dy.data, et(p.dy.dtype), p.dy.ld, wv(p.w), p.dx.data, et(p.dx.dtype), p.dx.ld, p.accumulate, kStream);
-  sync();
+inline void matmul_dyw(const ops::Ctx& c, const ops::MatmulDYW& p) {
+  LORA_KNS::matmul_dyw(p.M, p.N, p.K, p.dy.data, et(p.dy.dtype), p.dy.ld, wv(p.w), p.dx.data, et(p.dx.dtype), p.dx.ld, p.accumulate, stream_of(c));
+  sync(c);
 }
-inline void matmul_dw(const ops::Ctx&, const ops::MatmulDW& p) {
-  LORA_KNS::matmul_dw(p.M, p.N, p.K, p.dy.data, et(p.dy.dtype), p.dy.ld, p.x.data, et(p.x.dtype), p.x.ld, p.dw, p.ld_dw, p.dbias, kStream);
-  sync();
+inline void matmul_dw(const ops::Ctx& c, const ops::MatmulDW& p) {
+  LORA_KNS::matmul_dw(p.M, p.N, p.K, p.dy.data, et(p.dy.dtype), p.dy.ld, p.x.data, et(p.x.dtype), p.x.ld, p.dw, p.ld_dw, p.dbias, stream_of(c));
+  sync(c);
 }
-inline void quantize(const ops::Ctx&, const ops::Quantize& p) {
-  LORA_KNS::quantize(p.rows, p.cols, p.block, p.src, et(p.dtype), p.packed, p.scales, kStream);
-  sync();
+inline void quantize(const ops::Ctx& c, const ops::Quantize& p) {
+  LORA_KNS::quantize(p.rows, p.cols, p.block, p.src, et(p.dtype), p.packed, p.scales, stream_of(c));
+  sync(c);
 }
-inline void dequantize(const ops::Ctx&, const ops::Dequantize& p) {
-  LORA_KNS::dequantize(wv(p.w), p.dst, kStream);
-  sync();
+inline void dequantize(const ops::Ctx& c, const ops::Dequantize& p) {
+  LORA_KNS::dequantize(wv(p.w), p.dst, stream_of(c));
+  sync(c);
 }
-inline void lora_fwd(const ops::Ctx&, const ops::LoraFwd& p) {
+inline void lora_fwd(const ops::Ctx& c, const ops::LoraFwd& p) {
   LORA_KNS::lora_fwd(LoraShape{p.M, p.K, p.N, p.r, p.G}, p.x.data, et(p.x.dtype), p.x.ld, wv(p.w), p.bias, p.a, p.b, p.scale, dv(p.drop),
-                     p.y.data, et(p.y.dtype), p.y.ld, p.xa, kStream);
-  sync();
+                     p.y.data, et(p.y.dtype), p.y.ld, p.xa, stream_of(c));
+  sync(c);
 }
-inline void lora_bwd(const ops::Ctx&, const ops::LoraBwd& p) {
+inline void lora_bwd(const ops::Ctx& c, const ops::LoraBwd& p) {
   LORA_KNS::lora_bwd(LoraShape{p.M, p.K, p.N, p.r, p.G}, p.dy.data, et(p.dy.dtype), p.dy.ld, p.x.data, et(p.x.dtype), p.x.ld, wv(p.w), p.a,
                      p.b, p.xa, p.scale, dv(p.drop), p.dx.data, p.dx.data ? et(p.dx.dtype) : ET::F32, p.dx.ld, p.accumulate, p.da, p.db,
-                     kStream);
-  sync();
+                     stream_of(c));
+  sync(c);
 }
-inline void embedding_fwd(const ops::Ctx&, const ops::EmbeddingFwd& p) {
-  LORA_KNS::embedding_fwd(p.M, p.C, p.ids, p.table, p.pos, p.pos_table, p.pos_offset, p.out, kStream);
-  sync();
+inline void embedding_fwd(const ops::Ctx& c, const ops::EmbeddingFwd& p) {
+  LORA_KNS::embedding_fwd(p.M, p.C, p.ids, p.table, p.pos, p.pos_table, p.pos_offset, p.out, stream_of(c));
+  sync(c);
 }
-inline void embedding_bwd(const ops::Ctx&, const ops::EmbeddingBwd& p) {
-  LORA_KNS::embedding_bwd(p.M, p.C, p.ids, p.pos, p.pos_offset, p.dout, p.dtable, p.dpos_table, kStream);
-  sync();
+inline void embedding_bwd(const ops::Ctx& c, const ops::EmbeddingBwd& p) {
+  LORA_KNS::embedding_bwd(p.M, p.C, p.ids, p.pos, p.pos_offset, p.dout, p.dtable, p.dpos_table, stream_of(c));
+  sync(c);
 }
-inline void layernorm_fwd(const ops::Ctx&, const ops::LayerNormFwd& p) {
-  LORA_KNS::layernorm_fwd(p.M, p.C, p.eps, p.x, p.gamma, p.beta, p.y, p.mean, p.rstd, kStream);
-  sync();
+inline void layernorm_fwd(const ops::Ctx& c, const ops::LayerNormFwd& p) {
+  LORA_KNS::layernorm_fwd(p.M, p.C, p.eps, p.x, p.gamma, p.beta, p.y, p.mean, p.rstd, stream_of(c));
+  sync(c);
 }
-inline void layernorm_bwd(const ops::Ctx&, const ops::LayerNormBwd& p) {
-  LORA_KNS::layernorm_bwd(p.M, p.C, p.dy, p.x, p.gamma, p.mean, p.rstd, p.dx, p.dgamma, p.dbeta, kStream);
-  sync();
+inline void layernorm_bwd(const ops::Ctx& c, const ops::LayerNormBwd& p) {
+  LORA_KNS::layernorm_bwd(p.M, p.C, p.dy, p.x, p.gamma, p.mean, p.rstd, p.dx, p.dgamma, p.dbeta, stream_of(c));
+  sync(c);
 }
-inline void attn_fwd(const ops::Ctx&, const ops::AttnFwd& p) {
+inline void attn_fwd(const ops::Ctx& c, const ops::AttnFwd& p) {
   AttnArgs a{};
   a.B = p.B; a.T = p.T; a.H = p.H; a.D = p.D; a.scale = p.scale;
   a.q = p.q; a.k = p.k; a.v = p.v; a.ldq = p.ldq; a.ldk = p.ldk; a.ldv = p.ldv;
   a.kv_len = p.kv_len; a.mask = p.mask; a.o = p.o; a.ldo = p.ldo; a.lse = p.lse;
-  LORA_KNS::attn_fwd(a, kStream);
-  sync();
+  LORA_KNS::attn_fwd(a, stream_of(c));
+  sync(c);
 }
-inline void attn_bwd(const ops::Ctx&, const ops::AttnBwd& p) {
+inline void attn_bwd(const ops::Ctx& c, const ops::AttnBwd& p) {
   AttnArgs a{};
   a.B = p.B; a.T = p.T; a.H = p.H; a.D = p.D; a.scale = p.scale;
   a.q = p.q; a.k = p.k; a.v = p.v; a.ldq = p.ldq; a.ldk = p.ldk; a.ldv = p.ldv;
@@ -92,45 +94,45 @@ inline void attn_bwd(const ops::Ctx&, const ops::AttnBwd& p) {
   a.dout = p.dout; a.lddo = p.lddo; a.dq = p.dq; a.lddq = p.lddq; a.dk = p.dk; a.lddk = p.lddk; a.dv = p.dv; a.lddv = p.lddv;
   DeviceBuffer delta(sizeof(float) * static_cast<size_t>(p.B * p.H * p.T));
   a.delta = delta.as<float>();
-  LORA_KNS::attn_bwd(a, kStream);
-  sync();
+  LORA_KNS::attn_bwd(a, stream_of(c));
+  sync(c);
 }
-inline void relu(const ops::Ctx&, const ops::Relu& p) { LORA_KNS::relu(p.n, p.x, p.y, kStream); sync(); }
-inline void relu_bwd(const ops::Ctx&, const ops::ReluBwd& p) { LORA_KNS::relu_bwd(p.n, p.y, p.dy, p.dx, kStream); sync(); }
-inline void add(const ops::Ctx&, const ops::Add& p) { LORA_KNS::add(p.n, p.a, p.b, p.alpha, p.out, kStream); sync(); }
-inline void scale(const ops::Ctx&, const ops::Scale& p) { LORA_KNS::scale(p.n, p.x, p.alpha, p.out, kStream); sync(); }
-inline void cast(const ops::Ctx&, const ops::Cast& p) {
-  LORA_KNS::cast(p.n, p.src, et(p.src_dtype), p.dst, et(p.dst_dtype), kStream);
-  sync();
+inline void relu(const ops::Ctx& c, const ops::Relu& p) { LORA_KNS::relu(p.n, p.x, p.y, stream_of(c)); sync(c); }
+inline void relu_bwd(const ops::Ctx& c, const ops::ReluBwd& p) { LORA_KNS::relu_bwd(p.n, p.y, p.dy, p.dx, stream_of(c)); sync(c); }
+inline void add(const ops::Ctx& c, const ops::Add& p) { LORA_KNS::add(p.n, p.a, p.b, p.alpha, p.out, stream_of(c)); sync(c); }
+inline void scale(const ops::Ctx& c, const ops::Scale& p) { LORA_KNS::scale(p.n, p.x, p.alpha, p.out, stream_of(c)); sync(c); }
+inline void cast(const ops::Ctx& c, const ops::Cast& p) {
+  LORA_KNS::cast(p.n, p.src, et(p.src_dtype), p.dst, et(p.dst_dtype), stream_of(c));
+  sync(c);
 }
-inline void dropout(const ops::Ctx&, const ops::DropoutOp& p) {
-  LORA_KNS::dropout(p.n, p.x, p.drop.p, p.drop.seed, p.drop.offset, p.out, kStream);
-  sync();
+inline void dropout(const ops::Ctx& c, const ops::DropoutOp& p) {
+  LORA_KNS::dropout(p.n, p.x, p.drop.p, p.drop.seed, p.drop.offset, p.out, stream_of(c));
+  sync(c);
 }
-inline void cross_entropy(const ops::Ctx&, const ops::CrossEntropy& p) {
+inline void cross_entropy(const ops::Ctx& c, const ops::CrossEntropy& p) {
   DeviceBuffer scal(sizeof(double) + sizeof(int64_t));
   double* loss = scal.as<double>();
   int64_t* count = reinterpret_cast<int64_t*>(loss + 1);
   LORA_KNS::cross_entropy(p.M, p.C, p.V, p.chunk, p.ignore_index, p.grad_scale, p.h.data, et(p.h.dtype), p.h.ld, wv(p.w), p.targets, p.dh,
-                          p.logits, p.loss_rows, loss, count, kStream);
+                          p.logits, p.loss_rows, loss, count, stream_of(c));
   double l = 0;
-  int64_t c = 0;
-  LORA_CUDA_CHECK(cudaMemcpyAsync(&l, loss, sizeof l, cudaMemcpyDeviceToHost, kStream));
-  LORA_CUDA_CHECK(cudaMemcpyAsync(&c, count, sizeof c, cudaMemcpyDeviceToHost, kStream));
-  sync();
+  int64_t n = 0;
+  LORA_CUDA_CHECK(cudaMemcpyAsync(&l, loss, sizeof l, cudaMemcpyDeviceToHost, stream_of(c)));
+  LORA_CUDA_CHECK(cudaMemcpyAsync(&n, count, sizeof n, cudaMemcpyDeviceToHost, stream_of(c)));
+  sync(c);
   if (p.loss) *p.loss = l;
-  if (p.count) *p.count = c;
+  if (p.count) *p.count = n;
 }
-inline void adamw(const ops::Ctx&, const ops::AdamW& p) {
-  LORA_KNS::adamw(p.n, p.p, p.g, p.m, p.v, p.lr, p.beta1, p.beta2, p.eps, p.wd, p.grad_scale, p.step, kStream);
-  sync();
+inline void adamw(const ops::Ctx& c, const ops::AdamW& p) {
+  LORA_KNS::adamw(p.n, p.p, p.g, p.m, p.v, p.lr, p.beta1, p.beta2, p.eps, p.wd, p.grad_scale, p.step, stream_of(c));
+  sync(c);
 }
-inline void sum_squares(const ops::Ctx&, const ops::SumSquares& p) {
+inline void sum_squares(const ops::Ctx& c, const ops::SumSquares& p) {
   DeviceBuffer out(sizeof(double));
-  LORA_KNS::sum_squares(p.n, p.x, out.as<double>(), kStream);
+  LORA_KNS::sum_squares(p.n, p.x, out.as<double>(), stream_of(c));
   double s = 0;
-  LORA_CUDA_CHECK(cudaMemcpyAsync(&s, out.as<double>(), sizeof s, cudaMemcpyDeviceToHost, kStream));
-  sync();
+  LORA_CUDA_CHECK(cudaMemcpyAsync(&s, out.as<double>(), sizeof s, cudaMemcpyDeviceToHost, stream_of(c)));
+  sync(c);
   *p.out = s;
 }
 

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "../runtime/device.h"
 #include "../runtime/dtype.h"
 
 namespace lora::ops {
@@ -27,6 +28,10 @@ class ThreadPool;
 // Per-call context. `pool` is the cpu backend's thread pool (null for ref).
 struct Ctx {
   ThreadPool* pool = nullptr;
+  // GPU backends: the device the op's tensors live on (-1: none) and that device's stream
+  // (a cudaStream_t; null = the legacy default stream).
+  int device = -1;
+  void* stream = nullptr;
 };
 
 // A read-only row-major matrix of activations (f32 or bf16).
@@ -208,8 +213,10 @@ const OpTable& cpu_ops();  // only usable when cpu_features().has_avx512_backend
 
 // The table for a backend name ("ref", "cpu", "emu", "cuda"), or null with the reason.
 const OpTable* find_backend(const std::string& name, std::string* reason);
-// The context for a backend (cpu: its thread pool).
+// The context for a backend (cpu: its thread pool; cuda: the device of the op's tensors and its
+// stream).
 Ctx context_for(const OpTable& t);
+Ctx context_for(const OpTable& t, Device d);
 
 // Philox4x32-10 (see the mapping above).
 void philox4x32_10(uint64_t seed, uint64_t counter, uint32_t out[4]);

@@ -152,7 +152,7 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
       });
       emit({ type: 'run-start', label, index, total: runsSpec.length, totalSteps: trainer.totalSteps });
       native().resetPeakMemory(model.device.memory);
-      const sampler = new MemorySampler({ addonPath: loadAddon().path, device: model.device.memory });
+      const sampler = new MemorySampler({ addonPath: loadAddon().path, device: model.device.memory, gpu: backend === 'cuda' });
       const t0 = performance.now();
       const r = await trainer.train();
       const runtimeSec = (performance.now() - t0) / 1000;
@@ -179,6 +179,10 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
           deviceTotalBytes: deviceTotal,
         },
       };
+      const gpuUtil = samples.flatMap((s) => (s.gpuUtilPct === undefined ? [] : [s.gpuUtilPct]));
+      const gpuMemAccess = samples.flatMap((s) => (s.gpuMemAccessPct === undefined ? [] : [s.gpuMemAccessPct]));
+      if (gpuUtil.length) result.memory.gpuUtilPctMean = summarize(gpuUtil).mean;
+      if (gpuMemAccess.length) result.memory.gpuMemAccessPctMean = summarize(gpuMemAccess).mean;
       if (o.eval) {
         const synonyms = findWordNetDir() !== undefined;
         emit({ type: 'setup', message: `${label}: evaluating on ${Math.min(o.eval, test.length)} held-out records…${synonyms ? '' : ' (WordNet not found: METEOR without synonym matching)'}` });

@@ -143,6 +143,8 @@ const loraShapes: { M: number; K: number; N: number; r: number; G: number }[] = 
   // only on its f32 path).
   { M: 70, K: 128, N: 128, r: 8, G: 3 },
   { M: 9, K: 64, N: 64, r: 5, G: 2 },
+  // Ranks from 64 up take the cpu backend's untransposed dB path.
+  { M: 20, K: 64, N: 64, r: 64, G: 2 },
 ];
 for (const xd of ['f32', 'bf16'] as const) {
   for (const wd of ['f32', 'bf16', 'nf4', 'int4'] as const) {

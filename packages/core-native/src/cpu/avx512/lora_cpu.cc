@@ -204,9 +204,15 @@ void lora_bwd(const Ctx& ctx, const LoraBwd& p) {
       gemm(ctx, p.M, p.r, {seg}, dxa + g * p.r, GR, false, nullptr, small);
     }
   }
-  // dB_g += s·dY_gᵀ·XA_g, computed transposed (r rows x N columns: full-width panels) as
-  // T = (s·XA_g)ᵀ·dY_g and added into dB_g.
-  if (p.db) {
+  // dB_g += s·dY_gᵀ·XA_g. Ranks of 64 and up fill whole 64-wide panels: straight into dB.
+  if (p.db && p.r >= 64) {
+    for (int64_t g = 0; g < p.G; ++g) {
+      const Segment seg{mat_src(col_slice(p.dy, g * p.N), true), f32_src(p.xa + g * p.r, GR, true, p.scale), p.M};
+      gemm(ctx, p.N, p.r, {seg}, p.db + g * p.N * p.r, p.r, true, nullptr, small);
+    }
+  } else if (p.db) {
+    // Small ranks: computed transposed (r rows x N columns: full-width panels) as
+    // T = (s·XA_g)ᵀ·dY_g, then added into dB_g.
     float* t = reuse(t_tmp, static_cast<size_t>(p.r * p.N));
     for (int64_t g = 0; g < p.G; ++g) {
       const Segment seg{f32_src(p.xa + g * p.r, GR, true, p.scale), mat_src(col_slice(p.dy, g * p.N), true), p.M};

@@ -24,7 +24,7 @@ function lora(...args: string[]): { status: number | null; stdout: string; stder
 
 beforeAll(async () => {
   writeFileSync(data, records.map((r) => JSON.stringify(r)).join('\n'));
-  model = (await ensureTinyModel(join(dir, 'model'), records, { hidden: 32, ffn: 64, layers: 2, heads: 4, embedDim: 16, merges: 0, maxPositions: 256 })).dir;
+  model = (await ensureTinyModel(join(dir, 'model'), records, { hidden: 32, ffn: 64, layers: 2, heads: 4, embedDim: 16, merges: 0, maxPositions: 256, warmupRounds: 0 })).dir;
 });
 
 describe('lora bench --eval', () => {

@@ -43,7 +43,7 @@ const authSeen = new Set<string>();
 
 beforeAll(async () => {
   writeFileSync(data, records.map((r) => JSON.stringify(r)).join('\n'));
-  model = (await ensureTinyModel(join(dir, 'model'), records, { hidden: 32, ffn: 64, layers: 2, heads: 4, embedDim: 16, merges: 0, maxPositions: 256 })).dir;
+  model = (await ensureTinyModel(join(dir, 'model'), records, { hidden: 32, ffn: 64, layers: 2, heads: 4, embedDim: 16, merges: 0, maxPositions: 256, warmupRounds: 0 })).dir;
   // An adapter with random A and B, so that it changes what the model generates.
   using m = await OptForCausalLM.fromPretrained(model, { device: 'cpu' });
   m.addLora({ r: 4, alpha: 64, targetModules: ['q_proj', 'v_proj'], initLoraWeights: false, seed: 3 });

@@ -37,7 +37,7 @@ const records: InstructionRecord[] = [
 let modelDir = '';
 
 beforeAll(async () => {
-  const tiny = await ensureTinyModel(join(dir, 'model'), records, { hidden: 32, ffn: 64, layers: 2, heads: 4, embedDim: 16, merges: 0, maxPositions: 256 });
+  const tiny = await ensureTinyModel(join(dir, 'model'), records, { hidden: 32, ffn: 64, layers: 2, heads: 4, embedDim: 16, merges: 0, maxPositions: 256, warmupRounds: 0 });
   modelDir = tiny.dir;
 });
 

@@ -116,7 +116,7 @@ describe('adapters', () => {
   });
 
   it('refuses an adapter for another model with a clear error', async () => {
-    const small = await ensureTinyModel(join(tmp, 'small'), syntheticCodeInstructions(8, 1), { hidden: 16, ffn: 32, layers: 1, heads: 2, embedDim: 8, merges: 0, maxPositions: 64 });
+    const small = await ensureTinyModel(join(tmp, 'small'), syntheticCodeInstructions(8, 1), { hidden: 16, ffn: 32, layers: 1, heads: 2, embedDim: 8, merges: 0, maxPositions: 64, warmupRounds: 0 });
     const dir = join(tmp, 'small-adapter');
     {
       using s = await OptForCausalLM.fromPretrained(small.dir, { device: 'cpu' });

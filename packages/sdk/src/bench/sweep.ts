@@ -92,8 +92,8 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
   let modelDescription = o.model ?? '';
   if (!modelDir) {
     const cache = o.cacheDir ?? join(process.env.HOME ?? '.', '.cache', 'lora');
-    emit({ type: 'setup', message: 'generating the embedded tiny model (first run only)…' });
-    const tiny = await ensureTinyModel(join(cache, 'tiny-opt-350m-layout'), records);
+    emit({ type: 'setup', message: 'preparing the embedded tiny model (generated and warmed up on the first run only)…' });
+    const tiny = await ensureTinyModel(join(cache, 'tiny-opt-350m-layout-v2'), records, { onProgress: (message) => emit({ type: 'setup', message }) });
     modelDir = tiny.dir;
     modelDescription = tiny.description;
   }

@@ -50,7 +50,7 @@ export interface SweepOptions {
   seed?: number;
   loggingSteps?: number;
   lossThresholds?: number[];
-  /** Where the embedded model is generated (default ~/.cache/lora). */
+  /** Where the embedded model is generated (default $LORA_CACHE_DIR, else ~/.cache/lora). */
   cacheDir?: string;
   /** Evaluate each run's adapter on this many held-out records (greedy, 64 new tokens) into RunResult.eval. */
   eval?: number;
@@ -91,7 +91,7 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
   let modelDir = o.model;
   let modelDescription = o.model ?? '';
   if (!modelDir) {
-    const cache = o.cacheDir ?? join(process.env.HOME ?? '.', '.cache', 'lora');
+    const cache = o.cacheDir ?? process.env.LORA_CACHE_DIR ?? join(process.env.HOME ?? '.', '.cache', 'lora');
     emit({ type: 'setup', message: 'preparing the embedded tiny model (generated and warmed up on the first run only)…' });
     const tiny = await ensureTinyModel(join(cache, 'tiny-opt-350m-layout-v2'), records, { onProgress: (message) => emit({ type: 'setup', message }) });
     modelDir = tiny.dir;

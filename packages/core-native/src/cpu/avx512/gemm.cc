@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <stdexcept>
 
 #include "../../runtime/half.h"
 #include "../thread_pool.h"
@@ -628,7 +629,7 @@ struct PackJob {
 }  // namespace
 
 void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs, float* C, int64_t ldc,
-          bool accumulate, const float* bias, Precision prec) {
+          bool accumulate, const float* bias, Precision prec, const GemmHook* hook) {
   if (M <= 0 || N <= 0) return;
   int64_t Ktot = 0;
   for (const Segment& s : segs) Ktot += s.K;
@@ -689,7 +690,9 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
       p.a.sr = mpad16;
       a_words += static_cast<size_t>(p.kk * mpad16);
     } else {
-      p.a_direct = rows_are_packed(sg.a, prec, sg.K) && tn.direct != 0;
+      const bool made_by_hook = hook && s >= hook->after;
+      p.a_direct = rows_are_packed(sg.a, prec, sg.K) && (tn.direct != 0 || made_by_hook);
+      if (made_by_hook && !p.a_direct) throw std::logic_error("gemm: a segment after the hook needs an A usable in place");
       if (p.a_direct) {
         p.a.mode = APlan::Direct;
         p.a.p = static_cast<const uint32_t*>(sg.a.data);
@@ -746,7 +749,10 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
   // ---- tiles of C ----
   int64_t mc = std::min<int64_t>(tn.mc, (M + MR - 1) / MR * MR), nc = std::min<int64_t>(tn.nc, (N + NR - 1) / NR * NR);
   const int64_t want = 4 * static_cast<int64_t>(threads);
-  if (threads > 1) {
+  if (hook) {
+    nc = (N + NR - 1) / NR * NR;
+    if (threads > 1 && (M + mc - 1) / mc < want) mc = std::max<int64_t>(4 * MR, ((M + want - 1) / want + MR - 1) / MR * MR);
+  } else if (threads > 1) {
     int64_t nb = (N + nc - 1) / nc;
     if (((M + mc - 1) / mc) * nb < want) {
       const int64_t need_m = (want + nb - 1) / nb;
@@ -763,12 +769,14 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
   const int64_t mblocks = (M + mc - 1) / mc, nblocks = (N + nc - 1) / nc;
   const auto& table = bf ? kBf16Kernels.k : kF32Kernels.k;
 
-  for_tasks(mblocks * nblocks, [&](int64_t task, int) {
+  for_tasks(mblocks * nblocks, [&](int64_t task, int thread) {
     const int64_t tm = task % mblocks, tnb = task / mblocks;
     const int64_t m0 = tm * mc, m1 = std::min(M, m0 + mc);
     const int64_t n0 = tnb * nc, n1 = std::min(N, n0 + nc);
     bool first = true;
-    for (size_t s = 0; s < segs.size(); ++s) {
+    for (size_t s = 0; s <= segs.size(); ++s) {
+      if (hook && s == hook->after) hook->fn(m0, m1, thread);
+      if (s == segs.size()) break;
       const SegPlan& p = plan[s];
       if (p.kk == 0) continue;
       for (int64_t kp0 = 0; kp0 < p.kk; kp0 += kcp) {

@@ -4,6 +4,7 @@
 // threads share the packed A and B across (M-block, N-block) tiles.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "../../ops/ops.h"
@@ -45,10 +46,19 @@ struct Segment {
 
 enum class Precision { BF16, F32 };
 
+// A callback run by the task of each block of rows [m0, m1) after segments [0, after) and
+// before the rest, while that block's rows of the earlier segments' A are in cache; it may write
+// the rows [m0, m1) of a later segment's A (which must then be usable in place: bf16 pairs or f32
+// rows, no scale, no dropout). A gemm with a hook gives each task a block of rows and all columns.
+struct GemmHook {
+  size_t after = 0;
+  std::function<void(int64_t m0, int64_t m1, int thread)> fn;
+};
+
 // C (f32, ldc) for rows [0, M) and columns [0, N). If !accumulate the first segment overwrites
 // C (plus bias[n] when given), else everything adds to C.
 void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs, float* C, int64_t ldc,
-          bool accumulate, const float* bias, Precision prec);
+          bool accumulate, const float* bias, Precision prec, const GemmHook* hook = nullptr);
 
 // Stored row `row`, columns [c0, c0 + len) of src as f32 (scale and dropout applied).
 void decode_row(const Src& s, int64_t row, int64_t c0, int64_t len, float* out);

@@ -10,8 +10,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <optional>
 #include <vector>
 
+#include "../thread_pool.h"
 #include "../weight_scalar.h"
 #include "cpu_kernels.h"
 #include "gemm.h"
@@ -45,6 +47,7 @@ T* reuse(std::vector<T>& v, size_t n) {
 thread_local std::vector<float> t_dxa, t_tmp;
 thread_local std::vector<uint64_t> t_mask;
 thread_local std::vector<uint32_t> t_bt;
+thread_local std::vector<uint16_t> t_dxa16;
 
 inline __mmask16 tail16(int64_t n) { return n >= 16 ? static_cast<__mmask16>(0xFFFF) : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1u); }
 
@@ -99,34 +102,119 @@ struct DotTable {
 };
 const DotTable kDot;
 
-// dXA[:, g*r + j] = s·Σ_n dY[m][g*N + n]·B[g*N + n][j] for bf16 dY with even N and row stride:
-// B_g transposed to bf16 pair rows once, then dot products over dY's rows as they are.
-void dxa_dot(const Ctx& ctx, const LoraBwd& p, float* dxa) {
-  const int64_t GR = p.G * p.r, kk = p.N / 2;
-  uint32_t* bt = reuse(t_bt, static_cast<size_t>(GR * kk));
-  parallel_range(ctx, GR, 4, [&](int64_t b, int64_t e) {
-    for (int64_t gj = b; gj < e; ++gj) {
-      const int64_t g = gj / p.r, j = gj % p.r;
-      const float* bg = p.b + g * p.N * p.r;
-      for (int64_t q = 0; q < kk; ++q)
-        bt[gj * kk + q] = static_cast<uint32_t>(f32_to_bf16(p.scale * bg[(2 * q) * p.r + j])) |
-                          (static_cast<uint32_t>(f32_to_bf16(p.scale * bg[(2 * q + 1) * p.r + j])) << 16);
+// dXA and dB of a small-rank backward (bf16 dY with even N and row stride) from one pass over dY,
+// block of rows by block of rows - run inside the dX GEMM (as its hook, while the block's dY rows
+// are in cache from the base product) or on its own:
+//   dXA[m, g*r + j] = s·Σ_n dY[m][g*N + n]·B[g*N + n][j]   (dot products along dY's rows, with
+//                                                          B_g transposed to bf16 pairs once)
+//   dB_g[n][j]     += s·Σ_m dY[m][g*N + n]·XA[m][g*r + j]  (if db: rank-2 updates of a
+//                     per-thread [r][N] partial, held in registers 16 columns at a time; pairs of
+//                     rows of dY interleaved into bf16 pairs, s·XA rounded to bf16 like a GEMM operand)
+// dXA is written as f32 (dxa) or, for the dX GEMM's low-rank segment, as bf16 (dxa16).
+struct SmallRankBwd {
+  const LoraBwd& p;
+  int64_t GR, kk;
+  int threads;
+  uint32_t* bt;
+  float* part = nullptr;
+  float* dxa = nullptr;
+  uint16_t* dxa16 = nullptr;
+
+  SmallRankBwd(const Ctx& ctx, const LoraBwd& pp) : p(pp), GR(pp.G * pp.r), kk(pp.N / 2), threads(ctx.pool ? ctx.pool->size() : 1) {
+    bt = reuse(t_bt, static_cast<size_t>(GR * kk));
+    parallel_range(ctx, GR, 4, [&](int64_t b, int64_t e) {
+      for (int64_t gj = b; gj < e; ++gj) {
+        const int64_t g = gj / p.r, j = gj % p.r;
+        const float* bg = p.b + g * p.N * p.r;
+        for (int64_t q = 0; q < kk; ++q)
+          bt[gj * kk + q] = static_cast<uint32_t>(f32_to_bf16(p.scale * bg[(2 * q) * p.r + j])) |
+                            (static_cast<uint32_t>(f32_to_bf16(p.scale * bg[(2 * q + 1) * p.r + j])) << 16);
+      }
+    });
+    if (p.db) {
+      const size_t n = static_cast<size_t>(threads) * static_cast<size_t>(GR * p.N);
+      part = reuse(t_tmp, n);
+      std::fill(part, part + n, 0.f);
     }
-  });
-  const uint32_t* dy = static_cast<const uint32_t*>(p.dy.data);
-  const int64_t lda = p.dy.ld / 2;
-  parallel_range(ctx, (p.M + kDotRows - 1) / kDotRows, 16, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      const int64_t m = t * kDotRows;
-      const int rm = static_cast<int>(std::min<int64_t>(kDotRows, p.M - m));
+  }
+
+  void rows(int64_t m0, int64_t m1, int thread) const {
+    const uint32_t* dy = static_cast<const uint32_t*>(p.dy.data);
+    const uint16_t* dyh = static_cast<const uint16_t*>(p.dy.data);
+    const int64_t lda = p.dy.ld / 2;
+    thread_local std::vector<float> out_buf;
+    float* out = dxa16 ? reuse(out_buf, static_cast<size_t>(kDotRows * GR)) : nullptr;
+    for (int64_t m = m0; m < m1; m += kDotRows) {
+      const int rm = static_cast<int>(std::min<int64_t>(kDotRows, m1 - m));
+      float* o = dxa16 ? out : dxa + m * GR;
       for (int64_t g = 0; g < p.G; ++g)
         for (int64_t j = 0; j < p.r; j += kDotCols) {
           const int rj = static_cast<int>(std::min<int64_t>(kDotCols, p.r - j));
-          kDot.t[rm - 1][rj - 1](kk, dy + m * lda + g * kk, lda, bt + (g * p.r + j) * kk, kk, dxa + m * GR + g * p.r + j, GR);
+          kDot.t[rm - 1][rj - 1](kk, dy + m * lda + g * kk, lda, bt + (g * p.r + j) * kk, kk, o + g * p.r + j, GR);
         }
+      if (dxa16)
+        for (int64_t i = 0; i < rm * GR; ++i) dxa16[m * GR + i] = f32_to_bf16(out[i]);
     }
-  });
-}
+    if (!part) return;
+    float* tp = part + static_cast<size_t>(thread) * static_cast<size_t>(GR * p.N);
+    // s·XA of these rows as bf16 pairs of consecutive rows: xs[(m - m0)/2][g*r + j].
+    const int64_t pairs = (m1 - m0 + 1) / 2;
+    thread_local std::vector<uint32_t> xs_buf;
+    uint32_t* xs = reuse(xs_buf, static_cast<size_t>(pairs * GR));
+    for (int64_t q = 0; q < pairs; ++q) {
+      const int64_t ma = m0 + 2 * q, mb = ma + 1;
+      for (int64_t c = 0; c < GR; ++c) {
+        const uint32_t lo = f32_to_bf16(p.scale * p.xa[ma * GR + c]);
+        const uint32_t hi = mb < m1 ? f32_to_bf16(p.scale * p.xa[mb * GR + c]) : 0u;
+        xs[q * GR + c] = lo | (hi << 16);
+      }
+    }
+    for (int64_t g = 0; g < p.G; ++g) {
+      for (int64_t n = 0; n < p.N; n += 16) {
+        const __mmask16 k = tail16(p.N - n);
+        __m512 acc[16];
+        for (int64_t j = 0; j < p.r; ++j) acc[j] = _mm512_maskz_loadu_ps(k, tp + (g * p.r + j) * p.N + n);
+        for (int64_t q = 0; q < pairs; ++q) {
+          const int64_t ma = m0 + 2 * q;
+          const uint16_t* ra = dyh + ma * p.dy.ld + g * p.N + n;
+          const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, ra));
+          const __m512i hi = ma + 1 < m1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, ra + p.dy.ld)) : _mm512_setzero_si512();
+          const __m512i v = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+          const uint32_t* xq = xs + q * GR + g * p.r;
+          for (int64_t j = 0; j < p.r; ++j) {
+            const __m512i xv = _mm512_set1_epi32(static_cast<int>(xq[j]));
+            acc[j] = _mm512_dpbf16_ps(acc[j], reinterpret_cast<const __m512bh&>(xv), reinterpret_cast<const __m512bh&>(v));
+          }
+        }
+        for (int64_t j = 0; j < p.r; ++j) _mm512_mask_storeu_ps(tp + (g * p.r + j) * p.N + n, k, acc[j]);
+      }
+    }
+  }
+
+  // Runs rows() over all of M on the pool (when no GEMM carries it).
+  void run_alone(const Ctx& ctx) const {
+    constexpr int64_t MB = 48;  // 48 x 3072 bf16 = 288 KiB of dY
+    const int64_t blocks = (p.M + MB - 1) / MB;
+    auto fn = [&](int64_t b, int thread) { rows(b * MB, std::min(p.M, (b + 1) * MB), thread); };
+    if (ctx.pool) ctx.pool->parallel_for(blocks, fn);
+    else for (int64_t b = 0; b < blocks; ++b) fn(b, 0);
+  }
+
+  // dB_g += the partials.
+  void finish(const Ctx& ctx) const {
+    if (!part) return;
+    parallel_range(ctx, p.G * p.N, 256, [&](int64_t b, int64_t e) {
+      for (int64_t gn = b; gn < e; ++gn) {
+        const int64_t g = gn / p.N, n = gn % p.N;
+        for (int64_t j = 0; j < p.r; ++j) {
+          float sum = 0.f;
+          for (int t = 0; t < threads; ++t) sum += part[static_cast<size_t>(t) * static_cast<size_t>(GR * p.N) + (g * p.r + j) * p.N + n];
+          p.db[gn * p.r + j] += sum;
+        }
+      }
+    });
+  }
+};
 
 template <typename F>
 void on_f32(const Ctx& ctx, const MutMat& out, int64_t rows, int64_t cols, bool accumulate, F&& body) {
@@ -192,59 +280,97 @@ void lora_bwd(const Ctx& ctx, const LoraBwd& p) {
     mask[words] = 0;
   }
   const float keep = p.drop.p < 1.f ? 1.f / (1.f - p.drop.p) : 0.f;
-  // dXA[:, g] = s·dY_g·B_g   (B_g stored [N, r]: element (j, n) at b[n*r + j], k-major).
-  float* dxa = reuse(t_dxa, static_cast<size_t>(p.M * GR));
-  const bool dot = p.r <= 16 && p.dy.dtype == DType::BF16 && p.N % 2 == 0 && p.dy.ld % 2 == 0 &&
-                   (reinterpret_cast<uintptr_t>(p.dy.data) & 3) == 0;
-  if (dot) {
-    dxa_dot(ctx, p, dxa);
+  const Precision prec = precision_for(p.dy.dtype, p.w.dtype);
+  const bool small_rank = p.r <= 16 && p.dy.dtype == DType::BF16 && p.N % 2 == 0 && p.dy.ld % 2 == 0 &&
+                          (reinterpret_cast<uintptr_t>(p.dy.data) & 3) == 0;
+  // Small ranks with dX wanted: dXA and dB ride inside the dX GEMM (its hook, per block of rows,
+  // after dY·W), and dXA is kept as bf16 - the form both the dX low-rank segment and dA (bf16 X)
+  // round it to anyway.
+  const bool carried = small_rank && p.dx.data && p.x.dtype == DType::BF16 && GR % 2 == 0 && prec == Precision::BF16;
+  std::optional<SmallRankBwd> srb;
+  float* dxa = nullptr;
+  uint16_t* dxa16 = nullptr;
+  if (small_rank) {
+    srb.emplace(ctx, p);
+    if (carried) {
+      dxa16 = reuse(t_dxa16, static_cast<size_t>(p.M * GR));
+      srb->dxa16 = dxa16;
+    } else {
+      dxa = reuse(t_dxa, static_cast<size_t>(p.M * GR));
+      srb->dxa = dxa;
+      srb->run_alone(ctx);
+      srb->finish(ctx);
+    }
   } else {
+    // dXA[:, g] = s·dY_g·B_g   (B_g stored [N, r]: element (j, n) at b[n*r + j], k-major).
+    dxa = reuse(t_dxa, static_cast<size_t>(p.M * GR));
     for (int64_t g = 0; g < p.G; ++g) {
       const Segment seg{mat_src(col_slice(p.dy, g * p.N), false), f32_src(p.b + g * p.N * p.r, p.r, true, p.scale), p.N};
       gemm(ctx, p.M, p.r, {seg}, dxa + g * p.r, GR, false, nullptr, small);
     }
-  }
-  // dB_g += s·dY_gᵀ·XA_g. Ranks of 64 and up fill whole 64-wide panels: straight into dB.
-  if (p.db && p.r >= 64) {
-    for (int64_t g = 0; g < p.G; ++g) {
-      const Segment seg{mat_src(col_slice(p.dy, g * p.N), true), f32_src(p.xa + g * p.r, GR, true, p.scale), p.M};
-      gemm(ctx, p.N, p.r, {seg}, p.db + g * p.N * p.r, p.r, true, nullptr, small);
+    // dB_g += s·dY_gᵀ·XA_g. Ranks of 64 and up fill whole 64-wide panels: straight into dB.
+    if (p.db && p.r >= 64) {
+      for (int64_t g = 0; g < p.G; ++g) {
+        const Segment seg{mat_src(col_slice(p.dy, g * p.N), true), f32_src(p.xa + g * p.r, GR, true, p.scale), p.M};
+        gemm(ctx, p.N, p.r, {seg}, p.db + g * p.N * p.r, p.r, true, nullptr, small);
+      }
+    } else if (p.db) {
+      // Computed transposed (r rows x N columns: full-width panels) as T = (s·XA_g)ᵀ·dY_g,
+      // then added into dB_g.
+      float* t = reuse(t_tmp, static_cast<size_t>(p.r * p.N));
+      for (int64_t g = 0; g < p.G; ++g) {
+        const Segment seg{f32_src(p.xa + g * p.r, GR, true, p.scale), mat_src(col_slice(p.dy, g * p.N), true), p.M};
+        gemm(ctx, p.r, p.N, {seg}, t, p.N, false, nullptr, small);
+        float* db = p.db + g * p.N * p.r;
+        parallel_range(ctx, p.N, 256, [&](int64_t b, int64_t e) {
+          for (int64_t n = b; n < e; ++n)
+            for (int64_t j = 0; j < p.r; ++j) db[n * p.r + j] += t[j * p.N + n];
+        });
+      }
     }
-  } else if (p.db) {
-    // Small ranks: computed transposed (r rows x N columns: full-width panels) as
-    // T = (s·XA_g)ᵀ·dY_g, then added into dB_g.
-    float* t = reuse(t_tmp, static_cast<size_t>(p.r * p.N));
-    for (int64_t g = 0; g < p.G; ++g) {
-      const Segment seg{f32_src(p.xa + g * p.r, GR, true, p.scale), mat_src(col_slice(p.dy, g * p.N), true), p.M};
-      gemm(ctx, p.r, p.N, {seg}, t, p.N, false, nullptr, small);
-      float* db = p.db + g * p.N * p.r;
-      parallel_range(ctx, p.N, 256, [&](int64_t b, int64_t e) {
-        for (int64_t n = b; n < e; ++n)
-          for (int64_t j = 0; j < p.r; ++j) db[n * p.r + j] += t[j * p.N + n];
-      });
-    }
   }
+  // dXA as an operand: element (m, j) of [M, GR].
+  auto dxa_src = [&](bool k_major) {
+    if (!dxa16) return f32_src(dxa, GR, k_major);
+    Src s;
+    s.dtype = DType::BF16;
+    s.data = dxa16;
+    s.ld = GR;
+    s.k_major = k_major;
+    return s;
+  };
   // dA += dXAᵀ·drop(X): rows j (all groups), columns k, reduction m.
-  if (p.da) {
+  auto run_da = [&] {
+    if (!p.da) return;
     Src xs = mat_src(p.x, true);
     xs.drop = p.drop;
     xs.drop_ld = p.K;
     xs.mask_bits = mask;
-    gemm(ctx, GR, p.K, {Segment{f32_src(dxa, GR, true), xs, p.M}}, p.da, p.K, true, nullptr, precision_for(p.x.dtype, DType::F32));
-  }
+    gemm(ctx, GR, p.K, {Segment{dxa_src(true), xs, p.M}}, p.da, p.K, true, nullptr, precision_for(p.x.dtype, DType::F32));
+  };
+  if (!carried) run_da();
   if (!p.dx.data) return;
-  const Precision prec = precision_for(p.dy.dtype, p.w.dtype);
   const Segment base{mat_src(p.dy, false), weight_src(p.w, true), p.G * p.N};
-  Segment low{f32_src(dxa, GR, false), f32_src(p.a, p.K, true), GR};
+  Segment low{dxa_src(false), f32_src(p.a, p.K, true), GR};
   if (mask) {
     // The mask multiplies the low-rank term only (dX = dY·W + drop'(dXA·A)).
     low.c_mask = mask;
     low.c_mask_ld = p.K;
     low.c_mask_keep = keep;
   }
+  GemmHook hook;
+  if (carried) {
+    hook.after = 1;
+    hook.fn = [&](int64_t m0, int64_t m1, int thread) { srb->rows(m0, m1, thread); };
+  }
   on_f32(ctx, p.dx, p.M, p.K, p.accumulate, [&](float* dx, int64_t ld) {
-    gemm(ctx, p.M, p.K, {low, base}, dx, ld, p.accumulate, nullptr, prec);
+    // Low-rank segment last: its few k-steps per tile then find the C tile already in cache.
+    gemm(ctx, p.M, p.K, {base, low}, dx, ld, p.accumulate, nullptr, prec, carried ? &hook : nullptr);
   });
+  if (carried) {
+    srb->finish(ctx);
+    run_da();
+  }
 }
 
 }  // namespace lora::ops::cpu

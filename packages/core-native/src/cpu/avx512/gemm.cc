@@ -531,23 +531,23 @@ void pack_b_kmajor(const Src& b, Precision prec, int64_t K, int64_t N, int64_t k
   }
 }
 
-using Kernel = void (*)(int64_t kk, const uint32_t* a, int64_t sa, int64_t sr, const uint32_t* b, float* c, int64_t ldc, int cols,
-                        bool overwrite, const float* bias);
+// A second operand pair a kernel call may finish with before storing C (a short low-rank
+// segment fused onto the last k-block of the base product: one pass over the C tile, not two).
+struct Tail {
+  int64_t kk = 0;
+  const uint32_t* a = nullptr;
+  int64_t sa = 0, sr = 1;
+  const uint32_t* b = nullptr;
+};
 
-// C[R, cols] (+)= A · B over kk k-steps: A element (i, r) at a[i*sa + r*sr], B row r at b + r*NP*16.
+using Kernel = void (*)(int64_t kk, const uint32_t* a, int64_t sa, int64_t sr, const uint32_t* b, const Tail& tail, float* c, int64_t ldc,
+                        int cols, bool overwrite, const float* bias);
+
+// C[R, cols] (+)= A · B over kk k-steps, then + A2 · B2 over tail.kk more: A element (i, r) at
+// a[i*sa + r*sr], B row r at b + r*NP*16 (the same for the tail's operands).
 template <int R, int NP, bool BF>
-void kernel(int64_t kk, const uint32_t* a, int64_t sa, int64_t sr, const uint32_t* b, float* c, int64_t ldc, int cols, bool overwrite,
-            const float* bias) {
+inline void kernel_loop(int64_t kk, const uint32_t* a, int64_t sa, int64_t sr, const uint32_t* b, __m512 (&acc)[R][NP]) {
   constexpr int W = NP * 16;
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i)
-#pragma GCC unroll 4
-    for (int j = 0; j < NP; ++j) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * j), _MM_HINT_T0);
-  __m512 acc[R][NP];
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i)
-#pragma GCC unroll 4
-    for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_ps();
   const uint32_t* ap[R];
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) ap[i] = a + i * sa;
@@ -572,6 +572,22 @@ void kernel(int64_t kk, const uint32_t* a, int64_t sa, int64_t sr, const uint32_
       }
     }
   }
+}
+
+template <int R, int NP, bool BF>
+void kernel(int64_t kk, const uint32_t* a, int64_t sa, int64_t sr, const uint32_t* b, const Tail& tail, float* c, int64_t ldc, int cols,
+            bool overwrite, const float* bias) {
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; ++j) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * j), _MM_HINT_T0);
+  __m512 acc[R][NP];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_ps();
+  kernel_loop<R, NP, BF>(kk, a, sa, sr, b, acc);
+  if (tail.kk) kernel_loop<R, NP, BF>(tail.kk, tail.a, tail.sa, tail.sr, tail.b, acc);
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
@@ -774,39 +790,57 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
     const int64_t m0 = tm * mc, m1 = std::min(M, m0 + mc);
     const int64_t n0 = tnb * nc, n1 = std::min(N, n0 + nc);
     bool first = true;
+    // A of segment s for rows from i, k-block kp0 (kkb steps), columns of panel pn.
+    auto a_of = [&](size_t s, int64_t i, int64_t pn, int64_t kp0, int64_t kkb, int64_t& sa, int64_t& sr) -> const uint32_t* {
+      const SegPlan& p = plan[s];
+      if (p.grouped) {
+        sa = p.kk_a;
+        sr = 1;
+        return p.a.p + i * p.kk_a + (pn / segs[s].group_cols) * p.kk + kp0;
+      }
+      return p.a.at(i, kp0, kkb, sa, sr);
+    };
+    size_t fused = segs.size();  // a segment already done as the tail of the one before
     for (size_t s = 0; s <= segs.size(); ++s) {
       if (hook && s == hook->after) hook->fn(m0, m1, thread);
       if (s == segs.size()) break;
+      if (s == fused) continue;
       const SegPlan& p = plan[s];
       if (p.kk == 0) continue;
+      const Segment& sg = segs[s];
+      // The next segment rides on this one's last k-block when it is short and unmasked.
+      const bool can_fuse = s + 1 < segs.size() && !(hook && s + 1 == hook->after) && !sg.c_mask && !segs[s + 1].c_mask &&
+                            plan[s + 1].kk > 0 && plan[s + 1].kk <= kcp;
       for (int64_t kp0 = 0; kp0 < p.kk; kp0 += kcp) {
         const int64_t kkb = std::min(kcp, p.kk - kp0);
         const bool overwrite = first && !accumulate;
         const float* bias_now = first ? bias : nullptr;
+        const bool with_tail = can_fuse && kp0 + kkb == p.kk;
+        if (with_tail) fused = s + 1;
         for (int64_t pn = n0; pn < n1; pn += NR) {
           const int64_t q = pn / NR, wq = panel_width(N, q);
           const int np = static_cast<int>(wq / 16);
           const int cols = static_cast<int>(std::min<int64_t>(wq, N - pn));
           const uint32_t* bq = p.b_dst + q * NR * p.kk + kp0 * wq;
-          const Segment& sg = segs[s];
           for (int64_t i = m0; i < m1; i += MR) {
             const int rows = static_cast<int>(std::min<int64_t>(MR, m1 - i));
             int64_t sa = 0, sr = 1;
-            const uint32_t* ai;
-            if (p.grouped) {
-              sa = p.kk_a;
-              ai = p.a.p + i * p.kk_a + (pn / sg.group_cols) * p.kk + kp0;
-            } else {
-              ai = p.a.at(i, kp0, kkb, sa, sr);
+            const uint32_t* ai = a_of(s, i, pn, kp0, kkb, sa, sr);
+            Tail tail;
+            if (with_tail) {
+              const SegPlan& p2 = plan[s + 1];
+              tail.kk = p2.kk;
+              tail.a = a_of(s + 1, i, pn, 0, p2.kk, tail.sa, tail.sr);
+              tail.b = p2.b_dst + q * NR * p2.kk;
             }
             float* ci = C + i * ldc + pn;
             const float* bi = bias_now ? bias_now + pn : nullptr;
             if (!sg.c_mask) {
-              table[rows - 1][np - 1](kkb, ai, sa, sr, bq, ci, ldc, cols, overwrite, bi);
+              table[rows - 1][np - 1](kkb, ai, sa, sr, bq, tail, ci, ldc, cols, overwrite, bi);
               continue;
             }
             alignas(64) float tile[MR * NR];
-            table[rows - 1][np - 1](kkb, ai, sa, sr, bq, tile, NR, cols, true, nullptr);
+            table[rows - 1][np - 1](kkb, ai, sa, sr, bq, tail, tile, NR, cols, true, nullptr);
             for (int t = 0; t < rows; ++t) {
               float* tr = tile + t * NR;
               apply_mask_bits(tr, cols, sg.c_mask, static_cast<uint64_t>((i + t) * sg.c_mask_ld + pn), sg.c_mask_keep);

@@ -292,13 +292,14 @@ async function runOurs(values) {
   const rssAfterLoad = vm('VmRSS');
   const initS = (performance.now() - t0) / 1000;
   const total = s.warmup + s.steps;
-  const examples = randomExamples(sdk, s.batch * total, s.seq, config.vocabSize, s.seed);
+  // One batch, trained on every step, as the python side does (its loss falls the same way).
+  const examples = randomExamples(sdk, s.batch, s.seq, config.vocabSize, s.seed);
   const prof = instrumentKernels(model.kernels, config, lora);
   const stepMs = [];
   const losses = [];
   let last = performance.now();
   const trainer = new sdk.Trainer(model, {
-    examples, batchSize: s.batch, seq: s.seq, padding: 'longest', maxSteps: total, epochs: 1,
+    examples, batchSize: s.batch, seq: s.seq, padding: 'longest', maxSteps: total,
     lr: LR, schedule: 'constant', warmupSteps: 0, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8,
     // PyTorch's step has no clipping; 0 turns ours off (the grad norm is still computed for NaN checks).
     maxGradNorm: 0, seed: s.seed, loggingSteps: total, activationCheckpointing: s.checkpointing,
@@ -531,7 +532,10 @@ function targets(runs) {
   const out = [];
   const r8 = runs.find((r) => r.r === 8 && r.dtype === 'bf16' && r.ours && r.theirs);
   if (r8) {
-    out.push({ target: 'r=8 bf16: ours ≥ 2.0× PyTorch tokens/s', value: r8.ratios.tokens_per_s, met: r8.ratios.tokens_per_s >= 2.0 });
+    out.push({
+      target: 'r=8 bf16: ours ≥ 2.0× PyTorch tokens/s', value: r8.ratios.tokens_per_s, met: r8.ratios.tokens_per_s >= 2.0,
+      value_best_step: r8.ratios.tokens_per_s_best_step, met_best_step: r8.ratios.tokens_per_s_best_step >= 2.0,
+    });
     out.push({ target: 'r=8 bf16: ours ≤ 0.25× PyTorch peak RSS', value: r8.ratios.peak_rss, met: r8.ratios.peak_rss <= 0.25 });
     if (r8.ratios_checkpointing) {
       const rc = r8.ratios_checkpointing;
@@ -541,7 +545,13 @@ function targets(runs) {
   }
   for (const sc of rankScaling(runs, 'ours')) {
     if (sc.dtype === 'bf16' && sc.from_r === 8 && sc.to_r === 256) {
-      out.push({ target: 'ours, bf16: step time r=256 / r=8 ≤ FLOP ratio', value: sc.step_time_ratio, flop_ratio: sc.flop_ratio, met: sc.step_time_ratio <= sc.flop_ratio });
+      const r8o = runs.find((r) => r.r === 8 && r.dtype === 'bf16').ours;
+      const r256o = runs.find((r) => r.r === 256 && r.dtype === 'bf16').ours;
+      const best = ratio(r256o.ms_per_step_min, r8o.ms_per_step_min);
+      out.push({
+        target: 'ours, bf16: step time r=256 / r=8 ≤ FLOP ratio', value: sc.step_time_ratio, flop_ratio: sc.flop_ratio, met: sc.step_time_ratio <= sc.flop_ratio,
+        value_best_step: best, met_best_step: best <= sc.flop_ratio,
+      });
     }
   }
   return out;
@@ -581,7 +591,7 @@ async function race(values) {
         layout: '350m', layers: s.layers, batch: s.batch, seq: s.seq, ranks: s.ranks, dtypes: s.dtypes, warmup: s.warmup, steps: s.steps,
         threads: s.threads, seed: s.seed, quick: s.quick, checkpointing: s.checkpointing, ckpt_ranks: s.ckptRanks,
         lora: { alpha: '4·r', dropout: LORA_DROPOUT, targets: TARGETS }, model_dropout: 0.1, optimizer: { name: 'AdamW', lr: LR, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0 },
-        data: 'random ids in [3, vocab), bos first, no padding, labels = ids',
+        data: 'one batch of random ids in [3, vocab), bos first, no padding, labels = ids, trained on at every step',
       },
       runs,
       rank_scaling: { ours: rankScaling(runs, 'ours'), theirs: rankScaling(runs, 'theirs') },
@@ -624,7 +634,10 @@ async function race(values) {
       process.stdout.write(`${side === 'ours' ? 'ours   ' : 'pytorch'} ${sc.dtype}: step time r=${sc.to_r} / r=${sc.from_r} = ${sc.step_time_ratio} (FLOP ratio ${sc.flop_ratio})\n`);
     }
   }
-  for (const t of result.targets) process.stdout.write(`target: ${t.target}: ${t.value}${t.flop_ratio ? ` (FLOP ratio ${t.flop_ratio})` : ''} — ${t.met ? 'met' : 'MISSED'}\n`);
+  for (const t of result.targets) {
+    const best = t.value_best_step !== undefined ? `; from each side's fastest step ${t.value_best_step} — ${t.met_best_step ? 'met' : 'MISSED'}` : '';
+    process.stdout.write(`target: ${t.target}: ${t.value}${t.flop_ratio ? ` (FLOP ratio ${t.flop_ratio})` : ''} — ${t.met ? 'met' : 'MISSED'}${best}\n`);
+  }
   process.stdout.write(`load average ${loadStart.join(' ')} at start, ${result.machine.loadavg_end.join(' ')} at end\nwrote ${outPath}\n`);
 }
 

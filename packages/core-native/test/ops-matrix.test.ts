@@ -245,6 +245,12 @@ const attnShapes: { B: number; T: number; H: number; D: number; pad: 'none' | 'k
   { B: 2, T: 7, H: 2, D: 16, pad: 'kvLens', fused: true },
   { B: 2, T: 33, H: 3, D: 8, pad: 'mask', fused: true },
   { B: 1, T: 130, H: 2, D: 32, pad: 'none', fused: false },
+  // The cpu kernel's 64×64 blocking: T a multiple of the block, T past one block with a ragged
+  // tail, D not a multiple of 16 (24, 8) and over 64 (80: two column panels).
+  { B: 1, T: 128, H: 2, D: 64, pad: 'none', fused: true },
+  { B: 3, T: 97, H: 2, D: 24, pad: 'kvLens', fused: false },
+  { B: 2, T: 70, H: 1, D: 80, pad: 'mask', fused: false },
+  { B: 2, T: 65, H: 2, D: 8, pad: 'kvLens', fused: true },
 ];
 for (const s of attnShapes) {
   const C = s.H * s.D;
@@ -282,6 +288,47 @@ for (const s of attnShapes) {
       const { q, k, v, pad } = make();
       const r = ops.attention(q, k, v, { heads: s.H, ...pad, backend: 'ref' });
       const g = ops.attentionBackward(f32(rand(s.B * s.T * C, 55), [s.B, s.T, C]), q, k, v, r.o, r.lse, { heads: s.H, ...pad, backend: b });
+      return concat([arr(g.dq), arr(g.dk), arr(g.dv)]);
+    },
+  });
+}
+
+// ---- attention: padding against the cpu kernel's 64-key blocks ----
+// kv_len ending mid-block, on a block edge and at 0 (a batch without keys: o = 0, lse = -inf), and
+// a mask that hides a whole key block and keys on both sides of a block edge.
+for (const s of [
+  { B: 4, T: 150, H: 2, D: 24, kvLens: [150, 100, 64, 0] },
+  { B: 2, T: 140, H: 3, D: 16, masked: true },
+]) {
+  const C = s.H * s.D;
+  const tag = `f32 B=${s.B} T=${s.T} H=${s.H} D=${s.D} ${s.kvLens ? `kvLens=${s.kvLens.join(',')}` : 'mask=block-holes'}`;
+  const make = () => {
+    const q = f32(rand(s.B * s.T * C, 56, -2, 2), [s.B, s.T, C]);
+    const k = f32(rand(s.B * s.T * C, 57, -2, 2), [s.B, s.T, C]);
+    const v = f32(rand(s.B * s.T * C, 58), [s.B, s.T, C]);
+    const pad: { kvLens?: NativeTensor; mask?: NativeTensor } = {};
+    if (s.kvLens) pad.kvLens = i32(s.kvLens, [s.B]);
+    if (s.masked) pad.mask = i32(Array.from({ length: s.B * s.T }, (_, i) => { const j = i % s.T; return (j >= 64 && j < 128 && i < s.T) || (j >= 60 && j < 70) || j % 7 === 3 ? 0 : 1; }), [s.B, s.T]);
+    return { q, k, v, pad };
+  };
+  cases.push({
+    name: `attention ${tag}`,
+    tol: 1e-10,
+    why: 'streaming f32 softmax vs f64 full-row softmax',
+    run(b) {
+      const { q, k, v, pad } = make();
+      const r = ops.attention(q, k, v, { heads: s.H, ...pad, backend: b });
+      return concat([arr(r.o), arr(r.lse)]);
+    },
+  });
+  cases.push({
+    name: `attention_bwd ${tag}`,
+    tol: 1e-9,
+    why: 'f32 accumulation of dK/dV over queries vs f64',
+    run(b) {
+      const { q, k, v, pad } = make();
+      const r = ops.attention(q, k, v, { heads: s.H, ...pad, backend: 'ref' });
+      const g = ops.attentionBackward(f32(rand(s.B * s.T * C, 59), [s.B, s.T, C]), q, k, v, r.o, r.lse, { heads: s.H, ...pad, backend: b });
       return concat([arr(g.dq), arr(g.dk), arr(g.dv)]);
     },
   });

@@ -1,8 +1,23 @@
-// cpu backend: causal attention with a streaming (online) softmax over blocks of keys, one task
-// per (batch, head); f32 throughout. Forward caches lse[B, H, T]; no [T, T] buffer exists.
-// GCC 12 reports false "uninitialized" warnings inside the masked-load intrinsics.
+// cpu backend: causal attention as blocked, flash-style AVX-512 kernels; f32 throughout.
+//
+// Every matrix product is one register-blocked FMA micro-kernel (gemm_tile below: C[M, N] (+)=
+// A[M, K]·B[K, N] with A read through arbitrary row/column strides, so Pᵀ and dSᵀ tiles are used
+// without transposing them, and B contiguous along N in multiples of 16). The score tiles are kept
+// transposed, Sᵀ[keys, queries], so the per-query softmax reductions run down the columns as plain
+// vector max/add and the per-query lse / D values load as vectors.
+//
+// Forward: one task per (batch, head, 64-query block); keys stream in blocks of 64 up to the causal
+// diagonal (and kv_len) with an online softmax (running max and sum per query). Caches lse[B, H, T];
+// no [T, T] buffer exists.
+// Backward: one task per (batch, head), so dQ, dK and dV rows of a task belong to it alone (no
+// atomics): per key block, dK/dV accumulate over the query blocks on and below the diagonal while
+// dQ accumulates the same tiles' dS·K; P is recomputed from q, k and lse.
+// GCC 12 reports false "uninitialized" warnings inside the masked intrinsics.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -13,116 +28,275 @@
 namespace lora::ops::cpu {
 
 namespace {
-constexpr int64_t kKeyBlock = 64;
+constexpr int64_t kBlk = 64;  // keys per key block and queries per query block
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr float kPosInf = std::numeric_limits<float>::infinity();
+
+inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
 inline bool visible(const int32_t* kv_len, const int32_t* mask, int64_t T, int64_t b, int64_t j) {
   return !(kv_len && j >= kv_len[b]) && !(mask && mask[b * T + j] == 0);
 }
 
-inline float dot(const float* a, const float* b, int64_t n) {
-  float s = 0.f;
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
+// e^x for a vector: Cody-Waite reduction x = n·ln2 + r, |r| <= ln2/2, degree-6 polynomial (Cephes
+// expf coefficients, ~1 ulp), 2^n applied with scalef (underflows to 0). -inf gives 0; NaN stays
+// NaN (max_ps returns its second operand when either is NaN).
+inline __m512 exp_ps(__m512 x) {
+  x = _mm512_max_ps(_mm512_set1_ps(-104.f), x);
+  x = _mm512_min_ps(_mm512_set1_ps(88.7f), x);
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  const __m512 r2 = _mm512_mul_ps(r, r);
+  p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+// C[MR, 16·NV] (+)= A[MR, K]·B[K, 16·NV]; A(r, k) = A[r·ars + k·aks], B rows ldb apart.
+template <int MR, int NV>
+void micro(const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb, int64_t K, float* C, int64_t ldc, bool acc) {
+  __m512 c[MR][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) c[r][v] = acc ? _mm512_loadu_ps(C + r * ldc + 16 * v) : _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; ++k) {
+    __m512 b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(B + k * ldb + 16 * v);
+    const float* a = A + k * aks;
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r * ars]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) c[r][v] = _mm512_fmadd_ps(av, b[v], c[r][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(C + r * ldc + 16 * v, c[r][v]);
+}
+
+using MicroFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t, bool);
+constexpr int kMR = 6;
+#define LORA_ATTN_ROW(MR) {micro<MR, 1>, micro<MR, 2>, micro<MR, 3>, micro<MR, 4>}
+const MicroFn kMicro[kMR][4] = {LORA_ATTN_ROW(1), LORA_ATTN_ROW(2), LORA_ATTN_ROW(3), LORA_ATTN_ROW(4), LORA_ATTN_ROW(5), LORA_ATTN_ROW(6)};
+#undef LORA_ATTN_ROW
+
+// C[M, N] (+)= A[M, K]·B[K, N], N a multiple of 16. K = 0 with acc = false zeroes C.
+void gemm_tile(int64_t M, int64_t N, int64_t K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb, float* C, int64_t ldc, bool acc) {
+  for (int64_t n0 = 0; n0 < N; n0 += 64) {
+    const int nv = static_cast<int>(std::min<int64_t>(4, (N - n0) / 16));
+    for (int64_t m0 = 0; m0 < M; m0 += kMR) {
+      const int mr = static_cast<int>(std::min<int64_t>(kMR, M - m0));
+      kMicro[mr - 1][nv - 1](A + m0 * ars, ars, aks, B + n0, ldb, K, C + m0 * ldc + n0, ldc, acc);
+    }
+  }
+}
+
+inline __m512i lane_index(int64_t base) {
+  return _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(base)), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
 }
 }  // namespace
 
 void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
-  const float NEG_INF = -std::numeric_limits<float>::infinity();
-  parallel_range(ctx, p.B * p.H, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> acc(static_cast<size_t>(p.D)), s(static_cast<size_t>(kKeyBlock));
+  const int64_t T = p.T, D = p.D, Dp = round16(D);
+  const int64_t nqb = (T + kBlk - 1) / kBlk;
+  parallel_range(ctx, p.B * p.H * nqb, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> qt(static_cast<size_t>(D * kBlk)), st(static_cast<size_t>(kBlk * kBlk)), vp(static_cast<size_t>(kBlk * Dp)),
+        oacc(static_cast<size_t>(kBlk * Dp));
+    alignas(64) float mrun[kBlk], lrun[kBlk], alpha[kBlk];
     for (int64_t task = t0; task < t1; ++task) {
-      const int64_t b = task / p.H, h = task % p.H;
-      for (int64_t i = 0; i < p.T; ++i) {
-        const float* q = p.q + (b * p.T + i) * p.ldq + h * p.D;
-        float mx = NEG_INF, l = 0.f;
-        bool any = false, nan = false;
-        for (int64_t c = 0; c < p.D; ++c) acc[c] = 0.f;
-        for (int64_t j0 = 0; j0 <= i; j0 += kKeyBlock) {
-          const int64_t j1 = std::min(i + 1, j0 + kKeyBlock);
-          float bmax = NEG_INF;
-          for (int64_t j = j0; j < j1; ++j) {
-            if (!visible(p.kv_len, p.mask, p.T, b, j)) { s[j - j0] = NEG_INF; continue; }
-            any = true;
-            const float v = p.scale * dot(q, p.k + (b * p.T + j) * p.ldk + h * p.D, p.D);
-            s[j - j0] = v;
-            if (v != v) nan = true;
-            else if (v > bmax) bmax = v;
-          }
-          if (bmax == NEG_INF) continue;
-          if (bmax > mx) {
-            const float f = std::exp(mx - bmax);
-            l *= f;
-            for (int64_t c = 0; c < p.D; ++c) acc[c] *= f;
-            mx = bmax;
-          }
-          for (int64_t j = j0; j < j1; ++j) {
-            if (s[j - j0] == NEG_INF) continue;
-            const float pj = std::exp(s[j - j0] - mx);
-            l += pj;
-            const float* v = p.v + (b * p.T + j) * p.ldv + h * p.D;
-            for (int64_t c = 0; c < p.D; ++c) acc[c] += pj * v[c];
+      const int64_t bh = task / nqb, qb = task % nqb, b = bh / p.H, h = bh % p.H;
+      const int64_t i0 = qb * kBlk, bq = std::min(kBlk, T - i0), bqp = round16(bq);
+      // Qᵀ block [D, 64] (padding columns zero).
+      std::fill(qt.begin(), qt.end(), 0.f);
+      for (int64_t i = 0; i < bq; ++i) {
+        const float* q = p.q + (b * T + i0 + i) * p.ldq + h * D;
+        for (int64_t d = 0; d < D; ++d) qt[d * kBlk + i] = q[d];
+      }
+      std::fill(oacc.begin(), oacc.end(), 0.f);
+      for (int64_t i = 0; i < kBlk; ++i) mrun[i] = kNegInf, lrun[i] = 0.f;
+      __mmask16 nan[4] = {0, 0, 0, 0};
+      const int64_t kend = std::min<int64_t>(i0 + bq, p.kv_len ? std::min<int64_t>(T, p.kv_len[b]) : T);
+      const __m512 vscale = _mm512_set1_ps(p.scale), vninf = _mm512_set1_ps(kNegInf);
+      for (int64_t j0 = 0; j0 < kend; j0 += kBlk) {
+        const int64_t jn = std::min(kBlk, kend - j0);
+        // Sᵀ[jn, bqp] = K·Qᵀ, K rows read in place.
+        gemm_tile(jn, bqp, D, p.k + (b * T + j0) * p.ldk + h * D, p.ldk, 1, qt.data(), kBlk, st.data(), kBlk, false);
+        // Scale, mask, column (per-query) max, NaN flags.
+        __m512 bmax[4];
+        for (int c = 0; c < 4; ++c) bmax[c] = vninf;
+        for (int64_t j = 0; j < jn; ++j) {
+          const int64_t jg = j0 + j;
+          float* srow = st.data() + j * kBlk;
+          const bool vis = visible(p.kv_len, p.mask, T, b, jg);
+          for (int64_t c = 0; c < bqp / 16; ++c) {
+            __m512 s = _mm512_mul_ps(_mm512_loadu_ps(srow + 16 * c), vscale);
+            const __mmask16 ok = vis ? _mm512_cmp_epi32_mask(lane_index(i0 + 16 * c), _mm512_set1_epi32(static_cast<int32_t>(jg)), _MM_CMPINT_NLT) : 0;
+            s = _mm512_mask_mov_ps(vninf, ok, s);
+            nan[c] |= _mm512_cmp_ps_mask(s, s, _CMP_UNORD_Q);
+            bmax[c] = _mm512_max_ps(bmax[c], s);
+            _mm512_storeu_ps(srow + 16 * c, s);
           }
         }
-        float* o = p.o + (b * p.T + i) * p.ldo + h * p.D;
-        float* lse = p.lse + (b * p.H + h) * p.T + i;
-        if (nan) {
-          for (int64_t c = 0; c < p.D; ++c) o[c] = std::numeric_limits<float>::quiet_NaN();
+        // Online softmax update: m' = max(m, block max); alpha = e^(m - m'); P = e^(S - m').
+        __m512 muse[4], lsum[4];
+        for (int64_t c = 0; c < bqp / 16; ++c) {
+          const __m512 mold = _mm512_loadu_ps(mrun + 16 * c);
+          const __m512 mnew = _mm512_max_ps(mold, bmax[c]);
+          const __mmask16 fin = _mm512_cmp_ps_mask(mnew, vninf, _CMP_NEQ_OQ);
+          muse[c] = _mm512_maskz_mov_ps(fin, mnew);
+          _mm512_storeu_ps(alpha + 16 * c, exp_ps(_mm512_sub_ps(mold, muse[c])));
+          _mm512_storeu_ps(mrun + 16 * c, mnew);
+          lsum[c] = _mm512_setzero_ps();
+        }
+        for (int64_t j = 0; j < jn; ++j) {
+          float* srow = st.data() + j * kBlk;
+          for (int64_t c = 0; c < bqp / 16; ++c) {
+            const __m512 e = exp_ps(_mm512_sub_ps(_mm512_loadu_ps(srow + 16 * c), muse[c]));
+            lsum[c] = _mm512_add_ps(lsum[c], e);
+            _mm512_storeu_ps(srow + 16 * c, e);
+          }
+        }
+        for (int64_t c = 0; c < bqp / 16; ++c) {
+          const __m512 l = _mm512_loadu_ps(lrun + 16 * c);
+          _mm512_storeu_ps(lrun + 16 * c, _mm512_fmadd_ps(l, _mm512_loadu_ps(alpha + 16 * c), lsum[c]));
+        }
+        // V block packed [jn, Dp] (padding columns zero), O rows rescaled, O += P·V.
+        for (int64_t j = 0; j < jn; ++j) {
+          const float* v = p.v + (b * T + j0 + j) * p.ldv + h * D;
+          float* dst = vp.data() + j * Dp;
+          std::copy(v, v + D, dst);
+          std::fill(dst + D, dst + Dp, 0.f);
+        }
+        for (int64_t i = 0; i < bq; ++i) {
+          if (alpha[i] == 1.f) continue;
+          const __m512 a = _mm512_set1_ps(alpha[i]);
+          float* o = oacc.data() + i * Dp;
+          for (int64_t d = 0; d < Dp; d += 16) _mm512_storeu_ps(o + d, _mm512_mul_ps(_mm512_loadu_ps(o + d), a));
+        }
+        gemm_tile(bq, Dp, jn, st.data(), 1, kBlk, vp.data(), Dp, oacc.data(), Dp, true);
+      }
+      for (int64_t i = 0; i < bq; ++i) {
+        float* o = p.o + (b * T + i0 + i) * p.ldo + h * D;
+        float* lse = p.lse + (b * p.H + h) * T + i0 + i;
+        const bool isnan = (nan[i / 16] >> (i % 16)) & 1;
+        if (isnan) {
+          for (int64_t d = 0; d < D; ++d) o[d] = std::numeric_limits<float>::quiet_NaN();
           *lse = std::numeric_limits<float>::quiet_NaN();
-        } else if (!any || mx == NEG_INF) {
-          for (int64_t c = 0; c < p.D; ++c) o[c] = 0.f;
-          *lse = NEG_INF;
+        } else if (mrun[i] == kNegInf || lrun[i] == 0.f) {
+          for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
+          *lse = kNegInf;
         } else {
-          const float inv = 1.f / l;
-          for (int64_t c = 0; c < p.D; ++c) o[c] = acc[c] * inv;
-          *lse = mx + std::log(l);
+          const float inv = 1.f / lrun[i];
+          const float* a = oacc.data() + i * Dp;
+          for (int64_t d = 0; d < D; ++d) o[d] = a[d] * inv;
+          *lse = mrun[i] + std::log(lrun[i]);
         }
       }
     }
   });
 }
 
-// Gradient contract: dq, dk, dv overwrite. Per (b, h): P = exp(S - lse), Dᵢ = dOᵢ·Oᵢ,
-// dV += P·dO, dS = P(dO·V - D), dQ = scale·dS·K, dK += scale·dSᵀ·Q.
+// Gradient contract: dq, dk, dv overwrite. Per tile: P = exp(S - lse), Dᵢ = dOᵢ·Oᵢ,
+// dV += Pᵀ·dO, dS = P∘(dO·Vᵀ - D), dQ += scale·dS·K, dK += scale·dSᵀ·Q.
 void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
+  const int64_t T = p.T, D = p.D, Dp = round16(D), Tp = round16(T);
   parallel_range(ctx, p.B * p.H, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> dq(static_cast<size_t>(p.D));
+    const size_t td = static_cast<size_t>(T * Dp);
+    std::vector<float> qt(static_cast<size_t>(D * Tp)), dot(static_cast<size_t>(D * Tp)), qr(td), dor(td), kr(td), dqa(td);
+    std::vector<float> lse(static_cast<size_t>(Tp)), dvec(static_cast<size_t>(Tp));
+    std::vector<float> pt(static_cast<size_t>(kBlk * kBlk)), dst(static_cast<size_t>(kBlk * kBlk)), dka(static_cast<size_t>(kBlk * Dp)),
+        dva(static_cast<size_t>(kBlk * Dp));
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t b = task / p.H, h = task % p.H;
-      for (int64_t t = 0; t < p.T; ++t) {
-        const int64_t r = b * p.T + t;
-        for (int64_t c = 0; c < p.D; ++c) {
-          p.dk[r * p.lddk + h * p.D + c] = 0.f;
-          p.dv[r * p.lddv + h * p.D + c] = 0.f;
+      // Packs: Qᵀ, dOᵀ [D, Tp]; Q, dO, K rows [T, Dp]; lse (+inf for rows without keys, so their
+      // P is 0) and D = rowsum(dO∘O), padding 0.
+      std::fill(qt.begin(), qt.end(), 0.f);
+      std::fill(dot.begin(), dot.end(), 0.f);
+      for (int64_t i = 0; i < T; ++i) {
+        const int64_t r = b * T + i;
+        const float* q = p.q + r * p.ldq + h * D;
+        const float* g = p.dout + r * p.lddo + h * D;
+        const float* o = p.o + r * p.ldo + h * D;
+        const float* k = p.k + r * p.ldk + h * D;
+        float* qrow = qr.data() + i * Dp;
+        float* drow = dor.data() + i * Dp;
+        float* krow = kr.data() + i * Dp;
+        float di = 0.f;
+        for (int64_t d = 0; d < D; ++d) {
+          qt[d * Tp + i] = q[d];
+          dot[d * Tp + i] = g[d];
+          qrow[d] = q[d];
+          drow[d] = g[d];
+          krow[d] = k[d];
+          di += g[d] * o[d];
+        }
+        for (int64_t d = D; d < Dp; ++d) qrow[d] = drow[d] = krow[d] = 0.f;
+        const float l = p.lse[(b * p.H + h) * T + i];
+        lse[i] = l == kNegInf ? kPosInf : l;
+        dvec[i] = di;
+      }
+      for (int64_t i = T; i < Tp; ++i) lse[i] = kPosInf, dvec[i] = 0.f;
+      std::fill(dqa.begin(), dqa.end(), 0.f);
+      const int64_t kend = p.kv_len ? std::min<int64_t>(T, p.kv_len[b]) : T;
+      const __m512 vscale = _mm512_set1_ps(p.scale);
+      for (int64_t j0 = 0; j0 < kend; j0 += kBlk) {
+        const int64_t jn = std::min(kBlk, kend - j0);
+        const float* kblk = p.k + (b * T + j0) * p.ldk + h * D;
+        const float* vblk = p.v + (b * T + j0) * p.ldv + h * D;
+        std::fill(dka.begin(), dka.end(), 0.f);
+        std::fill(dva.begin(), dva.end(), 0.f);
+        for (int64_t i0 = j0; i0 < T; i0 += kBlk) {
+          const int64_t bq = std::min(kBlk, T - i0), bqp = round16(bq);
+          gemm_tile(jn, bqp, D, kblk, p.ldk, 1, qt.data() + i0, Tp, pt.data(), kBlk, false);   // Sᵀ = K·Qᵀ
+          gemm_tile(jn, bqp, D, vblk, p.ldv, 1, dot.data() + i0, Tp, dst.data(), kBlk, false);  // dPᵀ = V·dOᵀ
+          for (int64_t j = 0; j < jn; ++j) {
+            const int64_t jg = j0 + j;
+            float* prow = pt.data() + j * kBlk;
+            float* srow = dst.data() + j * kBlk;
+            const bool vis = visible(p.kv_len, p.mask, T, b, jg);
+            for (int64_t c = 0; c < bqp / 16; ++c) {
+              const __mmask16 ok = vis ? _mm512_cmp_epi32_mask(lane_index(i0 + 16 * c), _mm512_set1_epi32(static_cast<int32_t>(jg)), _MM_CMPINT_NLT) : 0;
+              const __m512 s = _mm512_loadu_ps(prow + 16 * c);
+              const __m512 e = exp_ps(_mm512_fmsub_ps(s, vscale, _mm512_loadu_ps(lse.data() + i0 + 16 * c)));
+              const __m512 pv = _mm512_maskz_mov_ps(ok, e);
+              const __m512 ds = _mm512_mul_ps(pv, _mm512_sub_ps(_mm512_loadu_ps(srow + 16 * c), _mm512_loadu_ps(dvec.data() + i0 + 16 * c)));
+              _mm512_storeu_ps(prow + 16 * c, pv);
+              _mm512_storeu_ps(srow + 16 * c, _mm512_maskz_mov_ps(ok, ds));
+            }
+          }
+          gemm_tile(jn, Dp, bq, pt.data(), kBlk, 1, dor.data() + i0 * Dp, Dp, dva.data(), Dp, true);         // dV += Pᵀ·dO
+          gemm_tile(jn, Dp, bq, dst.data(), kBlk, 1, qr.data() + i0 * Dp, Dp, dka.data(), Dp, true);         // dK += dSᵀ·Q
+          gemm_tile(bq, Dp, jn, dst.data(), 1, kBlk, kr.data() + j0 * Dp, Dp, dqa.data() + i0 * Dp, Dp, true);  // dQ += dS·K
+        }
+        for (int64_t j = 0; j < jn; ++j) {
+          const int64_t r = b * T + j0 + j;
+          float* dk = p.dk + r * p.lddk + h * D;
+          float* dv = p.dv + r * p.lddv + h * D;
+          const float* ka = dka.data() + j * Dp;
+          const float* va = dva.data() + j * Dp;
+          for (int64_t d = 0; d < D; ++d) dk[d] = ka[d] * p.scale, dv[d] = va[d];
         }
       }
-      for (int64_t i = 0; i < p.T; ++i) {
-        const int64_t ri = b * p.T + i;
-        const float lse = p.lse[(b * p.H + h) * p.T + i];
-        float* dqo = p.dq + ri * p.lddq + h * p.D;
-        if (lse == -std::numeric_limits<float>::infinity()) {
-          for (int64_t c = 0; c < p.D; ++c) dqo[c] = 0.f;
-          continue;
-        }
-        const float* q = p.q + ri * p.ldq + h * p.D;
-        const float* dO = p.dout + ri * p.lddo + h * p.D;
-        const float Di = dot(dO, p.o + ri * p.ldo + h * p.D, p.D);
-        for (int64_t c = 0; c < p.D; ++c) dq[c] = 0.f;
-        for (int64_t j = 0; j <= i; ++j) {
-          if (!visible(p.kv_len, p.mask, p.T, b, j)) continue;
-          const int64_t rj = b * p.T + j;
-          const float* k = p.k + rj * p.ldk + h * p.D;
-          const float* v = p.v + rj * p.ldv + h * p.D;
-          const float pj = std::exp(p.scale * dot(q, k, p.D) - lse);
-          const float ds = pj * (dot(dO, v, p.D) - Di) * p.scale;
-          float* dk = p.dk + rj * p.lddk + h * p.D;
-          float* dv = p.dv + rj * p.lddv + h * p.D;
-          for (int64_t c = 0; c < p.D; ++c) {
-            dv[c] += pj * dO[c];
-            dk[c] += ds * q[c];
-            dq[c] += ds * k[c];
-          }
-        }
-        for (int64_t c = 0; c < p.D; ++c) dqo[c] = dq[c];
+      for (int64_t j = kend; j < T; ++j) {
+        const int64_t r = b * T + j;
+        float* dk = p.dk + r * p.lddk + h * D;
+        float* dv = p.dv + r * p.lddv + h * D;
+        for (int64_t d = 0; d < D; ++d) dk[d] = 0.f, dv[d] = 0.f;
+      }
+      for (int64_t i = 0; i < T; ++i) {
+        float* dq = p.dq + (b * T + i) * p.lddq + h * D;
+        const float* a = dqa.data() + i * Dp;
+        for (int64_t d = 0; d < D; ++d) dq[d] = a[d] * p.scale;
       }
     }
   });

@@ -32,6 +32,7 @@ namespace {
 constexpr int64_t kBlk = 64;  // keys per key block and queries per query block
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr float kPosInf = std::numeric_limits<float>::infinity();
+constexpr int64_t kAhead = 8;  // rows prefetched ahead while packing
 
 inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
@@ -98,11 +99,7 @@ void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
       const int64_t bh = task / nqb, qb = task % nqb, b = bh / p.H, h = bh % p.H;
       const int64_t i0 = qb * kBlk, bq = std::min(kBlk, T - i0), bqp = round16(bq);
       // Qᵀ block [D, 64] (padding columns zero).
-      std::fill(qt.begin(), qt.end(), 0.f);
-      for (int64_t i = 0; i < bq; ++i) {
-        const float* q = p.q + (b * T + i0 + i) * p.ldq + h * D;
-        for (int64_t d = 0; d < D; ++d) qt[d * kBlk + i] = q[d];
-      }
+      transpose_to(p.q + (b * T + i0) * p.ldq + h * D, p.ldq, bq, D, qt.data(), kBlk);
       std::fill(oacc.begin(), oacc.end(), 0.f);
       for (int64_t i = 0; i < kBlk; ++i) mrun[i] = kNegInf, lrun[i] = 0.f;
       __mmask16 nan[4] = {0, 0, 0, 0};
@@ -115,13 +112,17 @@ void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
         // Scale, mask, column (per-query) max, NaN flags.
         __m512 bmax[4];
         for (int c = 0; c < 4; ++c) bmax[c] = vninf;
+        // Only blocks reaching past the diagonal need the causal compare.
+        const bool diag = j0 + jn - 1 > i0;
         for (int64_t j = 0; j < jn; ++j) {
           const int64_t jg = j0 + j;
           float* srow = st.data() + j * kBlk;
           const bool vis = visible(p.kv_len, p.mask, T, b, jg);
           for (int64_t c = 0; c < bqp / 16; ++c) {
             __m512 s = _mm512_mul_ps(_mm512_loadu_ps(srow + 16 * c), vscale);
-            const __mmask16 ok = vis ? _mm512_cmp_epi32_mask(lane_index(i0 + 16 * c), _mm512_set1_epi32(static_cast<int32_t>(jg)), _MM_CMPINT_NLT) : 0;
+            const __mmask16 ok = !vis ? 0
+                                 : diag ? _mm512_cmp_epi32_mask(lane_index(i0 + 16 * c), _mm512_set1_epi32(static_cast<int32_t>(jg)), _MM_CMPINT_NLT)
+                                        : static_cast<__mmask16>(0xFFFF);
             s = _mm512_mask_mov_ps(vninf, ok, s);
             nan[c] |= _mm512_cmp_ps_mask(s, s, _CMP_UNORD_Q);
             bmax[c] = _mm512_max_ps(bmax[c], s);
@@ -151,12 +152,18 @@ void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
           const __m512 l = _mm512_loadu_ps(lrun + 16 * c);
           _mm512_storeu_ps(lrun + 16 * c, _mm512_fmadd_ps(l, _mm512_loadu_ps(alpha + 16 * c), lsum[c]));
         }
-        // V block packed [jn, Dp] (padding columns zero), O rows rescaled, O += P·V.
-        for (int64_t j = 0; j < jn; ++j) {
-          const float* v = p.v + (b * T + j0 + j) * p.ldv + h * D;
-          float* dst = vp.data() + j * Dp;
-          std::copy(v, v + D, dst);
-          std::fill(dst + D, dst + Dp, 0.f);
+        // V block (rows used in place when D is a multiple of 16, else packed [jn, Dp] with zero
+        // padding), O rows rescaled, O += P·V.
+        const float* vb = p.v + (b * T + j0) * p.ldv + h * D;
+        int64_t ldvb = p.ldv;
+        if (D != Dp) {
+          for (int64_t j = 0; j < jn; ++j) {
+            float* dst = vp.data() + j * Dp;
+            std::copy(vb + j * p.ldv, vb + j * p.ldv + D, dst);
+            std::fill(dst + D, dst + Dp, 0.f);
+          }
+          vb = vp.data();
+          ldvb = Dp;
         }
         for (int64_t i = 0; i < bq; ++i) {
           if (alpha[i] == 1.f) continue;
@@ -164,7 +171,7 @@ void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
           float* o = oacc.data() + i * Dp;
           for (int64_t d = 0; d < Dp; d += 16) _mm512_storeu_ps(o + d, _mm512_mul_ps(_mm512_loadu_ps(o + d), a));
         }
-        gemm_tile(bq, Dp, jn, st.data(), 1, kBlk, vp.data(), Dp, oacc.data(), Dp, true);
+        gemm_tile(bq, Dp, jn, st.data(), 1, kBlk, vb, ldvb, oacc.data(), Dp, true);
       }
       for (int64_t i = 0; i < bq; ++i) {
         float* o = p.o + (b * T + i0 + i) * p.ldo + h * D;
@@ -201,8 +208,8 @@ void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
       const int64_t b = task / p.H, h = task % p.H;
       // Packs: Qᵀ, dOᵀ [D, Tp]; Q, dO, K rows [T, Dp]; lse (+inf for rows without keys, so their
       // P is 0) and D = rowsum(dO∘O), padding 0.
-      std::fill(qt.begin(), qt.end(), 0.f);
-      std::fill(dot.begin(), dot.end(), 0.f);
+      transpose_to(p.q + b * T * p.ldq + h * D, p.ldq, T, D, qt.data(), Tp);
+      transpose_to(p.dout + b * T * p.lddo + h * D, p.lddo, T, D, dot.data(), Tp);
       for (int64_t i = 0; i < T; ++i) {
         const int64_t r = b * T + i;
         const float* q = p.q + r * p.ldq + h * D;
@@ -212,19 +219,28 @@ void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
         float* qrow = qr.data() + i * Dp;
         float* drow = dor.data() + i * Dp;
         float* krow = kr.data() + i * Dp;
-        float di = 0.f;
-        for (int64_t d = 0; d < D; ++d) {
-          qt[d * Tp + i] = q[d];
-          dot[d * Tp + i] = g[d];
-          qrow[d] = q[d];
-          drow[d] = g[d];
-          krow[d] = k[d];
-          di += g[d] * o[d];
+        // The rows sit a whole qkv row apart (new pages): fetch a few rows ahead.
+        if (i + kAhead < T) {
+          const int64_t ra = r + kAhead;
+          for (int64_t d = 0; d < D; d += 16) {
+            _mm_prefetch(reinterpret_cast<const char*>(p.q + ra * p.ldq + h * D + d), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(p.dout + ra * p.lddo + h * D + d), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(p.o + ra * p.ldo + h * D + d), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(p.k + ra * p.ldk + h * D + d), _MM_HINT_T0);
+          }
         }
-        for (int64_t d = D; d < Dp; ++d) qrow[d] = drow[d] = krow[d] = 0.f;
+        __m512 dacc = _mm512_setzero_ps();
+        for (int64_t d = 0; d < Dp; d += 16) {
+          const __mmask16 kd = tail_mask16(D - d);
+          const __m512 gv = _mm512_maskz_loadu_ps(kd, g + d);
+          _mm512_storeu_ps(qrow + d, _mm512_maskz_loadu_ps(kd, q + d));
+          _mm512_storeu_ps(drow + d, gv);
+          _mm512_storeu_ps(krow + d, _mm512_maskz_loadu_ps(kd, k + d));
+          dacc = _mm512_fmadd_ps(gv, _mm512_maskz_loadu_ps(kd, o + d), dacc);
+        }
         const float l = p.lse[(b * p.H + h) * T + i];
         lse[i] = l == kNegInf ? kPosInf : l;
-        dvec[i] = di;
+        dvec[i] = _mm512_reduce_add_ps(dacc);
       }
       for (int64_t i = T; i < Tp; ++i) lse[i] = kPosInf, dvec[i] = 0.f;
       std::fill(dqa.begin(), dqa.end(), 0.f);

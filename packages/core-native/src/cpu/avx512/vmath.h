@@ -39,4 +39,45 @@ inline void to_bf16_row(const float* in, int64_t n, uint16_t* out) {
   }
 }
 
+// In-register transpose of a 16 x 16 block of floats: r[i][j] -> r[j][i].
+inline void transpose16_ps(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // u[4g + j]: rows 4g..4g+3 at element 4L + j of each 128-bit lane L.
+  for (int g = 0; g < 4; ++g) {
+    const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+    u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512 w0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88), w1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
+    const __m512 w2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88), w3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+    r[j] = _mm512_shuffle_f32x4(w0, w2, 0x88);
+    r[8 + j] = _mm512_shuffle_f32x4(w0, w2, 0xDD);
+    r[4 + j] = _mm512_shuffle_f32x4(w1, w3, 0x88);
+    r[12 + j] = _mm512_shuffle_f32x4(w1, w3, 0xDD);
+  }
+}
+
+// dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols, in 16 x 16 register blocks; columns
+// [rows, round16(rows)) of those dst rows are written as 0 (dst needs that padding).
+inline void transpose_to(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+    for (int64_t c0 = 0; c0 < cols; c0 += 16) {
+      const __mmask16 kc = tail_mask16(cols - c0);
+      __m512 t[16];
+      for (int64_t i = 0; i < 16; ++i) t[i] = r0 + i < rows ? _mm512_maskz_loadu_ps(kc, src + (r0 + i) * lds + c0) : _mm512_setzero_ps();
+      transpose16_ps(t);
+      const int64_t nc = cols - c0 < 16 ? cols - c0 : 16;
+      for (int64_t j = 0; j < nc; ++j) _mm512_storeu_ps(dst + (c0 + j) * ldd + r0, t[j]);
+    }
+  }
+}
+
 }  // namespace lora::ops::cpu

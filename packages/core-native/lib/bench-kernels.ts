@@ -134,6 +134,11 @@ export function runKernelBench(opts: KernelBenchOptions = {}): Record<string, un
   }
   ops.setNumThreads(threads);
   const bf16Peak = peaks.find((p) => p.kind === 'bf16' && p.threads === Math.min(2, threads))!.gops;
+  // vpdpbusd does 64 multiply-adds per instruction (128 OP), vdpbf16ps 32 (64 FLOP): their rates
+  // say whether int8 weights are better fed to VNNI (with activations quantised to int8) or
+  // decoded into bf16 pairs for vdpbf16ps, as this backend does.
+  const int8Peak = peaks.find((p) => p.kind === 'int8' && p.threads === Math.min(2, threads))!.gops;
+  log(`vpdpbusd vs vdpbf16ps: ${(int8Peak / 128).toFixed(2)} vs ${(bf16Peak / 64).toFixed(2)} G instructions/s; int8 OP/s = ${(int8Peak / bf16Peak).toFixed(2)}x bf16 FLOP/s`);
 
   const onednn = buildOnednn(opts.onednnSource ?? join(root, 'bench', 'kernels', 'onednn_matmul.cc'), log);
   const runOnednn = (M: number, K: number, N: number): number | undefined => {
@@ -170,7 +175,7 @@ export function runKernelBench(opts: KernelBenchOptions = {}): Record<string, un
         for (let r = 0; r < 3; ++r) nearPeak = Math.max(nearPeak, benchPeak('bf16', Math.min(2, threads), 1e6).gops);
         const row: Record<string, unknown> = { model, name, M, K, N, bf16PeakNear: nearPeak };
         let bfMs = 0;
-        for (const wd of ['bf16', 'nf4', 'int4'] as const) {
+        for (const wd of ['bf16', 'nf4', 'int4', 'i8'] as const) {
           const w = keep(wd === 'bf16' ? ops.cast(wf, 'bf16') : ops.quantize(wf, wd));
           const ms = best(reps, () => ops.matmulXWt(x, w, { out: y }));
           if (wd === 'bf16') bfMs = ms;
@@ -231,6 +236,7 @@ export function runKernelBench(opts: KernelBenchOptions = {}): Record<string, un
     reps,
     loadAverage: { before: loadBefore, after: loadAfter },
     peaks,
+    int8OpsVsBf16Flops: int8Peak / bf16Peak,
     gemms,
     lora: loras,
   };

@@ -14,6 +14,7 @@
 #include "cpu_kernels.h"
 #include "gemm.h"
 #include "par.h"
+#include "vmath.h"
 
 namespace lora::ops::cpu {
 
@@ -180,8 +181,10 @@ void cast(const Ctx& ctx, const Cast& p) {
       else v = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, static_cast<const uint16_t*>(p.src) + i));
       if (p.dst_dtype == DType::F32) {
         _mm512_mask_storeu_ps(static_cast<float*>(p.dst) + i, k, v);
+      } else if (p.dst_dtype == DType::BF16) {
+        _mm256_mask_storeu_epi16(static_cast<uint16_t*>(p.dst) + i, k, bf16_exact(v));
       } else {
-        // Exact RNE with NaN quieting, as half.h (the hardware converters agree except on NaN payloads).
+        // f16: exact RNE with NaN quieting, as half.h (the hardware converter differs on NaN payloads).
         _mm512_storeu_ps(buf, v);
         for (int64_t j = 0; j < len; ++j) store_act(p.dst, p.dst_dtype, i + j, buf[j]);
       }

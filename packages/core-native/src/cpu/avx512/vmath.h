@@ -30,6 +30,17 @@ inline __mmask16 tail_mask16(int64_t n) {
   return n >= 16 ? static_cast<__mmask16>(0xFFFF) : n <= 0 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << n) - 1u);
 }
 
+// 16 floats to bf16 exactly as half.h's f32_to_bf16 (RNE on the bits, subnormals kept, NaN made
+// quiet by setting bit 6), unlike vcvtneps2bf16, which flushes subnormal inputs to zero.
+inline __m256i bf16_exact(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+  const __m512i q = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+  return _mm512_cvtepi32_epi16(_mm512_mask_mov_epi32(r, nan, q));
+}
+
 // out[0, n) = in[0, n) rounded to bf16 (RNE, as the GEMM's packing rounds).
 inline void to_bf16_row(const float* in, int64_t n, uint16_t* out) {
   for (int64_t i = 0; i < n; i += 16) {

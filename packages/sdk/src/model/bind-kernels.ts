@@ -1,6 +1,6 @@
 // Binds the model's Kernels interface to the addon's op bindings for one backend. This is the only
 // file of the SDK that knows the native argument order.
-import { native, type NativeTensor } from '@lora/core-native';
+import { native, type DeviceName, type NativeTensor } from '@lora/core-native';
 
 import type { Backend } from './device.js';
 import type { Kernels } from './kernels.js';
@@ -41,7 +41,31 @@ export function bindKernels(backend: Backend): Kernels {
   const sumSquares = op('opSumSquares');
   const quantize = op('opQuantize');
   const dequantize = op('opDequantize');
+  const cast = op('opCast');
   const b = backend;
+
+  // Autocast, as torch.autocast(bf16) does it: a linear whose frozen weight is bf16 or quantised
+  // computes in bf16, so its f32 inputs (x, and dy in the backward) are rounded to bf16 once, here.
+  // The base product would round them to the same values while packing anyway; the LoRA branch's
+  // products then run in bf16 as well (PyTorch's numerics under autocast), on the kernels' bf16
+  // paths (rows used in place, the small-rank backward fused into the dX GEMM). One reusable
+  // buffer per role; f32/f16 weights keep f32 inputs.
+  const { Tensor } = native();
+  const scratch: { x?: NativeTensor; dy?: NativeTensor } = {};
+  const autocast = (w: NativeTensor) => w.dtype === 'bf16' || w.dtype === 'i8' || w.dtype === 'int4' || w.dtype === 'nf4';
+  const toBf16 = (t: NativeTensor, role: 'x' | 'dy', views: NativeTensor[]): NativeTensor => {
+    if (t.dtype !== 'f32' || !t.contiguous) return t;
+    let buf = scratch[role];
+    if (!buf || buf.numel < t.numel || buf.device !== t.device) {
+      buf?.dispose();
+      buf = scratch[role] = Tensor.empty('bf16', [t.numel], t.device as DeviceName);
+    }
+    const flat = buf.narrow(0, 0, t.numel);
+    const v = flat.reshape(t.shape);
+    views.push(flat, v);
+    cast(t, v, b);
+    return v;
+  };
 
   // q | k | v column slices of a [B*T, 3C] buffer, as [B, T, C] views.
   const splitQkv = (qkv: NativeTensor, B: number, T: number): NativeTensor[] => {
@@ -57,21 +81,35 @@ export function bindKernels(backend: Backend): Kernels {
 
   return {
     backend,
-    linear(x, w, bias, y, lora) {
-      if (!lora) {
-        matmulXWt(x, w, bias ?? null, y, false, b);
-        return;
+    linear(x0, w, bias, y, lora) {
+      const views: NativeTensor[] = [];
+      try {
+        const x = autocast(w) ? toBf16(x0, 'x', views) : x0;
+        if (!lora) {
+          matmulXWt(x, w, bias ?? null, y, false, b);
+          return;
+        }
+        const d = lora.spec.dropout;
+        loraFwd(x, w, bias ?? null, lora.spec.a, lora.spec.b, y, lora.xa, lora.spec.scale, d?.p ?? 0, d?.seed ?? 0, d?.offset ?? 0, lora.spec.groups, b);
+      } finally {
+        for (const t of views) t.dispose();
       }
-      const d = lora.spec.dropout;
-      loraFwd(x, w, bias ?? null, lora.spec.a, lora.spec.b, y, lora.xa, lora.spec.scale, d?.p ?? 0, d?.seed ?? 0, d?.offset ?? 0, lora.spec.groups, b);
     },
-    linearBackward(dy, x, w, dx, accumulate, lora) {
-      if (!lora) {
-        if (dx) matmulDYW(dy, w, dx, accumulate, b);
-        return;
+    linearBackward(dy0, x0, w, dx, accumulate, lora) {
+      if (!lora && !dx) return;
+      const views: NativeTensor[] = [];
+      try {
+        const dy = autocast(w) ? toBf16(dy0, 'dy', views) : dy0;
+        if (!lora) {
+          matmulDYW(dy, w, dx, accumulate, b);
+          return;
+        }
+        const x = autocast(w) ? toBf16(x0, 'x', views) : x0;
+        const d = lora.spec.dropout;
+        loraBwd(dy, x, w, lora.spec.a, lora.spec.b, lora.xa, dx ?? null, lora.da, lora.db, lora.spec.scale, d?.p ?? 0, d?.seed ?? 0, d?.offset ?? 0, lora.spec.groups, accumulate, b);
+      } finally {
+        for (const t of views) t.dispose();
       }
-      const d = lora.spec.dropout;
-      loraBwd(dy, x, w, lora.spec.a, lora.spec.b, lora.xa, dx ?? null, lora.da, lora.db, lora.spec.scale, d?.p ?? 0, d?.seed ?? 0, d?.offset ?? 0, lora.spec.groups, accumulate, b);
     },
     embedding(ids, table, out, pos) {
       embedding(ids, table, out, pos?.ids ?? null, pos?.table ?? null, 0, b);
@@ -142,6 +180,11 @@ export function bindKernels(backend: Backend): Kernels {
     },
     dequantize(w) {
       return dequantize(w, b) as NativeTensor;
+    },
+    dispose() {
+      scratch.x?.dispose();
+      scratch.dy?.dispose();
+      scratch.x = scratch.dy = undefined;
     },
     zero(t) {
       // Written, not multiplied by 0, so a NaN left by a failed step cannot survive a reset.

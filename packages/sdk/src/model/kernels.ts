@@ -79,4 +79,6 @@ export interface Kernels {
   /** Any weight → f32 [rows, cols]. */
   dequantize(w: NativeTensor): NativeTensor;
   zero(t: NativeTensor): void;
+  /** Frees the kernels' own scratch buffers (the model calls it from its dispose()). */
+  dispose(): void;
 }

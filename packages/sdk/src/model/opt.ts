@@ -335,6 +335,7 @@ export class OptForCausalLM {
     this.lora?.dispose();
     this.lora = undefined;
     for (const t of weightTensors(this.weights)) t.dispose();
+    this.kernels.dispose();
     this.disposed = true;
   }
 

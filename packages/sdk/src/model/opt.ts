@@ -29,7 +29,11 @@ export type LoadProgressEvent =
 
 export interface LoadOptions extends Pick<ResolveOptions, 'cacheDir' | 'revision'> {
   device?: DeviceOption;
-  /** Base weight format (default f32). */
+  /**
+   * Base weight format (default f32). With bf16 or a quantised format the linears compute in bf16
+   * like torch.autocast(bf16): their inputs are rounded to bf16, LoRA included, with f32
+   * accumulation; layer norms, softmax, the residual stream and the loss stay f32.
+   */
   dtype?: BaseDType;
   onProgress?: (e: LoadProgressEvent) => void;
 }

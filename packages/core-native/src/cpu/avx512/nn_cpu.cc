@@ -63,22 +63,31 @@ void embedding_bwd(const Ctx& ctx, const EmbeddingBwd& p) {
   });
 }
 
+// Row statistics and the normalisation in 16-lane vectors (lane partial sums, then one reduce).
 void layernorm_fwd(const Ctx& ctx, const LayerNormFwd& p) {
+  const float inv_c = 1.f / static_cast<float>(p.C);
   parallel_range(ctx, p.M, 8, [&](int64_t b, int64_t e) {
     for (int64_t m = b; m < e; ++m) {
       const float* x = p.x + m * p.C;
-      float s = 0.f;
-      for (int64_t c = 0; c < p.C; ++c) s += x[c];
-      const float mean = s / static_cast<float>(p.C);
-      float v = 0.f;
-      for (int64_t c = 0; c < p.C; ++c) v += (x[c] - mean) * (x[c] - mean);
-      const float rstd = 1.f / std::sqrt(v / static_cast<float>(p.C) + p.eps);
+      __m512 vs = _mm512_setzero_ps();
+      for (int64_t c = 0; c < p.C; c += 16) vs = _mm512_add_ps(vs, _mm512_maskz_loadu_ps(tmask(p.C - c), x + c));
+      const float mean = _mm512_reduce_add_ps(vs) * inv_c;
+      const __m512 vm = _mm512_set1_ps(mean);
+      __m512 vv = _mm512_setzero_ps();
+      for (int64_t c = 0; c < p.C; c += 16) {
+        const __mmask16 k = tmask(p.C - c);
+        const __m512 d = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + c), vm);
+        vv = _mm512_fmadd_ps(d, d, vv);
+      }
+      const float rstd = 1.f / std::sqrt(_mm512_reduce_add_ps(vv) * inv_c + p.eps);
+      const __m512 vr = _mm512_set1_ps(rstd);
       float* y = p.y + m * p.C;
-      for (int64_t c = 0; c < p.C; ++c) {
-        float t = (x[c] - mean) * rstd;
-        if (p.gamma) t *= p.gamma[c];
-        if (p.beta) t += p.beta[c];
-        y[c] = t;
+      for (int64_t c = 0; c < p.C; c += 16) {
+        const __mmask16 k = tmask(p.C - c);
+        __m512 t = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + c), vm), vr);
+        if (p.gamma) t = _mm512_mul_ps(t, _mm512_maskz_loadu_ps(k, p.gamma + c));
+        if (p.beta) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(k, p.beta + c));
+        _mm512_mask_storeu_ps(y + c, k, t);
       }
       p.mean[m] = mean;
       p.rstd[m] = rstd;
@@ -88,23 +97,30 @@ void layernorm_fwd(const Ctx& ctx, const LayerNormFwd& p) {
 
 // Gradient contract: dX overwrites; dgamma, dbeta accumulate (+=) when given.
 void layernorm_bwd(const Ctx& ctx, const LayerNormBwd& p) {
+  const float inv_c = 1.f / static_cast<float>(p.C);
   parallel_range(ctx, p.M, 8, [&](int64_t b, int64_t e) {
     for (int64_t m = b; m < e; ++m) {
       const float* x = p.x + m * p.C;
       const float* dy = p.dy + m * p.C;
-      const float mean = p.mean[m], rstd = p.rstd[m];
-      float sg = 0.f, sgx = 0.f;
-      for (int64_t c = 0; c < p.C; ++c) {
-        const float g = dy[c] * (p.gamma ? p.gamma[c] : 1.f);
-        sg += g;
-        sgx += g * (x[c] - mean) * rstd;
+      const __m512 vm = _mm512_set1_ps(p.mean[m]), vr = _mm512_set1_ps(p.rstd[m]);
+      // g = dy·gamma, x̂ = (x - mean)·rstd; sg = mean(g), sgx = mean(g·x̂).
+      __m512 vsg = _mm512_setzero_ps(), vsgx = _mm512_setzero_ps();
+      for (int64_t c = 0; c < p.C; c += 16) {
+        const __mmask16 k = tmask(p.C - c);
+        __m512 g = _mm512_maskz_loadu_ps(k, dy + c);
+        if (p.gamma) g = _mm512_mul_ps(g, _mm512_maskz_loadu_ps(k, p.gamma + c));
+        const __m512 xh = _mm512_mul_ps(_mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + c), vm), vr);
+        vsg = _mm512_add_ps(vsg, g);
+        vsgx = _mm512_fmadd_ps(g, xh, vsgx);
       }
-      sg /= static_cast<float>(p.C);
-      sgx /= static_cast<float>(p.C);
+      const __m512 sg = _mm512_set1_ps(_mm512_reduce_add_ps(vsg) * inv_c), sgx = _mm512_set1_ps(_mm512_reduce_add_ps(vsgx) * inv_c);
       float* dx = p.dx + m * p.C;
-      for (int64_t c = 0; c < p.C; ++c) {
-        const float g = dy[c] * (p.gamma ? p.gamma[c] : 1.f);
-        dx[c] = rstd * (g - sg - (x[c] - mean) * rstd * sgx);
+      for (int64_t c = 0; c < p.C; c += 16) {
+        const __mmask16 k = tmask(p.C - c);
+        __m512 g = _mm512_maskz_loadu_ps(k, dy + c);
+        if (p.gamma) g = _mm512_mul_ps(g, _mm512_maskz_loadu_ps(k, p.gamma + c));
+        const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + c), vm), vr);
+        _mm512_mask_storeu_ps(dx + c, k, _mm512_mul_ps(vr, _mm512_sub_ps(_mm512_sub_ps(g, sg), _mm512_mul_ps(xh, sgx))));
       }
     }
   });

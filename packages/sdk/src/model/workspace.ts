@@ -5,10 +5,14 @@ import { native, type DeviceName, type NativeTensor } from '@lora/core-native';
 import type { OptConfig } from '../config/opt-config.js';
 import type { LoraAdapter } from './lora.js';
 
-/** What one decoder layer's forward keeps for its backward. */
+/**
+ * What one decoder layer's forward keeps for its backward. A frozen linear's backward needs no
+ * input (dX = dY·W), so a layer-norm output is kept per layer only when the linear it feeds has a
+ * LoRA branch (whose dA needs that input); otherwise it lives in the workspace's shared `lnY`.
+ */
 export interface LayerCache {
   xIn: NativeTensor; // [M, C] layer input (also the attention residual)
-  ln1Y: NativeTensor; // [M, C] self_attn_layer_norm output
+  ln1Y: NativeTensor; // [M, C] self_attn_layer_norm output (per layer, or the shared lnY)
   ln1Mean: NativeTensor; // [M]
   ln1Rstd: NativeTensor;
   qkv: NativeTensor; // [M, 3C]
@@ -17,7 +21,7 @@ export interface LayerCache {
   lse: NativeTensor; // [B, H, T]
   xaOut?: NativeTensor;
   sum1: NativeTensor; // [M, C] xIn + drop(out_proj(o))
-  ln2Y?: NativeTensor; // [M, C] final_layer_norm output (pre-LN only; post-LN writes it to the layer output)
+  ln2Y?: NativeTensor; // [M, C] final_layer_norm output (pre-LN only; per layer, or the shared lnY)
   ln2Mean: NativeTensor;
   ln2Rstd: NativeTensor;
   h1: NativeTensor; // [M, F] relu(fc1(.))
@@ -43,6 +47,7 @@ export interface Workspace {
   finalRstd: NativeTensor;
   recompute: NativeTensor; // [M, C] where a recomputed (checkpointed) layer writes its unused output
   // scratch
+  lnY: NativeTensor; // [M, C] layer-norm outputs no LoRA branch needs later
   proj: NativeTensor; // [M, C]
   dOut: NativeTensor; // [M, C] grad flowing down the layers (two buffers, alternating)
   dOutB: NativeTensor;
@@ -74,14 +79,18 @@ export function createWorkspace(c: OptConfig, lora: LoraAdapter | undefined, B: 
   const H = c.numAttentionHeads;
   const r = lora?.r ?? 0;
   const pre = c.doLayerNormBefore;
+  const lnY = f32(M, C);
   const cacheFor = (i: number, xIn: NativeTensor): LayerCache => {
     const l = lora?.layers[i];
+    // pre-LN: ln1Y feeds qkv, ln2Y feeds fc1; post-LN: ln1Y feeds fc1.
+    const keep1 = pre ? l?.qkv !== undefined : l?.fc1 !== undefined;
+    const keep2 = pre && l?.fc1 !== undefined;
     return {
       xIn,
-      ln1Y: f32(M, C), ln1Mean: f32(M), ln1Rstd: f32(M),
+      ln1Y: keep1 ? f32(M, C) : lnY, ln1Mean: f32(M), ln1Rstd: f32(M),
       qkv: f32(M, 3 * C), xaQkv: l?.qkv ? f32(M, 3 * r) : undefined,
       o: f32(M, C), lse: f32(B * H * T), xaOut: l?.out_proj ? f32(M, r) : undefined,
-      sum1: f32(M, C), ln2Y: pre ? f32(M, C) : undefined, ln2Mean: f32(M), ln2Rstd: f32(M),
+      sum1: f32(M, C), ln2Y: pre ? (keep2 ? f32(M, C) : lnY) : undefined, ln2Mean: f32(M), ln2Rstd: f32(M),
       h1: f32(M, F), xaFc1: l?.fc1 ? f32(M, r) : undefined, xaFc2: l?.fc2 ? f32(M, r) : undefined,
       sum2: pre ? undefined : f32(M, C),
     };
@@ -100,6 +109,7 @@ export function createWorkspace(c: OptConfig, lora: LoraAdapter | undefined, B: 
     ids: i32(M), posIds: i32(M), mask: i32(M), targets: i32(M),
     embedOut: f32(M, E), posOut: f32(M, C),
     caches, out: f32(M, C), hFinal: f32(M, E), finalMean: f32(M), finalRstd: f32(M), recompute: f32(M, C),
+    lnY,
     proj: f32(M, C), dOut: f32(M, C), dOutB: f32(M, C), dTmp: f32(M, C), dTmp2: f32(M, C), dH1: f32(M, F), dQkv: f32(M, 3 * C), dFinal: f32(M, E),
     all,
   };

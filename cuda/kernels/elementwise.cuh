@@ -21,6 +21,29 @@ __global__ void __launch_bounds__(kEwThreads) relu_kernel(int64_t n, const float
 __global__ void __launch_bounds__(kEwThreads) relu_bwd_kernel(int64_t n, const float* y, const float* dy, float* dx) {
   LORA_GRID_STRIDE(i, n) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
 }
+// relu with its keep mask: one warp per 32 consecutive elements (warp-uniform loop, so every lane
+// reaches the ballot); lane 0 stores the 32 keep bits as the low or high half of their 64-bit word
+// (little-endian words). The loop covers whole words, so bits past n are written as 0. NaN counts
+// as kept (as the reference does).
+__global__ void __launch_bounds__(kEwThreads) relu_bits_kernel(int64_t n, const float* x, float* y, uint32_t* half_words) {
+  const int lane = static_cast<int>(threadIdx.x & 31u);
+  const int64_t covered = (n + 63) / 64 * 64;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i0 = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x - lane; i0 < covered; i0 += stride) {
+    const int64_t i = i0 + lane;
+    bool keep = false;
+    if (i < n) {
+      const float v = x[i];
+      keep = v > 0.f || v != v;
+      y[i] = keep ? v : 0.f;
+    }
+    const unsigned m = __ballot_sync(0xffffffffu, keep);
+    if (lane == 0) half_words[i0 / 32] = m;
+  }
+}
+__global__ void __launch_bounds__(kEwThreads) relu_bwd_bits_kernel(int64_t n, const uint64_t* bits, const float* dy, float* dx) {
+  LORA_GRID_STRIDE(i, n) dx[i] = (bits[i >> 6] >> (i & 63)) & 1u ? dy[i] : 0.f;
+}
 __global__ void __launch_bounds__(kEwThreads) add_kernel(int64_t n, const float* a, const float* b, float alpha, float* out) {
   LORA_GRID_STRIDE(i, n) out[i] = a[i] + alpha * b[i];
 }
@@ -71,13 +94,17 @@ __global__ void __launch_bounds__(kEwThreads) sum_squares_kernel(int64_t n, cons
     LORA_CHECK_LAUNCH();                                                                    \
   } while (0)
 
-inline void relu(int64_t n, const float* x, float* y, Stream s) {
+// bits (optional): the keep mask, ceil(n/64) words (see relu_bits_kernel).
+inline void relu(int64_t n, const float* x, float* y, uint64_t* bits, Stream s) {
   require(n >= 0 && (n == 0 || (x && y)), "relu", "bad arguments");
-  LORA_EW_LAUNCH(relu_kernel, n, s, n, x, y);
+  if (bits) LORA_EW_LAUNCH(relu_bits_kernel, n, s, n, x, y, reinterpret_cast<uint32_t*>(bits));
+  else LORA_EW_LAUNCH(relu_kernel, n, s, n, x, y);
 }
-inline void relu_bwd(int64_t n, const float* y, const float* dy, float* dx, Stream s) {
-  require(n >= 0 && (n == 0 || (y && dy && dx)), "relu_bwd", "bad arguments");
-  LORA_EW_LAUNCH(relu_bwd_kernel, n, s, n, y, dy, dx);
+// bits (optional) replaces y: dx = dy where the forward's keep bit is set.
+inline void relu_bwd(int64_t n, const float* y, const float* dy, float* dx, const uint64_t* bits, Stream s) {
+  require(n >= 0 && (n == 0 || ((y || bits) && dy && dx)), "relu_bwd", "bad arguments");
+  if (bits) LORA_EW_LAUNCH(relu_bwd_bits_kernel, n, s, n, bits, dy, dx);
+  else LORA_EW_LAUNCH(relu_bwd_kernel, n, s, n, y, dy, dx);
 }
 inline void add(int64_t n, const float* a, const float* b, float alpha, float* out, Stream s) {
   require(n >= 0 && (n == 0 || (a && b && out)), "add", "bad arguments");

@@ -252,6 +252,26 @@ export function reluBackward(y: NativeTensor, dy: NativeTensor, o: OutOptions = 
   op('opReluBackward')(y, dy, dx, o.backend);
   return dx;
 }
+export interface ReluMaskOptions extends OutOptions {
+  /** The keep mask: i64 [ceil(n/64)], bit i%64 of word i/64 set where y_i != 0. */
+  bits?: NativeTensor;
+}
+/**
+ * y = max(x, 0) and its keep mask, one bit per element: what the backward needs, in place of a
+ * kept f32 y (a frozen linear after the relu needs no copy of its input).
+ */
+export function reluMask(x: NativeTensor, o: ReluMaskOptions = {}): { y: NativeTensor; bits: NativeTensor } {
+  const y = o.out ?? empty('f32', x.shape, x);
+  const bits = o.bits ?? empty('i64', [Math.ceil(x.numel / 64)], x);
+  op('opReluMask')(x, y, bits, o.backend);
+  return { y, bits };
+}
+/** dx = dy where the keep bit (from reluMask) is set. */
+export function reluMaskBackward(bits: NativeTensor, dy: NativeTensor, o: OutOptions = {}): NativeTensor {
+  const dx = o.out ?? empty('f32', dy.shape, dy);
+  op('opReluMaskBackward')(bits, dy, dx, o.backend);
+  return dx;
+}
 export interface AddOptions extends OutOptions {
   /** out = a + alpha·b (default 1). */
   alpha?: number;

@@ -296,6 +296,21 @@ describe.skipIf(!hasEmu)(`${target} backend vs ref (LORA_EMU_ORDER=${order})`, (
       const x = randn(n, 60), y = randn(n, 61);
       check(`relu n=${n}`, (be, T) => { const o = T(new Float32Array(n), [n]); addon.opRelu(T(x, [n]), o, be); return { o }; }, 0);
       check(`relu_bwd n=${n}`, (be, T) => { const o = T(new Float32Array(n), [n]); addon.opReluBackward(T(x, [n]), T(y, [n]), o, be); return { o }; }, 0);
+      // The keep mask (n = 1000: 15 whole words and a ragged one), compared unpacked, and the
+      // backward that reads it.
+      check(`relu_mask n=${n}`, (be, T) => {
+        const o = T(new Float32Array(n), [n]), dx = T(new Float32Array(n), [n]);
+        const bits = Tensor.empty('i64', [Math.ceil(n / 64)], be === 'ref' ? 'cpu' : target);
+        try {
+          addon.opReluMask(T(x, [n]), o, bits, be);
+          addon.opReluMaskBackward(bits, T(y, [n]), dx, be);
+          const words = bits.toArray() as BigInt64Array;
+          const keep = Float32Array.from({ length: n }, (_, i) => Number((BigInt.asUintN(64, words[i >> 6]) >> BigInt(i & 63)) & 1n));
+          return { o, dx: Float32Array.from(dx.toArray() as Float32Array), keep };
+        } finally {
+          bits.dispose();
+        }
+      }, 0);
       check(`add n=${n} alpha=-0.5`, (be, T) => { const o = T(new Float32Array(n), [n]); addon.opAdd(T(x, [n]), T(y, [n]), o, -0.5, be); return { o }; }, 0);
       check(`scale n=${n}`, (be, T) => { const o = T(new Float32Array(n), [n]); addon.opScale(T(x, [n]), o, 3.25, be); return { o }; }, 0);
       for (const p of [0.1, 0.5, 1]) {

@@ -2,7 +2,7 @@
 // argument, never a crash; NaN/Inf in inputs propagate to the outputs on every backend.
 import { describe, expect, it } from 'vitest';
 
-import { A, T, arr, f32, i32, ops, rand, weight } from './ops-helpers.js';
+import { A, T, arr, f32, i32, ops, rand, unpackBits, weight } from './ops-helpers.js';
 
 function code(fn: () => unknown): string {
   try {
@@ -31,6 +31,9 @@ describe('op bindings reject bad input with clear errors', () => {
     expect(code(() => ops.attention(f32(rand(24, 7), [1, 4, 6]), f32(rand(24, 7), [1, 4, 6]), f32(rand(20, 7), [1, 4, 5]), { heads: 2 }))).toBe('ERR_LORA_SHAPE');
     expect(code(() => ops.attention(f32(rand(24, 7), [1, 4, 6]), f32(rand(24, 7), [1, 4, 6]), f32(rand(24, 7), [1, 4, 6]), { heads: 4 }))).toBe('ERR_LORA_SHAPE');
     expect(code(() => ops.add(f32(rand(4, 8), [4]), f32(rand(5, 8), [5])))).toBe('ERR_LORA_SHAPE');
+    // The keep mask must hold exactly ceil(n/64) i64 words.
+    expect(code(() => ops.reluMask(f32(rand(65, 8), [65]), { bits: T.empty('i64', [1]) }))).toBe('ERR_LORA_SHAPE');
+    expect(code(() => ops.reluMaskBackward(T.empty('i64', [3]), f32(rand(65, 8), [65])))).toBe('ERR_LORA_SHAPE');
   });
 
   it('wrong dtypes and unsupported combinations', () => {
@@ -39,6 +42,7 @@ describe('op bindings reject bad input with clear errors', () => {
     expect(code(() => ops.matmulXWt(x, w, { out: T.empty('f16', [4, 3]) }))).toBe('ERR_LORA_DTYPE');
     expect(code(() => ops.matmulDW(x, x, T.empty('bf16', [8, 8])))).toBe('ERR_LORA_DTYPE');
     expect(code(() => ops.relu(f32(rand(4, 9), [4], 'bf16')))).toBe('ERR_LORA_DTYPE');
+    expect(code(() => ops.reluMask(f32(rand(4, 9), [4]), { bits: i32([0, 0], [2]) }))).toBe('ERR_LORA_DTYPE');
     expect(code(() => ops.layerNorm(f32(rand(8, 9), [2, 4], 'bf16')))).toBe('ERR_LORA_DTYPE');
     expect(code(() => ops.embedding(f32(rand(4, 9), [4]), f32(rand(12, 9), [3, 4])))).toBe('ERR_LORA_DTYPE');
     expect(code(() => ops.quantize(x, 'bf16' as 'nf4'))).toBe('ERR_LORA_INVALID_ARG'); // a bad argument value
@@ -112,6 +116,10 @@ describe('op bindings reject bad input with clear errors', () => {
       expect(ln.slice(128).every(Number.isFinite)).toBe(true);
       const r = arr(ops.relu(f32(Float32Array.of(NaN, -1, Infinity), [3]), { backend: b }));
       expect(Number.isNaN(r[0]) && r[1] === 0 && r[2] === Infinity).toBe(true);
+      const rm = ops.reluMask(f32(Float32Array.of(NaN, -1, Infinity), [3]), { backend: b });
+      const ry = arr(rm.y);
+      expect(Number.isNaN(ry[0]) && ry[1] === 0 && ry[2] === Infinity).toBe(true);
+      expect(Array.from(unpackBits(rm.bits, 3))).toEqual([1, 0, 1]); // NaN counts as kept
       const ce = ops.crossEntropy(xn, weight('f32', 7, 64, 22), i32([1, 2, 3, 4], [4]), { backend: b });
       expect(Number.isNaN(ce.loss)).toBe(true);
       const qs = rand(2 * 8, 23);

@@ -41,6 +41,12 @@ export function weight(dtype: string, N: number, K: number, seed: number, amp = 
   return q;
 }
 
+/** The first n keep bits of an i64 bit-mask tensor (bit i%64 of word i/64) as 0/1 values. */
+export function unpackBits(bits: NativeTensor, n: number): Float32Array {
+  const words = bits.toArray() as BigInt64Array;
+  return Float32Array.from({ length: n }, (_, i) => Number((BigInt.asUintN(64, words[i >> 6]) >> BigInt(i & 63)) & 1n));
+}
+
 export function arr(t: NativeTensor): Float32Array {
   return t.toArray() as Float32Array;
 }

@@ -3,7 +3,7 @@
 // One line per case; a backend that does not run a case says "not supported" (not a failure).
 import { describe, expect, it } from 'vitest';
 
-import { arr, concat, f32, i32, isUnsupported, nmse, ops, otherBackends, rand, weight, type NativeTensor } from './ops-helpers.js';
+import { arr, concat, f32, i32, isUnsupported, nmse, ops, otherBackends, rand, unpackBits, weight, type NativeTensor } from './ops-helpers.js';
 
 type Backend = 'ref' | 'cpu' | 'emu' | 'cuda';
 interface Case {
@@ -342,6 +342,21 @@ for (const n of [1, 7, 33, 65, 1030, 70001]) {
     tol: TOL_EXACT,
     why: WHY_EXACT,
     run: (b) => arr(ops.reluBackward(ops.relu(f32(rand(n, 61), [n]), { backend: 'ref' }), f32(rand(n, 62), [n]), { backend: b })),
+  });
+  cases.push({
+    name: `relu_mask f32 n=${n} (y and keep bits)`,
+    tol: TOL_EXACT,
+    why: WHY_EXACT,
+    run: (b) => {
+      const { y, bits } = ops.reluMask(f32(rand(n, 61), [n]), { backend: b });
+      return concat([arr(y), unpackBits(bits, n)]);
+    },
+  });
+  cases.push({
+    name: `relu_mask_bwd f32 n=${n}`,
+    tol: TOL_EXACT,
+    why: WHY_EXACT,
+    run: (b) => arr(ops.reluMaskBackward(ops.reluMask(f32(rand(n, 61), [n]), { backend: 'ref' }).bits, f32(rand(n, 62), [n]), { backend: b })),
   });
   cases.push({ name: `add f32 n=${n} alpha=-0.5`, tol: TOL_EXACT, why: WHY_EXACT + ' (one fma vs mul+add may differ by 1 ulp: tol 0 holds for fma-free values)', run: (b) => arr(ops.add(f32(rand(n, 63), [n]), f32(Float32Array.from(rand(n, 64), (v) => Math.round(v * 64) / 64), [n]), { alpha: -0.5, backend: b })) });
   cases.push({ name: `scale f32 n=${n}`, tol: TOL_EXACT, why: WHY_EXACT, run: (b) => arr(ops.scale(f32(rand(n, 65), [n]), 0.75, { backend: b })) });

@@ -4,6 +4,8 @@
 //   opLayerNorm(x, gamma|null, beta|null, y, mean, rstd, eps, backend?)
 //   opLayerNormBackward(dy, x, gamma|null, mean, rstd, dx, dgamma|null, dbeta|null, backend?)
 //   opRelu(x, y, backend?)  opReluBackward(y, dy, dx, backend?)  opAdd(a, b, out, alpha, backend?)
+//   opReluMask(x, y, bits, backend?)  opReluMaskBackward(bits, dy, dx, backend?)
+//     (bits: i64 [ceil(n/64)], the keep mask in place of a kept y)
 //   opScale(x, out, alpha, backend?)  opCast(src, dst, backend?)
 //   opDropout(x, out, p, seed, offset, backend?)
 #include "errors_js.h"
@@ -184,6 +186,46 @@ Napi::Value ReluBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// The keep-mask words of an n-element relu: i64, contiguous, exactly ceil(n/64) of them.
+uint64_t* bits_data(const Tensor& t, const char* name, int64_t n) {
+  expect_dtype_in(t, {DType::I64}, name);
+  const int64_t words = (n + 63) / 64;
+  if (!t.is_contiguous() || t.numel() != words) {
+    throw Error(LORA_ERR_SHAPE, std::string(name) + ": expected a contiguous i64 tensor of " + std::to_string(words) + " words (one bit per element of " + std::to_string(n) + "), got shape " + shape_str(t.shape), name);
+  }
+  return t.data_as<uint64_t>();
+}
+
+Napi::Value ReluMask(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "reluMask");
+    Tensor& x = a.tensor(0, "x");
+    Tensor& y = a.tensor(1, "y");
+    Tensor& bits = a.tensor(2, "bits");
+    const int64_t n = same_numel(x, "x", y, "y");
+    ops::Relu p{n, f32_data(x, "x", n), f32_data(y, "y", n), bits_data(bits, "bits", n)};
+    check_no_alias({span_of(y, "y"), span_of(bits, "bits")}, {span_of(x, "x")}, {{"y", "x"}});
+    const ops::OpTable& t = pick_backend(a, 3, "relu", {x.dtype}, {n});
+    t.relu(op_ctx(a, t), p);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value ReluMaskBackward(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "reluMaskBackward");
+    Tensor& bits = a.tensor(0, "bits");
+    Tensor& dy = a.tensor(1, "dy");
+    Tensor& dx = a.tensor(2, "dx");
+    const int64_t n = same_numel(dy, "dy", dx, "dx");
+    ops::ReluBwd p{n, nullptr, f32_data(dy, "dy", n), f32_data(dx, "dx", n), bits_data(bits, "bits", n)};
+    check_no_alias({span_of(dx, "dx")}, {span_of(bits, "bits"), span_of(dy, "dy")}, {{"dx", "dy"}});
+    const ops::OpTable& t = pick_backend(a, 3, "relu_bwd", {dy.dtype}, {n});
+    t.relu_bwd(op_ctx(a, t), p);
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Value Add(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Args a(info, "add");
@@ -261,6 +303,8 @@ void Register(Napi::Env env, Napi::Object exports) {
   exports.Set("opLayerNormBackward", Napi::Function::New<LayerNormBackward>(env, "opLayerNormBackward"));
   exports.Set("opRelu", Napi::Function::New<Relu>(env, "opRelu"));
   exports.Set("opReluBackward", Napi::Function::New<ReluBackward>(env, "opReluBackward"));
+  exports.Set("opReluMask", Napi::Function::New<ReluMask>(env, "opReluMask"));
+  exports.Set("opReluMaskBackward", Napi::Function::New<ReluMaskBackward>(env, "opReluMaskBackward"));
   exports.Set("opAdd", Napi::Function::New<Add>(env, "opAdd"));
   exports.Set("opScale", Napi::Function::New<Scale>(env, "opScale"));
   exports.Set("opCast", Napi::Function::New<Cast>(env, "opCast"));

@@ -97,8 +97,8 @@ inline void attn_bwd(const ops::Ctx& c, const ops::AttnBwd& p) {
   LORA_KNS::attn_bwd(a, stream_of(c));
   sync(c);
 }
-inline void relu(const ops::Ctx& c, const ops::Relu& p) { LORA_KNS::relu(p.n, p.x, p.y, stream_of(c)); sync(c); }
-inline void relu_bwd(const ops::Ctx& c, const ops::ReluBwd& p) { LORA_KNS::relu_bwd(p.n, p.y, p.dy, p.dx, stream_of(c)); sync(c); }
+inline void relu(const ops::Ctx& c, const ops::Relu& p) { LORA_KNS::relu(p.n, p.x, p.y, p.bits, stream_of(c)); sync(c); }
+inline void relu_bwd(const ops::Ctx& c, const ops::ReluBwd& p) { LORA_KNS::relu_bwd(p.n, p.y, p.dy, p.dx, p.bits, stream_of(c)); sync(c); }
 inline void add(const ops::Ctx& c, const ops::Add& p) { LORA_KNS::add(p.n, p.a, p.b, p.alpha, p.out, stream_of(c)); sync(c); }
 inline void scale(const ops::Ctx& c, const ops::Scale& p) { LORA_KNS::scale(p.n, p.x, p.alpha, p.out, stream_of(c)); sync(c); }
 inline void cast(const ops::Ctx& c, const ops::Cast& p) {

@@ -141,8 +141,11 @@ struct AttnBwd {
 
 // ---- elementwise (n elements, f32; y may equal x exactly = in place) ----
 // relu: y = max(x, 0); caches nothing (the backward takes y). Backward: dx = dy * (y > 0), OVERWRITES.
-struct Relu { int64_t n; const float* x; float* y; };
-struct ReluBwd { int64_t n; const float* y; const float* dy; float* dx; };
+// With `bits` (ceil(n/64) words), the forward also writes the keep mask - bit i%64 of word i/64
+// set iff y_i != 0 (x_i > 0, or NaN) - and the backward takes it instead of y (y may be null):
+// dx = bit ? dy : 0. One bit per element instead of a kept f32 output (a frozen fc2 needs no input).
+struct Relu { int64_t n; const float* x; float* y; uint64_t* bits = nullptr; };
+struct ReluBwd { int64_t n; const float* y; const float* dy; float* dx; const uint64_t* bits = nullptr; };
 // out = a + alpha * b (residual add, axpy).
 struct Add { int64_t n; const float* a; const float* b; float alpha; float* out; };
 // out = alpha * x.

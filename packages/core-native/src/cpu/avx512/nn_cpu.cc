@@ -138,13 +138,20 @@ void layernorm_bwd(const Ctx& ctx, const LayerNormBwd& p) {
   }
 }
 
+// With bits, threads take whole 64-element words (each word written by one thread).
 void relu(const Ctx& ctx, const Relu& p) {
-  parallel_range(ctx, p.n, kGrain, [&](int64_t b, int64_t e) {
+  const int64_t unit = p.bits ? 64 : 1;
+  parallel_range(ctx, (p.n + unit - 1) / unit, kGrain / unit, [&](int64_t wb, int64_t we) {
+    const int64_t b = wb * unit, e = std::min(p.n, we * unit);
     for (int64_t i = b; i < e; i += 16) {
       const __mmask16 k = tmask(e - i);
       const __m512 x = _mm512_maskz_loadu_ps(k, p.x + i);
-      const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NLE_UQ);  // x > 0 or NaN
+      const __mmask16 keep = _mm512_mask_cmp_ps_mask(k, x, _mm512_setzero_ps(), _CMP_NLE_UQ);  // x > 0 or NaN
       _mm512_mask_storeu_ps(p.y + i, k, _mm512_maskz_mov_ps(keep, x));
+      if (!p.bits) continue;
+      uint64_t& word = p.bits[i / 64];
+      if (i % 64 == 0) word = 0;
+      word |= static_cast<uint64_t>(keep) << (i % 64);
     }
   });
 }
@@ -154,8 +161,16 @@ void relu_bwd(const Ctx& ctx, const ReluBwd& p) {
   parallel_range(ctx, p.n, kGrain, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; i += 16) {
       const __mmask16 k = tmask(e - i);
-      const __m512 y = _mm512_maskz_loadu_ps(k, p.y + i);
       const __m512 dy = _mm512_maskz_loadu_ps(k, p.dy + i);
+      if (p.bits) {
+        // 16 bits starting at element i (i may sit anywhere in its word).
+        const uint64_t w = p.bits[i / 64] >> (i % 64);
+        const int have = 64 - static_cast<int>(i % 64);
+        const uint64_t m = have >= 16 || e - i <= have ? w : w | (p.bits[i / 64 + 1] << have);
+        _mm512_mask_storeu_ps(p.dx + i, k, _mm512_maskz_mov_ps(static_cast<__mmask16>(m), dy));
+        continue;
+      }
+      const __m512 y = _mm512_maskz_loadu_ps(k, p.y + i);
       const __mmask16 pos = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ);
       const __mmask16 nan = _mm512_cmp_ps_mask(y, y, _CMP_UNORD_Q);
       _mm512_mask_storeu_ps(p.dx + i, k, _mm512_mask_mov_ps(_mm512_maskz_mov_ps(pos, dy), nan, y));

@@ -6,12 +6,22 @@
 namespace lora::ops::ref {
 
 void relu(const Ctx&, const Relu& p) {
-  for (int64_t i = 0; i < p.n; ++i) p.y[i] = p.x[i] > 0.f ? p.x[i] : (p.x[i] != p.x[i] ? p.x[i] : 0.f);
+  if (p.bits)
+    for (int64_t w = 0; w < (p.n + 63) / 64; ++w) p.bits[w] = 0;
+  for (int64_t i = 0; i < p.n; ++i) {
+    const bool keep = p.x[i] > 0.f || p.x[i] != p.x[i];
+    p.y[i] = keep ? p.x[i] : 0.f;
+    if (p.bits && keep) p.bits[i / 64] |= uint64_t(1) << (i % 64);
+  }
 }
 
-// Gradient contract: dX overwrites. dx = dy where y > 0 (NaN in y propagates).
+// Gradient contract: dX overwrites. dx = dy where y > 0 (NaN in y propagates), or where the
+// forward's keep bit is set.
 void relu_bwd(const Ctx&, const ReluBwd& p) {
-  for (int64_t i = 0; i < p.n; ++i) p.dx[i] = p.y[i] > 0.f ? p.dy[i] : (p.y[i] != p.y[i] ? p.y[i] : 0.f);
+  for (int64_t i = 0; i < p.n; ++i) {
+    if (p.bits) p.dx[i] = (p.bits[i / 64] >> (i % 64)) & 1 ? p.dy[i] : 0.f;
+    else p.dx[i] = p.y[i] > 0.f ? p.dy[i] : (p.y[i] != p.y[i] ? p.y[i] : 0.f);
+  }
 }
 
 void add(const Ctx&, const Add& p) {

@@ -32,7 +32,8 @@ export function bindKernels(backend: Backend): Kernels {
   const attnBwd = op('opAttentionBackward');
   const attnDecode = op('opAttentionDecode');
   const relu = op('opRelu');
-  const reluBwd = op('opReluBackward');
+  const reluMask = op('opReluMask');
+  const reluMaskBwd = op('opReluMaskBackward');
   const add = op('opAdd');
   const scale = op('opScale');
   const dropout = op('opDropout');
@@ -152,8 +153,11 @@ export function bindKernels(backend: Backend): Kernels {
     relu(x, y) {
       relu(x, y, b);
     },
-    reluBackward(y, dy, dx) {
-      reluBwd(y, dy, dx, b);
+    reluMask(x, y, bits) {
+      reluMask(x, y, bits, b);
+    },
+    reluMaskBackward(bits, dy, dx) {
+      reluMaskBwd(bits, dy, dx, b);
     },
     add(x, y, out, alpha = 1) {
       add(x, y, out, alpha, b);

@@ -56,7 +56,10 @@ export interface Kernels {
    */
   attentionDecode(qkv: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, past: number, shape: { B: number; T: number; H: number; D: number }, scale: number, o: NativeTensor): void;
   relu(x: NativeTensor, y: NativeTensor): void;
-  reluBackward(y: NativeTensor, dy: NativeTensor, dx: NativeTensor): void;
+  /** relu that also writes its keep mask (i64 [ceil(n/64)], one bit per element). */
+  reluMask(x: NativeTensor, y: NativeTensor, bits: NativeTensor): void;
+  /** dx = dy where the keep bit is set (the mask from reluMask). */
+  reluMaskBackward(bits: NativeTensor, dy: NativeTensor, dx: NativeTensor): void;
   /** out = a + alpha·b. */
   add(a: NativeTensor, b: NativeTensor, out: NativeTensor, alpha?: number): void;
   dropout(x: NativeTensor, spec: DropoutSpec, out: NativeTensor): void;

@@ -53,7 +53,7 @@ export function layerForward(
   if (pre) k.layerNorm(x.sum1, w.ln2G, w.ln2B, LN_EPS, x.ln2Y!, x.ln2Mean, x.ln2Rstd);
   else k.layerNorm(x.sum1, w.ln1G, w.ln1B, LN_EPS, x.ln1Y, x.ln1Mean, x.ln1Rstd);
   k.linear(ffnIn, w.fc1W, w.fc1B, x.h1, loraArg(lora, l?.fc1, x.xaFc1, drop, 3));
-  k.relu(x.h1, x.h1);
+  k.reluMask(x.h1, x.h1, x.h1Bits);
   k.linear(x.h1, w.fc2W, w.fc2B, ws.proj, loraArg(lora, l?.fc2, x.xaFc2, drop, 4));
   if (drop && drop.residualP > 0) k.dropout(ws.proj, { p: drop.residualP, seed: drop.seed, offset: site(drop, 5) }, ws.proj);
   if (pre) {
@@ -85,7 +85,7 @@ export function layerBackward(
   if (drop && drop.residualP > 0) k.dropout(dS2, { p: drop.residualP, seed: drop.seed, offset: site(drop, 5) }, dMlp);
   else k.scale(dS2, 1, dMlp);
   k.linearBackward(dMlp, x.h1, w.fc2W, ws.dH1, false, withGrads(l?.fc2, x.xaFc2, 4));
-  k.reluBackward(x.h1, ws.dH1, ws.dH1);
+  k.reluMaskBackward(x.h1Bits, ws.dH1, ws.dH1);
   const ffnIn = pre ? x.ln2Y! : x.ln1Y;
   // dM = grad w.r.t. the FFN input plus (post-LN) the residual path from s2.
   const dF = dMlp;

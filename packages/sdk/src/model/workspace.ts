@@ -24,7 +24,8 @@ export interface LayerCache {
   ln2Y?: NativeTensor; // [M, C] final_layer_norm output (pre-LN only; per layer, or the shared lnY)
   ln2Mean: NativeTensor;
   ln2Rstd: NativeTensor;
-  h1: NativeTensor; // [M, F] relu(fc1(.))
+  h1: NativeTensor; // [M, F] relu(fc1(.)) (per layer only when fc2 has LoRA, else the shared h1)
+  h1Bits: NativeTensor; // i64 [ceil(M·F/64)] relu's keep mask: all its backward needs
   xaFc1?: NativeTensor;
   xaFc2?: NativeTensor;
   sum2?: NativeTensor; // [M, C] residual sum before the post-LN final_layer_norm (post-LN only)
@@ -48,6 +49,7 @@ export interface Workspace {
   recompute: NativeTensor; // [M, C] where a recomputed (checkpointed) layer writes its unused output
   // scratch
   lnY: NativeTensor; // [M, C] layer-norm outputs no LoRA branch needs later
+  h1: NativeTensor; // [M, F] fc1/relu output when no fc2 LoRA branch needs it later
   proj: NativeTensor; // [M, C]
   dOut: NativeTensor; // [M, C] grad flowing down the layers (two buffers, alternating)
   dOutB: NativeTensor;
@@ -72,6 +74,11 @@ export function createWorkspace(c: OptConfig, lora: LoraAdapter | undefined, B: 
     all.push(t);
     return t;
   };
+  const bits = (n: number) => {
+    const t = Tensor.empty('i64', [Math.ceil(n / 64)], device);
+    all.push(t);
+    return t;
+  };
   const M = B * T;
   const C = c.hiddenSize;
   const F = c.ffnDim;
@@ -80,6 +87,7 @@ export function createWorkspace(c: OptConfig, lora: LoraAdapter | undefined, B: 
   const r = lora?.r ?? 0;
   const pre = c.doLayerNormBefore;
   const lnY = f32(M, C);
+  const h1 = f32(M, F);
   const cacheFor = (i: number, xIn: NativeTensor): LayerCache => {
     const l = lora?.layers[i];
     // pre-LN: ln1Y feeds qkv, ln2Y feeds fc1; post-LN: ln1Y feeds fc1.
@@ -91,7 +99,7 @@ export function createWorkspace(c: OptConfig, lora: LoraAdapter | undefined, B: 
       qkv: f32(M, 3 * C), xaQkv: l?.qkv ? f32(M, 3 * r) : undefined,
       o: f32(M, C), lse: f32(B * H * T), xaOut: l?.out_proj ? f32(M, r) : undefined,
       sum1: f32(M, C), ln2Y: pre ? (keep2 ? f32(M, C) : lnY) : undefined, ln2Mean: f32(M), ln2Rstd: f32(M),
-      h1: f32(M, F), xaFc1: l?.fc1 ? f32(M, r) : undefined, xaFc2: l?.fc2 ? f32(M, r) : undefined,
+      h1: l?.fc2 ? f32(M, F) : h1, h1Bits: bits(M * F), xaFc1: l?.fc1 ? f32(M, r) : undefined, xaFc2: l?.fc2 ? f32(M, r) : undefined,
       sum2: pre ? undefined : f32(M, C),
     };
   };
@@ -109,7 +117,7 @@ export function createWorkspace(c: OptConfig, lora: LoraAdapter | undefined, B: 
     ids: i32(M), posIds: i32(M), mask: i32(M), targets: i32(M),
     embedOut: f32(M, E), posOut: f32(M, C),
     caches, out: f32(M, C), hFinal: f32(M, E), finalMean: f32(M), finalRstd: f32(M), recompute: f32(M, C),
-    lnY,
+    lnY, h1,
     proj: f32(M, C), dOut: f32(M, C), dOutB: f32(M, C), dTmp: f32(M, C), dTmp2: f32(M, C), dH1: f32(M, F), dQkv: f32(M, 3 * C), dFinal: f32(M, E),
     all,
   };

@@ -14,6 +14,14 @@ const zeros = (n: number) => {
   return z;
 };
 
+/**
+ * Whether a linear with this frozen weight computes in bf16 (autocast): bf16 and quantised
+ * weights do; f32 and f16 ones keep f32 inputs (f16 does not fit in bf16 without rounding).
+ */
+export function autocast(w: NativeTensor): boolean {
+  return w.dtype === 'bf16' || w.dtype === 'i8' || w.dtype === 'int4' || w.dtype === 'nf4';
+}
+
 export function bindKernels(backend: Backend): Kernels {
   const addon = native() as unknown as Record<string, Op>;
   const op = (name: string): Op => {
@@ -53,7 +61,6 @@ export function bindKernels(backend: Backend): Kernels {
   // buffer per role; f32/f16 weights keep f32 inputs.
   const { Tensor } = native();
   const scratch: { x?: NativeTensor; dy?: NativeTensor } = {};
-  const autocast = (w: NativeTensor) => w.dtype === 'bf16' || w.dtype === 'i8' || w.dtype === 'int4' || w.dtype === 'nf4';
   const toBf16 = (t: NativeTensor, role: 'x' | 'dy', views: NativeTensor[]): NativeTensor => {
     if (t.dtype !== 'f32' || !t.contiguous) return t;
     let buf = scratch[role];
@@ -178,6 +185,9 @@ export function bindKernels(backend: Backend): Kernels {
     },
     scale(x, alpha, out) {
       scale(x, out, alpha, b);
+    },
+    cast(x, out) {
+      cast(x, out, b);
     },
     quantize(w, dtype, block) {
       return quantize(w, dtype, block, b) as NativeTensor;

@@ -77,6 +77,8 @@ export interface Kernels {
   adamw(p: NativeTensor, g: NativeTensor, m: NativeTensor, v: NativeTensor, o: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; gradScale: number; step: number }): void;
   sumSquares(x: NativeTensor): number;
   scale(x: NativeTensor, alpha: number, out: NativeTensor): void;
+  /** out = x converted to out's dtype (f32/f16/bf16, round to nearest even). */
+  cast(x: NativeTensor, out: NativeTensor): void;
   /** f32 [rows, cols] → a quantized weight tensor (int8 per row, int4/nf4 per block). */
   quantize(w: NativeTensor, dtype: 'i8' | 'int4' | 'nf4', block: number): NativeTensor;
   /** Any weight → f32 [rows, cols]. */

@@ -11,7 +11,7 @@ import type { WeightSource } from '../io/tensor.js';
 import { LoraError } from '../io/errors.js';
 import { IGNORE_INDEX } from '../data/batches.js';
 import { resolveDevice, type BaseDType, type DeviceOption, type ResolvedDevice } from './device.js';
-import { bindKernels } from './bind-kernels.js';
+import { autocast, bindKernels } from './bind-kernels.js';
 import type { Kernels } from './kernels.js';
 import { layerBackward, layerForward, LN_EPS, type LayerDropout } from './layer.js';
 import { LoraAdapter, type LoraOptions } from './lora.js';
@@ -313,7 +313,7 @@ export class OptForCausalLM {
     const key = `${B}x${T}:${checkpointing}`;
     if (this.ws && this.wsKey === key) return this.ws;
     this.dropWorkspace();
-    this.ws = createWorkspace(this.config, this.lora, B, T, this.device.memory, checkpointing);
+    this.ws = createWorkspace(this.config, this.lora, B, T, this.device.memory, checkpointing, autocast(this.weights.layers[0].qkvW));
     this.wsKey = key;
     return this.ws;
   }

@@ -9,13 +9,17 @@ import type { LoraAdapter } from './lora.js';
  * What one decoder layer's forward keeps for its backward. A frozen linear's backward needs no
  * input (dX = dY·W), so a layer-norm output is kept per layer only when the linear it feeds has a
  * LoRA branch (whose dA needs that input); otherwise it lives in the workspace's shared `lnY`.
+ * Under autocast (a bf16 or quantised base) q/k/v are kept in bf16, the values a bf16 linear
+ * produces under torch.autocast too, and widened into the shared f32 `qkvF32` around the
+ * attention kernels. The attention output stays f32: the backward's D = rowsum(dO∘O) cancels
+ * against dP, and a bf16 O measurably loosened the LoRA grads on the parity fixtures.
  */
 export interface LayerCache {
   xIn: NativeTensor; // [M, C] layer input (also the attention residual)
   ln1Y: NativeTensor; // [M, C] self_attn_layer_norm output (per layer, or the shared lnY)
   ln1Mean: NativeTensor; // [M]
   ln1Rstd: NativeTensor;
-  qkv: NativeTensor; // [M, 3C]
+  qkv: NativeTensor; // [M, 3C] (bf16 under autocast)
   xaQkv?: NativeTensor; // [M, 3r] LoRA cache
   o: NativeTensor; // [M, C] attention output (before out_proj)
   lse: NativeTensor; // [B, H, T]
@@ -49,6 +53,7 @@ export interface Workspace {
   recompute: NativeTensor; // [M, C] where a recomputed (checkpointed) layer writes its unused output
   // scratch
   lnY: NativeTensor; // [M, C] layer-norm outputs no LoRA branch needs later
+  qkvF32?: NativeTensor; // [M, 3C] f32 q/k/v for the attention kernels (autocast only)
   h1: NativeTensor; // [M, F] fc1/relu output when no fc2 LoRA branch needs it later
   proj: NativeTensor; // [M, C]
   dOut: NativeTensor; // [M, C] grad flowing down the layers (two buffers, alternating)
@@ -61,14 +66,18 @@ export interface Workspace {
   all: NativeTensor[];
 }
 
-export function createWorkspace(c: OptConfig, lora: LoraAdapter | undefined, B: number, T: number, device: DeviceName, checkpointing: boolean): Workspace {
+/** bf16Qkv: keep q/k/v in bf16 (the model's linears autocast to bf16). */
+export function createWorkspace(
+  c: OptConfig, lora: LoraAdapter | undefined, B: number, T: number, device: DeviceName, checkpointing: boolean, bf16Qkv: boolean,
+): Workspace {
   const { Tensor } = native();
   const all: NativeTensor[] = [];
-  const f32 = (...shape: number[]) => {
-    const t = Tensor.empty('f32', shape, device);
+  const make = (dtype: 'f32' | 'bf16', shape: number[]) => {
+    const t = Tensor.empty(dtype, shape, device);
     all.push(t);
     return t;
   };
+  const f32 = (...shape: number[]) => make('f32', shape);
   const i32 = (n: number) => {
     const t = Tensor.empty('i32', [n], device);
     all.push(t);
@@ -96,7 +105,7 @@ export function createWorkspace(c: OptConfig, lora: LoraAdapter | undefined, B: 
     return {
       xIn,
       ln1Y: keep1 ? f32(M, C) : lnY, ln1Mean: f32(M), ln1Rstd: f32(M),
-      qkv: f32(M, 3 * C), xaQkv: l?.qkv ? f32(M, 3 * r) : undefined,
+      qkv: make(bf16Qkv ? 'bf16' : 'f32', [M, 3 * C]), xaQkv: l?.qkv ? f32(M, 3 * r) : undefined,
       o: f32(M, C), lse: f32(B * H * T), xaOut: l?.out_proj ? f32(M, r) : undefined,
       sum1: f32(M, C), ln2Y: pre ? (keep2 ? f32(M, C) : lnY) : undefined, ln2Mean: f32(M), ln2Rstd: f32(M),
       h1: l?.fc2 ? f32(M, F) : h1, h1Bits: bits(M * F), xaFc1: l?.fc1 ? f32(M, r) : undefined, xaFc2: l?.fc2 ? f32(M, r) : undefined,
@@ -117,7 +126,7 @@ export function createWorkspace(c: OptConfig, lora: LoraAdapter | undefined, B: 
     ids: i32(M), posIds: i32(M), mask: i32(M), targets: i32(M),
     embedOut: f32(M, E), posOut: f32(M, C),
     caches, out: f32(M, C), hFinal: f32(M, E), finalMean: f32(M), finalRstd: f32(M), recompute: f32(M, C),
-    lnY, h1,
+    lnY, h1, qkvF32: bf16Qkv ? f32(M, 3 * C) : undefined,
     proj: f32(M, C), dOut: f32(M, C), dOutB: f32(M, C), dTmp: f32(M, C), dTmp2: f32(M, C), dH1: f32(M, F), dQkv: f32(M, 3 * C), dFinal: f32(M, E),
     all,
   };

@@ -77,13 +77,17 @@ inline void layernorm_bwd(int64_t M, int64_t C, const float* dy, const float* x,
   LORA_CHECK_LAUNCH();
 }
 
-__global__ void __launch_bounds__(kNormThreads) embedding_fwd_kernel(int64_t C, const int32_t* ids, const float* table,
+// The token table is f32 or bf16 (tt); rows are widened exactly.
+__global__ void __launch_bounds__(kNormThreads) embedding_fwd_kernel(int64_t C, const int32_t* ids, const void* table, ET tt,
                                                                      const int32_t* pos, const float* pos_table, int64_t pos_offset,
                                                                      float* out) {
   const int64_t m = blockIdx.x;
-  const float* t = table + static_cast<int64_t>(ids[m]) * C;
+  const int64_t row = static_cast<int64_t>(ids[m]) * C;
   const float* p = pos_table ? pos_table + (static_cast<int64_t>(pos[m]) + pos_offset) * C : nullptr;
-  for (int64_t c = threadIdx.x; c < C; c += kNormThreads) out[m * C + c] = p ? t[c] + p[c] : t[c];
+  for (int64_t c = threadIdx.x; c < C; c += kNormThreads) {
+    const float t = load_elem(table, tt, row + c);
+    out[m * C + c] = p ? t + p[c] : t;
+  }
 }
 __global__ void __launch_bounds__(kNormThreads) embedding_bwd_kernel(int64_t C, const int32_t* ids, const int32_t* pos, int64_t pos_offset,
                                                                      const float* dout, float* dtable, float* dpos) {
@@ -96,12 +100,13 @@ __global__ void __launch_bounds__(kNormThreads) embedding_bwd_kernel(int64_t C, 
     if (p) atomicAdd(&p[c], g);
   }
 }
-inline void embedding_fwd(int64_t M, int64_t C, const int32_t* ids, const float* table, const int32_t* pos, const float* pos_table,
+inline void embedding_fwd(int64_t M, int64_t C, const int32_t* ids, const void* table, ET tt, const int32_t* pos, const float* pos_table,
                           int64_t pos_offset, float* out, Stream s) {
   require(M >= 0 && C > 0 && M <= 0x7FFFFFFF, "embedding_fwd", "bad sizes");
+  require(tt == ET::F32 || tt == ET::BF16, "embedding_fwd", "table must be f32 or bf16");
   require(!pos_table || pos, "embedding_fwd", "pos_table needs positions");
   if (M == 0) return;
-  LORA_LAUNCH(embedding_fwd_kernel, dim3(static_cast<unsigned>(M)), dim3(kNormThreads), 0, s, C, ids, table, pos, pos_table, pos_offset, out);
+  LORA_LAUNCH(embedding_fwd_kernel, dim3(static_cast<unsigned>(M)), dim3(kNormThreads), 0, s, C, ids, table, tt, pos, pos_table, pos_offset, out);
   LORA_CHECK_LAUNCH();
 }
 inline void embedding_bwd(int64_t M, int64_t C, const int32_t* ids, const int32_t* pos, int64_t pos_offset, const float* dout,

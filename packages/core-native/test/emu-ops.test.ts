@@ -236,6 +236,11 @@ describe.skipIf(!hasEmu)(`${target} backend vs ref (LORA_EMU_ORDER=${order})`, (
         addon.opEmbedding(T(ids, [M]), T(tab, [V, C]), out, T(pos, [M]), T(ptab, [P, C]), 2, be);
         return { out };
       }, 0);
+      check(`embedding ${M}x${C} V=${V} bf16 table +pos`, (be, T) => {
+        const out = T(new Float32Array(M * C), [M, C]);
+        addon.opEmbedding(T(ids, [M]), T(tab, [V, C], 'bf16'), out, T(pos, [M]), T(ptab, [P, C]), 2, be);
+        return { out };
+      }, 0);
       check(`embedding_bwd ${M}x${C} (repeated ids)`, (be, T) => {
         const dt = T(dt0, [V, C]), dp = T(dp0, [P, C]);
         addon.opEmbeddingBackward(T(ids, [M]), T(dout, [M, C]), dt, T(pos, [M]), dp, 2, be);

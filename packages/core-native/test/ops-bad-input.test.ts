@@ -45,6 +45,7 @@ describe('op bindings reject bad input with clear errors', () => {
     expect(code(() => ops.reluMask(f32(rand(4, 9), [4]), { bits: i32([0, 0], [2]) }))).toBe('ERR_LORA_DTYPE');
     expect(code(() => ops.layerNorm(f32(rand(8, 9), [2, 4], 'bf16')))).toBe('ERR_LORA_DTYPE');
     expect(code(() => ops.embedding(f32(rand(4, 9), [4]), f32(rand(12, 9), [3, 4])))).toBe('ERR_LORA_DTYPE');
+    expect(code(() => ops.embedding(i32([0, 1], [2]), weight('nf4', 3, 64, 9)))).toBe('ERR_LORA_DTYPE'); // token table: f32 or bf16
     expect(code(() => ops.quantize(x, 'bf16' as 'nf4'))).toBe('ERR_LORA_INVALID_ARG'); // a bad argument value
     expect(code(() => ops.quantize(x, 'nf4', { blockSize: 6 }))).toBe('ERR_LORA_INVALID_ARG');
     const q = weight('nf4', 3, 64, 10);

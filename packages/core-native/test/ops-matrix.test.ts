@@ -202,6 +202,12 @@ for (const [M, C, V] of [[1, 8, 5], [7, 33, 50], [65, 130, 17]] as [number, numb
     },
   });
   cases.push({
+    name: `embedding bf16 table M=${M} C=${C} V=${V}`,
+    tol: TOL_EXACT,
+    why: WHY_EXACT + ' (bf16 rows widened exactly)',
+    run: (b) => arr(ops.embedding(i32(ids, [M]), f32(rand(V * C, 31), [V, C], 'bf16'), { backend: b })),
+  });
+  cases.push({
     name: `embedding_bwd f32 M=${M} C=${C} V=${V}`,
     tol: 1e-12,
     why: 'f32 sums of repeated ids in token order',

@@ -1,5 +1,5 @@
 // Bindings of embedding, layernorm and the elementwise ops (f32 activations).
-//   opEmbedding(ids, table, out, pos|null, posTable|null, posOffset, backend?)
+//   opEmbedding(ids, table (f32|bf16), out, pos|null, posTable|null, posOffset, backend?)
 //   opEmbeddingBackward(ids, dout, dtable|null, pos|null, dposTable|null, posOffset, backend?)
 //   opLayerNorm(x, gamma|null, beta|null, y, mean, rstd, eps, backend?)
 //   opLayerNormBackward(dy, x, gamma|null, mean, rstd, dx, dgamma|null, dbeta|null, backend?)
@@ -40,7 +40,10 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
     expect_rank(table, 2, "table");
     const int64_t V = table.shape[0], C = table.shape[1], M = ids.numel();
     const int32_t* idp = i32_data(ids, "ids", M);
-    ops::EmbeddingFwd p{M, C, V, 0, idp, f32_data(table, "table", V * C), nullptr, nullptr, off, f32_data(out, "out", M * C)};
+    expect_dtype_in(table, {DType::F32, DType::BF16}, "table");
+    expect_contiguous(table, "table");
+    ops::EmbeddingFwd p{M, C, V, 0, idp, table.data_as<void>(), nullptr, nullptr, off, f32_data(out, "out", M * C)};
+    p.table_dtype = table.dtype;
     if (out.shape.back() != C) throw Error(LORA_ERR_SHAPE, "out: last dimension must be " + std::to_string(C), "out");
     check_ids(ids, idp, M, 0, V, "ids");
     std::vector<Span> ins = {span_of(ids, "ids"), span_of(table, "table")};

@@ -63,7 +63,7 @@ inline void lora_bwd(const ops::Ctx& c, const ops::LoraBwd& p) {
   sync(c);
 }
 inline void embedding_fwd(const ops::Ctx& c, const ops::EmbeddingFwd& p) {
-  LORA_KNS::embedding_fwd(p.M, p.C, p.ids, p.table, p.pos, p.pos_table, p.pos_offset, p.out, stream_of(c));
+  LORA_KNS::embedding_fwd(p.M, p.C, p.ids, p.table, et(p.table_dtype), p.pos, p.pos_table, p.pos_offset, p.out, stream_of(c));
   sync(c);
 }
 inline void embedding_bwd(const ops::Ctx& c, const ops::EmbeddingBwd& p) {

@@ -108,8 +108,13 @@ struct LoraBwd {
 };
 
 // ---- embedding: out[m, :] = table[ids[m], :] (+ pos_table[pos[m] + pos_offset, :]) ----
-// Caches nothing (ids are the caller's). ids must be in [0, V) (checked by the binding).
-struct EmbeddingFwd { int64_t M, C, V, P; const int32_t* ids; const float* table; const int32_t* pos; const float* pos_table; int64_t pos_offset; float* out; };
+// Caches nothing (ids are the caller's). ids must be in [0, V) (checked by the binding). The token
+// table is f32 or bf16 (`table_dtype`; bf16 rows are widened exactly), so a model can gather from
+// the bf16 table its tied lm_head uses instead of keeping an f32 copy; positions are f32.
+struct EmbeddingFwd {
+  int64_t M, C, V, P; const int32_t* ids; const void* table; const int32_t* pos; const float* pos_table; int64_t pos_offset; float* out;
+  DType table_dtype = DType::F32;
+};
 // Backward: dtable[ids[m]] += dout[m] (and dpos_table likewise). Parameter grads: ACCUMULATE.
 struct EmbeddingBwd { int64_t M, C, V, P; const int32_t* ids; const int32_t* pos; int64_t pos_offset; const float* dout; float* dtable; float* dpos_table; };
 

@@ -1,7 +1,8 @@
 // The frozen base of an OPT model in native memory. q/k/v are stacked into one [3C, C] weight so a
 // layer's three projections run as one matmul (and one fused LoRA over G = 3 groups). Linear
 // weights take the base dtype (quantized at load for int8/int4/nf4); biases, layer norms and the
-// embedding tables stay f32 (they are small, and the embedding gather reads f32).
+// position table stay f32. The token table is the tied lm_head (also gathered from when it is f32
+// or bf16; a quantised head keeps an f32 copy for the gather).
 import { native, type DeviceName, type NativeTensor } from '@lora/core-native';
 
 import type { OptConfig } from '../config/opt-config.js';
@@ -29,7 +30,7 @@ export interface LayerWeights {
 }
 
 export interface ModelWeights {
-  embed: NativeTensor; // [V, E] f32, for the input gather
+  embed: NativeTensor; // [V, E] for the input gather: lmHead itself when f32/bf16, else an f32 copy
   lmHead: NativeTensor; // [V, E] base dtype (tied to embed), for the output projection
   pos: NativeTensor; // [P + 2, C] f32
   projIn?: NativeTensor; // [C, E]
@@ -107,8 +108,10 @@ export async function loadModelWeights(
     const E = config.wordEmbedProjDim;
     const V = config.vocabSize;
     const embedValues = await read('decoder.embed_tokens.weight');
-    const embed = keep(Tensor.fromArray(embedValues, [V, E], 'f32', o.device));
     const lmHead = keep(makeWeight(k, embedValues, [V, E], o.dtype, o.device));
+    // The input gather reads the tied lm_head itself when it is f32 or bf16 (one copy of the
+    // table); a quantised head keeps an f32 table for the gather.
+    const embed = lmHead.dtype === 'f32' || lmHead.dtype === 'bf16' ? lmHead : keep(Tensor.fromArray(embedValues, [V, E], 'f32', o.device));
     const pos = await f32('decoder.embed_positions.weight', [config.maxPositionEmbeddings + 2, C]);
     const projIn = E !== C ? await weight('decoder.project_in.weight', C, E) : undefined;
     const projOut = E !== C ? await weight('decoder.project_out.weight', E, C) : undefined;
@@ -152,9 +155,9 @@ export async function loadModelWeights(
   }
 }
 
-/** Every tensor of the base, for dispose() and memory accounting. */
+/** Every tensor of the base, once each (embed may be lmHead itself), for dispose() and memory accounting. */
 export function weightTensors(w: ModelWeights): NativeTensor[] {
   const out = [w.embed, w.lmHead, w.pos, w.projIn, w.projOut, w.finalLnG, w.finalLnB];
   for (const l of w.layers) out.push(...Object.values(l));
-  return out.filter((t): t is NativeTensor => t !== undefined);
+  return [...new Set(out.filter((t): t is NativeTensor => t !== undefined))];
 }

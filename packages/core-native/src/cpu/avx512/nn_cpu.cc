@@ -36,7 +36,16 @@ void embedding_fwd(const Ctx& ctx, const EmbeddingFwd& p) {
   parallel_range(ctx, p.M, 16, [&](int64_t b, int64_t e) {
     for (int64_t m = b; m < e; ++m) {
       float* o = p.out + m * p.C;
-      std::memcpy(o, p.table + static_cast<int64_t>(p.ids[m]) * p.C, static_cast<size_t>(p.C) * 4);
+      const int64_t e = static_cast<int64_t>(p.ids[m]) * p.C;
+      if (p.table_dtype == DType::BF16) {
+        const uint16_t* t = static_cast<const uint16_t*>(p.table) + e;
+        for (int64_t c = 0; c < p.C; c += 16) {
+          const __mmask16 k = tmask(p.C - c);
+          _mm512_mask_storeu_ps(o + c, k, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, t + c)), 16)));
+        }
+      } else {
+        std::memcpy(o, static_cast<const float*>(p.table) + e, static_cast<size_t>(p.C) * 4);
+      }
       if (p.pos_table) {
         const float* q = p.pos_table + (static_cast<int64_t>(p.pos[m]) + p.pos_offset) * p.C;
         for (int64_t c = 0; c < p.C; ++c) o[c] += q[c];

@@ -279,7 +279,7 @@ export class OptForCausalLM {
       if (checkpointing) {
         // Recompute this layer's caches from its stored input (same dropout seeds → same masks);
         // its output is not needed again, so it goes to scratch.
-        layerForward(k, c, w.layers[i], this.lora, i, ws.caches[i], ws, ws.recompute, dropFor(i));
+        layerForward(k, c, w.layers[i], this.lora, i, ws.caches[i], ws, ws.recompute!, dropFor(i));
       }
       layerBackward(k, c, w.layers[i], this.lora, i, ws.caches[i], ws, dOut, i > 0 ? dX : undefined, dropFor(i));
       [dOut, dX] = [dX, dOut];

@@ -50,7 +50,7 @@ export interface Workspace {
   hFinal: NativeTensor; // [M, E] input of lm_head
   finalMean: NativeTensor; // [M] final layer norm cache (pre-LN)
   finalRstd: NativeTensor;
-  recompute: NativeTensor; // [M, C] where a recomputed (checkpointed) layer writes its unused output
+  recompute?: NativeTensor; // [M, C] where a recomputed (checkpointed) layer writes its unused output
   // scratch
   lnY: NativeTensor; // [M, C] layer-norm outputs no LoRA branch needs later
   qkvF32?: NativeTensor; // [M, 3C] f32 q/k/v for the attention kernels (autocast only)
@@ -60,7 +60,7 @@ export interface Workspace {
   dOutB: NativeTensor;
   dTmp: NativeTensor; // [M, C]
   dTmp2: NativeTensor; // [M, C]
-  dH1: NativeTensor; // [M, F]
+  dH1: NativeTensor; // [M, F] (the shared h1: a layer's backward no longer needs it)
   dQkv: NativeTensor; // [M, 3C]
   dFinal: NativeTensor; // [M, E]
   all: NativeTensor[];
@@ -125,9 +125,9 @@ export function createWorkspace(
     B, T, M,
     ids: i32(M), posIds: i32(M), mask: i32(M), targets: i32(M),
     embedOut: f32(M, E), posOut: f32(M, C),
-    caches, out: f32(M, C), hFinal: f32(M, E), finalMean: f32(M), finalRstd: f32(M), recompute: f32(M, C),
+    caches, out: f32(M, C), hFinal: f32(M, E), finalMean: f32(M), finalRstd: f32(M), recompute: checkpointing ? f32(M, C) : undefined,
     lnY, h1, qkvF32: bf16Qkv ? f32(M, 3 * C) : undefined,
-    proj: f32(M, C), dOut: f32(M, C), dOutB: f32(M, C), dTmp: f32(M, C), dTmp2: f32(M, C), dH1: f32(M, F), dQkv: f32(M, 3 * C), dFinal: f32(M, E),
+    proj: f32(M, C), dOut: f32(M, C), dOutB: f32(M, C), dTmp: f32(M, C), dTmp2: f32(M, C), dH1: h1, dQkv: f32(M, 3 * C), dFinal: f32(M, E),
     all,
   };
 }

@@ -35,17 +35,21 @@ __global__ void __launch_bounds__(kNormThreads) layernorm_fwd_kernel(int64_t C, 
   if (threadIdx.x == 0) { mean_out[m] = mean; rstd_out[m] = rstd; }
 }
 
+// x̂ from the input ((x - mean)·rstd) or, when y is given, from the output ((y - beta) / gamma).
 __global__ void __launch_bounds__(kNormThreads) layernorm_bwd_kernel(int64_t C, const float* dy, const float* x, const float* gamma,
                                                                      const float* mean, const float* rstd, float* dx,
-                                                                     float* dgamma, float* dbeta) {
+                                                                     float* dgamma, float* dbeta, const float* y, const float* beta) {
   __shared__ float red[kNormThreads / 32];
   const int64_t m = blockIdx.x;
-  const float* xr = x + m * C;
   const float* dyr = dy + m * C;
-  const float mu = mean[m], rs = rstd[m];
+  const float rs = rstd[m];
+  auto xhat = [&](int64_t c) {
+    if (y) return (y[m * C + c] - (beta ? beta[c] : 0.f)) / gamma[c];
+    return (x[m * C + c] - mean[m]) * rs;
+  };
   float sg = 0.f, sgx = 0.f;
   for (int64_t c = threadIdx.x; c < C; c += kNormThreads) {
-    const float xh = (xr[c] - mu) * rs;
+    const float xh = xhat(c);
     const float g = dyr[c] * (gamma ? gamma[c] : 1.f);
     sg += g;
     sgx += g * xh;
@@ -53,7 +57,7 @@ __global__ void __launch_bounds__(kNormThreads) layernorm_bwd_kernel(int64_t C, 
   const float mg = block_sum<kNormThreads / 32>(sg, red) / static_cast<float>(C);
   const float mgx = block_sum<kNormThreads / 32>(sgx, red) / static_cast<float>(C);
   for (int64_t c = threadIdx.x; c < C; c += kNormThreads) {
-    const float xh = (xr[c] - mu) * rs;
+    const float xh = xhat(c);
     const float g = dyr[c] * (gamma ? gamma[c] : 1.f);
     dx[m * C + c] = rs * (g - mg - xh * mgx);
     if (dgamma) atomicAdd(&dgamma[c], dyr[c] * xh);
@@ -68,12 +72,14 @@ inline void layernorm_fwd(int64_t M, int64_t C, float eps, const float* x, const
   LORA_LAUNCH(layernorm_fwd_kernel, dim3(static_cast<unsigned>(M)), dim3(kNormThreads), 0, s, C, eps, x, gamma, beta, y, mean, rstd);
   LORA_CHECK_LAUNCH();
 }
+// y (optional): x̂ from the output, (y - beta) / gamma (gamma required; x and mean unused).
 inline void layernorm_bwd(int64_t M, int64_t C, const float* dy, const float* x, const float* gamma, const float* mean,
-                          const float* rstd, float* dx, float* dgamma, float* dbeta, Stream s) {
+                          const float* rstd, float* dx, float* dgamma, float* dbeta, const float* y, const float* beta, Stream s) {
   require(M >= 0 && C > 0 && M <= 0x7FFFFFFF, "layernorm_bwd", "bad sizes");
+  require(y ? gamma != nullptr : (x && mean), "layernorm_bwd", "x and mean, or y and gamma, are needed");
   if (M == 0) return;
   LORA_LAUNCH(layernorm_bwd_kernel, dim3(static_cast<unsigned>(M)), dim3(kNormThreads), 0, s, C, dy, x, gamma, mean, rstd, dx,
-              dgamma, dbeta);
+              dgamma, dbeta, y, beta);
   LORA_CHECK_LAUNCH();
 }
 

@@ -194,6 +194,22 @@ export function layerNormBackward(dy: NativeTensor, x: NativeTensor, mean: Nativ
   op('opLayerNormBackward')(dy, x, o.gamma ?? null, mean, rstd, dx, o.dgamma ?? null, o.dbeta ?? null, o.backend);
   return dx;
 }
+export interface LayerNormBackwardFromOutputOptions extends OpOptions {
+  beta?: NativeTensor;
+  dx?: NativeTensor;
+  dgamma?: NativeTensor;
+  dbeta?: NativeTensor;
+}
+/**
+ * The same backward from the forward's output y instead of its input: x̂ = (y - beta) / gamma, so
+ * a caller that keeps y (a post-LN layer output is the next layer's input) need not keep x.
+ * Every gamma must be nonzero (checked). Returns dx (overwritten).
+ */
+export function layerNormBackwardFromOutput(dy: NativeTensor, y: NativeTensor, gamma: NativeTensor, rstd: NativeTensor, o: LayerNormBackwardFromOutputOptions = {}): NativeTensor {
+  const dx = o.dx ?? empty('f32', y.shape, y);
+  op('opLayerNormBackwardFromOutput')(dy, y, gamma, o.beta ?? null, rstd, dx, o.dgamma ?? null, o.dbeta ?? null, o.backend);
+  return dx;
+}
 
 // ---- attention ----
 

@@ -265,6 +265,15 @@ describe.skipIf(!hasEmu)(`${target} backend vs ref (LORA_EMU_ORDER=${order})`, (
           addon.opLayerNormBackward(T(dy, [M, C]), xt, affine ? T(g, [C]) : null, mean, rstd, dx, affine ? dg : null, affine ? db : null, be);
           return affine ? { dx, dgamma: dg, dbeta: db } : { dx };
         }, F32);
+        // From the output (x̂ = (y - beta) / gamma; gamma kept away from 0).
+        const gs = g.map((v) => (v >= 0 ? v + 0.5 : v - 0.5));
+        if (affine) check(`layernorm_bwd from output ${M}x${C}`, (be, T) => {
+          const mean = T(new Float32Array(M), [M]), rstd = T(new Float32Array(M), [M]), y = T(new Float32Array(M * C), [M, C]);
+          addon.opLayerNorm(T(x, [M, C]), T(gs, [C]), T(bb, [C]), y, mean, rstd, 1e-5, 'ref');
+          const dx = T(new Float32Array(M * C), [M, C]), dg = T(dg0, [C]), db = T(db0, [C]);
+          addon.opLayerNormBackwardFromOutput(T(dy, [M, C]), y, T(gs, [C]), T(bb, [C]), rstd, dx, dg, db, be);
+          return { dx, dgamma: dg, dbeta: db };
+        }, F32);
       });
     }
     it('causal attention fwd/bwd (strided q/k/v, kv_len, mask)', () => {

@@ -31,6 +31,10 @@ describe('op bindings reject bad input with clear errors', () => {
     expect(code(() => ops.attention(f32(rand(24, 7), [1, 4, 6]), f32(rand(24, 7), [1, 4, 6]), f32(rand(20, 7), [1, 4, 5]), { heads: 2 }))).toBe('ERR_LORA_SHAPE');
     expect(code(() => ops.attention(f32(rand(24, 7), [1, 4, 6]), f32(rand(24, 7), [1, 4, 6]), f32(rand(24, 7), [1, 4, 6]), { heads: 4 }))).toBe('ERR_LORA_SHAPE');
     expect(code(() => ops.add(f32(rand(4, 8), [4]), f32(rand(5, 8), [5])))).toBe('ERR_LORA_SHAPE');
+    // The backward from the output divides by gamma: a zero gamma is refused.
+    const lnx = f32(rand(8, 8), [2, 4]);
+    const lns = ops.layerNorm(lnx, { gamma: f32(Float32Array.of(1, 2, 3, 4), [4]) });
+    expect(code(() => ops.layerNormBackwardFromOutput(lnx, lns.y, f32(Float32Array.of(1, 0, 3, 4), [4]), lns.rstd))).toBe('ERR_LORA_INVALID_ARG');
     // The keep mask must hold exactly ceil(n/64) i64 words.
     expect(code(() => ops.reluMask(f32(rand(65, 8), [65]), { bits: T.empty('i64', [1]) }))).toBe('ERR_LORA_SHAPE');
     expect(code(() => ops.reluMaskBackward(T.empty('i64', [3]), f32(rand(65, 8), [65])))).toBe('ERR_LORA_SHAPE');

@@ -243,6 +243,29 @@ for (const [M, C, V] of [[1, 8, 5], [7, 33, 50], [65, 130, 17]] as [number, numb
       },
     });
   }
+  // From the output: x̂ = (y - beta) / gamma (|gamma| >= 0.5 here). The ref's answer is also held
+  // against the ref's input form: y is rounded to f32, so x̂ carries ~1e-7 relative error.
+  cases.push({
+    name: `layernorm_bwd from output f32 M=${M} C=${C} with dgamma/dbeta`,
+    tol: 1e-9,
+    why: 'f32 reductions vs f64 (x̂ recovered from the f32 output)',
+    run(b) {
+      const x = f32(rand(M * C, 36, -2, 3), [M, C]);
+      const gamma = f32(Float32Array.from(rand(C, 37), (v) => (v >= 0 ? v + 0.5 : v - 0.5)), [C]);
+      const beta = f32(rand(C, 38), [C]);
+      const st = ops.layerNorm(x, { gamma, beta, backend: 'ref' });
+      const dy = f32(rand(M * C, 41), [M, C]);
+      const grads = (from: 'input' | 'output', be: string) => {
+        const dg = f32(rand(C, 39), [C]), dbb = f32(rand(C, 40), [C]);
+        const dx = from === 'output'
+          ? ops.layerNormBackwardFromOutput(dy, st.y, gamma, st.rstd, { beta, dgamma: dg, dbeta: dbb, backend: be as 'ref' })
+          : ops.layerNormBackward(dy, x, st.mean, st.rstd, { gamma, dgamma: dg, dbeta: dbb, backend: be as 'ref' });
+        return concat([arr(dx), arr(dg), arr(dbb)]);
+      };
+      if (b === 'ref') expect(nmse(grads('output', 'ref'), grads('input', 'ref'))).toBeLessThan(1e-12);
+      return grads('output', b);
+    },
+  });
 }
 
 // ---- attention ----

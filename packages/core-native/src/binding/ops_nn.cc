@@ -3,6 +3,7 @@
 //   opEmbeddingBackward(ids, dout, dtable|null, pos|null, dposTable|null, posOffset, backend?)
 //   opLayerNorm(x, gamma|null, beta|null, y, mean, rstd, eps, backend?)
 //   opLayerNormBackward(dy, x, gamma|null, mean, rstd, dx, dgamma|null, dbeta|null, backend?)
+//   opLayerNormBackwardFromOutput(dy, y, gamma, beta|null, rstd, dx, dgamma|null, dbeta|null, backend?)
 //   opRelu(x, y, backend?)  opReluBackward(y, dy, dx, backend?)  opAdd(a, b, out, alpha, backend?)
 //   opReluMask(x, y, bits, backend?)  opReluMaskBackward(bits, dy, dx, backend?)
 //     (bits: i64 [ceil(n/64)], the keep mask in place of a kept y)
@@ -149,6 +150,51 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
     if (g) ins.push_back(span_of(*g, "gamma"));
     check_no_alias(outs, ins);
     const ops::OpTable& t = pick_backend(a, 8, "layernorm_bwd", {x.dtype}, {M, C});
+    t.layernorm_bwd(op_ctx(a, t), p);
+    return info.Env().Undefined();
+  });
+}
+
+// x̂ = (y - beta) / gamma needs every gamma nonzero: checked here (gamma read on the host; a
+// copy of its C floats for 'cuda' tensors).
+void expect_nonzero_gamma(const Tensor& g, const float* data, int64_t C) {
+  std::vector<float> copy;
+  const float* h = data;
+  if (!g.device().is_host_memory()) {
+    copy.resize(static_cast<size_t>(C));
+    copy_bytes(Device{}, copy.data(), g.device(), data, static_cast<size_t>(C) * sizeof(float));
+    h = copy.data();
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    if (!(h[c] != 0.f)) throw Error(LORA_ERR_INVALID_ARG, "gamma: element " + std::to_string(c) + " is " + std::to_string(h[c]) + "; the backward from the output divides by gamma (use the input form)", "gamma");
+  }
+}
+
+Napi::Value LayerNormBackwardFromOutput(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Args a(info, "layerNormBackwardFromOutput");
+    Tensor& dy = a.tensor(0, "dy");
+    Tensor& y = a.tensor(1, "y");
+    Tensor& g = a.tensor(2, "gamma");
+    Tensor* beta = a.optional_tensor(3, "beta");
+    Tensor& rstd = a.tensor(4, "rstd");
+    Tensor& dx = a.tensor(5, "dx");
+    Tensor* dg = a.optional_tensor(6, "dgamma");
+    Tensor* db = a.optional_tensor(7, "dbeta");
+    const MatView v = matrix_view(y, "y");
+    const int64_t M = v.rows, C = v.cols;
+    ops::LayerNormBwd p{M, C, f32_data(dy, "dy", M * C), nullptr, f32_data(g, "gamma", C), nullptr, f32_data(rstd, "rstd", M),
+                        f32_data(dx, "dx", M * C), dg ? f32_data(*dg, "dgamma", C) : nullptr, db ? f32_data(*db, "dbeta", C) : nullptr};
+    p.y = f32_data(y, "y", M * C);
+    p.beta = beta ? f32_data(*beta, "beta", C) : nullptr;
+    std::vector<Span> outs = {span_of(dx, "dx")};
+    if (dg) outs.push_back(span_of(*dg, "dgamma"));
+    if (db) outs.push_back(span_of(*db, "dbeta"));
+    std::vector<Span> ins = {span_of(dy, "dy"), span_of(y, "y"), span_of(g, "gamma"), span_of(rstd, "rstd")};
+    if (beta) ins.push_back(span_of(*beta, "beta"));
+    check_no_alias(outs, ins);
+    const ops::OpTable& t = pick_backend(a, 8, "layernorm_bwd", {y.dtype}, {M, C});
+    expect_nonzero_gamma(g, p.gamma, C);
     t.layernorm_bwd(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
@@ -304,6 +350,7 @@ void Register(Napi::Env env, Napi::Object exports) {
   exports.Set("opEmbeddingBackward", Napi::Function::New<EmbeddingBackward>(env, "opEmbeddingBackward"));
   exports.Set("opLayerNorm", Napi::Function::New<LayerNorm>(env, "opLayerNorm"));
   exports.Set("opLayerNormBackward", Napi::Function::New<LayerNormBackward>(env, "opLayerNormBackward"));
+  exports.Set("opLayerNormBackwardFromOutput", Napi::Function::New<LayerNormBackwardFromOutput>(env, "opLayerNormBackwardFromOutput"));
   exports.Set("opRelu", Napi::Function::New<Relu>(env, "opRelu"));
   exports.Set("opReluBackward", Napi::Function::New<ReluBackward>(env, "opReluBackward"));
   exports.Set("opReluMask", Napi::Function::New<ReluMask>(env, "opReluMask"));

@@ -75,7 +75,7 @@ inline void layernorm_fwd(const ops::Ctx& c, const ops::LayerNormFwd& p) {
   sync(c);
 }
 inline void layernorm_bwd(const ops::Ctx& c, const ops::LayerNormBwd& p) {
-  LORA_KNS::layernorm_bwd(p.M, p.C, p.dy, p.x, p.gamma, p.mean, p.rstd, p.dx, p.dgamma, p.dbeta, stream_of(c));
+  LORA_KNS::layernorm_bwd(p.M, p.C, p.dy, p.x, p.gamma, p.mean, p.rstd, p.dx, p.dgamma, p.dbeta, p.y, p.beta, stream_of(c));
   sync(c);
 }
 inline void attn_fwd(const ops::Ctx& c, const ops::AttnFwd& p) {

@@ -122,7 +122,13 @@ struct EmbeddingBwd { int64_t M, C, V, P; const int32_t* ids; const int32_t* pos
 // Forward caches mean[M] and rstd[M] (f32). gamma/beta may be null (no affine).
 struct LayerNormFwd { int64_t M, C; float eps; const float* x; const float* gamma; const float* beta; float* y; float* mean; float* rstd; };
 // Backward: dX OVERWRITES; dgamma, dbeta ACCUMULATE when non-null (the frozen base passes null).
-struct LayerNormBwd { int64_t M, C; const float* dy; const float* x; const float* gamma; const float* mean; const float* rstd; float* dx; float* dgamma; float* dbeta; };
+// From the output instead of the input: when `y` is set, x̂ = (y - beta) / gamma (gamma required,
+// nonzero; beta may be null) and x, mean are unused - a post-LN model keeps the layer output
+// (the next layer's input) anyway, so the LN input need not be kept too.
+struct LayerNormBwd {
+  int64_t M, C; const float* dy; const float* x; const float* gamma; const float* mean; const float* rstd; float* dx; float* dgamma; float* dbeta;
+  const float* y = nullptr; const float* beta = nullptr;
+};
 
 // ---- causal multi-head attention, rows [B*T] with C = H*D (q, k, v may be strided views) ----
 // S = scale · q·kᵀ over keys j <= i that are not padding; O = softmax(S) · v, streamed over keys

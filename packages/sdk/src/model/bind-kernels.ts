@@ -36,6 +36,7 @@ export function bindKernels(backend: Backend): Kernels {
   const embedding = op('opEmbedding');
   const layerNorm = op('opLayerNorm');
   const layerNormBwd = op('opLayerNormBackward');
+  const layerNormBwdOut = op('opLayerNormBackwardFromOutput');
   const attn = op('opAttention');
   const attnBwd = op('opAttentionBackward');
   const attnDecode = op('opAttentionDecode');
@@ -127,6 +128,9 @@ export function bindKernels(backend: Backend): Kernels {
     },
     layerNormBackward(dy, x, gamma, mean, rstd, dx) {
       layerNormBwd(dy, x, gamma ?? null, mean, rstd, dx, null, null, b);
+    },
+    layerNormBackwardFromOutput(dy, y, gamma, beta, rstd, dx) {
+      layerNormBwdOut(dy, y, gamma, beta ?? null, rstd, dx, null, null, b);
     },
     attention(qkv, mask, s, sc, o, lse) {
       const [q, k, v] = splitQkv(qkv, s.B, s.T);

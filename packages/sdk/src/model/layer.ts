@@ -70,10 +70,13 @@ export function layerForward(
   }
 }
 
-/** dOut is consumed (used as scratch). dx may be undefined for the first layer. */
+/**
+ * dOut is consumed (used as scratch). dx may be undefined for the first layer. out is the layer's
+ * forward output (the next layer's input), for a post-LN final_layer_norm backward from it.
+ */
 export function layerBackward(
   k: Kernels, c: OptConfig, w: LayerWeights, lora: LoraAdapter | undefined, li: number,
-  x: LayerCache, ws: Workspace, dOut: NativeTensor, dx: NativeTensor | undefined, drop: LayerDropout | undefined,
+  x: LayerCache, ws: Workspace, out: NativeTensor, dOut: NativeTensor, dx: NativeTensor | undefined, drop: LayerDropout | undefined,
 ): void {
   const shape = { B: ws.B, T: ws.T, H: c.numAttentionHeads, D: c.headDim };
   const l = lora?.layers[li];
@@ -85,6 +88,7 @@ export function layerBackward(
   // dS2: grad at the second residual sum (pre-LN: that is the output itself).
   const dS2 = ws.dTmp;
   if (pre) k.scale(dOut, 1, dS2);
+  else if (ws.ln2FromOutput) k.layerNormBackwardFromOutput(dOut, out, w.ln2G!, w.ln2B, x.ln2Rstd, dS2);
   else k.layerNormBackward(dOut, x.sum2!, w.ln2G, x.ln2Mean, x.ln2Rstd, dS2);
   // MLP branch: dS2 -> (dropout) -> fc2 -> relu -> fc1 -> dF.
   const dMlp = ws.dTmp2;

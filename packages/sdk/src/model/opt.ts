@@ -71,6 +71,7 @@ export class OptForCausalLM {
   lora: LoraAdapter | undefined;
   private ws: Workspace | undefined;
   private wsKey = '';
+  private ln2Nonzero: boolean | undefined;
   private disposed = false;
 
   private constructor(
@@ -281,7 +282,8 @@ export class OptForCausalLM {
         // its output is not needed again, so it goes to scratch.
         layerForward(k, c, w.layers[i], this.lora, i, ws.caches[i], ws, ws.recompute!, dropFor(i));
       }
-      layerBackward(k, c, w.layers[i], this.lora, i, ws.caches[i], ws, dOut, i > 0 ? dX : undefined, dropFor(i));
+      const out = i + 1 < c.numHiddenLayers ? ws.caches[i + 1].xIn : ws.out;
+      layerBackward(k, c, w.layers[i], this.lora, i, ws.caches[i], ws, out, dOut, i > 0 ? dX : undefined, dropFor(i));
       [dOut, dX] = [dX, dOut];
     }
   }
@@ -313,9 +315,15 @@ export class OptForCausalLM {
     const key = `${B}x${T}:${checkpointing}`;
     if (this.ws && this.wsKey === key) return this.ws;
     this.dropWorkspace();
-    this.ws = createWorkspace(this.config, this.lora, B, T, this.device.memory, checkpointing, autocast(this.weights.layers[0].qkvW));
+    this.ws = createWorkspace(this.config, this.lora, B, T, this.device.memory, checkpointing, autocast(this.weights.layers[0].qkvW), this.ln2Invertible());
     this.wsKey = key;
     return this.ws;
+  }
+
+  /** Whether every layer's final_layer_norm gamma is nonzero (its backward can run from the output). */
+  private ln2Invertible(): boolean {
+    this.ln2Nonzero ??= this.weights.layers.every((l) => l.ln2G !== undefined && (l.ln2G.toArray() as Float32Array).every((g) => g !== 0));
+    return this.ln2Nonzero;
   }
 
   private dropWorkspace(): void {

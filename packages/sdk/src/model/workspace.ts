@@ -32,7 +32,7 @@ export interface LayerCache {
   h1Bits: NativeTensor; // i64 [ceil(M·F/64)] relu's keep mask: all its backward needs
   xaFc1?: NativeTensor;
   xaFc2?: NativeTensor;
-  sum2?: NativeTensor; // [M, C] residual sum before the post-LN final_layer_norm (post-LN only)
+  sum2?: NativeTensor; // [M, C] residual sum before the post-LN final_layer_norm (post-LN only; the shared sum2 when its backward runs from the output)
 }
 
 export interface Workspace {
@@ -54,6 +54,9 @@ export interface Workspace {
   // scratch
   lnY: NativeTensor; // [M, C] layer-norm outputs no LoRA branch needs later
   qkvF32?: NativeTensor; // [M, 3C] f32 q/k/v for the attention kernels (autocast only)
+  // post-LN: the final_layer_norm backward runs from the layer's output (the next layer's input,
+  // kept anyway), so its input sum2 is scratch.
+  ln2FromOutput: boolean;
   h1: NativeTensor; // [M, F] fc1/relu output when no fc2 LoRA branch needs it later
   proj: NativeTensor; // [M, C]
   dOut: NativeTensor; // [M, C] grad flowing down the layers (two buffers, alternating)
@@ -66,9 +69,13 @@ export interface Workspace {
   all: NativeTensor[];
 }
 
-/** bf16Qkv: keep q/k/v in bf16 (the model's linears autocast to bf16). */
+/**
+ * bf16Qkv: keep q/k/v in bf16 (the model's linears autocast to bf16). ln2FromOutput: post-LN
+ * layers take the final_layer_norm backward from the output (every gamma of it is nonzero).
+ */
 export function createWorkspace(
   c: OptConfig, lora: LoraAdapter | undefined, B: number, T: number, device: DeviceName, checkpointing: boolean, bf16Qkv: boolean,
+  ln2FromOutput: boolean,
 ): Workspace {
   const { Tensor } = native();
   const all: NativeTensor[] = [];
@@ -97,6 +104,8 @@ export function createWorkspace(
   const pre = c.doLayerNormBefore;
   const lnY = f32(M, C);
   const h1 = f32(M, F);
+  const fromOut = !pre && ln2FromOutput;
+  const sum2 = fromOut ? f32(M, C) : undefined;
   const cacheFor = (i: number, xIn: NativeTensor): LayerCache => {
     const l = lora?.layers[i];
     // pre-LN: ln1Y feeds qkv, ln2Y feeds fc1; post-LN: ln1Y feeds fc1.
@@ -109,7 +118,7 @@ export function createWorkspace(
       o: f32(M, C), lse: f32(B * H * T), xaOut: l?.out_proj ? f32(M, r) : undefined,
       sum1: f32(M, C), ln2Y: pre ? (keep2 ? f32(M, C) : lnY) : undefined, ln2Mean: f32(M), ln2Rstd: f32(M),
       h1: l?.fc2 ? f32(M, F) : h1, h1Bits: bits(M * F), xaFc1: l?.fc1 ? f32(M, r) : undefined, xaFc2: l?.fc2 ? f32(M, r) : undefined,
-      sum2: pre ? undefined : f32(M, C),
+      sum2: pre ? undefined : (sum2 ?? f32(M, C)),
     };
   };
   const inputs = Array.from({ length: c.numHiddenLayers }, () => f32(M, C));
@@ -126,7 +135,7 @@ export function createWorkspace(
     ids: i32(M), posIds: i32(M), mask: i32(M), targets: i32(M),
     embedOut: f32(M, E), posOut: f32(M, C),
     caches, out: f32(M, C), hFinal: f32(M, E), finalMean: f32(M), finalRstd: f32(M), recompute: checkpointing ? f32(M, C) : undefined,
-    lnY, h1, qkvF32: bf16Qkv ? f32(M, 3 * C) : undefined,
+    lnY, h1, qkvF32: bf16Qkv ? f32(M, 3 * C) : undefined, ln2FromOutput: fromOut,
     proj: f32(M, C), dOut: f32(M, C), dOutB: f32(M, C), dTmp: f32(M, C), dTmp2: f32(M, C), dH1: h1, dQkv: f32(M, 3 * C), dFinal: f32(M, E),
     all,
   };

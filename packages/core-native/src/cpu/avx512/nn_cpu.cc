@@ -109,16 +109,24 @@ void layernorm_bwd(const Ctx& ctx, const LayerNormBwd& p) {
   const float inv_c = 1.f / static_cast<float>(p.C);
   parallel_range(ctx, p.M, 8, [&](int64_t b, int64_t e) {
     for (int64_t m = b; m < e; ++m) {
-      const float* x = p.x + m * p.C;
       const float* dy = p.dy + m * p.C;
-      const __m512 vm = _mm512_set1_ps(p.mean[m]), vr = _mm512_set1_ps(p.rstd[m]);
-      // g = dy·gamma, x̂ = (x - mean)·rstd; sg = mean(g), sgx = mean(g·x̂).
+      const __m512 vr = _mm512_set1_ps(p.rstd[m]);
+      // x̂ = (x - mean)·rstd, or (y - beta) / gamma from the output (0 in masked lanes).
+      auto xhat = [&](int64_t c, __mmask16 k) {
+        if (p.y) {
+          __m512 t = _mm512_maskz_loadu_ps(k, p.y + m * p.C + c);
+          if (p.beta) t = _mm512_sub_ps(t, _mm512_maskz_loadu_ps(k, p.beta + c));
+          return _mm512_maskz_div_ps(k, t, _mm512_mask_loadu_ps(_mm512_set1_ps(1.f), k, p.gamma + c));
+        }
+        return _mm512_mul_ps(_mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, p.x + m * p.C + c), _mm512_set1_ps(p.mean[m])), vr);
+      };
+      // g = dy·gamma; sg = mean(g), sgx = mean(g·x̂).
       __m512 vsg = _mm512_setzero_ps(), vsgx = _mm512_setzero_ps();
       for (int64_t c = 0; c < p.C; c += 16) {
         const __mmask16 k = tmask(p.C - c);
         __m512 g = _mm512_maskz_loadu_ps(k, dy + c);
         if (p.gamma) g = _mm512_mul_ps(g, _mm512_maskz_loadu_ps(k, p.gamma + c));
-        const __m512 xh = _mm512_mul_ps(_mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + c), vm), vr);
+        const __m512 xh = xhat(c, k);
         vsg = _mm512_add_ps(vsg, g);
         vsgx = _mm512_fmadd_ps(g, xh, vsgx);
       }
@@ -128,7 +136,7 @@ void layernorm_bwd(const Ctx& ctx, const LayerNormBwd& p) {
         const __mmask16 k = tmask(p.C - c);
         __m512 g = _mm512_maskz_loadu_ps(k, dy + c);
         if (p.gamma) g = _mm512_mul_ps(g, _mm512_maskz_loadu_ps(k, p.gamma + c));
-        const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + c), vm), vr);
+        const __m512 xh = xhat(c, k);
         _mm512_mask_storeu_ps(dx + c, k, _mm512_mul_ps(vr, _mm512_sub_ps(_mm512_sub_ps(g, sg), _mm512_mul_ps(xh, sgx))));
       }
     }
@@ -136,10 +144,10 @@ void layernorm_bwd(const Ctx& ctx, const LayerNormBwd& p) {
   if (p.dgamma || p.dbeta) {
     parallel_range(ctx, p.C, 64, [&](int64_t c0, int64_t c1) {
       for (int64_t m = 0; m < p.M; ++m) {
-        const float* x = p.x + m * p.C;
         const float* dy = p.dy + m * p.C;
         for (int64_t c = c0; c < c1; ++c) {
-          if (p.dgamma) p.dgamma[c] += dy[c] * (x[c] - p.mean[m]) * p.rstd[m];
+          const float xh = p.y ? (p.y[m * p.C + c] - (p.beta ? p.beta[c] : 0.f)) / p.gamma[c] : (p.x[m * p.C + c] - p.mean[m]) * p.rstd[m];
+          if (p.dgamma) p.dgamma[c] += dy[c] * xh;
           if (p.dbeta) p.dbeta[c] += dy[c];
         }
       }

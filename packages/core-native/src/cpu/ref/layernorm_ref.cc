@@ -29,12 +29,16 @@ void layernorm_fwd(const Ctx&, const LayerNormFwd& p) {
 // With xh = (x - mean)·rstd and g = dy·gamma: dx = rstd·(g - mean(g) - xh·mean(g·xh)).
 void layernorm_bwd(const Ctx&, const LayerNormBwd& p) {
   for (int64_t m = 0; m < p.M; ++m) {
-    const float* x = p.x + m * p.C;
     const float* dy = p.dy + m * p.C;
-    const double mean = p.mean[m], rstd = p.rstd[m];
+    const double rstd = p.rstd[m];
+    // x̂ from the input, or from the output: (y - beta) / gamma.
+    auto xhat = [&](int64_t c) -> double {
+      if (p.y) return (static_cast<double>(p.y[m * p.C + c]) - (p.beta ? p.beta[c] : 0.f)) / p.gamma[c];
+      return (p.x[m * p.C + c] - static_cast<double>(p.mean[m])) * rstd;
+    };
     double sg = 0.0, sgx = 0.0;
     for (int64_t c = 0; c < p.C; ++c) {
-      const double xh = (x[c] - mean) * rstd;
+      const double xh = xhat(c);
       const double g = static_cast<double>(dy[c]) * (p.gamma ? p.gamma[c] : 1.f);
       sg += g;
       sgx += g * xh;
@@ -42,7 +46,7 @@ void layernorm_bwd(const Ctx&, const LayerNormBwd& p) {
     sg /= static_cast<double>(p.C);
     sgx /= static_cast<double>(p.C);
     for (int64_t c = 0; c < p.C; ++c) {
-      const double xh = (x[c] - mean) * rstd;
+      const double xh = xhat(c);
       const double g = static_cast<double>(dy[c]) * (p.gamma ? p.gamma[c] : 1.f);
       p.dx[m * p.C + c] = static_cast<float>(rstd * (g - sg - xh * sgx));
       if (p.dgamma) p.dgamma[c] += static_cast<float>(dy[c] * xh);

@@ -1,5 +1,9 @@
 #include "allocator.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -95,8 +99,21 @@ MemoryStats CachingAllocator::stats() {
 
 namespace {
 
+// glibc raises its mmap threshold after the first free of a large block (up to 32 MiB), after
+// which blocks of that size come from the heap and stay in the process when freed: activations,
+// f32 weights converted at load and the kernels' per-call scratch would then count towards the
+// RSS long after they are gone. A fixed threshold keeps every block of 256 KiB and up mmapped, so
+// freeing it returns it to the OS (the caching allocator above still reuses tensor blocks).
+void fix_mmap_threshold() {
+#ifdef __GLIBC__
+  static const bool once = [] { return mallopt(M_MMAP_THRESHOLD, 256 * 1024) == 1; }();
+  (void)once;
+#endif
+}
+
 // Host memory, 64-byte aligned so AVX-512 loads of a row start on a cache line.
 struct HostMemory final : RawMemory {
+  HostMemory() { fix_mmap_threshold(); }
   void* alloc(size_t bytes, const char** err) override {
     void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!p) *err = "host malloc failed";

@@ -61,7 +61,7 @@ export function bindKernels(backend: Backend): Kernels {
   // paths (rows used in place, the small-rank backward fused into the dX GEMM). One reusable
   // buffer per role; f32/f16 weights keep f32 inputs.
   const { Tensor } = native();
-  const scratch: { x?: NativeTensor; dy?: NativeTensor } = {};
+  const scratch: { x?: NativeTensor; dy?: NativeTensor; zero?: NativeTensor } = {};
   const toBf16 = (t: NativeTensor, role: 'x' | 'dy', views: NativeTensor[]): NativeTensor => {
     if (t.dtype !== 'f32' || !t.contiguous) return t;
     let buf = scratch[role];
@@ -204,11 +204,29 @@ export function bindKernels(backend: Backend): Kernels {
     dispose() {
       scratch.x?.dispose();
       scratch.dy?.dispose();
-      scratch.x = scratch.dy = undefined;
+      scratch.zero?.dispose();
+      scratch.x = scratch.dy = scratch.zero = undefined;
     },
     zero(t) {
-      // Written, not multiplied by 0, so a NaN left by a failed step cannot survive a reset.
-      t.copyFrom(zeros(t.numel));
+      // Written, not multiplied by 0, so a NaN left by a failed step cannot survive a reset: an f32
+      // tensor is copied from a kept native zero buffer (one device-side pass, no host staging).
+      if (t.dtype !== 'f32' || !t.contiguous) {
+        t.copyFrom(zeros(t.numel));
+        return;
+      }
+      let z = scratch.zero;
+      if (!z || z.numel < t.numel || z.device !== t.device) {
+        z?.dispose();
+        z = scratch.zero = Tensor.fromArray(new Float32Array(t.numel), [t.numel], 'f32', t.device as DeviceName);
+      }
+      const flat = z.narrow(0, 0, t.numel);
+      const v = flat.reshape(t.shape);
+      try {
+        cast(v, t, b);
+      } finally {
+        v.dispose();
+        flat.dispose();
+      }
     },
   };
 }

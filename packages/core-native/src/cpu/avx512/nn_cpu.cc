@@ -160,15 +160,25 @@ void relu(const Ctx& ctx, const Relu& p) {
   const int64_t unit = p.bits ? 64 : 1;
   parallel_range(ctx, (p.n + unit - 1) / unit, kGrain / unit, [&](int64_t wb, int64_t we) {
     const int64_t b = wb * unit, e = std::min(p.n, we * unit);
-    for (int64_t i = b; i < e; i += 16) {
-      const __mmask16 k = tmask(e - i);
-      const __m512 x = _mm512_maskz_loadu_ps(k, p.x + i);
-      const __mmask16 keep = _mm512_mask_cmp_ps_mask(k, x, _mm512_setzero_ps(), _CMP_NLE_UQ);  // x > 0 or NaN
-      _mm512_mask_storeu_ps(p.y + i, k, _mm512_maskz_mov_ps(keep, x));
-      if (!p.bits) continue;
-      uint64_t& word = p.bits[i / 64];
-      if (i % 64 == 0) word = 0;
-      word |= static_cast<uint64_t>(keep) << (i % 64);
+    if (!p.bits) {
+      for (int64_t i = b; i < e; i += 16) {
+        const __mmask16 k = tmask(e - i);
+        const __m512 x = _mm512_maskz_loadu_ps(k, p.x + i);
+        _mm512_mask_storeu_ps(p.y + i, k, _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NLE_UQ), x));  // x > 0 or NaN
+      }
+      return;
+    }
+    // One 64-element word per iteration, its bits gathered in a register and stored once.
+    for (int64_t i = b; i < e; i += 64) {
+      uint64_t word = 0;
+      for (int64_t j = i; j < std::min(e, i + 64); j += 16) {
+        const __mmask16 k = tmask(e - j);
+        const __m512 x = _mm512_maskz_loadu_ps(k, p.x + j);
+        const __mmask16 keep = _mm512_mask_cmp_ps_mask(k, x, _mm512_setzero_ps(), _CMP_NLE_UQ);  // x > 0 or NaN
+        _mm512_mask_storeu_ps(p.y + j, k, _mm512_maskz_mov_ps(keep, x));
+        word |= static_cast<uint64_t>(keep) << (j - i);
+      }
+      p.bits[i / 64] = word;
     }
   });
 }

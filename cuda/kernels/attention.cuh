@@ -1,4 +1,5 @@
-// Causal multi-head attention, flash-style (streaming softmax; no [T, T] buffer), f32.
+// Causal multi-head attention, flash-style (streaming softmax; no [T, T] buffer), f32 math; q, k
+// and v are f32 or bf16 (qkv_t, widened exactly on load), everything else f32.
 //
 // Forward: a block of 4 warps handles 4 consecutive query rows of one (batch, head); each warp
 // owns one query row. Keys/values stream through shared memory in tiles of 32 rows (K rows padded
@@ -22,8 +23,9 @@ constexpr int kAttnWarps = 4, kAttnTile = 32, kAttnMaxD = 128;
 struct AttnArgs {
   int64_t B, T, H, D;
   float scale;
-  const float *q, *k, *v;
+  const void *q, *k, *v;  // all of element type qkv_t (f32 or bf16)
   int64_t ldq, ldk, ldv;
+  ET qkv_t;
   const int32_t* kv_len;
   const int32_t* mask;
   float* o; int64_t ldo;
@@ -53,7 +55,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attn_fwd_kernel(AttnArgs a) {
   const bool valid = i < a.T;
   const int64_t last = (first + kAttnWarps - 1 < a.T ? first + kAttnWarps - 1 : a.T - 1);
   if (valid)
-    for (int64_t d = lane; d < D; d += 32) Qs[warp * D + d] = a.q[(b * a.T + i) * a.ldq + h * D + d];
+    for (int64_t d = lane; d < D; d += 32) Qs[warp * D + d] = load_elem(a.q, a.qkv_t, (b * a.T + i) * a.ldq + h * D + d);
   float m = -INFINITY, l = 0.f, acc[kAttnMaxD / 32];
 LORA_UNROLL
   for (int c = 0; c < kAttnMaxD / 32; ++c) acc[c] = 0.f;
@@ -63,8 +65,8 @@ LORA_UNROLL
     for (int64_t e = threadIdx.x; e < kAttnTile * D; e += kAttnWarps * 32) {
       const int64_t r = e / D, d = e % D, j = j0 + r;
       const bool in = j < a.T;
-      Ks[r * KL + d] = in ? a.k[(b * a.T + j) * a.ldk + h * D + d] : 0.f;
-      Vs[r * D + d] = in ? a.v[(b * a.T + j) * a.ldv + h * D + d] : 0.f;
+      Ks[r * KL + d] = in ? load_elem(a.k, a.qkv_t, (b * a.T + j) * a.ldk + h * D + d) : 0.f;
+      Vs[r * D + d] = in ? load_elem(a.v, a.qkv_t, (b * a.T + j) * a.ldv + h * D + d) : 0.f;
     }
     __syncthreads();
     if (!valid) continue;
@@ -133,7 +135,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attn_bwd_dq_kernel(AttnArgs a
   float lse = -INFINITY, delta = 0.f;
   if (valid) {
     for (int64_t d = lane; d < D; d += 32) {
-      Qs[warp * D + d] = a.q[(b * a.T + i) * a.ldq + h * D + d];
+      Qs[warp * D + d] = load_elem(a.q, a.qkv_t, (b * a.T + i) * a.ldq + h * D + d);
       Gs[warp * D + d] = a.dout[(b * a.T + i) * a.lddo + h * D + d];
     }
     lse = a.lse[(b * a.H + h) * a.T + i];
@@ -147,8 +149,8 @@ LORA_UNROLL
     for (int64_t e = threadIdx.x; e < kAttnTile * D; e += kAttnWarps * 32) {
       const int64_t r = e / D, d = e % D, j = j0 + r;
       const bool in = j < a.T;
-      Ks[r * KL + d] = in ? a.k[(b * a.T + j) * a.ldk + h * D + d] : 0.f;
-      Vs[r * KL + d] = in ? a.v[(b * a.T + j) * a.ldv + h * D + d] : 0.f;
+      Ks[r * KL + d] = in ? load_elem(a.k, a.qkv_t, (b * a.T + j) * a.ldk + h * D + d) : 0.f;
+      Vs[r * KL + d] = in ? load_elem(a.v, a.qkv_t, (b * a.T + j) * a.ldv + h * D + d) : 0.f;
     }
     __syncthreads();
     if (!valid || lse == -INFINITY) continue;
@@ -198,8 +200,8 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attn_bwd_dkdv_kernel(AttnArgs
   const bool visible = valid && attn_key_visible(a, b, j);
   if (valid)
     for (int64_t d = lane; d < D; d += 32) {
-      Kw[warp * D + d] = a.k[(b * a.T + j) * a.ldk + h * D + d];
-      Vw[warp * D + d] = a.v[(b * a.T + j) * a.ldv + h * D + d];
+      Kw[warp * D + d] = load_elem(a.k, a.qkv_t, (b * a.T + j) * a.ldk + h * D + d);
+      Vw[warp * D + d] = load_elem(a.v, a.qkv_t, (b * a.T + j) * a.ldv + h * D + d);
     }
   float gk[kAttnMaxD / 32], gv[kAttnMaxD / 32];
 LORA_UNROLL
@@ -209,7 +211,7 @@ LORA_UNROLL
     for (int64_t e = threadIdx.x; e < kAttnTile * D; e += kAttnWarps * 32) {
       const int64_t r = e / D, d = e % D, i = i0 + r;
       const bool in = i < a.T;
-      Qs[r * QL + d] = in ? a.q[(b * a.T + i) * a.ldq + h * D + d] : 0.f;
+      Qs[r * QL + d] = in ? load_elem(a.q, a.qkv_t, (b * a.T + i) * a.ldq + h * D + d) : 0.f;
       Gs[r * QL + d] = in ? a.dout[(b * a.T + i) * a.lddo + h * D + d] : 0.f;
     }
     for (int64_t r = threadIdx.x; r < kAttnTile; r += kAttnWarps * 32) {

@@ -227,8 +227,9 @@ export interface AttentionOptions extends AttentionCommon {
   lse?: NativeTensor;
 }
 /**
- * Causal attention. q, k, v [B, T, C] f32 (column slices of a fused [B, T, 3C] buffer work).
- * Returns o [B, T, C] and lse [B, H, T] (cached for the backward). Rows with no visible key give 0.
+ * Causal attention. q, k, v [B, T, C], all f32 or all bf16 (widened exactly; column slices of a
+ * fused [B, T, 3C] buffer work). Returns o [B, T, C] f32 and lse [B, H, T] (cached for the
+ * backward). Rows with no visible key give 0.
  */
 export function attention(q: NativeTensor, k: NativeTensor, v: NativeTensor, o: AttentionOptions): { o: NativeTensor; lse: NativeTensor } {
   const out = o.out ?? empty('f32', q.shape, q);
@@ -241,7 +242,7 @@ export interface AttentionBackwardOptions extends AttentionCommon {
   dk?: NativeTensor;
   dv?: NativeTensor;
 }
-/** Returns dq, dk, dv (overwritten; they may be column slices of one [B, T, 3C] buffer). */
+/** Returns dq, dk, dv f32 (overwritten; they may be column slices of one [B, T, 3C] buffer). q, k, v as for attention. */
 export function attentionBackward(dout: NativeTensor, q: NativeTensor, k: NativeTensor, v: NativeTensor, out: NativeTensor, lse: NativeTensor, o: AttentionBackwardOptions): { dq: NativeTensor; dk: NativeTensor; dv: NativeTensor } {
   const dq = o.dq ?? empty('f32', q.shape, q);
   const dk = o.dk ?? empty('f32', k.shape, k);

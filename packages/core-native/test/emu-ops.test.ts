@@ -276,25 +276,26 @@ describe.skipIf(!hasEmu)(`${target} backend vs ref (LORA_EMU_ORDER=${order})`, (
         }, F32);
       });
     }
-    it('causal attention fwd/bwd (strided q/k/v, kv_len, mask)', () => {
+    it('causal attention fwd/bwd (strided q/k/v, f32 and bf16, kv_len, mask)', () => {
       const B = 2, T_ = 37, H = 2, D = 24, C = H * D;
       const qkv = randn(B * T_ * 3 * C, 50), dout = randn(B * T_ * C, 51);
       const kvl = new Int32Array([T_, 29]);
       const mask = new Int32Array(B * T_).fill(1);
       mask[3] = 0; mask[T_ + 10] = 0;
-      for (const withPad of [false, true]) {
+      for (const withPad of [false, true]) for (const dt of ['f32', 'bf16']) {
         const views = (T: any) => {
-          const buf = T(qkv, [B, T_, 3 * C]);
+          const buf = T(qkv, [B, T_, 3 * C], dt);
           return [buf.narrow(2, 0, C), buf.narrow(2, C, C), buf.narrow(2, 2 * C, C)];
         };
-        check(`attention B=${B} T=${T_} H=${H} D=${D}${withPad ? ' kv_len+mask' : ''}`, (be, T) => {
+        const tag = `B=${B} T=${T_} H=${H} D=${D} ${dt} q/k/v${withPad ? ' kv_len+mask' : ''}`;
+        check(`attention ${tag}`, (be, T) => {
           const [q, k, v] = views(T);
           const o = T(new Float32Array(B * T_ * C), [B, T_, C]), lse = T(new Float32Array(B * H * T_), [B, H, T_]);
           addon.opAttention(q, k, v, o, lse, H, null, withPad ? T(kvl, [B]) : null, withPad ? T(mask, [B, T_]) : null, be);
           const lseA = Array.from(lse.toArray() as Float32Array).map((x) => (Number.isFinite(x) ? x : -1e4));
           return { o, lse: lseA };
         }, 1e-9);
-        check(`attention_bwd B=${B} T=${T_} H=${H} D=${D}${withPad ? ' kv_len+mask' : ''}`, (be, T) => {
+        check(`attention_bwd ${tag}`, (be, T) => {
           const [q, k, v] = views(T);
           const pad = [withPad ? T(kvl, [B]) : null, withPad ? T(mask, [B, T_]) : null];
           const o = T(new Float32Array(B * T_ * C), [B, T_, C]), lse = T(new Float32Array(B * H * T_), [B, H, T_]);

@@ -30,6 +30,20 @@ describe('op bindings reject bad input with clear errors', () => {
     expect(code(() => ops.loraForward(x, w, f32(rand(2 * 8, 5), [2, 8]), f32(rand(3 * 2, 6), [3, 2]), { scale: 1, groups: 2 }))).toBe('ERR_LORA_SHAPE');
     expect(code(() => ops.attention(f32(rand(24, 7), [1, 4, 6]), f32(rand(24, 7), [1, 4, 6]), f32(rand(20, 7), [1, 4, 5]), { heads: 2 }))).toBe('ERR_LORA_SHAPE');
     expect(code(() => ops.attention(f32(rand(24, 7), [1, 4, 6]), f32(rand(24, 7), [1, 4, 6]), f32(rand(24, 7), [1, 4, 6]), { heads: 4 }))).toBe('ERR_LORA_SHAPE');
+    // q, k, v: all f32 or all bf16; o and the grads f32.
+    const qkvOf = (dt: 'f32' | 'bf16' | 'f16') => f32(rand(24, 7), [1, 4, 6], dt);
+    expect(code(() => ops.attention(qkvOf('bf16'), qkvOf('f32'), qkvOf('bf16'), { heads: 2 }))).toBe('ERR_LORA_DTYPE');
+    expect(code(() => ops.attention(qkvOf('f16'), qkvOf('f16'), qkvOf('f16'), { heads: 2 }))).toBe('ERR_LORA_DTYPE');
+    expect(code(() => ops.attention(qkvOf('bf16'), qkvOf('bf16'), qkvOf('bf16'), { heads: 2, out: qkvOf('bf16') }))).toBe('ERR_LORA_DTYPE');
+    expect(code(() => ops.attention(qkvOf('bf16'), qkvOf('bf16'), qkvOf('bf16'), { heads: 2 }))).toBe('NO_ERROR');
+    {
+      const [q, k, v] = [qkvOf('bf16'), qkvOf('bf16'), qkvOf('bf16')];
+      const f = ops.attention(q, k, v, { heads: 2 });
+      expect(code(() => ops.attentionBackward(f.o, q, k, qkvOf('f32'), f.o, f.lse, { heads: 2 }))).toBe('ERR_LORA_DTYPE');
+      expect(code(() => ops.attentionBackward(f.o, q, k, v, f.o, f.lse, { heads: 2, dq: qkvOf('bf16') }))).toBe('ERR_LORA_DTYPE');
+      expect(code(() => ops.attentionBackward(qkvOf('bf16'), q, k, v, f.o, f.lse, { heads: 2 }))).toBe('ERR_LORA_DTYPE');
+      expect(code(() => ops.attentionBackward(f.o, q, k, v, f.o, f.lse, { heads: 2 }))).toBe('NO_ERROR');
+    }
     expect(code(() => ops.add(f32(rand(4, 8), [4]), f32(rand(5, 8), [5])))).toBe('ERR_LORA_SHAPE');
     // The backward from the output divides by gamma: a zero gamma is refused.
     const lnx = f32(rand(8, 8), [2, 4]);

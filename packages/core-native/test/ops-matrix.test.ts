@@ -281,18 +281,25 @@ const attnShapes: { B: number; T: number; H: number; D: number; pad: 'none' | 'k
   { B: 2, T: 70, H: 1, D: 80, pad: 'mask', fused: false },
   { B: 2, T: 65, H: 2, D: 8, pad: 'kvLens', fused: true },
 ];
-for (const s of attnShapes) {
+// q/k/v in bf16 (o, lse and the grads f32): the same f32 math on the exactly widened values, so
+// each backend's bf16 result also equals its own f32 result on widened copies (checked bit for bit).
+const widenedMismatches = (a: ArrayLike<number>, b: ArrayLike<number>): number[] =>
+  Array.from(a, (x, i) => (Object.is(x, b[i]) || (Number.isNaN(x) && Number.isNaN(b[i])) ? 0 : 1));
+const widen = (t: NativeTensor) => ops.cast(t, 'f32');
+for (const s of attnShapes) for (const dt of ['f32', 'bf16'] as const) {
   const C = s.H * s.D;
-  const tag = `f32 B=${s.B} T=${s.T} H=${s.H} D=${s.D} pad=${s.pad}${s.fused ? ' qkv-slices' : ''}`;
-  const make = () => {
+  const tag = `${dt} B=${s.B} T=${s.T} H=${s.H} D=${s.D} pad=${s.pad}${s.fused ? ' qkv-slices' : ''}`;
+  // widened: the same (bf16) values widened to f32 before any slicing.
+  const make = (widened = false) => {
+    const w = (t: NativeTensor) => (widened ? widen(t) : t);
     let q: NativeTensor, k: NativeTensor, v: NativeTensor;
     if (s.fused) {
-      const qkv = f32(rand(s.B * s.T * 3 * C, 51), [s.B, s.T, 3 * C]);
+      const qkv = w(f32(rand(s.B * s.T * 3 * C, 51), [s.B, s.T, 3 * C], dt));
       [q, k, v] = [0, 1, 2].map((g) => qkv.narrow(2, g * C, C));
     } else {
-      q = f32(rand(s.B * s.T * C, 52), [s.B, s.T, C]);
-      k = f32(rand(s.B * s.T * C, 53), [s.B, s.T, C]);
-      v = f32(rand(s.B * s.T * C, 54), [s.B, s.T, C]);
+      q = w(f32(rand(s.B * s.T * C, 52), [s.B, s.T, C], dt));
+      k = w(f32(rand(s.B * s.T * C, 53), [s.B, s.T, C], dt));
+      v = w(f32(rand(s.B * s.T * C, 54), [s.B, s.T, C], dt));
     }
     const pad: { kvLens?: NativeTensor; mask?: NativeTensor } = {};
     if (s.pad === 'kvLens') pad.kvLens = i32(Array.from({ length: s.B }, (_, b) => s.T - 2 * b), [s.B]);
@@ -320,6 +327,23 @@ for (const s of attnShapes) {
       return concat([arr(g.dq), arr(g.dk), arr(g.dv)]);
     },
   });
+  if (dt === 'bf16') {
+    cases.push({
+      name: `attention fwd+bwd ${tag} == f32 on widened q/k/v (mismatch count)`,
+      tol: TOL_EXACT,
+      why: WHY_EXACT,
+      run(b) {
+        const { q, k, v, pad } = make();
+        const { q: qf, k: kf, v: vf } = make(true);
+        const r = ops.attention(q, k, v, { heads: s.H, ...pad, backend: b });
+        const rf = ops.attention(qf, kf, vf, { heads: s.H, ...pad, backend: b });
+        const dout = f32(rand(s.B * s.T * C, 55), [s.B, s.T, C]);
+        const g = ops.attentionBackward(dout, q, k, v, r.o, r.lse, { heads: s.H, ...pad, backend: b });
+        const gf = ops.attentionBackward(dout, qf, kf, vf, r.o, r.lse, { heads: s.H, ...pad, backend: b });
+        return widenedMismatches(concat([arr(r.o), arr(r.lse), arr(g.dq), arr(g.dk), arr(g.dv)]), concat([arr(rf.o), arr(rf.lse), arr(gf.dq), arr(gf.dk), arr(gf.dv)]));
+      },
+    });
+  }
 }
 
 // ---- attention: padding against the cpu kernel's 64-key blocks ----
@@ -328,13 +352,13 @@ for (const s of attnShapes) {
 for (const s of [
   { B: 4, T: 150, H: 2, D: 24, kvLens: [150, 100, 64, 0] },
   { B: 2, T: 140, H: 3, D: 16, masked: true },
-]) {
+]) for (const dt of ['f32', 'bf16'] as const) {
   const C = s.H * s.D;
-  const tag = `f32 B=${s.B} T=${s.T} H=${s.H} D=${s.D} ${s.kvLens ? `kvLens=${s.kvLens.join(',')}` : 'mask=block-holes'}`;
+  const tag = `${dt} B=${s.B} T=${s.T} H=${s.H} D=${s.D} ${s.kvLens ? `kvLens=${s.kvLens.join(',')}` : 'mask=block-holes'}`;
   const make = () => {
-    const q = f32(rand(s.B * s.T * C, 56, -2, 2), [s.B, s.T, C]);
-    const k = f32(rand(s.B * s.T * C, 57, -2, 2), [s.B, s.T, C]);
-    const v = f32(rand(s.B * s.T * C, 58), [s.B, s.T, C]);
+    const q = f32(rand(s.B * s.T * C, 56, -2, 2), [s.B, s.T, C], dt);
+    const k = f32(rand(s.B * s.T * C, 57, -2, 2), [s.B, s.T, C], dt);
+    const v = f32(rand(s.B * s.T * C, 58), [s.B, s.T, C], dt);
     const pad: { kvLens?: NativeTensor; mask?: NativeTensor } = {};
     if (s.kvLens) pad.kvLens = i32(s.kvLens, [s.B]);
     if (s.masked) pad.mask = i32(Array.from({ length: s.B * s.T }, (_, i) => { const j = i % s.T; return (j >= 64 && j < 128 && i < s.T) || (j >= 60 && j < 70) || j % 7 === 3 ? 0 : 1; }), [s.B, s.T]);

@@ -1,7 +1,8 @@
 // Bindings of causal multi-head attention (ops.h AttnFwd / AttnBwd).
 //   opAttention(q, k, v, o, lse, heads, scale|null, kvLens|null, mask|null, backend?)
 //   opAttentionBackward(dout, q, k, v, o, lse, dq, dk, dv, heads, scale|null, kvLens|null, mask|null, backend?)
-// q, k, v, o: [B, T, C] f32, each may be a column slice (narrow) of a wider [B, T, n*C] buffer.
+// q, k, v, o: [B, T, C], each may be a column slice (narrow) of a wider [B, T, n*C] buffer; q, k
+// and v all f32 or all bf16, everything else f32.
 #include <cmath>
 
 #include "errors_js.h"
@@ -47,6 +48,16 @@ void read_padding(const Args& a, size_t i, const AttnDims& d, const int32_t** kv
   }
 }
 
+// q, k, v: all f32 or all bf16 (q's dtype; k and v must match it). Returns the row stride.
+int64_t qkv_rows(const Tensor& t, const char* name, const AttnDims& d, DType dt) {
+  if (dt != DType::F32 && dt != DType::BF16)
+    throw Error(LORA_ERR_DTYPE, std::string(name) + ": q, k and v must be f32 or bf16, got " + dtype_name(dt), name);
+  expect_dtype(t, dt, name);
+  expect_rank(t, 3, name);
+  expect_shape(t, {d.B, d.T, d.H * d.D}, name);
+  return matrix_view(t, name).ld;
+}
+
 float read_scale(const Args& a, size_t i, const AttnDims& d) {
   return static_cast<float>(a.has(i) ? a.number(i, "scale") : 1.0 / std::sqrt(static_cast<double>(d.D)));
 }
@@ -63,9 +74,10 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
     ops::AttnFwd p{};
     p.B = d.B; p.T = d.T; p.H = d.H; p.D = d.D;
     p.scale = read_scale(a, 6, d);
-    p.ldq = f32_rows(q, "q", d); p.q = q.data_as<float>();
-    p.ldk = f32_rows(k, "k", d); p.k = k.data_as<float>();
-    p.ldv = f32_rows(v, "v", d); p.v = v.data_as<float>();
+    p.qkv_dtype = q.dtype;
+    p.ldq = qkv_rows(q, "q", d, q.dtype); p.q = q.data();
+    p.ldk = qkv_rows(k, "k", d, q.dtype); p.k = k.data();
+    p.ldv = qkv_rows(v, "v", d, q.dtype); p.v = v.data();
     p.ldo = f32_rows(o, "o", d); p.o = o.data_as<float>();
     p.lse = f32_data(lse, "lse", d.B * d.H * d.T);
     std::vector<Span> ins = {span_of(q, "q"), span_of(k, "k"), span_of(v, "v")};
@@ -93,9 +105,10 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     ops::AttnBwd p{};
     p.B = d.B; p.T = d.T; p.H = d.H; p.D = d.D;
     p.scale = read_scale(a, 10, d);
-    p.ldq = f32_rows(q, "q", d); p.q = q.data_as<float>();
-    p.ldk = f32_rows(k, "k", d); p.k = k.data_as<float>();
-    p.ldv = f32_rows(v, "v", d); p.v = v.data_as<float>();
+    p.qkv_dtype = q.dtype;
+    p.ldq = qkv_rows(q, "q", d, q.dtype); p.q = q.data();
+    p.ldk = qkv_rows(k, "k", d, q.dtype); p.k = k.data();
+    p.ldv = qkv_rows(v, "v", d, q.dtype); p.v = v.data();
     p.ldo = f32_rows(o, "o", d); p.o = o.data_as<float>();
     p.lddo = f32_rows(dout, "dout", d); p.dout = dout.data_as<float>();
     p.lddq = f32_rows(dq, "dq", d); p.dq = dq.data_as<float>();

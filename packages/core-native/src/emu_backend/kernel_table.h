@@ -81,7 +81,7 @@ inline void layernorm_bwd(const ops::Ctx& c, const ops::LayerNormBwd& p) {
 inline void attn_fwd(const ops::Ctx& c, const ops::AttnFwd& p) {
   AttnArgs a{};
   a.B = p.B; a.T = p.T; a.H = p.H; a.D = p.D; a.scale = p.scale;
-  a.q = p.q; a.k = p.k; a.v = p.v; a.ldq = p.ldq; a.ldk = p.ldk; a.ldv = p.ldv;
+  a.q = p.q; a.k = p.k; a.v = p.v; a.ldq = p.ldq; a.ldk = p.ldk; a.ldv = p.ldv; a.qkv_t = et(p.qkv_dtype);
   a.kv_len = p.kv_len; a.mask = p.mask; a.o = p.o; a.ldo = p.ldo; a.lse = p.lse;
   LORA_KNS::attn_fwd(a, stream_of(c));
   sync(c);
@@ -89,7 +89,7 @@ inline void attn_fwd(const ops::Ctx& c, const ops::AttnFwd& p) {
 inline void attn_bwd(const ops::Ctx& c, const ops::AttnBwd& p) {
   AttnArgs a{};
   a.B = p.B; a.T = p.T; a.H = p.H; a.D = p.D; a.scale = p.scale;
-  a.q = p.q; a.k = p.k; a.v = p.v; a.ldq = p.ldq; a.ldk = p.ldk; a.ldv = p.ldv;
+  a.q = p.q; a.k = p.k; a.v = p.v; a.ldq = p.ldq; a.ldk = p.ldk; a.ldv = p.ldv; a.qkv_t = et(p.qkv_dtype);
   a.kv_len = p.kv_len; a.mask = p.mask; a.o = const_cast<float*>(p.o); a.ldo = p.ldo; a.lse = const_cast<float*>(p.lse);
   a.dout = p.dout; a.lddo = p.lddo; a.dq = p.dq; a.lddq = p.lddq; a.dk = p.dk; a.lddk = p.lddk; a.dv = p.dv; a.lddv = p.lddv;
   DeviceBuffer delta(sizeof(float) * static_cast<size_t>(p.B * p.H * p.T));

@@ -135,19 +135,24 @@ struct LayerNormBwd {
 // (no [T, T] buffer). Padding: key j of batch b is visible iff j < kv_len[b] (kv_len may be
 // null = T) and (mask == null or mask[b*T + j] != 0). A query row with no visible key outputs 0.
 // Caches lse[B, H, T] = log Σ exp(S) (-inf for rows with no visible key).
+// q, k, v are all f32 or all bf16 (`qkv_dtype`; bf16 values are widened exactly and the math is
+// the f32 math on them), so a model can keep the q/k/v a bf16 linear produces without a widened
+// copy; o, lse and every gradient are f32.
 struct AttnFwd {
   int64_t B, T, H, D; float scale;
-  const float* q; int64_t ldq; const float* k; int64_t ldk; const float* v; int64_t ldv;
+  const void* q; int64_t ldq; const void* k; int64_t ldk; const void* v; int64_t ldv;
   const int32_t* kv_len; const int32_t* mask;
   float* o; int64_t ldo; float* lse;
+  DType qkv_dtype = DType::F32;
 };
 // Backward: dq, dk, dv OVERWRITE (activation grads). Needs o and lse from the forward.
 struct AttnBwd {
   int64_t B, T, H, D; float scale;
-  const float* q; int64_t ldq; const float* k; int64_t ldk; const float* v; int64_t ldv;
+  const void* q; int64_t ldq; const void* k; int64_t ldk; const void* v; int64_t ldv;
   const int32_t* kv_len; const int32_t* mask;
   const float* o; int64_t ldo; const float* lse; const float* dout; int64_t lddo;
   float* dq; int64_t lddq; float* dk; int64_t lddk; float* dv; int64_t lddv;
+  DType qkv_dtype = DType::F32;
 };
 
 // ---- elementwise (n elements, f32; y may equal x exactly = in place) ----

@@ -83,6 +83,20 @@ void gemm_tile(int64_t M, int64_t N, int64_t K, const float* A, int64_t ars, int
   }
 }
 
+// 16 (masked) lanes of a q/k/v row, f32 or bf16 (widened exactly).
+inline __m512 load_qkv(__mmask16 k, const void* base, DType dt, int64_t i) {
+  if (dt == DType::BF16)
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, static_cast<const uint16_t*>(base) + i)), 16));
+  return _mm512_maskz_loadu_ps(k, static_cast<const float*>(base) + i);
+}
+
+// rows [n, D] of a bf16 q/k/v head (row r at base + r·ld) widened into dst rows ldd apart, zero
+// padded from D to ldd.
+inline void widen_rows(const uint16_t* base, int64_t ld, int64_t n, int64_t D, float* dst, int64_t ldd) {
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t d = 0; d < ldd; d += 16) _mm512_storeu_ps(dst + r * ldd + d, load_qkv(tail_mask16(D - d), base + r * ld, DType::BF16, d));
+}
+
 inline __m512i lane_index(int64_t base) {
   return _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(base)), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
 }
@@ -91,15 +105,38 @@ inline __m512i lane_index(int64_t base) {
 void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
   const int64_t T = p.T, D = p.D, Dp = round16(D);
   const int64_t nqb = (T + kBlk - 1) / kBlk;
-  parallel_range(ctx, p.B * p.H * nqb, 1, [&](int64_t t0, int64_t t1) {
+  // bf16 q/k/v: one task per (batch, head) widens that head's q/k/v rows once into [T, Dp] f32
+  // packs (zero padded) and runs all its query blocks on them; f32: one task per (batch, head,
+  // query block), rows read in place.
+  const bool bf = p.qkv_dtype == DType::BF16;
+  const int64_t per = bf ? std::max<int64_t>(nqb, 1) : 1;
+  parallel_range(ctx, p.B * p.H * nqb / per, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> qt(static_cast<size_t>(D * kBlk)), st(static_cast<size_t>(kBlk * kBlk)), vp(static_cast<size_t>(kBlk * Dp)),
         oacc(static_cast<size_t>(kBlk * Dp));
+    std::vector<float> qw(bf ? static_cast<size_t>(T * Dp) : 0), kw(qw.size()), vw(qw.size());
     alignas(64) float mrun[kBlk], lrun[kBlk], alpha[kBlk];
-    for (int64_t task = t0; task < t1; ++task) {
+    for (int64_t task = t0 * per; task < t1 * per; ++task) {
       const int64_t bh = task / nqb, qb = task % nqb, b = bh / p.H, h = bh % p.H;
       const int64_t i0 = qb * kBlk, bq = std::min(kBlk, T - i0), bqp = round16(bq);
+      // This head's q, k, v rows: (src, ld) in place, or the widened packs.
+      const float *qs, *ks, *vs;
+      int64_t ldq, ldk, ldv;
+      if (bf) {
+        if (qb == 0) {
+          widen_rows(static_cast<const uint16_t*>(p.q) + b * T * p.ldq + h * D, p.ldq, T, D, qw.data(), Dp);
+          widen_rows(static_cast<const uint16_t*>(p.k) + b * T * p.ldk + h * D, p.ldk, T, D, kw.data(), Dp);
+          widen_rows(static_cast<const uint16_t*>(p.v) + b * T * p.ldv + h * D, p.ldv, T, D, vw.data(), Dp);
+        }
+        qs = qw.data(), ks = kw.data(), vs = vw.data();
+        ldq = ldk = ldv = Dp;
+      } else {
+        qs = static_cast<const float*>(p.q) + b * T * p.ldq + h * D;
+        ks = static_cast<const float*>(p.k) + b * T * p.ldk + h * D;
+        vs = static_cast<const float*>(p.v) + b * T * p.ldv + h * D;
+        ldq = p.ldq, ldk = p.ldk, ldv = p.ldv;
+      }
       // Qᵀ block [D, 64] (padding columns zero).
-      transpose_to(p.q + (b * T + i0) * p.ldq + h * D, p.ldq, bq, D, qt.data(), kBlk);
+      transpose_to(qs + i0 * ldq, ldq, bq, D, qt.data(), kBlk);
       std::fill(oacc.begin(), oacc.end(), 0.f);
       for (int64_t i = 0; i < kBlk; ++i) mrun[i] = kNegInf, lrun[i] = 0.f;
       __mmask16 nan[4] = {0, 0, 0, 0};
@@ -108,7 +145,7 @@ void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
       for (int64_t j0 = 0; j0 < kend; j0 += kBlk) {
         const int64_t jn = std::min(kBlk, kend - j0);
         // Sᵀ[jn, bqp] = K·Qᵀ, K rows read in place.
-        gemm_tile(jn, bqp, D, p.k + (b * T + j0) * p.ldk + h * D, p.ldk, 1, qt.data(), kBlk, st.data(), kBlk, false);
+        gemm_tile(jn, bqp, D, ks + j0 * ldk, ldk, 1, qt.data(), kBlk, st.data(), kBlk, false);
         // Scale, mask, column (per-query) max, NaN flags.
         __m512 bmax[4];
         for (int c = 0; c < 4; ++c) bmax[c] = vninf;
@@ -152,14 +189,14 @@ void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
           const __m512 l = _mm512_loadu_ps(lrun + 16 * c);
           _mm512_storeu_ps(lrun + 16 * c, _mm512_fmadd_ps(l, _mm512_loadu_ps(alpha + 16 * c), lsum[c]));
         }
-        // V block (rows used in place when D is a multiple of 16, else packed [jn, Dp] with zero
-        // padding), O rows rescaled, O += P·V.
-        const float* vb = p.v + (b * T + j0) * p.ldv + h * D;
-        int64_t ldvb = p.ldv;
-        if (D != Dp) {
+        // V block (rows used in place when their width is a multiple of 16 - always for the
+        // widened bf16 packs - else packed [jn, Dp] with zero padding), O rows rescaled, O += P·V.
+        const float* vb = vs + j0 * ldv;
+        int64_t ldvb = ldv;
+        if (!bf && D != Dp) {
           for (int64_t j = 0; j < jn; ++j) {
             float* dst = vp.data() + j * Dp;
-            std::copy(vb + j * p.ldv, vb + j * p.ldv + D, dst);
+            std::copy(vb + j * ldv, vb + j * ldv + D, dst);
             std::fill(dst + D, dst + Dp, 0.f);
           }
           vb = vp.data();
@@ -198,9 +235,12 @@ void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
 // dV += Pᵀ·dO, dS = P∘(dO·Vᵀ - D), dQ += scale·dS·K, dK += scale·dSᵀ·Q.
 void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
   const int64_t T = p.T, D = p.D, Dp = round16(D), Tp = round16(T);
+  // bf16 q/k/v: K and V blocks are read from the widened row packs kr, vr instead of in place.
+  const bool bf = p.qkv_dtype == DType::BF16;
+  const DType qd = p.qkv_dtype;
   parallel_range(ctx, p.B * p.H, 1, [&](int64_t t0, int64_t t1) {
     const size_t td = static_cast<size_t>(T * Dp);
-    std::vector<float> qt(static_cast<size_t>(D * Tp)), dot(static_cast<size_t>(D * Tp)), qr(td), dor(td), kr(td), dqa(td);
+    std::vector<float> qt(static_cast<size_t>(D * Tp)), dot(static_cast<size_t>(D * Tp)), qr(td), dor(td), kr(td), dqa(td), vr(bf ? td : 0);
     std::vector<float> lse(static_cast<size_t>(Tp)), dvec(static_cast<size_t>(Tp));
     std::vector<float> pt(static_cast<size_t>(kBlk * kBlk)), dst(static_cast<size_t>(kBlk * kBlk)), dka(static_cast<size_t>(kBlk * Dp)),
         dva(static_cast<size_t>(kBlk * Dp));
@@ -208,34 +248,38 @@ void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
       const int64_t b = task / p.H, h = task % p.H;
       // Packs: Qᵀ, dOᵀ [D, Tp]; Q, dO, K rows [T, Dp]; lse (+inf for rows without keys, so their
       // P is 0) and D = rowsum(dO∘O), padding 0.
-      transpose_to(p.q + b * T * p.ldq + h * D, p.ldq, T, D, qt.data(), Tp);
+      if (!bf) transpose_to(static_cast<const float*>(p.q) + b * T * p.ldq + h * D, p.ldq, T, D, qt.data(), Tp);
       transpose_to(p.dout + b * T * p.lddo + h * D, p.lddo, T, D, dot.data(), Tp);
       for (int64_t i = 0; i < T; ++i) {
         const int64_t r = b * T + i;
-        const float* q = p.q + r * p.ldq + h * D;
+        const int64_t qi = r * p.ldq + h * D, ki = r * p.ldk + h * D, vi = r * p.ldv + h * D;
         const float* g = p.dout + r * p.lddo + h * D;
         const float* o = p.o + r * p.ldo + h * D;
-        const float* k = p.k + r * p.ldk + h * D;
         float* qrow = qr.data() + i * Dp;
         float* drow = dor.data() + i * Dp;
         float* krow = kr.data() + i * Dp;
         // The rows sit a whole qkv row apart (new pages): fetch a few rows ahead.
         if (i + kAhead < T) {
           const int64_t ra = r + kAhead;
+          const int64_t es = bf ? 2 : 4;
+          const char* qb = static_cast<const char*>(p.q) + (ra * p.ldq + h * D) * es;
+          const char* kb = static_cast<const char*>(p.k) + (ra * p.ldk + h * D) * es;
           for (int64_t d = 0; d < D; d += 16) {
-            _mm_prefetch(reinterpret_cast<const char*>(p.q + ra * p.ldq + h * D + d), _MM_HINT_T0);
+            _mm_prefetch(qb + d * es, _MM_HINT_T0);
             _mm_prefetch(reinterpret_cast<const char*>(p.dout + ra * p.lddo + h * D + d), _MM_HINT_T0);
             _mm_prefetch(reinterpret_cast<const char*>(p.o + ra * p.ldo + h * D + d), _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(p.k + ra * p.ldk + h * D + d), _MM_HINT_T0);
+            _mm_prefetch(kb + d * es, _MM_HINT_T0);
+            if (bf) _mm_prefetch(static_cast<const char*>(p.v) + (ra * p.ldv + h * D + d) * es, _MM_HINT_T0);
           }
         }
         __m512 dacc = _mm512_setzero_ps();
         for (int64_t d = 0; d < Dp; d += 16) {
           const __mmask16 kd = tail_mask16(D - d);
           const __m512 gv = _mm512_maskz_loadu_ps(kd, g + d);
-          _mm512_storeu_ps(qrow + d, _mm512_maskz_loadu_ps(kd, q + d));
+          _mm512_storeu_ps(qrow + d, load_qkv(kd, p.q, qd, qi + d));
           _mm512_storeu_ps(drow + d, gv);
-          _mm512_storeu_ps(krow + d, _mm512_maskz_loadu_ps(kd, k + d));
+          _mm512_storeu_ps(krow + d, load_qkv(kd, p.k, qd, ki + d));
+          if (bf) _mm512_storeu_ps(vr.data() + i * Dp + d, load_qkv(kd, p.v, qd, vi + d));
           dacc = _mm512_fmadd_ps(gv, _mm512_maskz_loadu_ps(kd, o + d), dacc);
         }
         const float l = p.lse[(b * p.H + h) * T + i];
@@ -243,19 +287,21 @@ void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
         dvec[i] = _mm512_reduce_add_ps(dacc);
       }
       for (int64_t i = T; i < Tp; ++i) lse[i] = kPosInf, dvec[i] = 0.f;
+      if (bf) transpose_to(qr.data(), Dp, T, D, qt.data(), Tp);
       std::fill(dqa.begin(), dqa.end(), 0.f);
       const int64_t kend = p.kv_len ? std::min<int64_t>(T, p.kv_len[b]) : T;
       const __m512 vscale = _mm512_set1_ps(p.scale);
       for (int64_t j0 = 0; j0 < kend; j0 += kBlk) {
         const int64_t jn = std::min(kBlk, kend - j0);
-        const float* kblk = p.k + (b * T + j0) * p.ldk + h * D;
-        const float* vblk = p.v + (b * T + j0) * p.ldv + h * D;
+        const float* kblk = bf ? kr.data() + j0 * Dp : static_cast<const float*>(p.k) + (b * T + j0) * p.ldk + h * D;
+        const float* vblk = bf ? vr.data() + j0 * Dp : static_cast<const float*>(p.v) + (b * T + j0) * p.ldv + h * D;
+        const int64_t ldkb = bf ? Dp : p.ldk, ldvb = bf ? Dp : p.ldv;
         std::fill(dka.begin(), dka.end(), 0.f);
         std::fill(dva.begin(), dva.end(), 0.f);
         for (int64_t i0 = j0; i0 < T; i0 += kBlk) {
           const int64_t bq = std::min(kBlk, T - i0), bqp = round16(bq);
-          gemm_tile(jn, bqp, D, kblk, p.ldk, 1, qt.data() + i0, Tp, pt.data(), kBlk, false);   // Sᵀ = K·Qᵀ
-          gemm_tile(jn, bqp, D, vblk, p.ldv, 1, dot.data() + i0, Tp, dst.data(), kBlk, false);  // dPᵀ = V·dOᵀ
+          gemm_tile(jn, bqp, D, kblk, ldkb, 1, qt.data() + i0, Tp, pt.data(), kBlk, false);   // Sᵀ = K·Qᵀ
+          gemm_tile(jn, bqp, D, vblk, ldvb, 1, dot.data() + i0, Tp, dst.data(), kBlk, false);  // dPᵀ = V·dOᵀ
           for (int64_t j = 0; j < jn; ++j) {
             const int64_t jg = j0 + j;
             float* prow = pt.data() + j * kBlk;

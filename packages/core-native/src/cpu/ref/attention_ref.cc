@@ -5,6 +5,7 @@
 #include <limits>
 #include <vector>
 
+#include "../weight_scalar.h"
 #include "ref.h"
 
 namespace lora::ops::ref {
@@ -15,18 +16,26 @@ bool key_visible(const int32_t* kv_len, const int32_t* mask, int64_t T, int64_t 
   if (mask && mask[b * T + j] == 0) return false;
   return true;
 }
+
+// Row `row`, head h of q/k/v (f32 or bf16) widened to f32: [D] floats.
+void qkv_row(const void* p, DType dt, int64_t ld, int64_t row, int64_t h, int64_t D, float* out) {
+  for (int64_t c = 0; c < D; ++c) out[c] = load_act(p, dt, row * ld + h * D + c);
+}
 }  // namespace
 
 void attn_fwd(const Ctx&, const AttnFwd& p) {
   std::vector<double> s(static_cast<size_t>(p.T));
+  std::vector<float> qv(static_cast<size_t>(p.D)), kv(static_cast<size_t>(p.D)), vv(static_cast<size_t>(p.T * p.D));
   for (int64_t b = 0; b < p.B; ++b)
     for (int64_t h = 0; h < p.H; ++h)
       for (int64_t i = 0; i < p.T; ++i) {
-        const float* q = p.q + (b * p.T + i) * p.ldq + h * p.D;
+        qkv_row(p.q, p.qkv_dtype, p.ldq, b * p.T + i, h, p.D, qv.data());
+        const float* q = qv.data();
         double mx = -std::numeric_limits<double>::infinity();
         for (int64_t j = 0; j <= i; ++j) {
           if (!key_visible(p.kv_len, p.mask, p.T, b, j)) { s[j] = -std::numeric_limits<double>::infinity(); continue; }
-          const float* k = p.k + (b * p.T + j) * p.ldk + h * p.D;
+          qkv_row(p.k, p.qkv_dtype, p.ldk, b * p.T + j, h, p.D, kv.data());
+          const float* k = kv.data();
           double d = 0.0;
           for (int64_t c = 0; c < p.D; ++c) d += static_cast<double>(q[c]) * k[c];
           s[j] = d * p.scale;
@@ -42,11 +51,12 @@ void attn_fwd(const Ctx&, const AttnFwd& p) {
         }
         double sum = 0.0;
         for (int64_t j = 0; j <= i; ++j) sum += std::exp(s[j] - mx);
+        for (int64_t j = 0; j <= i; ++j) qkv_row(p.v, p.qkv_dtype, p.ldv, b * p.T + j, h, p.D, vv.data() + j * p.D);
         for (int64_t c = 0; c < p.D; ++c) {
           double acc = 0.0;
           for (int64_t j = 0; j <= i; ++j) {
             const double pj = std::exp(s[j] - mx);
-            if (pj != 0.0 || std::isnan(pj)) acc += pj * p.v[(b * p.T + j) * p.ldv + h * p.D + c];
+            if (pj != 0.0 || std::isnan(pj)) acc += pj * vv[j * p.D + c];
           }
           o[c] = static_cast<float>(acc / sum);
         }
@@ -65,13 +75,15 @@ void attn_bwd(const Ctx&, const AttnBwd& p) {
       p.dv[row * p.lddv + c] = 0.f;
     }
   std::vector<double> dq(static_cast<size_t>(p.D));
+  std::vector<float> qv(static_cast<size_t>(p.D)), kv(static_cast<size_t>(p.D)), vv(static_cast<size_t>(p.D));
   for (int64_t b = 0; b < p.B; ++b)
     for (int64_t h = 0; h < p.H; ++h)
       for (int64_t i = 0; i < p.T; ++i) {
         const double lse = p.lse[(b * p.H + h) * p.T + i];
         if (lse == -std::numeric_limits<double>::infinity()) continue;
         const int64_t ri = b * p.T + i;
-        const float* q = p.q + ri * p.ldq + h * p.D;
+        qkv_row(p.q, p.qkv_dtype, p.ldq, ri, h, p.D, qv.data());
+        const float* q = qv.data();
         const float* o = p.o + ri * p.ldo + h * p.D;
         const float* dO = p.dout + ri * p.lddo + h * p.D;
         double Di = 0.0;
@@ -80,8 +92,10 @@ void attn_bwd(const Ctx&, const AttnBwd& p) {
         for (int64_t j = 0; j <= i; ++j) {
           if (!key_visible(p.kv_len, p.mask, p.T, b, j)) continue;
           const int64_t rj = b * p.T + j;
-          const float* k = p.k + rj * p.ldk + h * p.D;
-          const float* v = p.v + rj * p.ldv + h * p.D;
+          qkv_row(p.k, p.qkv_dtype, p.ldk, rj, h, p.D, kv.data());
+          qkv_row(p.v, p.qkv_dtype, p.ldv, rj, h, p.D, vv.data());
+          const float* k = kv.data();
+          const float* v = vv.data();
           double s = 0.0, dp = 0.0;
           for (int64_t c = 0; c < p.D; ++c) { s += static_cast<double>(q[c]) * k[c]; dp += static_cast<double>(dO[c]) * v[c]; }
           const double pj = std::exp(s * p.scale - lse);

@@ -39,7 +39,7 @@ export interface Kernels {
   layerNormBackward(dy: NativeTensor, x: NativeTensor, gamma: NativeTensor | undefined, mean: NativeTensor, rstd: NativeTensor, dx: NativeTensor): void;
   /** The same from the forward's output y: x̂ = (y - beta) / gamma (every gamma nonzero). */
   layerNormBackwardFromOutput(dy: NativeTensor, y: NativeTensor, gamma: NativeTensor, beta: NativeTensor | undefined, rstd: NativeTensor, dx: NativeTensor): void;
-  /** Causal attention over qkv [B*T, 3C] (q | k | v), key padding from mask [B*T] (i32, 0 = pad). */
+  /** Causal attention over qkv [B*T, 3C] (q | k | v; f32 or bf16), key padding from mask [B*T] (i32, 0 = pad). */
   attention(qkv: NativeTensor, mask: NativeTensor | undefined, shape: { B: number; T: number; H: number; D: number }, scale: number, o: NativeTensor, lse: NativeTensor): void;
   /** dqkv [B*T, 3C] overwritten. */
   attentionBackward(

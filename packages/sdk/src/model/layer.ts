@@ -44,14 +44,12 @@ export function layerForward(
   const pre = c.doLayerNormBefore;
   const attnIn = pre ? x.ln1Y : x.xIn;
   if (pre) k.layerNorm(x.xIn, w.ln1G, w.ln1B, LN_EPS, x.ln1Y, x.ln1Mean, x.ln1Rstd);
-  // Under autocast q/k/v are kept in bf16 and attended to as those rounded values (in f32).
+  // Under autocast q/k/v are kept in bf16 and attended to as those rounded values (the attention
+  // kernels read bf16 q/k/v directly, widening them exactly, in f32 math).
   const qkvF = ws.qkvF32 ?? x.qkv;
   k.linear(attnIn, w.qkvW, w.qkvB, qkvF, loraArg(lora, l?.qkv, x.xaQkv, drop, 0));
-  if (qkvF !== x.qkv) {
-    k.cast(qkvF, x.qkv);
-    k.cast(x.qkv, qkvF);
-  }
-  k.attention(qkvF, ws.mask, shape, 1 / Math.sqrt(c.headDim), x.o, x.lse);
+  if (qkvF !== x.qkv) k.cast(qkvF, x.qkv);
+  k.attention(x.qkv, ws.mask, shape, 1 / Math.sqrt(c.headDim), x.o, x.lse);
   k.linear(x.o, w.outW, w.outB, ws.proj, loraArg(lora, l?.out_proj, x.xaOut, drop, 1));
   if (drop && drop.residualP > 0) k.dropout(ws.proj, { p: drop.residualP, seed: drop.seed, offset: site(drop, 2) }, ws.proj);
   k.add(x.xIn, ws.proj, x.sum1);
@@ -115,9 +113,7 @@ export function layerBackward(
   else k.scale(dS1, 1, dProj);
   const dO = ws.dTmp2;
   k.linearBackward(dProj, x.o, w.outW, dO, false, withGrads(l?.out_proj, x.xaOut, 1));
-  const qkvF = ws.qkvF32 ?? x.qkv;
-  if (qkvF !== x.qkv) k.cast(x.qkv, qkvF);
-  k.attentionBackward(qkvF, ws.mask, shape, 1 / Math.sqrt(c.headDim), x.o, x.lse, dO, ws.dQkv);
+  k.attentionBackward(x.qkv, ws.mask, shape, 1 / Math.sqrt(c.headDim), x.o, x.lse, dO, ws.dQkv);
   const attnIn = pre ? x.ln1Y : x.xIn;
   if (!dx) {
     // First layer: only the LoRA grads are wanted.

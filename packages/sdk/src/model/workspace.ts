@@ -10,9 +10,10 @@ import type { LoraAdapter } from './lora.js';
  * input (dX = dY·W), so a layer-norm output is kept per layer only when the linear it feeds has a
  * LoRA branch (whose dA needs that input); otherwise it lives in the workspace's shared `lnY`.
  * Under autocast (a bf16 or quantised base) q/k/v are kept in bf16, the values a bf16 linear
- * produces under torch.autocast too, and widened into the shared f32 `qkvF32` around the
- * attention kernels. The attention output stays f32: the backward's D = rowsum(dO∘O) cancels
- * against dP, and a bf16 O measurably loosened the LoRA grads on the parity fixtures.
+ * produces under torch.autocast too, which the attention kernels read directly (widened exactly,
+ * f32 math); the q/k/v linear writes f32 into the shared `qkvF32` first. The attention output
+ * stays f32: the backward's D = rowsum(dO∘O) cancels against dP, and a bf16 O measurably loosened
+ * the LoRA grads on the parity fixtures.
  */
 export interface LayerCache {
   xIn: NativeTensor; // [M, C] layer input (also the attention residual)
@@ -53,7 +54,7 @@ export interface Workspace {
   recompute?: NativeTensor; // [M, C] where a recomputed (checkpointed) layer writes its unused output
   // scratch
   lnY: NativeTensor; // [M, C] layer-norm outputs no LoRA branch needs later
-  qkvF32?: NativeTensor; // [M, 3C] f32 q/k/v for the attention kernels (autocast only)
+  qkvF32?: NativeTensor; // [M, 3C] f32 q/k/v linear output before its rounding to the kept bf16 (autocast only)
   // post-LN: the final_layer_norm backward runs from the layer's output (the next layer's input,
   // kept anyway), so its input sum2 is scratch.
   ln2FromOutput: boolean;

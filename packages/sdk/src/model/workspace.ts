@@ -54,7 +54,7 @@ export interface Workspace {
   recompute?: NativeTensor; // [M, C] where a recomputed (checkpointed) layer writes its unused output
   // scratch
   lnY: NativeTensor; // [M, C] layer-norm outputs no LoRA branch needs later
-  qkvF32?: NativeTensor; // [M, 3C] f32 q/k/v linear output before its rounding to the kept bf16 (autocast only)
+  qkvF32?: NativeTensor; // [M, 3C] f32 q/k/v linear output before its rounding to the kept bf16 (autocast only; forward only, in h1's memory)
   // post-LN: the final_layer_norm backward runs from the layer's output (the next layer's input,
   // kept anyway), so its input sum2 is scratch.
   ln2FromOutput: boolean;
@@ -65,7 +65,7 @@ export interface Workspace {
   dTmp: NativeTensor; // [M, C]
   dTmp2: NativeTensor; // [M, C]
   dH1: NativeTensor; // [M, F] (the shared h1: a layer's backward no longer needs it)
-  dQkv: NativeTensor; // [M, 3C]
+  dQkv: NativeTensor; // [M, 3C] (backward only, in h1's memory: dH1 is dead by the attention backward)
   dFinal: NativeTensor; // [M, E]
   all: NativeTensor[];
 }
@@ -105,6 +105,19 @@ export function createWorkspace(
   const pre = c.doLayerNormBefore;
   const lnY = f32(M, C);
   const h1 = f32(M, F);
+  // [M, n] f32 in the shared h1's memory when it fits: for buffers live only while h1/dH1 are dead
+  // (the forward's q/k/v linear output, before fc1 writes h1; the backward's dQkv, after fc1's
+  // backward has consumed dH1; a checkpointed layer's recompute runs between two such windows).
+  const inH1 = (n: number) => {
+    if (n > F) return f32(M, n);
+    const flat = h1.reshape([M * F]);
+    const part = flat.narrow(0, 0, M * n);
+    const t = part.reshape([M, n]);
+    flat.dispose();
+    part.dispose();
+    all.push(t);
+    return t;
+  };
   const fromOut = !pre && ln2FromOutput;
   const sum2 = fromOut ? f32(M, C) : undefined;
   const cacheFor = (i: number, xIn: NativeTensor): LayerCache => {
@@ -136,8 +149,8 @@ export function createWorkspace(
     ids: i32(M), posIds: i32(M), mask: i32(M), targets: i32(M),
     embedOut: f32(M, E), posOut: f32(M, C),
     caches, out: f32(M, C), hFinal: f32(M, E), finalMean: f32(M), finalRstd: f32(M), recompute: checkpointing ? f32(M, C) : undefined,
-    lnY, h1, qkvF32: bf16Qkv ? f32(M, 3 * C) : undefined, ln2FromOutput: fromOut,
-    proj: f32(M, C), dOut: f32(M, C), dOutB: f32(M, C), dTmp: f32(M, C), dTmp2: f32(M, C), dH1: h1, dQkv: f32(M, 3 * C), dFinal: f32(M, E),
+    lnY, h1, qkvF32: bf16Qkv ? inH1(3 * C) : undefined, ln2FromOutput: fromOut,
+    proj: f32(M, C), dOut: f32(M, C), dOutB: f32(M, C), dTmp: f32(M, C), dTmp2: f32(M, C), dH1: h1, dQkv: inH1(3 * C), dFinal: f32(M, E),
     all,
   };
 }

@@ -79,6 +79,7 @@ void CachingAllocator::empty_cache_locked() {
     stats_.reserved -= kv.first;
   }
   free_blocks_.clear();
+  raw_->trim();
 }
 
 void CachingAllocator::empty_cache() {
@@ -100,26 +101,25 @@ MemoryStats CachingAllocator::stats() {
 namespace {
 
 // glibc raises its mmap threshold after the first free of a large block (up to 32 MiB), after
-// which blocks of that size come from the heap and stay in the process when freed: activations,
-// f32 weights converted at load and the kernels' per-call scratch would then count towards the
-// RSS long after they are gone. A fixed threshold keeps every block of 256 KiB and up mmapped, so
-// freeing it returns it to the OS (the caching allocator above still reuses tensor blocks).
-void fix_mmap_threshold() {
-#ifdef __GLIBC__
-  static const bool once = [] { return mallopt(M_MMAP_THRESHOLD, 256 * 1024) == 1; }();
-  (void)once;
-#endif
-}
+// which blocks of that size come from the heap and stay in the process when freed. That is what
+// the kernels' per-call scratch wants (the heap's pages are reused call after call; a fixed low
+// threshold mmapped and page-faulted every such buffer on every call: +15 ms per OPT-350m
+// cross-entropy), but it also keeps what loading freed (f32 weights converted to bf16, file
+// buffers): empty_cache() trims the heap, and the SDK empties the cache once a model is loaded.
 
 // Host memory, 64-byte aligned so AVX-512 loads of a row start on a cache line.
 struct HostMemory final : RawMemory {
-  HostMemory() { fix_mmap_threshold(); }
   void* alloc(size_t bytes, const char** err) override {
     void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!p) *err = "host malloc failed";
     return p;
   }
   void free(void* p, size_t) override { std::free(p); }
+  void trim() override {
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+  }
 };
 
 }  // namespace

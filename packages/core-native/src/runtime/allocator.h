@@ -29,6 +29,9 @@ struct RawMemory {
   // Returns nullptr on failure and leaves a reason in *err.
   virtual void* alloc(size_t bytes, const char** err) = 0;
   virtual void free(void* p, size_t bytes) = 0;
+  // Hands memory freed to the backing allocator back to the system where that allocator keeps it
+  // (host: glibc's heap; called by empty_cache).
+  virtual void trim() {}
 };
 
 class CachingAllocator {

@@ -115,6 +115,8 @@ export class OptForCausalLM {
       device: device.memory,
       onTensor: (name, index, total) => o.onProgress?.({ type: 'weights', name, index, total }),
     });
+    // What loading freed (cached f32 blocks, the heap pages behind them) goes back to the system.
+    native().emptyCache(device.memory);
     const model = new OptForCausalLM(config, weights, kernels, device);
     o.onProgress?.({ type: 'ready', device, dtype, parameters: model.baseParameters() });
     return model;

@@ -10,7 +10,7 @@
 // Internally the same file is the "ours" child (`--child ours`): it builds the model with
 // @lora/sdk, trains with its Trainer and prints one JSON line, like the python script does.
 import { spawn, execFileSync } from 'node:child_process';
-import { readFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,7 +71,7 @@ on OPT-350m's layout with random init, LoRA on q/k/v (alpha = 4r, dropout 0.1), 
                         (default 8; quick: none)
   --checkpointing       (child) our side with activation checkpointing
   --no-peak             skip the same-run matmul peak measurements
-  --out FILE            JSON output (default bench/results/peer-<date>.json; quick: peer-<date>-quick.json)
+  --out FILE            JSON output (default bench/results/peer-<date>.json, or -2, -3, ... when it exists; quick: peer-<date>-quick.json)
   --quick               smoke run (2 layers, r=8, bf16, 1 warm-up + 2 timed steps)
 `;
 
@@ -113,6 +113,13 @@ function settings(values) {
   };
   if (s.seq > LAYOUT_350M.maxPositions) throw new Error(`--seq ${s.seq} exceeds OPT's ${LAYOUT_350M.maxPositions} positions`);
   return s;
+}
+
+/** dir/base.json, or base-2.json, base-3.json, ... when it exists: earlier results are never overwritten. */
+function freshResultPath(dir, base) {
+  let path = join(dir, `${base}.json`);
+  for (let n = 2; existsSync(path); n++) path = join(dir, `${base}-${n}.json`);
+  return path;
 }
 
 /** VmHWM / VmRSS of this process, in MB. */
@@ -561,7 +568,7 @@ async function race(values) {
   const s = settings(values);
   const date = new Date().toISOString().slice(0, 10);
   // A smoke run never overwrites the day's real result.
-  const outPath = resolve(values.out ?? join(ROOT, 'bench', 'results', `peer-${date}${s.quick ? '-quick' : ''}.json`));
+  const outPath = resolve(values.out ?? freshResultPath(join(ROOT, 'bench', 'results'), `peer-${date}${s.quick ? '-quick' : ''}`));
   const startedAt = new Date().toISOString();
   const loadStart = loadavg();
   const m = machine();

@@ -7,6 +7,14 @@ import { describe, expect, it } from 'vitest';
 const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'main.js');
 
 describe('lora env', () => {
+  // The README's quick start runs `npx lora …` right after `npm install` in a fresh clone: the
+  // workspace's bin link must exist and run the built CLI (this test runs after that install).
+  it('runs as `lora` through the workspace bin link that npm install made', () => {
+    const bin = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'node_modules', '.bin', 'lora');
+    const out = execFileSync(bin, ['env', '--json'], { encoding: 'utf8' });
+    expect(JSON.parse(out).node).toBe(process.version);
+  });
+
   it('prints a block with the CPU features and backends', () => {
     const out = execFileSync(process.execPath, [cli, 'env'], { encoding: 'utf8' });
     expect(out).toMatch(/^lora environment/);

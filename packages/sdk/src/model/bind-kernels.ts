@@ -62,16 +62,22 @@ export function bindKernels(backend: Backend): Kernels {
   // buffer per role; f32/f16 weights keep f32 inputs.
   const { Tensor } = native();
   const scratch: { x?: NativeTensor; dy?: NativeTensor; zero?: NativeTensor } = {};
+  // A view shaped like `like` on the reusable buffer of `role` (remade, by `make`, when too small
+  // or on another device); the views go to `views` for the caller to dispose.
+  const scratchView = (role: keyof typeof scratch, like: NativeTensor, make: (n: number, d: DeviceName) => NativeTensor, views: NativeTensor[]) => {
+    let buf = scratch[role];
+    if (!buf || buf.numel < like.numel || buf.device !== like.device) {
+      buf?.dispose();
+      buf = scratch[role] = make(like.numel, like.device as DeviceName);
+    }
+    const flat = buf.narrow(0, 0, like.numel);
+    const v = flat.reshape(like.shape);
+    views.push(flat, v);
+    return v;
+  };
   const toBf16 = (t: NativeTensor, role: 'x' | 'dy', views: NativeTensor[]): NativeTensor => {
     if (t.dtype !== 'f32' || !t.contiguous) return t;
-    let buf = scratch[role];
-    if (!buf || buf.numel < t.numel || buf.device !== t.device) {
-      buf?.dispose();
-      buf = scratch[role] = Tensor.empty('bf16', [t.numel], t.device as DeviceName);
-    }
-    const flat = buf.narrow(0, 0, t.numel);
-    const v = flat.reshape(t.shape);
-    views.push(flat, v);
+    const v = scratchView(role, t, (n, d) => Tensor.empty('bf16', [n], d), views);
     cast(t, v, b);
     return v;
   };
@@ -214,18 +220,11 @@ export function bindKernels(backend: Backend): Kernels {
         t.copyFrom(zeros(t.numel));
         return;
       }
-      let z = scratch.zero;
-      if (!z || z.numel < t.numel || z.device !== t.device) {
-        z?.dispose();
-        z = scratch.zero = Tensor.fromArray(new Float32Array(t.numel), [t.numel], 'f32', t.device as DeviceName);
-      }
-      const flat = z.narrow(0, 0, t.numel);
-      const v = flat.reshape(t.shape);
+      const views: NativeTensor[] = [];
       try {
-        cast(v, t, b);
+        cast(scratchView('zero', t, (n, d) => Tensor.fromArray(new Float32Array(n), [n], 'f32', d), views), t, b);
       } finally {
-        v.dispose();
-        flat.dispose();
+        for (const v of views) v.dispose();
       }
     },
   };

@@ -21,6 +21,7 @@
 #include "../../runtime/half.h"
 #include "../thread_pool.h"
 #include "../weight_scalar.h"
+#include "vmath.h"
 
 namespace lora::ops::cpu {
 
@@ -132,12 +133,11 @@ __attribute__((target("bmi2"))) uint64_t keep_bits64(uint64_t seed, uint64_t e0,
          _pdep_u64(b2, 0x4444444444444444ull) | _pdep_u64(b3, 0x8888888888888888ull);
 }
 
-inline __mmask16 tail16(int64_t n) { return n >= 16 ? static_cast<__mmask16>(0xFFFF) : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1u); }
 
 // out[0, n) (n <= 64) *= keep where the bit of m is set, else 0.
 inline void mask_apply64(float* out, int64_t n, uint64_t m, __m512 keep) {
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 k = tail16(n - i);
+    const __mmask16 k = tail_mask16(n - i);
     const __mmask16 kb = static_cast<__mmask16>(m >> i);
     _mm512_mask_storeu_ps(out + i, k, _mm512_maskz_mul_ps(kb, _mm512_maskz_loadu_ps(k, out + i), keep));
   }
@@ -201,7 +201,6 @@ void apply_mask_bits(float* out, int64_t len, const uint64_t* bits, uint64_t bit
 
 namespace {
 
-inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u); }
 
 void decode_packed4(const Src& s, int64_t e, int64_t len, float* out) {
   const uint8_t* p = static_cast<const uint8_t*>(s.data);
@@ -239,13 +238,13 @@ void decode_row(const Src& s, int64_t row, int64_t c0, int64_t len, float* out) 
   switch (s.dtype) {
     case DType::F32: {
       const float* p = static_cast<const float*>(s.data) + base;
-      for (; i < len; i += 16) _mm512_mask_storeu_ps(out + i, tail_mask(len - i), _mm512_maskz_loadu_ps(tail_mask(len - i), p + i));
+      for (; i < len; i += 16) _mm512_mask_storeu_ps(out + i, tail_mask16(len - i), _mm512_maskz_loadu_ps(tail_mask16(len - i), p + i));
       break;
     }
     case DType::BF16: {
       const uint16_t* p = static_cast<const uint16_t*>(s.data) + base;
       for (; i < len; i += 16) {
-        const __mmask16 k = tail_mask(len - i);
+        const __mmask16 k = tail_mask16(len - i);
         const __m512i v = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p + i)), 16);
         _mm512_mask_storeu_ps(out + i, k, _mm512_castsi512_ps(v));
       }
@@ -254,7 +253,7 @@ void decode_row(const Src& s, int64_t row, int64_t c0, int64_t len, float* out) 
     case DType::F16: {
       const uint16_t* p = static_cast<const uint16_t*>(s.data) + base;
       for (; i < len; i += 16) {
-        const __mmask16 k = tail_mask(len - i);
+        const __mmask16 k = tail_mask16(len - i);
         _mm512_mask_storeu_ps(out + i, k, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, p + i)));
       }
       break;
@@ -263,7 +262,7 @@ void decode_row(const Src& s, int64_t row, int64_t c0, int64_t len, float* out) 
       const int8_t* p = static_cast<const int8_t*>(s.data) + base;
       const __m512 f = _mm512_set1_ps(s.scales[row] / 127.f);
       for (; i < len; i += 16) {
-        const __mmask16 k = tail_mask(len - i);
+        const __mmask16 k = tail_mask16(len - i);
         const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, p + i)));
         _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(v, f));
       }
@@ -276,7 +275,7 @@ void decode_row(const Src& s, int64_t row, int64_t c0, int64_t len, float* out) 
   if (s.scale != 1.f) {
     const __m512 f = _mm512_set1_ps(s.scale);
     for (i = 0; i < len; i += 16) {
-      const __mmask16 k = tail_mask(len - i);
+      const __mmask16 k = tail_mask16(len - i);
       _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, out + i), f));
     }
   }
@@ -334,28 +333,13 @@ inline __m512i pair_rows(__m512 a, __m512 b) {
   return _mm512_or_si512(ia, _mm512_slli_epi32(ib, 16));
 }
 
-// In-register transpose of a 16 x 16 dword block: r[i][j] -> r[j][i].
+// In-register transpose of a 16 x 16 dword block: r[i][j] -> r[j][i] (vmath.h's float transpose;
+// the casts are free).
 inline void transpose16(__m512i r[16]) {
-  __m512i t[16], u[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-  }
-  // Group g (rows 4g..4g+3): u[4g + j] holds those rows at column 4L + j of each 128-bit lane L.
-  for (int g = 0; g < 4; ++g) {
-    u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
-    u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
-    u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
-    u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
-  }
-  for (int j = 0; j < 4; ++j) {
-    const __m512i w0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88), w1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xDD);
-    const __m512i w2 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88), w3 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xDD);
-    r[j] = _mm512_shuffle_i32x4(w0, w2, 0x88);       // lane 0: column j
-    r[8 + j] = _mm512_shuffle_i32x4(w0, w2, 0xDD);   // lane 2: column 8 + j
-    r[4 + j] = _mm512_shuffle_i32x4(w1, w3, 0x88);   // lane 1: column 4 + j
-    r[12 + j] = _mm512_shuffle_i32x4(w1, w3, 0xDD);  // lane 3: column 12 + j
-  }
+  __m512 f[16];
+  for (int i = 0; i < 16; ++i) f[i] = _mm512_castsi512_ps(r[i]);
+  transpose16_ps(f);
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_castps_si512(f[i]);
 }
 
 // True when a non-k-major operand's stored rows already are the packed form: bf16 with an even
@@ -431,7 +415,7 @@ void pack_a_kmajor(const Src& a, Precision prec, int64_t K, int64_t M, int64_t s
       const uint16_t* ra = base + ka * a.ld;
       const uint16_t* rb = ka + 1 < K ? ra + a.ld : nullptr;
       uint32_t* out = dst + r * sr;
-      for (int64_t i = 0; i < sr; i += 16) _mm512_storeu_si512(out + i, pair_raw(ra, rb, i, tail16(M - i)));
+      for (int64_t i = 0; i < sr; i += 16) _mm512_storeu_si512(out + i, pair_raw(ra, rb, i, tail_mask16(M - i)));
     }
     return;
   }
@@ -446,7 +430,7 @@ void pack_a_kmajor(const Src& a, Precision prec, int64_t K, int64_t M, int64_t s
     }
     uint32_t* out = dst + r * sr;
     for (int64_t i = 0; i < sr; i += 16) {
-      const __mmask16 k = tail16(M - i);
+      const __mmask16 k = tail_mask16(M - i);
       const __m512 va = _mm512_maskz_loadu_ps(k, fa + i);
       if (bf) _mm512_storeu_si512(out + i, pair_rows(va, _mm512_maskz_loadu_ps(k, fb + i)));
       else _mm512_storeu_ps(reinterpret_cast<float*>(out + i), va);
@@ -482,7 +466,7 @@ void pack_b_rows16(const Src& b, Precision prec, bool direct, int64_t K, int64_t
     const int64_t kend = std::min(kk, k0 + KCH);
     for (int64_t r0 = k0; r0 < kend; r0 += 16) {
       const int64_t cnt = std::min<int64_t>(16, kend - r0);
-      const __mmask16 km = tail16(cnt);
+      const __mmask16 km = tail_mask16(cnt);
       for (int i = 0; i < 16; ++i) r[i] = src[i] ? _mm512_maskz_loadu_epi32(km, src[i] + r0) : _mm512_setzero_si512();
       transpose16(r);
       for (int64_t j = 0; j < cnt; ++j) _mm512_storeu_si512(out + (r0 + j) * wq, r[j]);
@@ -503,7 +487,7 @@ void pack_b_kmajor(const Src& b, Precision prec, int64_t K, int64_t N, int64_t k
       for (int64_t q = 0; q * NR < N; ++q) {
         const int64_t wq = panel_width(N, q);
         uint32_t* out = dst + q * NR * kk + r * wq;
-        for (int64_t c = 0; c < wq; c += 16) _mm512_storeu_si512(out + c, pair_raw(ra, rb, q * NR + c, tail16(N - q * NR - c)));
+        for (int64_t c = 0; c < wq; c += 16) _mm512_storeu_si512(out + c, pair_raw(ra, rb, q * NR + c, tail_mask16(N - q * NR - c)));
       }
     }
     return;
@@ -522,7 +506,7 @@ void pack_b_kmajor(const Src& b, Precision prec, int64_t K, int64_t N, int64_t k
       uint32_t* out = dst + q * NR * kk + r * wq;
       for (int64_t c = 0; c < wq; c += 16) {
         const int64_t n = q * NR + c;
-        const __mmask16 k = tail16(N - n);
+        const __mmask16 k = tail_mask16(N - n);
         const __m512 va = _mm512_maskz_loadu_ps(k, fa + n);
         if (bf) _mm512_storeu_si512(out + c, pair_rows(va, _mm512_maskz_loadu_ps(k, fb + n)));
         else _mm512_storeu_ps(reinterpret_cast<float*>(out + c), va);
@@ -594,7 +578,7 @@ void kernel(int64_t kk, const uint32_t* a, int64_t sa, int64_t sr, const uint32_
     for (int j = 0; j < NP; ++j) {
       const int left = cols - 16 * j;
       if (left <= 0) break;
-      const __mmask16 k = tail16(left);
+      const __mmask16 k = tail_mask16(left);
       float* cp = c + i * ldc + 16 * j;
       __m512 v = acc[i][j];
       if (!overwrite) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, cp));
@@ -846,7 +830,7 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
               apply_mask_bits(tr, cols, sg.c_mask, static_cast<uint64_t>((i + t) * sg.c_mask_ld + pn), sg.c_mask_keep);
               float* cr = ci + t * ldc;
               for (int c = 0; c < cols; c += 16) {
-                const __mmask16 k = tail16(cols - c);
+                const __mmask16 k = tail_mask16(cols - c);
                 __m512 v = _mm512_load_ps(tr + c);
                 if (!overwrite) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, cr + c));
                 if (bi) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, bi + c));

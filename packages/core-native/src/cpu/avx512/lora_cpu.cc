@@ -18,6 +18,7 @@
 #include "cpu_kernels.h"
 #include "gemm.h"
 #include "par.h"
+#include "vmath.h"
 
 namespace lora::ops::cpu {
 
@@ -49,8 +50,6 @@ thread_local std::vector<uint64_t> t_mask;
 thread_local std::vector<uint32_t> t_bt;
 thread_local std::vector<uint16_t> t_dxa16;
 
-inline __mmask16 tail16(int64_t n) { return n >= 16 ? static_cast<__mmask16>(0xFFFF) : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1u); }
-
 // Thin products by dot products along the reduction: out[i*ldo + j] = Σ_p <a_i, bt_j> over kk bf16
 // pairs, for RM rows of A (pair rows, stride lda) and RJ rows of bt (stride ldb). For outputs a
 // few columns wide (dY·B of a rank-8 branch), where an outer-product tile would sit mostly idle.
@@ -62,7 +61,7 @@ void dot_tile(int64_t kk, const uint32_t* a, int64_t lda, const uint32_t* bt, in
 #pragma GCC unroll 8
     for (int j = 0; j < RJ; ++j) acc[i][j] = _mm512_setzero_ps();
   for (int64_t p = 0; p < kk; p += 16) {
-    const __mmask16 k = tail16(kk - p);
+    const __mmask16 k = tail_mask16(kk - p);
     __m512i av[RM];
 #pragma GCC unroll 8
     for (int i = 0; i < RM; ++i) av[i] = _mm512_maskz_loadu_epi32(k, a + i * lda + p);
@@ -171,7 +170,7 @@ struct SmallRankBwd {
     }
     for (int64_t g = 0; g < p.G; ++g) {
       for (int64_t n = 0; n < p.N; n += 16) {
-        const __mmask16 k = tail16(p.N - n);
+        const __mmask16 k = tail_mask16(p.N - n);
         __m512 acc[16];
         for (int64_t j = 0; j < p.r; ++j) acc[j] = _mm512_maskz_loadu_ps(k, tp + (g * p.r + j) * p.N + n);
         for (int64_t q = 0; q < pairs; ++q) {

@@ -19,7 +19,6 @@
 namespace lora::ops::cpu {
 
 namespace {
-inline __mmask16 tmask(int64_t n) { return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u); }
 constexpr int64_t kGrain = 1 << 14;
 }  // namespace
 
@@ -40,7 +39,7 @@ void embedding_fwd(const Ctx& ctx, const EmbeddingFwd& p) {
       if (p.table_dtype == DType::BF16) {
         const uint16_t* t = static_cast<const uint16_t*>(p.table) + e;
         for (int64_t c = 0; c < p.C; c += 16) {
-          const __mmask16 k = tmask(p.C - c);
+          const __mmask16 k = tail_mask16(p.C - c);
           _mm512_mask_storeu_ps(o + c, k, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, t + c)), 16)));
         }
       } else {
@@ -79,12 +78,12 @@ void layernorm_fwd(const Ctx& ctx, const LayerNormFwd& p) {
     for (int64_t m = b; m < e; ++m) {
       const float* x = p.x + m * p.C;
       __m512 vs = _mm512_setzero_ps();
-      for (int64_t c = 0; c < p.C; c += 16) vs = _mm512_add_ps(vs, _mm512_maskz_loadu_ps(tmask(p.C - c), x + c));
+      for (int64_t c = 0; c < p.C; c += 16) vs = _mm512_add_ps(vs, _mm512_maskz_loadu_ps(tail_mask16(p.C - c), x + c));
       const float mean = _mm512_reduce_add_ps(vs) * inv_c;
       const __m512 vm = _mm512_set1_ps(mean);
       __m512 vv = _mm512_setzero_ps();
       for (int64_t c = 0; c < p.C; c += 16) {
-        const __mmask16 k = tmask(p.C - c);
+        const __mmask16 k = tail_mask16(p.C - c);
         const __m512 d = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + c), vm);
         vv = _mm512_fmadd_ps(d, d, vv);
       }
@@ -92,7 +91,7 @@ void layernorm_fwd(const Ctx& ctx, const LayerNormFwd& p) {
       const __m512 vr = _mm512_set1_ps(rstd);
       float* y = p.y + m * p.C;
       for (int64_t c = 0; c < p.C; c += 16) {
-        const __mmask16 k = tmask(p.C - c);
+        const __mmask16 k = tail_mask16(p.C - c);
         __m512 t = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + c), vm), vr);
         if (p.gamma) t = _mm512_mul_ps(t, _mm512_maskz_loadu_ps(k, p.gamma + c));
         if (p.beta) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(k, p.beta + c));
@@ -123,7 +122,7 @@ void layernorm_bwd(const Ctx& ctx, const LayerNormBwd& p) {
       // g = dy·gamma; sg = mean(g), sgx = mean(g·x̂).
       __m512 vsg = _mm512_setzero_ps(), vsgx = _mm512_setzero_ps();
       for (int64_t c = 0; c < p.C; c += 16) {
-        const __mmask16 k = tmask(p.C - c);
+        const __mmask16 k = tail_mask16(p.C - c);
         __m512 g = _mm512_maskz_loadu_ps(k, dy + c);
         if (p.gamma) g = _mm512_mul_ps(g, _mm512_maskz_loadu_ps(k, p.gamma + c));
         const __m512 xh = xhat(c, k);
@@ -133,7 +132,7 @@ void layernorm_bwd(const Ctx& ctx, const LayerNormBwd& p) {
       const __m512 sg = _mm512_set1_ps(_mm512_reduce_add_ps(vsg) * inv_c), sgx = _mm512_set1_ps(_mm512_reduce_add_ps(vsgx) * inv_c);
       float* dx = p.dx + m * p.C;
       for (int64_t c = 0; c < p.C; c += 16) {
-        const __mmask16 k = tmask(p.C - c);
+        const __mmask16 k = tail_mask16(p.C - c);
         __m512 g = _mm512_maskz_loadu_ps(k, dy + c);
         if (p.gamma) g = _mm512_mul_ps(g, _mm512_maskz_loadu_ps(k, p.gamma + c));
         const __m512 xh = xhat(c, k);
@@ -162,7 +161,7 @@ void relu(const Ctx& ctx, const Relu& p) {
     const int64_t b = wb * unit, e = std::min(p.n, we * unit);
     if (!p.bits) {
       for (int64_t i = b; i < e; i += 16) {
-        const __mmask16 k = tmask(e - i);
+        const __mmask16 k = tail_mask16(e - i);
         const __m512 x = _mm512_maskz_loadu_ps(k, p.x + i);
         _mm512_mask_storeu_ps(p.y + i, k, _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NLE_UQ), x));  // x > 0 or NaN
       }
@@ -172,7 +171,7 @@ void relu(const Ctx& ctx, const Relu& p) {
     for (int64_t i = b; i < e; i += 64) {
       uint64_t word = 0;
       for (int64_t j = i; j < std::min(e, i + 64); j += 16) {
-        const __mmask16 k = tmask(e - j);
+        const __mmask16 k = tail_mask16(e - j);
         const __m512 x = _mm512_maskz_loadu_ps(k, p.x + j);
         const __mmask16 keep = _mm512_mask_cmp_ps_mask(k, x, _mm512_setzero_ps(), _CMP_NLE_UQ);  // x > 0 or NaN
         _mm512_mask_storeu_ps(p.y + j, k, _mm512_maskz_mov_ps(keep, x));
@@ -187,7 +186,7 @@ void relu(const Ctx& ctx, const Relu& p) {
 void relu_bwd(const Ctx& ctx, const ReluBwd& p) {
   parallel_range(ctx, p.n, kGrain, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; i += 16) {
-      const __mmask16 k = tmask(e - i);
+      const __mmask16 k = tail_mask16(e - i);
       const __m512 dy = _mm512_maskz_loadu_ps(k, p.dy + i);
       if (p.bits) {
         // 16 bits starting at element i (i may sit anywhere in its word).
@@ -209,7 +208,7 @@ void add(const Ctx& ctx, const Add& p) {
   parallel_range(ctx, p.n, kGrain, [&](int64_t b, int64_t e) {
     const __m512 al = _mm512_set1_ps(p.alpha);
     for (int64_t i = b; i < e; i += 16) {
-      const __mmask16 k = tmask(e - i);
+      const __mmask16 k = tail_mask16(e - i);
       const __m512 v = _mm512_fmadd_ps(al, _mm512_maskz_loadu_ps(k, p.b + i), _mm512_maskz_loadu_ps(k, p.a + i));
       _mm512_mask_storeu_ps(p.out + i, k, v);
     }
@@ -220,7 +219,7 @@ void scale(const Ctx& ctx, const Scale& p) {
   parallel_range(ctx, p.n, kGrain, [&](int64_t b, int64_t e) {
     const __m512 al = _mm512_set1_ps(p.alpha);
     for (int64_t i = b; i < e; i += 16) {
-      const __mmask16 k = tmask(e - i);
+      const __mmask16 k = tail_mask16(e - i);
       _mm512_mask_storeu_ps(p.out + i, k, _mm512_mul_ps(al, _mm512_maskz_loadu_ps(k, p.x + i)));
     }
   });
@@ -231,7 +230,7 @@ void cast(const Ctx& ctx, const Cast& p) {
     float buf[16];
     for (int64_t i = b; i < e; i += 16) {
       const int64_t len = std::min<int64_t>(16, e - i);
-      const __mmask16 k = tmask(len);
+      const __mmask16 k = tail_mask16(len);
       __m512 v;
       if (p.src_dtype == DType::F32) v = _mm512_maskz_loadu_ps(k, static_cast<const float*>(p.src) + i);
       else if (p.src_dtype == DType::BF16)
@@ -284,7 +283,7 @@ void sum_squares(const Ctx& ctx, const SumSquares& p) {
     const int64_t b = c * step, e = std::min(p.n, b + step);
     __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
     for (int64_t i = b; i < e; i += 16) {
-      const __m512 x = _mm512_maskz_loadu_ps(tmask(e - i), p.x + i);
+      const __m512 x = _mm512_maskz_loadu_ps(tail_mask16(e - i), p.x + i);
       const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(x));
       const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
       acc0 = _mm512_fmadd_pd(lo, lo, acc0);

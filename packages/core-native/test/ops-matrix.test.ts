@@ -34,8 +34,9 @@ const shapes: [number, number, number][] = [
   [33, 130, 65],
   [65, 192, 130],
   [130, 256, 17],
-  // Past the cpu GEMM's blocking: several k-blocks (KC 256), odd K, M over one MC tile, N over
-  // several 64-wide panels and NC tiles; and a long reduction (8 k-blocks) with 4 KiB bf16 rows.
+  // Past the cpu GEMM's blocking: several f32 k-blocks (KC 1024 on the f32 path), odd K, M over one MC tile, N over
+  // several 64-wide panels and NC tiles; and a long reduction with 4 KiB bf16 rows (small
+  // KC/MC/NC in gemm-blocking.test.ts put several k-blocks in every product).
   [203, 601, 331],
   [200, 2048, 24],
 ];
@@ -87,7 +88,7 @@ for (const xd of ['f32', 'bf16'] as const) {
     });
   }
 }
-// Several k-blocks, m-blocks and column tasks of the blocked GEMM (KC 256, MC 96, NC <= 512).
+// Several m-blocks and column tasks of the blocked GEMM (MC 144, NC 256).
 for (const [xd, wd] of [['f32', 'f32'], ['bf16', 'bf16'], ['bf16', 'nf4'], ['f32', 'int4'], ['bf16', 'i8']] as const) {
   const [M, K, N] = [100, 576, 530];
   const [tol, why] = tolFor(xd, wd);

@@ -50,6 +50,8 @@ struct Epilogue {
   DropoutArgs drop{};           // output mask, element index = row * drop_ld + col
   int64_t drop_ld = 0;
   const float* row_scale = nullptr;  // with accumulate: C = row_scale[row]·C + new (online rescaling)
+  const uint64_t* mask = nullptr;    // keep bit (row * mask_ld + col): the product is 0 where clear
+  int64_t mask_ld = 0;
 };
 
 __device__ __forceinline__ int et_size(ET t) { return t == ET::F32 ? 4 : (t == ET::I8 ? 1 : 2); }
@@ -116,6 +118,10 @@ __device__ __forceinline__ void epilogue_store(const Epilogue& E, int64_t row, i
   float v = E.alpha * acc;
   if (E.bias) v += E.bias[col];
   if (E.drop.p > 0.f) v *= dropout_factor(E.drop, static_cast<uint64_t>(row * E.drop_ld + col));
+  if (E.mask) {
+    const int64_t b = row * E.mask_ld + col;
+    if (!((E.mask[b >> 6] >> (b & 63)) & 1u)) v = 0.f;
+  }
   const int64_t i = row * E.ld + col;
   if (E.accumulate) v += (E.row_scale ? E.row_scale[row] : 1.f) * load_elem(E.data, E.type, i);
   store_elem(E.data, E.type, i, v);
@@ -364,18 +370,51 @@ __global__ void __launch_bounds__(256) column_sum_kernel(int64_t M, int64_t N, c
   out[n] += s;
 }
 
+// relu in place on a stored [M, N] output (f32/bf16, leading dimension ld) with its keep bits,
+// bit (m*N + n): one warp per 32 consecutive elements of the flat index, lane 0 storing the ballot
+// as half of its 64-bit word (as relu_bits_kernel does); bits past M*N are written as 0. The
+// value tested is the stored one (after bf16 rounding); NaN counts as kept.
+__global__ void __launch_bounds__(256) relu_bits_mat_kernel(int64_t M, int64_t N, void* y, ET t, int64_t ld, uint32_t* half_words) {
+  const int lane = static_cast<int>(threadIdx.x & 31u);
+  const int64_t n = M * N, covered = (n + 63) / 64 * 64;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i0 = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x - lane; i0 < covered; i0 += stride) {
+    const int64_t i = i0 + lane;
+    bool keep = false;
+    if (i < n) {
+      const int64_t at = (i / N) * ld + i % N;
+      const float v = load_elem(y, t, at);
+      keep = v > 0.f || v != v;
+      if (!keep) store_elem(y, t, at, 0.f);
+    }
+    const unsigned m = __ballot_sync(0xffffffffu, keep);
+    if (lane == 0) half_words[i0 / 32] = m;
+  }
+}
+
 // ---- the three matmul layouts (ops.h MatmulXWt / MatmulDYW / MatmulDW) ----
+// relu_bits (optional, no accumulate): y = relu(x·wᵀ + b) with its keep bits (a second pass over
+// the stored output).
 inline void matmul_xwt(int64_t M, int64_t K, int64_t N, const void* x, ET xt, int64_t ldx, const WeightView& w,
-                       const float* bias, void* y, ET yt, int64_t ldy, bool accumulate, Stream s) {
+                       const float* bias, void* y, ET yt, int64_t ldy, bool accumulate, Stream s, uint64_t* relu_bits = nullptr) {
   require(w.rows == N && w.cols == K, "matmul_xwt", "weight shape mismatch");
   require(ldx >= K && ldy >= N, "matmul_xwt", "leading dimension smaller than the row");
+  require(!(relu_bits && accumulate), "matmul_xwt", "relu bits with accumulate");
   gemm("matmul_xwt", M, N, K, act_rowk(x, xt, ldx), weight_rowk(w), out_mat(y, yt, ldy, accumulate, 1.f, bias), 1, s);
+  if (relu_bits && M > 0 && N > 0) {
+    LORA_LAUNCH(relu_bits_mat_kernel, dim3(grid_for(M * N, 256)), dim3(256), 0, s, M, N, y, yt, ldy, reinterpret_cast<uint32_t*>(relu_bits));
+    LORA_CHECK_LAUNCH();
+  }
 }
+// mask_bits (optional): dx (+)= mask ⊙ (dy·w), bit (m*K + k).
 inline void matmul_dyw(int64_t M, int64_t N, int64_t K, const void* dy, ET dyt, int64_t lddy, const WeightView& w,
-                       void* dx, ET dxt, int64_t lddx, bool accumulate, Stream s) {
+                       void* dx, ET dxt, int64_t lddx, bool accumulate, Stream s, const uint64_t* mask_bits = nullptr) {
   require(w.rows == N && w.cols == K, "matmul_dyw", "weight shape mismatch");
   require(lddy >= N && lddx >= K, "matmul_dyw", "leading dimension smaller than the row");
-  gemm("matmul_dyw", M, K, N, act_rowk(dy, dyt, lddy), weight_krow(w), out_mat(dx, dxt, lddx, accumulate), 1, s);
+  Epilogue e = out_mat(dx, dxt, lddx, accumulate);
+  e.mask = mask_bits;
+  e.mask_ld = K;
+  gemm("matmul_dyw", M, K, N, act_rowk(dy, dyt, lddy), weight_krow(w), e, 1, s);
 }
 inline void matmul_dw(int64_t M, int64_t N, int64_t K, const void* dy, ET dyt, int64_t lddy, const void* x, ET xt,
                       int64_t ldx, float* dw, int64_t lddw, float* dbias, Stream s) {

@@ -47,11 +47,17 @@ export interface MatmulXWtOptions extends OpOptions {
   outDtype?: ActDType;
   /** out += x·wᵀ (+ bias) instead of overwriting. */
   accumulate?: boolean;
+  /**
+   * Linear + ReLU in one pass: y = relu(x·wᵀ + bias), and these i64 words [ceil(rows·N/64)]
+   * receive the keep bits (as `reluMask` writes them; for a bf16 y, of the rounded value).
+   * Not with `accumulate`.
+   */
+  reluBits?: NativeTensor;
 }
 /** y = x·wᵀ + bias. x [..., K] f32|bf16, w [N, K] any WeightDType; returns y [..., N]. */
 export function matmulXWt(x: NativeTensor, w: NativeTensor, o: MatmulXWtOptions = {}): NativeTensor {
   const y = o.out ?? empty(o.outDtype ?? (x.dtype as ActDType), [...lead(x), w.shape[0]], x);
-  op('opMatmulXWt')(x, w, o.bias ?? null, y, o.accumulate ?? false, o.backend);
+  op('opMatmulXWt')(x, w, o.bias ?? null, y, o.accumulate ?? false, o.backend, o.reluBits ?? null);
   return y;
 }
 
@@ -59,11 +65,16 @@ export interface MatmulDYWOptions extends OpOptions {
   out?: NativeTensor;
   outDtype?: ActDType;
   accumulate?: boolean;
+  /**
+   * Keep bits (i64 [ceil(rows·K/64)], e.g. a `reluBits` of the layer before): dx = mask ⊙ (dy·w),
+   * the ReLU backward fused into this product.
+   */
+  maskBits?: NativeTensor;
 }
 /** dx = dy·w (the input gradient of a linear layer). dy [..., N], w [N, K]; returns dx [..., K]. */
 export function matmulDYW(dy: NativeTensor, w: NativeTensor, o: MatmulDYWOptions = {}): NativeTensor {
   const dx = o.out ?? empty(o.outDtype ?? (dy.dtype as ActDType), [...lead(dy), w.shape[1]], dy);
-  op('opMatmulDYW')(dy, w, dx, o.accumulate ?? false, o.backend);
+  op('opMatmulDYW')(dy, w, dx, o.accumulate ?? false, o.backend, o.maskBits ?? null);
   return dx;
 }
 

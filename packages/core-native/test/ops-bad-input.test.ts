@@ -52,6 +52,12 @@ describe('op bindings reject bad input with clear errors', () => {
     // The keep mask must hold exactly ceil(n/64) i64 words.
     expect(code(() => ops.reluMask(f32(rand(65, 8), [65]), { bits: T.empty('i64', [1]) }))).toBe('ERR_LORA_SHAPE');
     expect(code(() => ops.reluMaskBackward(T.empty('i64', [3]), f32(rand(65, 8), [65])))).toBe('ERR_LORA_SHAPE');
+    // The fused linear+relu / masked dX: one keep word per 64 outputs, no accumulate with relu.
+    expect(code(() => ops.matmulXWt(x, w, { reluBits: T.empty('i64', [2]) }))).toBe('ERR_LORA_SHAPE');
+    expect(code(() => ops.matmulXWt(x, w, { reluBits: T.empty('i64', [1]), out: f32(new Float32Array(12), [4, 3]), accumulate: true }))).toBe('ERR_LORA_INVALID_ARG');
+    expect(code(() => ops.matmulXWt(x, w, { reluBits: i32([0, 0], [2]) }))).toBe('ERR_LORA_DTYPE');
+    expect(code(() => ops.matmulDYW(f32(rand(4 * 3, 3), [4, 3]), w, { maskBits: T.empty('i64', [2]) }))).toBe('ERR_LORA_SHAPE');
+    expect(code(() => ops.matmulXWt(x, w, { reluBits: T.empty('i64', [1]) }))).toBe('NO_ERROR');
   });
 
   it('wrong dtypes and unsupported combinations', () => {

@@ -3,7 +3,7 @@
 // One line per case; a backend that does not run a case says "not supported" (not a failure).
 import { describe, expect, it } from 'vitest';
 
-import { arr, concat, f32, i32, isUnsupported, nmse, ops, otherBackends, rand, unpackBits, weight, type NativeTensor } from './ops-helpers.js';
+import { arr, concat, f32, i32, isUnsupported, nmse, ops, otherBackends, rand, T, unpackBits, weight, type NativeTensor } from './ops-helpers.js';
 
 type Backend = 'ref' | 'cpu' | 'emu' | 'cuda';
 interface Case {
@@ -117,6 +117,48 @@ cases.push({
     return arr(y);
   },
 });
+
+// Linear + ReLU in one pass (reluBits) and the masked input gradient (maskBits). N % 64 == 0
+// takes the cpu GEMM's epilogue, other N its separate bits pass; f32 and bf16 outputs. The keep
+// bits are checked on each backend against its own output (bit set iff y > 0 or NaN), and y is
+// compared with ref: an element at a hair from 0 may fall on either side on different backends,
+// which changes y there by that hair only.
+const keepBitsOf = (y: Float32Array, bits: NativeTensor, tag: string): Float32Array => {
+  const got = unpackBits(bits, y.length);
+  for (let i = 0; i < y.length; ++i) {
+    if (got[i] !== (y[i] > 0 || Number.isNaN(y[i]) ? 1 : 0)) throw new Error(`${tag}: keep bit ${i} is ${got[i]} but y = ${y[i]}`);
+  }
+  return y;
+};
+for (const [M, K0, N] of [[37, 130, 128], [19, 96, 70], [150, 200, 320]] as [number, number, number][]) {
+  for (const [xd, wd, yd] of [['f32', 'f32', 'f32'], ['bf16', 'bf16', 'bf16'], ['f32', 'nf4', 'bf16'], ['bf16', 'bf16', 'f32']] as const) {
+    const K = wd === 'nf4' ? Math.ceil(K0 / 64) * 64 : K0;
+    const [tol, why] = yd === 'bf16' ? [1e-4, 'bf16 output rounding (2^-9) on top of the operands'] as const : tolFor(xd, wd);
+    cases.push({
+      name: `matmul_xwt+relu ${xd} W=${wd} y=${yd} M=${M} K=${K} N=${N} +bias`,
+      tol,
+      why,
+      run(b) {
+        const x = f32(rand(M * K, 71), [M, K], xd);
+        const bias = f32(rand(N, 72, -0.3, 0.3), [N]);
+        const bits = T.empty('i64', [Math.ceil((M * N) / 64)]);
+        const y = ops.matmulXWt(x, weight(wd, N, K, 73), { bias, outDtype: yd, reluBits: bits, backend: b });
+        return keepBitsOf(arr(yd === 'f32' ? y : ops.cast(y, 'f32', { backend: 'ref' })), bits, b);
+      },
+    });
+    cases.push({
+      name: `matmul_dyw+mask ${xd} W=${wd} dx=${yd} M=${M} N=${N} K=${K}${M === 37 ? ' +accumulate' : ''}`,
+      tol,
+      why,
+      run(b) {
+        const { bits } = ops.reluMask(f32(rand(M * K, 74), [M * K]), { backend: 'ref' });
+        const dx = f32(rand(M * K, 75), [M, K], yd);
+        ops.matmulDYW(f32(rand(M * N, 76), [M, N], xd), weight(wd, N, K, 77), { out: dx, maskBits: bits, accumulate: M === 37, backend: b });
+        return arr(yd === 'f32' ? dx : ops.cast(dx, 'f32', { backend: 'ref' }));
+      },
+    });
+  }
+}
 
 // ---- quantize / dequantize ----
 for (const qd of ['i8', 'int4', 'nf4'] as const) {

@@ -129,6 +129,15 @@ ops::MutMat as_mut_mat(const Tensor& t, const char* name, int64_t rows, int64_t 
   return ops::MutMat{t.data(), t.dtype, v.ld};
 }
 
+uint64_t* bits_data(const Tensor& t, const char* name, int64_t n) {
+  expect_dtype_in(t, {DType::I64}, name);
+  const int64_t words = (n + 63) / 64;
+  if (!t.is_contiguous() || t.numel() != words) {
+    throw Error(LORA_ERR_SHAPE, std::string(name) + ": expected a contiguous i64 tensor of " + std::to_string(words) + " words (one bit per element of " + std::to_string(n) + "), got shape " + shape_str(t.shape), name);
+  }
+  return t.data_as<uint64_t>();
+}
+
 float* f32_data(const Tensor& t, const char* name, int64_t numel) {
   expect_dtype(t, DType::F32, name);
   expect_contiguous(t, name);

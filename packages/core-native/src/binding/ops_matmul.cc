@@ -1,6 +1,10 @@
 // Bindings of the matmul layouts and of quantize/dequantize.
-//   opMatmulXWt(x, w, bias|null, y, accumulate, backend?)   y = x·wᵀ (+ bias) (+ y)
-//   opMatmulDYW(dy, w, dx, accumulate, backend?)             dx = dy·w (+ dx)
+//   opMatmulXWt(x, w, bias|null, y, accumulate, backend?, reluBits?)
+//                                                            y = x·wᵀ (+ bias) (+ y); with reluBits
+//                                                            (i64 [ceil(M·N/64)], no accumulate)
+//                                                            y = relu(x·wᵀ + bias) and its keep bits
+//   opMatmulDYW(dy, w, dx, accumulate, backend?, maskBits?)  dx = dy·w (+ dx); with maskBits
+//                                                            (i64 [ceil(M·K/64)]) dx = mask ⊙ dy·w (+ dx)
 //   opMatmulDW(dy, x, dw, dbias|null, backend?)              dw += dyᵀ·x, dbias += Σ dy
 //   opQuantize(src, dtype, blockSize, backend?) -> Tensor    f32 [N, K] -> i8/int4/nf4
 //   opDequantize(w, backend?) -> Tensor                       any weight -> f32
@@ -27,9 +31,16 @@ Napi::Value MatmulXWt(const Napi::CallbackInfo& info) {
     if (xv.cols != K) throw Error(LORA_ERR_SHAPE, "x: last dimension " + std::to_string(xv.cols) + " does not match w's input features " + std::to_string(K) + " (w is [N, K] = " + shape_str(wt.shape) + ")", "x");
     const int64_t M = xv.rows;
     ops::MatmulXWt p{M, K, N, as_mat(x, "x", M, K), w, bias ? f32_data(*bias, "bias", N) : nullptr, as_mut_mat(y, "y", M, N), acc};
+    Tensor* bits = a.optional_tensor(6, "reluBits");
+    std::vector<Span> outs = {span_of(y, "y")};
+    if (bits) {
+      if (acc) throw Error(LORA_ERR_INVALID_ARG, "reluBits: the fused relu does not accumulate into y (accumulate must be false)", "reluBits");
+      p.relu_bits = bits_data(*bits, "reluBits", M * N);
+      outs.push_back(span_of(*bits, "reluBits"));
+    }
     std::vector<Span> ins = {span_of(x, "x"), span_of(wt, "w")};
     if (bias) ins.push_back(span_of(*bias, "bias"));
-    check_no_alias({span_of(y, "y")}, ins);
+    check_no_alias(outs, ins);
     const ops::OpTable& t = pick_backend(a, 5, "matmul_xwt", {x.dtype, wt.dtype, y.dtype}, {M, K, N});
     t.matmul_xwt(op_ctx(a, t), p);
     return info.Env().Undefined();
@@ -49,7 +60,13 @@ Napi::Value MatmulDYW(const Napi::CallbackInfo& info) {
     if (v.cols != N) throw Error(LORA_ERR_SHAPE, "dy: last dimension " + std::to_string(v.cols) + " does not match w's output features " + std::to_string(N), "dy");
     const int64_t M = v.rows;
     ops::MatmulDYW p{M, N, K, as_mat(dy, "dy", M, N), w, as_mut_mat(dx, "dx", M, K), acc};
-    check_no_alias({span_of(dx, "dx")}, {span_of(dy, "dy"), span_of(wt, "w")});
+    Tensor* bits = a.optional_tensor(5, "maskBits");
+    std::vector<Span> ins = {span_of(dy, "dy"), span_of(wt, "w")};
+    if (bits) {
+      p.mask_bits = bits_data(*bits, "maskBits", M * K);
+      ins.push_back(span_of(*bits, "maskBits"));
+    }
+    check_no_alias({span_of(dx, "dx")}, ins);
     const ops::OpTable& t = pick_backend(a, 4, "matmul_dyw", {dy.dtype, wt.dtype, dx.dtype}, {M, N, K});
     t.matmul_dyw(op_ctx(a, t), p);
     return info.Env().Undefined();

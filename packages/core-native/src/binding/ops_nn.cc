@@ -235,16 +235,6 @@ Napi::Value ReluBackward(const Napi::CallbackInfo& info) {
   });
 }
 
-// The keep-mask words of an n-element relu: i64, contiguous, exactly ceil(n/64) of them.
-uint64_t* bits_data(const Tensor& t, const char* name, int64_t n) {
-  expect_dtype_in(t, {DType::I64}, name);
-  const int64_t words = (n + 63) / 64;
-  if (!t.is_contiguous() || t.numel() != words) {
-    throw Error(LORA_ERR_SHAPE, std::string(name) + ": expected a contiguous i64 tensor of " + std::to_string(words) + " words (one bit per element of " + std::to_string(n) + "), got shape " + shape_str(t.shape), name);
-  }
-  return t.data_as<uint64_t>();
-}
-
 Napi::Value ReluMask(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Args a(info, "reluMask");

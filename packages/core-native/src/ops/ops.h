@@ -71,9 +71,14 @@ struct Dropout {
 
 // ---- matmul: the three layouts of a linear layer (f32 accumulation) ----
 // Y[M,N] = X[M,K] · Wᵀ + bias (bias optional). Y overwritten, or += when accumulate.
-struct MatmulXWt { int64_t M, K, N; Mat x; Weight w; const float* bias; MutMat y; bool accumulate; };
+// With relu_bits (ceil(M*N/64) words; not with accumulate): Y = relu(X·Wᵀ + bias), the linear+ReLU
+// of an MLP in one pass, and bit (m*N + n) is the keep bit of the relu op (set iff the stored
+// y > 0 or NaN; for a bf16 Y, the value after rounding).
+struct MatmulXWt { int64_t M, K, N; Mat x; Weight w; const float* bias; MutMat y; bool accumulate; uint64_t* relu_bits = nullptr; };
 // dX[M,K] = dY[M,N] · W[N,K]. Activation grad: overwrites, or += when accumulate (X used twice).
-struct MatmulDYW { int64_t M, N, K; Mat dy; Weight w; MutMat dx; bool accumulate; };
+// With mask_bits (ceil(M*K/64) words): the product is kept only where bit (m*K + k) is set
+// (dX = mask ⊙ (dY·W) (+ dX)): fc2's backward with the ReLU backward before it in one pass.
+struct MatmulDYW { int64_t M, N, K; Mat dy; Weight w; MutMat dx; bool accumulate; const uint64_t* mask_bits = nullptr; };
 // dW[N,K] += dYᵀ · X (parameter grad: always accumulates, f32); dbias[N] += Σ_m dY (optional).
 struct MatmulDW { int64_t M, N, K; Mat dy; Mat x; float* dw; int64_t ld_dw; float* dbias; };
 

@@ -630,9 +630,62 @@ struct PackJob {
 
 }  // namespace
 
+namespace {
+thread_local Buf t_tile;
+
+// 16 keep bits of elements [i, i + 16) from a bit mask (i may sit anywhere in its word).
+inline __mmask16 bits16(const uint64_t* bits, int64_t i) {
+  const uint64_t w = bits[i / 64] >> (i % 64);
+  const int have = 64 - static_cast<int>(i % 64);
+  return static_cast<__mmask16>(have >= 16 ? w : w | (bits[i / 64 + 1] << have));
+}
+
+// The epilogue (gemm.h) of rows [m0, m1), columns [n0, n1) from the task's tile (ld ldt).
+void run_epilogue(const Epilogue& e, int64_t N, bool accumulate, const float* tile, int64_t ldt, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  const bool bf = e.out.dtype == DType::BF16;
+  for (int64_t m = m0; m < m1; ++m) {
+    const float* tr = tile + (m - m0) * ldt - n0;
+    uint64_t word = 0;
+    for (int64_t n = n0; n < n1; n += 16) {
+      const __mmask16 k = tail_mask16(n1 - n);
+      __m512 v = _mm512_maskz_loadu_ps(k, tr + n);
+      if (e.mask) v = _mm512_maskz_mov_ps(bits16(e.mask, m * N + n), v);
+      const int64_t o = m * e.out.ld + n;
+      if (bf) {
+        uint16_t* out = static_cast<uint16_t*>(e.out.data) + o;
+        if (accumulate) v = _mm512_add_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, out)), 16)));
+        __m256i h = bf16_exact(v);
+        if (e.relu_bits) {
+          // relu on the rounded value: widen it back (exact) and compare.
+          const __m512 r = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+          const __mmask16 keep = _mm512_mask_cmp_ps_mask(k, r, _mm512_setzero_ps(), _CMP_NLE_UQ);
+          h = _mm256_maskz_mov_epi16(keep, h);
+          word |= static_cast<uint64_t>(keep) << ((n - n0) % 64);
+        }
+        _mm256_mask_storeu_epi16(out, k, h);
+      } else {
+        float* out = static_cast<float*>(e.out.data) + o;
+        if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, out));
+        if (e.relu_bits) {
+          const __mmask16 keep = _mm512_mask_cmp_ps_mask(k, v, _mm512_setzero_ps(), _CMP_NLE_UQ);
+          v = _mm512_maskz_mov_ps(keep, v);
+          word |= static_cast<uint64_t>(keep) << ((n - n0) % 64);
+        }
+        _mm512_mask_storeu_ps(out, k, v);
+      }
+      if (e.relu_bits && ((n - n0) % 64 == 48 || n + 16 >= n1)) {
+        e.relu_bits[(m * N + (n - (n - n0) % 64)) / 64] = word;
+        word = 0;
+      }
+    }
+  }
+}
+}  // namespace
+
 void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs, float* C, int64_t ldc,
-          bool accumulate, const float* bias, Precision prec, const GemmHook* hook) {
+          bool accumulate, const float* bias, Precision prec, const GemmHook* hook, const Epilogue* epi) {
   if (M <= 0 || N <= 0) return;
+  if (epi && epi->relu_bits && (N % 64 != 0 || accumulate)) throw std::logic_error("gemm: relu bits need N % 64 == 0 and no accumulate");
   int64_t Ktot = 0;
   for (const Segment& s : segs) Ktot += s.K;
   const int threads = ctx.pool ? ctx.pool->size() : 1;
@@ -640,6 +693,16 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
     if (ctx.pool) ctx.pool->parallel_for(n, fn);
     else for (int64_t t = 0; t < n; ++t) fn(t, 0);
   };
+  if (Ktot == 0 && epi) {
+    // An empty reduction: the product is the bias (or 0), through the epilogue row by row.
+    const int64_t w = (N + 15) / 16 * 16;
+    for_tasks(M, [&](int64_t m, int) {
+      float* row = t_tile.get<float>(static_cast<size_t>(w));
+      for (int64_t n = 0; n < N; ++n) row[n] = bias ? bias[n] : 0.f;
+      run_epilogue(*epi, N, accumulate, row, w, m, m + 1, 0, N);
+    });
+    return;
+  }
   if (Ktot == 0) {
     if (!accumulate || bias) {
       for_tasks(M, [&](int64_t m, int) {
@@ -776,6 +839,16 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
     const int64_t m0 = tm * mc, m1 = std::min(M, m0 + mc);
     const int64_t n0 = tnb * nc, n1 = std::min(N, n0 + nc);
     bool first = true;
+    // Where this task's products land: C, or (epilogue) the thread's tile buffer, overwritten first.
+    float* Ct = C;
+    int64_t ldct = ldc, mo = 0, no = 0;
+    if (epi) {
+      ldct = nc;
+      Ct = t_tile.get<float>(static_cast<size_t>(mc * nc));
+      mo = m0;
+      no = n0;
+    }
+    const bool acc_c = accumulate && !epi;
     // A of segment s for rows from i, k-block kp0 (kkb steps), columns of panel pn.
     auto a_of = [&](size_t s, int64_t i, int64_t pn, int64_t kp0, int64_t kkb, int64_t& sa, int64_t& sr) -> const uint32_t* {
       const SegPlan& p = plan[s];
@@ -799,7 +872,7 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
                             plan[s + 1].kk > 0 && plan[s + 1].kk <= kcp;
       for (int64_t kp0 = 0; kp0 < p.kk; kp0 += kcp) {
         const int64_t kkb = std::min(kcp, p.kk - kp0);
-        const bool overwrite = first && !accumulate;
+        const bool overwrite = first && !acc_c;
         const float* bias_now = first ? bias : nullptr;
         const bool with_tail = can_fuse && kp0 + kkb == p.kk;
         if (with_tail) fused = s + 1;
@@ -819,10 +892,10 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
               tail.a = a_of(s + 1, i, pn, 0, p2.kk, tail.sa, tail.sr);
               tail.b = p2.b_dst + q * NR * p2.kk;
             }
-            float* ci = C + i * ldc + pn;
+            float* ci = Ct + (i - mo) * ldct + (pn - no);
             const float* bi = bias_now ? bias_now + pn : nullptr;
             if (!sg.c_mask) {
-              table[rows - 1][np - 1](kkb, ai, sa, sr, bq, tail, ci, ldc, cols, overwrite, bi);
+              table[rows - 1][np - 1](kkb, ai, sa, sr, bq, tail, ci, ldct, cols, overwrite, bi);
               continue;
             }
             alignas(64) float tile[MR * NR];
@@ -830,7 +903,7 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
             for (int t = 0; t < rows; ++t) {
               float* tr = tile + t * NR;
               apply_mask_bits(tr, cols, sg.c_mask, static_cast<uint64_t>((i + t) * sg.c_mask_ld + pn), sg.c_mask_keep);
-              float* cr = ci + t * ldc;
+              float* cr = ci + t * ldct;
               for (int c = 0; c < cols; c += 16) {
                 const __mmask16 k = tail_mask16(cols - c);
                 __m512 v = _mm512_load_ps(tr + c);
@@ -844,6 +917,7 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
         first = false;
       }
     }
+    if (epi) run_epilogue(*epi, N, accumulate, Ct, ldct, m0, m1, n0, n1);
   });
 }
 

@@ -55,10 +55,23 @@ struct GemmHook {
   std::function<void(int64_t m0, int64_t m1, int thread)> fn;
 };
 
+// Where the finished product goes when it is not C itself: each task computes its tile into a
+// per-thread f32 buffer (bias included), then per element v: v = 0 where the keep bit
+// (m*N + n) of `mask` is clear; v += the old output when accumulate; stored to `out` (f32, or bf16
+// rounded RNE); with relu_bits, relu on the stored value and its keep bit (m*N + n) written (set
+// iff > 0 or NaN; whole words per tile, so N % 64 == 0 and no accumulate). The tile is still in
+// L2, so this costs no extra pass over memory.
+struct Epilogue {
+  MutMat out;
+  const uint64_t* mask = nullptr;
+  uint64_t* relu_bits = nullptr;
+};
+
 // C (f32, ldc) for rows [0, M) and columns [0, N). If !accumulate the first segment overwrites
-// C (plus bias[n] when given), else everything adds to C.
+// C (plus bias[n] when given), else everything adds to C. With epi, C/ldc are unused and the
+// product goes through the epilogue (accumulate then means += epi->out).
 void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs, float* C, int64_t ldc,
-          bool accumulate, const float* bias, Precision prec, const GemmHook* hook = nullptr);
+          bool accumulate, const float* bias, Precision prec, const GemmHook* hook = nullptr, const Epilogue* epi = nullptr);
 
 // Stored row `row`, columns [c0, c0 + len) of src as f32 (scale and dropout applied).
 void decode_row(const Src& s, int64_t row, int64_t c0, int64_t len, float* out);

@@ -242,20 +242,29 @@ void lora_fwd(const Ctx& ctx, const LoraFwd& p) {
   xs.drop_ld = p.K;
   gemm(ctx, p.M, GR, {Segment{xs, f32_src(p.a, p.K, false), p.K}}, p.xa, GR, false, nullptr, precision_for(p.x.dtype, DType::F32));
   const Precision prec = precision_for(p.x.dtype, p.w.dtype);
-  on_f32(ctx, p.y, p.M, p.G * p.N, false, [&](float* y, int64_t ldy) {
-    const bool grouped = p.G > 1 && p.N % 64 == 0 && (prec == Precision::F32 || p.r % 2 == 0);
-    if (grouped) {
-      Segment low{f32_src(p.xa, GR, false, p.scale), f32_src(p.b, p.r, false), p.r};
-      low.group_cols = p.N;
-      gemm(ctx, p.M, p.G * p.N, {Segment{mat_src(p.x, false), weight_src(p.w, false), p.K}, low}, y, ldy, false, p.bias, prec);
+  // Y's columns [col0, col0 + N): f32 in place, bf16 through the GEMM's epilogue.
+  auto product = [&](int64_t N, const std::vector<Segment>& segs, int64_t col0, const float* bias) {
+    if (p.y.dtype == DType::F32) {
+      gemm(ctx, p.M, N, segs, static_cast<float*>(p.y.data) + col0, p.y.ld, false, bias, prec);
       return;
     }
-    for (int64_t g = 0; g < p.G; ++g) {
-      const Segment base{mat_src(p.x, false), weight_src(weight_rows(p.w, g * p.N, p.N), false), p.K};
-      const Segment low{f32_src(p.xa + g * p.r, GR, false, p.scale), f32_src(p.b + g * p.N * p.r, p.r, false), p.r};
-      gemm(ctx, p.M, p.N, {base, low}, y + g * p.N, ldy, false, p.bias ? p.bias + g * p.N : nullptr, prec);
-    }
-  });
+    Epilogue e;
+    e.out = p.y;
+    e.out.data = static_cast<uint16_t*>(p.y.data) + col0;
+    gemm(ctx, p.M, N, segs, nullptr, 0, false, bias, prec, nullptr, &e);
+  };
+  const bool grouped = p.G > 1 && p.N % 64 == 0 && (prec == Precision::F32 || p.r % 2 == 0);
+  if (grouped) {
+    Segment low{f32_src(p.xa, GR, false, p.scale), f32_src(p.b, p.r, false), p.r};
+    low.group_cols = p.N;
+    product(p.G * p.N, {Segment{mat_src(p.x, false), weight_src(p.w, false), p.K}, low}, 0, p.bias);
+    return;
+  }
+  for (int64_t g = 0; g < p.G; ++g) {
+    const Segment base{mat_src(p.x, false), weight_src(weight_rows(p.w, g * p.N, p.N), false), p.K};
+    const Segment low{f32_src(p.xa + g * p.r, GR, false, p.scale), f32_src(p.b + g * p.N * p.r, p.r, false), p.r};
+    product(p.N, {base, low}, g * p.N, p.bias ? p.bias + g * p.N : nullptr);
+  }
 }
 
 // Gradient contract: dA, dB accumulate (+=); dX overwrites (+= when accumulate).

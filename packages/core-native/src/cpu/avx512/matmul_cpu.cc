@@ -1,9 +1,10 @@
-// The three matmul layouts on the blocked GEMM (gemm.h); bf16 outputs go through an f32 buffer.
+// The three matmul layouts on the blocked GEMM (gemm.h); bf16 outputs, the fused ReLU (forward)
+// and its mask (backward) go through the GEMM's per-tile epilogue.
 // GCC 12 reports false "uninitialized" warnings inside the masked-load intrinsics.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#include <algorithm>
 #include <cmath>
-#include <vector>
 
 #include "../weight_scalar.h"
 #include "cpu_kernels.h"
@@ -12,42 +13,47 @@
 
 namespace lora::ops::cpu {
 
-namespace {
-// Runs `body` on an f32 destination: `out` itself when f32, else a buffer converted (and, when
-// accumulating, pre-filled) around the call.
-template <typename F>
-void with_f32_out(const Ctx& ctx, const MutMat& out, int64_t rows, int64_t cols, bool accumulate, F&& body) {
-  if (out.dtype == DType::F32) {
-    body(static_cast<float*>(out.data), out.ld);
-    return;
-  }
-  std::vector<float> buf(static_cast<size_t>(rows * cols));
-  if (accumulate) {
-    parallel_range(ctx, rows, 16, [&](int64_t b, int64_t e) {
-      for (int64_t m = b; m < e; ++m)
-        for (int64_t c = 0; c < cols; ++c) buf[m * cols + c] = load_act(out.data, out.dtype, m * out.ld + c);
-    });
-  }
-  body(buf.data(), cols);
-  parallel_range(ctx, rows, 16, [&](int64_t b, int64_t e) {
-    for (int64_t m = b; m < e; ++m)
-      for (int64_t c = 0; c < cols; ++c) store_act(out.data, out.dtype, m * out.ld + c, buf[m * cols + c]);
-  });
-}
-}  // namespace
-
 void matmul_xwt(const Ctx& ctx, const MatmulXWt& p) {
   const Segment seg{mat_src(p.x, false), weight_src(p.w, false), p.K};
-  with_f32_out(ctx, p.y, p.M, p.N, p.accumulate, [&](float* c, int64_t ldc) {
-    gemm(ctx, p.M, p.N, {seg}, c, ldc, p.accumulate, p.bias, precision_for(p.x.dtype, p.w.dtype));
+  const Precision prec = precision_for(p.x.dtype, p.w.dtype);
+  if (p.y.dtype == DType::F32 && !p.relu_bits) {
+    gemm(ctx, p.M, p.N, {seg}, static_cast<float*>(p.y.data), p.y.ld, p.accumulate, p.bias, prec);
+    return;
+  }
+  // bf16 output and/or the fused ReLU through the GEMM's epilogue (no full f32 copy of Y).
+  Epilogue e;
+  e.out = p.y;
+  const bool fused_relu = p.relu_bits && p.N % 64 == 0;
+  if (fused_relu) e.relu_bits = p.relu_bits;
+  gemm(ctx, p.M, p.N, {seg}, nullptr, 0, p.accumulate, p.bias, prec, nullptr, &e);
+  if (!p.relu_bits || fused_relu) return;
+  // Rows that do not start on a 64-bit word: the relu and its bits in a pass of whole words.
+  const int64_t n = p.M * p.N;
+  parallel_range(ctx, (n + 63) / 64, 256, [&](int64_t b, int64_t e2) {
+    for (int64_t w = b; w < e2; ++w) {
+      uint64_t word = 0;
+      for (int64_t i = w * 64; i < std::min(n, w * 64 + 64); ++i) {
+        const int64_t at = (i / p.N) * p.y.ld + i % p.N;
+        const float y = load_act(p.y.data, p.y.dtype, at);
+        if (y > 0.f || y != y) word |= uint64_t(1) << (i % 64);
+        else store_act(p.y.data, p.y.dtype, at, 0.f);
+      }
+      p.relu_bits[w] = word;
+    }
   });
 }
 
 void matmul_dyw(const Ctx& ctx, const MatmulDYW& p) {
   const Segment seg{mat_src(p.dy, false), weight_src(p.w, true), p.N};
-  with_f32_out(ctx, p.dx, p.M, p.K, p.accumulate, [&](float* c, int64_t ldc) {
-    gemm(ctx, p.M, p.K, {seg}, c, ldc, p.accumulate, nullptr, precision_for(p.dy.dtype, p.w.dtype));
-  });
+  const Precision prec = precision_for(p.dy.dtype, p.w.dtype);
+  if (p.dx.dtype == DType::F32 && !p.mask_bits) {
+    gemm(ctx, p.M, p.K, {seg}, static_cast<float*>(p.dx.data), p.dx.ld, p.accumulate, nullptr, prec);
+    return;
+  }
+  Epilogue e;
+  e.out = p.dx;
+  e.mask = p.mask_bits;
+  gemm(ctx, p.M, p.K, {seg}, nullptr, 0, p.accumulate, nullptr, prec, nullptr, &e);
 }
 
 // dW[N,K] += dYᵀ·X: A(n, m) = dY[m][n] and B(k, m) = X[m][k], both k-major. dbias += Σ_m dY.

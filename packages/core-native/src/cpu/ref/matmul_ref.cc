@@ -6,12 +6,21 @@
 namespace lora::ops::ref {
 
 void matmul_xwt(const Ctx&, const MatmulXWt& p) {
+  if (p.relu_bits)
+    for (int64_t w = 0; w < (p.M * p.N + 63) / 64; ++w) p.relu_bits[w] = 0;
   for (int64_t m = 0; m < p.M; ++m) {
     for (int64_t n = 0; n < p.N; ++n) {
       double acc = p.bias ? p.bias[n] : 0.0;
       for (int64_t k = 0; k < p.K; ++k) acc += static_cast<double>(mat_at(p.x, m, k)) * weight_at(p.w, n, k);
       if (p.accumulate) acc += load_act(p.y.data, p.y.dtype, m * p.y.ld + n);
       store_act(p.y.data, p.y.dtype, m * p.y.ld + n, static_cast<float>(acc));
+      if (!p.relu_bits) continue;
+      // The relu op on the stored value (after any bf16 rounding): kept iff > 0 or NaN.
+      const float y = load_act(p.y.data, p.y.dtype, m * p.y.ld + n);
+      const bool keep = y > 0.f || y != y;
+      if (!keep) store_act(p.y.data, p.y.dtype, m * p.y.ld + n, 0.f);
+      const int64_t i = m * p.N + n;
+      if (keep) p.relu_bits[i / 64] |= uint64_t(1) << (i % 64);
     }
   }
 }
@@ -22,6 +31,8 @@ void matmul_dyw(const Ctx&, const MatmulDYW& p) {
     for (int64_t k = 0; k < p.K; ++k) {
       double acc = 0.0;
       for (int64_t n = 0; n < p.N; ++n) acc += static_cast<double>(mat_at(p.dy, m, n)) * weight_at(p.w, n, k);
+      const int64_t i = m * p.K + k;
+      if (p.mask_bits && !((p.mask_bits[i / 64] >> (i % 64)) & 1)) acc = 0.0;
       if (p.accumulate) acc += load_act(p.dx.data, p.dx.dtype, m * p.dx.ld + k);
       store_act(p.dx.data, p.dx.dtype, m * p.dx.ld + k, static_cast<float>(acc));
     }

@@ -228,6 +228,16 @@ function instrumentKernels(kernels, config, lora) {
       const lf = l ? 2 * loraFlop(M, l.spec, K, N) : 0;
       return [`linearBackward ${wName(w)}${l ? ' +lora' : ''}${dx ? '' : ' (no dx)'}`, base + lf];
     },
+    linearRelu: (x, w) => {
+      const M = rows(x);
+      const [N, K] = w.shape;
+      return [`linear+relu ${wName(w)}`, 2 * M * N * K];
+    },
+    linearBackwardMasked: (dy, w) => {
+      const M = rows(dy);
+      const [N, K] = w.shape;
+      return [`linearBackward+relu ${wName(w)}`, 2 * M * N * K];
+    },
     crossEntropy: (h, w, _t, o) => {
       const M = rows(h);
       return [`crossEntropy lm_head${o.dh ? ' +backward' : ''}`, (o.dh ? 4 : 2) * M * w.shape[0] * w.shape[1]];

@@ -17,6 +17,12 @@ struct LoraShape {
   int64_t M, K, N, r, G;
 };
 
+// y[m*ldy + n] = src[m*N + n] in y's element type (one rounding).
+__global__ void __launch_bounds__(256) store_rows_kernel(int64_t M, int64_t N, const float* src, void* y, ET t, int64_t ldy) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < M * N; i += stride) store_elem(y, t, (i / N) * ldy + i % N, src[i]);
+}
+
 inline void lora_check(const LoraShape& s, const char* op) {
   require(s.M >= 0 && s.K >= 1 && s.N >= 1 && s.r >= 1 && s.G >= 1 && s.G <= 65535, op, "bad sizes");
 }
@@ -31,14 +37,26 @@ inline void lora_fwd(const LoraShape& s, const void* x, ET xt, int64_t ldx, cons
   xd.drop = drop;
   xd.drop_ld = s.K;
   gemm("lora_fwd", s.M, GR, s.K, xd, weight_rowk(WeightView{A, nullptr, ET::F32, GR, s.K, 0}), out_mat(xa, ET::F32, GR, false), 1, st);
-  gemm("lora_fwd", s.M, s.G * s.N, s.K, act_rowk(x, xt, ldx), weight_rowk(w), out_mat(y, yt, ldy, false, 1.f, bias), 1, st);
+  // A bf16/f16 Y is summed in an f32 scratch and rounded once at the end (the base product and
+  // the low-rank term added to an already rounded Y would round twice).
+  const bool direct = yt == ET::F32;
+  const int64_t GN = s.G * s.N;
+  DeviceBuffer acc_buf(direct ? 0 : sizeof(float) * static_cast<size_t>(s.M * GN));
+  void* yacc = direct ? y : acc_buf.as<float>();
+  const ET acct = direct ? yt : ET::F32;
+  const int64_t ldacc = direct ? ldy : GN;
+  gemm("lora_fwd", s.M, GN, s.K, act_rowk(x, xt, ldx), weight_rowk(w), out_mat(yacc, acct, ldacc, false, 1.f, bias), 1, st);
   Operand a = act_rowk(xa, ET::F32, GR);
   a.zoff = s.r;
   Operand b = weight_rowk(WeightView{B, nullptr, ET::F32, s.N, s.r, 0});
   b.zoff = s.N * s.r;
-  Epilogue e = out_mat(y, yt, ldy, true, scale);
+  Epilogue e = out_mat(yacc, acct, ldacc, true, scale);
   e.zoff = s.N;
   gemm("lora_fwd", s.M, s.N, s.r, a, b, e, static_cast<int>(s.G), st);
+  if (!direct) {
+    LORA_LAUNCH(store_rows_kernel, dim3(grid_for(s.M * GN, 256)), dim3(256), 0, st, s.M, GN, acc_buf.as<float>(), y, yt, ldy);
+    LORA_CHECK_LAUNCH();
+  }
 }
 
 inline void lora_bwd(const LoraShape& s, const void* dy, ET dyt, int64_t lddy, const void* x, ET xt, int64_t ldx, const WeightView& w,

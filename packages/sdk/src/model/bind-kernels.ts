@@ -126,6 +126,24 @@ export function bindKernels(backend: Backend): Kernels {
         for (const t of views) t.dispose();
       }
     },
+    linearRelu(x0, w, bias, y, bits) {
+      const views: NativeTensor[] = [];
+      try {
+        const x = autocast(w) ? toBf16(x0, 'x', views) : x0;
+        matmulXWt(x, w, bias ?? null, y, false, b, bits);
+      } finally {
+        for (const t of views) t.dispose();
+      }
+    },
+    linearBackwardMasked(dy0, w, dx, bits) {
+      const views: NativeTensor[] = [];
+      try {
+        const dy = autocast(w) ? toBf16(dy0, 'dy', views) : dy0;
+        matmulDYW(dy, w, dx, false, b, bits);
+      } finally {
+        for (const t of views) t.dispose();
+      }
+    },
     embedding(ids, table, out, pos) {
       embedding(ids, table, out, pos?.ids ?? null, pos?.table ?? null, 0, b);
     },

@@ -32,6 +32,10 @@ export interface Kernels {
     accumulate: boolean,
     lora?: { spec: LoraSpec; xa: NativeTensor; da: NativeTensor; db: NativeTensor },
   ): void;
+  /** Linear + ReLU in one pass, no LoRA: y = relu(x·wᵀ + bias) and the relu keep bits. */
+  linearRelu(x: NativeTensor, w: NativeTensor, bias: NativeTensor | undefined, y: NativeTensor, bits: NativeTensor): void;
+  /** dx = mask ⊙ (dy·w), no LoRA: a linear's input grad with the ReLU backward before it fused. */
+  linearBackwardMasked(dy: NativeTensor, w: NativeTensor, dx: NativeTensor, bits: NativeTensor): void;
   /** out[m] = table[ids[m]] (+ posTable[pos[m]] when given). */
   embedding(ids: NativeTensor, table: NativeTensor, out: NativeTensor, pos?: { ids: NativeTensor; table: NativeTensor }): void;
   layerNorm(x: NativeTensor, gamma: NativeTensor | undefined, beta: NativeTensor | undefined, eps: number, y: NativeTensor, mean: NativeTensor, rstd: NativeTensor): void;

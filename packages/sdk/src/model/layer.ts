@@ -46,9 +46,8 @@ export function layerForward(
   if (pre) k.layerNorm(x.xIn, w.ln1G, w.ln1B, LN_EPS, x.ln1Y, x.ln1Mean, x.ln1Rstd);
   // Under autocast q/k/v are kept in bf16 and attended to as those rounded values (the attention
   // kernels read bf16 q/k/v directly, widening them exactly, in f32 math).
-  const qkvF = ws.qkvF32 ?? x.qkv;
-  k.linear(attnIn, w.qkvW, w.qkvB, qkvF, loraArg(lora, l?.qkv, x.xaQkv, drop, 0));
-  if (qkvF !== x.qkv) k.cast(qkvF, x.qkv);
+  // (The linear writes bf16 q/k/v directly: the kernels round its f32 accumulators once, RNE.)
+  k.linear(attnIn, w.qkvW, w.qkvB, x.qkv, loraArg(lora, l?.qkv, x.xaQkv, drop, 0));
   k.attention(x.qkv, ws.mask, shape, 1 / Math.sqrt(c.headDim), x.o, x.lse);
   k.linear(x.o, w.outW, w.outB, ws.proj, loraArg(lora, l?.out_proj, x.xaOut, drop, 1));
   if (drop && drop.residualP > 0) k.dropout(ws.proj, { p: drop.residualP, seed: drop.seed, offset: site(drop, 2) }, ws.proj);
@@ -56,8 +55,14 @@ export function layerForward(
   const ffnIn = pre ? x.ln2Y! : x.ln1Y;
   if (pre) k.layerNorm(x.sum1, w.ln2G, w.ln2B, LN_EPS, x.ln2Y!, x.ln2Mean, x.ln2Rstd);
   else k.layerNorm(x.sum1, w.ln1G, w.ln1B, LN_EPS, x.ln1Y, x.ln1Mean, x.ln1Rstd);
-  k.linear(ffnIn, w.fc1W, w.fc1B, x.h1, loraArg(lora, l?.fc1, x.xaFc1, drop, 3));
-  k.reluMask(x.h1, x.h1, x.h1Bits);
+  // fc1 + ReLU in one pass when fc1 has no LoRA branch; h1 is bf16 under autocast (what fc2
+  // would round it to anyway; relu commutes with that rounding).
+  if (l?.fc1) {
+    k.linear(ffnIn, w.fc1W, w.fc1B, x.h1, loraArg(lora, l.fc1, x.xaFc1, drop, 3));
+    k.reluMask(x.h1, x.h1, x.h1Bits);
+  } else {
+    k.linearRelu(ffnIn, w.fc1W, w.fc1B, x.h1, x.h1Bits);
+  }
   k.linear(x.h1, w.fc2W, w.fc2B, ws.proj, loraArg(lora, l?.fc2, x.xaFc2, drop, 4));
   if (drop && drop.residualP > 0) k.dropout(ws.proj, { p: drop.residualP, seed: drop.seed, offset: site(drop, 5) }, ws.proj);
   if (pre) {
@@ -92,8 +97,14 @@ export function layerBackward(
   const dMlp = ws.dTmp2;
   if (drop && drop.residualP > 0) k.dropout(dS2, { p: drop.residualP, seed: drop.seed, offset: site(drop, 5) }, dMlp);
   else k.scale(dS2, 1, dMlp);
-  k.linearBackward(dMlp, x.h1, w.fc2W, ws.dH1, false, withGrads(l?.fc2, x.xaFc2, 4));
-  k.reluMaskBackward(x.h1Bits, ws.dH1, ws.dH1);
+  // Without an fc2 LoRA branch, fc2's input grad and the ReLU backward are one product (dH1 in
+  // h1's dtype and memory: bf16 under autocast, which fc1's backward rounds it to anyway).
+  if (l?.fc2) {
+    k.linearBackward(dMlp, x.h1, w.fc2W, ws.dH1, false, withGrads(l.fc2, x.xaFc2, 4));
+    k.reluMaskBackward(x.h1Bits, ws.dH1, ws.dH1);
+  } else {
+    k.linearBackwardMasked(dMlp, w.fc2W, ws.dH1, x.h1Bits);
+  }
   const ffnIn = pre ? x.ln2Y! : x.ln1Y;
   // dM = grad w.r.t. the FFN input plus (post-LN) the residual path from s2.
   const dF = dMlp;

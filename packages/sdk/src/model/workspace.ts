@@ -11,7 +11,7 @@ import type { LoraAdapter } from './lora.js';
  * LoRA branch (whose dA needs that input); otherwise it lives in the workspace's shared `lnY`.
  * Under autocast (a bf16 or quantised base) q/k/v are kept in bf16, the values a bf16 linear
  * produces under torch.autocast too, which the attention kernels read directly (widened exactly,
- * f32 math); the q/k/v linear writes f32 into the shared `qkvF32` first. The attention output
+ * f32 math); the q/k/v linear writes them in bf16 directly (its f32 sums rounded once). The attention output
  * stays f32: the backward's D = rowsum(dO∘O) cancels against dP, and a bf16 O measurably loosened
  * the LoRA grads on the parity fixtures.
  */
@@ -54,18 +54,17 @@ export interface Workspace {
   recompute?: NativeTensor; // [M, C] where a recomputed (checkpointed) layer writes its unused output
   // scratch
   lnY: NativeTensor; // [M, C] layer-norm outputs no LoRA branch needs later
-  qkvF32?: NativeTensor; // [M, 3C] f32 q/k/v linear output before its rounding to the kept bf16 (autocast only; forward only, in h1's memory)
   // post-LN: the final_layer_norm backward runs from the layer's output (the next layer's input,
   // kept anyway), so its input sum2 is scratch.
   ln2FromOutput: boolean;
-  h1: NativeTensor; // [M, F] fc1/relu output when no fc2 LoRA branch needs it later
+  h1: NativeTensor; // [M, F] fc1/relu output when no fc2 LoRA branch needs it later (bf16 under autocast)
   proj: NativeTensor; // [M, C]
   dOut: NativeTensor; // [M, C] grad flowing down the layers (two buffers, alternating)
   dOutB: NativeTensor;
   dTmp: NativeTensor; // [M, C]
   dTmp2: NativeTensor; // [M, C]
-  dH1: NativeTensor; // [M, F] (the shared h1: a layer's backward no longer needs it)
-  dQkv: NativeTensor; // [M, 3C] (backward only, in h1's memory: dH1 is dead by the attention backward)
+  dH1: NativeTensor; // [M, F] (the shared h1, its dtype: a layer's backward no longer needs it)
+  dQkv: NativeTensor; // [M, 3C] f32 (backward only; in h1's memory when h1 is f32: dH1 is dead by the attention backward)
   dFinal: NativeTensor; // [M, E]
   all: NativeTensor[];
 }
@@ -104,12 +103,14 @@ export function createWorkspace(
   const r = lora?.r ?? 0;
   const pre = c.doLayerNormBefore;
   const lnY = f32(M, C);
-  const h1 = f32(M, F);
-  // [M, n] f32 in the shared h1's memory when it fits: for buffers live only while h1/dH1 are dead
-  // (the forward's q/k/v linear output, before fc1 writes h1; the backward's dQkv, after fc1's
-  // backward has consumed dH1; a checkpointed layer's recompute runs between two such windows).
+  // The shared fc1/relu output (and, in the backward, dH1): bf16 under autocast when no fc2 LoRA
+  // branch keeps it as its input (fc2 reads it rounded to bf16 anyway), else f32.
+  const fc2Lora = lora?.layers.some((l) => l.fc2 !== undefined) ?? false;
+  const h1 = make(bf16Qkv && !fc2Lora ? 'bf16' : 'f32', [M, F]);
+  // [M, n] f32 in the shared h1's memory when it is f32 and fits: for buffers live only while
+  // h1/dH1 are dead (the backward's dQkv, after fc1's backward has consumed dH1).
   const inH1 = (n: number) => {
-    if (n > F) return f32(M, n);
+    if (n > F || h1.dtype !== 'f32') return f32(M, n);
     const flat = h1.reshape([M * F]);
     const part = flat.narrow(0, 0, M * n);
     const t = part.reshape([M, n]);
@@ -149,7 +150,7 @@ export function createWorkspace(
     ids: i32(M), posIds: i32(M), mask: i32(M), targets: i32(M),
     embedOut: f32(M, E), posOut: f32(M, C),
     caches, out: f32(M, C), hFinal: f32(M, E), finalMean: f32(M), finalRstd: f32(M), recompute: checkpointing ? f32(M, C) : undefined,
-    lnY, h1, qkvF32: bf16Qkv ? inH1(3 * C) : undefined, ln2FromOutput: fromOut,
+    lnY, h1, ln2FromOutput: fromOut,
     proj: f32(M, C), dOut: f32(M, C), dOutB: f32(M, C), dTmp: f32(M, C), dTmp2: f32(M, C), dH1: h1, dQkv: inH1(3 * C), dFinal: f32(M, E),
     all,
   };

@@ -9,7 +9,7 @@
 // and adds p_j · v_j with p_j broadcast by shuffles. It writes O = acc / l and lse = m + log l
 // (-inf and O = 0 for a row with no visible key).
 // Backward (three launches, all overwrite): delta_i = dO_i·O_i (one warp per row, into a scratch
-// buffer); dQ with one warp per query row streaming key tiles (P = exp(S - lse), dS = P ⊙ (dO·vᵀ -
+// buffer; without O, Σ_j P_ij dO_i·v_j over the row's keys); dQ with one warp per query row streaming key tiles (P = exp(S - lse), dS = P ⊙ (dO·vᵀ -
 // delta), dq = scale Σ dS k); dK/dV with one warp per key row streaming the query tiles below the
 // diagonal (dv = Σ P dO, dk = scale Σ dS q). No atomics, so results do not depend on scheduling.
 #pragma once
@@ -113,9 +113,28 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attn_delta_kernel(AttnArgs a)
   if (row >= a.B * a.H * a.T) return;
   const int64_t i = row % a.T, h = (row / a.T) % a.H, b = row / (a.T * a.H);
   float s = 0.f;
-  for (int64_t d = lane; d < a.D; d += 32)
-    s += a.dout[(b * a.T + i) * a.lddo + h * a.D + d] * a.o[(b * a.T + i) * a.ldo + h * a.D + d];
-  s = warp_sum(s);
+  if (a.o) {
+    for (int64_t d = lane; d < a.D; d += 32)
+      s += a.dout[(b * a.T + i) * a.lddo + h * a.D + d] * a.o[(b * a.T + i) * a.ldo + h * a.D + d];
+    s = warp_sum(s);
+  } else {
+    // No kept O: delta_i = Σ_j P_ij (dO_i·v_j), P recomputed from q, k and lse (one warp-reduced
+    // pair of dot products per visible key; the scan is warp-uniform).
+    const float l = a.lse[row];
+    if (l != -INFINITY) {
+      for (int64_t j = 0; j <= i; ++j) {
+        if (!attn_key_visible(a, b, j)) continue;
+        float qk = 0.f, gv = 0.f;
+        for (int64_t d = lane; d < a.D; d += 32) {
+          qk += load_elem(a.q, a.qkv_t, (b * a.T + i) * a.ldq + h * a.D + d) * load_elem(a.k, a.qkv_t, (b * a.T + j) * a.ldk + h * a.D + d);
+          gv += a.dout[(b * a.T + i) * a.lddo + h * a.D + d] * load_elem(a.v, a.qkv_t, (b * a.T + j) * a.ldv + h * a.D + d);
+        }
+        qk = warp_sum(qk);
+        gv = warp_sum(gv);
+        s += expf(qk * a.scale - l) * gv;
+      }
+    }
+  }
   if (lane == 0) a.delta[row] = s;
 }
 

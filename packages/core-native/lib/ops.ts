@@ -254,7 +254,11 @@ export interface AttentionBackwardOptions extends AttentionCommon {
   dv?: NativeTensor;
 }
 /** Returns dq, dk, dv f32 (overwritten; they may be column slices of one [B, T, 3C] buffer). q, k, v as for attention. */
-export function attentionBackward(dout: NativeTensor, q: NativeTensor, k: NativeTensor, v: NativeTensor, out: NativeTensor, lse: NativeTensor, o: AttentionBackwardOptions): { dq: NativeTensor; dk: NativeTensor; dv: NativeTensor } {
+/**
+ * dq, dk, dv of `attention`. `out` is the forward's output, for D = rowsum(dO∘O); pass null when
+ * it was not kept, and D is recomputed from q, k, v and lse (one more pass over the keys).
+ */
+export function attentionBackward(dout: NativeTensor, q: NativeTensor, k: NativeTensor, v: NativeTensor, out: NativeTensor | null, lse: NativeTensor, o: AttentionBackwardOptions): { dq: NativeTensor; dk: NativeTensor; dv: NativeTensor } {
   const dq = o.dq ?? empty('f32', q.shape, q);
   const dk = o.dk ?? empty('f32', k.shape, k);
   const dv = o.dv ?? empty('f32', v.shape, v);

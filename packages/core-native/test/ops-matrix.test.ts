@@ -370,6 +370,17 @@ for (const s of attnShapes) for (const dt of ['f32', 'bf16'] as const) {
       return concat([arr(g.dq), arr(g.dk), arr(g.dv)]);
     },
   });
+  cases.push({
+    name: `attention_bwd ${tag}, no kept O (D recomputed from q, k, v, lse)`,
+    tol: 1e-9,
+    why: 'f32 accumulation of D and of dK/dV over queries vs f64',
+    run(b) {
+      const { q, k, v, pad } = make();
+      const r = ops.attention(q, k, v, { heads: s.H, ...pad, backend: 'ref' });
+      const g = ops.attentionBackward(f32(rand(s.B * s.T * C, 55), [s.B, s.T, C]), q, k, v, null, r.lse, { heads: s.H, ...pad, backend: b });
+      return concat([arr(g.dq), arr(g.dk), arr(g.dv)]);
+    },
+  });
   if (dt === 'bf16') {
     cases.push({
       name: `attention fwd+bwd ${tag} == f32 on widened q/k/v (mismatch count)`,

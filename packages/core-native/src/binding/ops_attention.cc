@@ -1,6 +1,7 @@
 // Bindings of causal multi-head attention (ops.h AttnFwd / AttnBwd).
 //   opAttention(q, k, v, o, lse, heads, scale|null, kvLens|null, mask|null, backend?)
-//   opAttentionBackward(dout, q, k, v, o, lse, dq, dk, dv, heads, scale|null, kvLens|null, mask|null, backend?)
+//   opAttentionBackward(dout, q, k, v, o|null, lse, dq, dk, dv, heads, scale|null, kvLens|null, mask|null, backend?)
+//     (o null: the backward recomputes D = rowsum(dO∘O) from q, k, v, lse instead)
 // q, k, v, o: [B, T, C], each may be a column slice (narrow) of a wider [B, T, n*C] buffer; q, k
 // and v all f32 or all bf16, everything else f32.
 #include <cmath>
@@ -96,7 +97,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     Tensor& q = a.tensor(1, "q");
     Tensor& k = a.tensor(2, "k");
     Tensor& v = a.tensor(3, "v");
-    Tensor& o = a.tensor(4, "o");
+    Tensor* o = a.optional_tensor(4, "o");
     Tensor& lse = a.tensor(5, "lse");
     Tensor& dq = a.tensor(6, "dq");
     Tensor& dk = a.tensor(7, "dk");
@@ -109,13 +110,14 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     p.ldq = qkv_rows(q, "q", d, q.dtype); p.q = q.data();
     p.ldk = qkv_rows(k, "k", d, q.dtype); p.k = k.data();
     p.ldv = qkv_rows(v, "v", d, q.dtype); p.v = v.data();
-    p.ldo = f32_rows(o, "o", d); p.o = o.data_as<float>();
+    if (o) { p.ldo = f32_rows(*o, "o", d); p.o = o->data_as<float>(); } else { p.ldo = 0; p.o = nullptr; }
     p.lddo = f32_rows(dout, "dout", d); p.dout = dout.data_as<float>();
     p.lddq = f32_rows(dq, "dq", d); p.dq = dq.data_as<float>();
     p.lddk = f32_rows(dk, "dk", d); p.dk = dk.data_as<float>();
     p.lddv = f32_rows(dv, "dv", d); p.dv = dv.data_as<float>();
     p.lse = f32_data(lse, "lse", d.B * d.H * d.T);
-    std::vector<Span> ins = {span_of(dout, "dout"), span_of(q, "q"), span_of(k, "k"), span_of(v, "v"), span_of(o, "o"), span_of(lse, "lse")};
+    std::vector<Span> ins = {span_of(dout, "dout"), span_of(q, "q"), span_of(k, "k"), span_of(v, "v"), span_of(lse, "lse")};
+    if (o) ins.push_back(span_of(*o, "o"));
     read_padding(a, 11, d, &p.kv_len, &p.mask, &ins);
     check_no_alias({span_of(dq, "dq"), span_of(dk, "dk"), span_of(dv, "dv")}, ins);
     const ops::OpTable& t = pick_backend(a, 13, "attention_bwd", {q.dtype}, {d.B, d.T, d.H, d.D});

@@ -150,7 +150,9 @@ struct AttnFwd {
   float* o; int64_t ldo; float* lse;
   DType qkv_dtype = DType::F32;
 };
-// Backward: dq, dk, dv OVERWRITE (activation grads). Needs o and lse from the forward.
+// Backward: dq, dk, dv OVERWRITE (activation grads). Needs lse from the forward, and o for
+// D_i = dO_i·O_i; with o = null, D_i = Σ_j P_ij (dO_i·V_j) is computed in a first pass over the
+// keys instead (one more S and dP per block: the forward's O need not be kept).
 struct AttnBwd {
   int64_t B, T, H, D; float scale;
   const void* q; int64_t ldq; const void* k; int64_t ldk; const void* v; int64_t ldv;

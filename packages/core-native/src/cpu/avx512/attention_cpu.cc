@@ -254,7 +254,7 @@ void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
         const int64_t r = b * T + i;
         const int64_t qi = r * p.ldq + h * D, ki = r * p.ldk + h * D, vi = r * p.ldv + h * D;
         const float* g = p.dout + r * p.lddo + h * D;
-        const float* o = p.o + r * p.ldo + h * D;
+        const float* o = p.o ? p.o + r * p.ldo + h * D : nullptr;
         float* qrow = qr.data() + i * Dp;
         float* drow = dor.data() + i * Dp;
         float* krow = kr.data() + i * Dp;
@@ -267,7 +267,7 @@ void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
           for (int64_t d = 0; d < D; d += 16) {
             _mm_prefetch(qb + d * es, _MM_HINT_T0);
             _mm_prefetch(reinterpret_cast<const char*>(p.dout + ra * p.lddo + h * D + d), _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(p.o + ra * p.ldo + h * D + d), _MM_HINT_T0);
+            if (p.o) _mm_prefetch(reinterpret_cast<const char*>(p.o + ra * p.ldo + h * D + d), _MM_HINT_T0);
             _mm_prefetch(kb + d * es, _MM_HINT_T0);
             if (bf) _mm_prefetch(static_cast<const char*>(p.v) + (ra * p.ldv + h * D + d) * es, _MM_HINT_T0);
           }
@@ -280,7 +280,7 @@ void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
           _mm512_storeu_ps(drow + d, gv);
           _mm512_storeu_ps(krow + d, load_qkv(kd, p.k, qd, ki + d));
           if (bf) _mm512_storeu_ps(vr.data() + i * Dp + d, load_qkv(kd, p.v, qd, vi + d));
-          dacc = _mm512_fmadd_ps(gv, _mm512_maskz_loadu_ps(kd, o + d), dacc);
+          if (o) dacc = _mm512_fmadd_ps(gv, _mm512_maskz_loadu_ps(kd, o + d), dacc);
         }
         const float l = p.lse[(b * p.H + h) * T + i];
         lse[i] = l == kNegInf ? kPosInf : l;
@@ -291,11 +291,43 @@ void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
       std::fill(dqa.begin(), dqa.end(), 0.f);
       const int64_t kend = p.kv_len ? std::min<int64_t>(T, p.kv_len[b]) : T;
       const __m512 vscale = _mm512_set1_ps(p.scale);
+      // P (masked, kept as 0 where a key is hidden) of key block j0 for query block i0 in place of S.
+      auto probs = [&](int64_t j0, int64_t jn, int64_t i0, int64_t bqp) {
+        for (int64_t j = 0; j < jn; ++j) {
+          const int64_t jg = j0 + j;
+          float* prow = pt.data() + j * kBlk;
+          const bool vis = visible(p.kv_len, p.mask, T, b, jg);
+          for (int64_t c = 0; c < bqp / 16; ++c) {
+            const __mmask16 ok = vis ? _mm512_cmp_epi32_mask(lane_index(i0 + 16 * c), _mm512_set1_epi32(static_cast<int32_t>(jg)), _MM_CMPINT_NLT) : 0;
+            const __m512 e = exp_ps(_mm512_fmsub_ps(_mm512_loadu_ps(prow + 16 * c), vscale, _mm512_loadu_ps(lse.data() + i0 + 16 * c)));
+            _mm512_storeu_ps(prow + 16 * c, _mm512_maskz_mov_ps(ok, e));
+          }
+        }
+      };
+      auto kblock = [&](int64_t j0) { return bf ? kr.data() + j0 * Dp : static_cast<const float*>(p.k) + (b * T + j0) * p.ldk + h * D; };
+      auto vblock = [&](int64_t j0) { return bf ? vr.data() + j0 * Dp : static_cast<const float*>(p.v) + (b * T + j0) * p.ldv + h * D; };
+      const int64_t ldkb = bf ? Dp : p.ldk, ldvb = bf ? Dp : p.ldv;
+      if (!p.o) {
+        // No kept O: D_i = Σ_j P_ij dP_ij over every key block first (S and dP once more).
+        for (int64_t j0 = 0; j0 < kend; j0 += kBlk) {
+          const int64_t jn = std::min(kBlk, kend - j0);
+          for (int64_t i0 = j0; i0 < T; i0 += kBlk) {
+            const int64_t bqp = round16(std::min(kBlk, T - i0));
+            gemm_tile(jn, bqp, D, kblock(j0), ldkb, 1, qt.data() + i0, Tp, pt.data(), kBlk, false);   // Sᵀ = K·Qᵀ
+            gemm_tile(jn, bqp, D, vblock(j0), ldvb, 1, dot.data() + i0, Tp, dst.data(), kBlk, false);  // dPᵀ = V·dOᵀ
+            probs(j0, jn, i0, bqp);
+            for (int64_t c = 0; c < bqp; c += 16) {
+              __m512 acc = _mm512_loadu_ps(dvec.data() + i0 + c);
+              for (int64_t j = 0; j < jn; ++j) acc = _mm512_fmadd_ps(_mm512_loadu_ps(pt.data() + j * kBlk + c), _mm512_loadu_ps(dst.data() + j * kBlk + c), acc);
+              _mm512_storeu_ps(dvec.data() + i0 + c, acc);
+            }
+          }
+        }
+      }
       for (int64_t j0 = 0; j0 < kend; j0 += kBlk) {
         const int64_t jn = std::min(kBlk, kend - j0);
-        const float* kblk = bf ? kr.data() + j0 * Dp : static_cast<const float*>(p.k) + (b * T + j0) * p.ldk + h * D;
-        const float* vblk = bf ? vr.data() + j0 * Dp : static_cast<const float*>(p.v) + (b * T + j0) * p.ldv + h * D;
-        const int64_t ldkb = bf ? Dp : p.ldk, ldvb = bf ? Dp : p.ldv;
+        const float* kblk = kblock(j0);
+        const float* vblk = vblock(j0);
         std::fill(dka.begin(), dka.end(), 0.f);
         std::fill(dva.begin(), dva.end(), 0.f);
         for (int64_t i0 = j0; i0 < T; i0 += kBlk) {

@@ -84,10 +84,23 @@ void attn_bwd(const Ctx&, const AttnBwd& p) {
         const int64_t ri = b * p.T + i;
         qkv_row(p.q, p.qkv_dtype, p.ldq, ri, h, p.D, qv.data());
         const float* q = qv.data();
-        const float* o = p.o + ri * p.ldo + h * p.D;
         const float* dO = p.dout + ri * p.lddo + h * p.D;
         double Di = 0.0;
-        for (int64_t c = 0; c < p.D; ++c) Di += static_cast<double>(dO[c]) * o[c];
+        if (p.o) {
+          const float* o = p.o + ri * p.ldo + h * p.D;
+          for (int64_t c = 0; c < p.D; ++c) Di += static_cast<double>(dO[c]) * o[c];
+        } else {
+          // No kept O: D_i = dO_i·O_i = Σ_j P_ij (dO_i·V_j), a first pass over the keys.
+          for (int64_t j = 0; j <= i; ++j) {
+            if (!key_visible(p.kv_len, p.mask, p.T, b, j)) continue;
+            const int64_t rj = b * p.T + j;
+            qkv_row(p.k, p.qkv_dtype, p.ldk, rj, h, p.D, kv.data());
+            qkv_row(p.v, p.qkv_dtype, p.ldv, rj, h, p.D, vv.data());
+            double s = 0.0, dp = 0.0;
+            for (int64_t c = 0; c < p.D; ++c) { s += static_cast<double>(q[c]) * kv[c]; dp += static_cast<double>(dO[c]) * vv[c]; }
+            Di += std::exp(s * p.scale - lse) * dp;
+          }
+        }
         for (int64_t c = 0; c < p.D; ++c) dq[c] = 0.0;
         for (int64_t j = 0; j <= i; ++j) {
           if (!key_visible(p.kv_len, p.mask, p.T, b, j)) continue;

@@ -168,12 +168,13 @@ export function bindKernels(backend: Backend): Kernels {
     attentionBackward(qkv, mask, s, sc, o, lse, dout, dqkv) {
       const [q, k, v] = splitQkv(qkv, s.B, s.T);
       const [dq, dk, dv] = splitQkv(dqkv, s.B, s.T);
-      const o3 = as3(o, s.B, s.T);
+      const o3 = o ? as3(o, s.B, s.T) : null;
       const do3 = as3(dout, s.B, s.T);
       try {
         attnBwd(do3, q, k, v, o3, lse, dq, dk, dv, s.H, sc, null, mask ?? null, b);
       } finally {
-        for (const t of [q, k, v, dq, dk, dv, o3, do3]) t.dispose();
+        for (const t of [q, k, v, dq, dk, dv, do3]) t.dispose();
+        o3?.dispose();
       }
     },
     attentionDecode(qkv, kCache, vCache, past, s, sc, o) {

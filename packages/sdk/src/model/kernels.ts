@@ -45,13 +45,13 @@ export interface Kernels {
   layerNormBackwardFromOutput(dy: NativeTensor, y: NativeTensor, gamma: NativeTensor, beta: NativeTensor | undefined, rstd: NativeTensor, dx: NativeTensor): void;
   /** Causal attention over qkv [B*T, 3C] (q | k | v; f32 or bf16), key padding from mask [B*T] (i32, 0 = pad). */
   attention(qkv: NativeTensor, mask: NativeTensor | undefined, shape: { B: number; T: number; H: number; D: number }, scale: number, o: NativeTensor, lse: NativeTensor): void;
-  /** dqkv [B*T, 3C] overwritten. */
+  /** dqkv [B*T, 3C] overwritten. o: the forward's output, or null when not kept (recomputed D). */
   attentionBackward(
     qkv: NativeTensor,
     mask: NativeTensor | undefined,
     shape: { B: number; T: number; H: number; D: number },
     scale: number,
-    o: NativeTensor,
+    o: NativeTensor | null,
     lse: NativeTensor,
     dout: NativeTensor,
     dqkv: NativeTensor,

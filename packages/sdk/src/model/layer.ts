@@ -124,7 +124,7 @@ export function layerBackward(
   else k.scale(dS1, 1, dProj);
   const dO = ws.dTmp2;
   k.linearBackward(dProj, x.o, w.outW, dO, false, withGrads(l?.out_proj, x.xaOut, 1));
-  k.attentionBackward(x.qkv, ws.mask, shape, 1 / Math.sqrt(c.headDim), x.o, x.lse, dO, ws.dQkv);
+  k.attentionBackward(x.qkv, ws.mask, shape, 1 / Math.sqrt(c.headDim), x.oKept ? x.o : null, x.lse, dO, ws.dQkv);
   const attnIn = pre ? x.ln1Y : x.xIn;
   if (!dx) {
     // First layer: only the LoRA grads are wanted.

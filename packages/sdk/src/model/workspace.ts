@@ -11,9 +11,11 @@ import type { LoraAdapter } from './lora.js';
  * LoRA branch (whose dA needs that input); otherwise it lives in the workspace's shared `lnY`.
  * Under autocast (a bf16 or quantised base) q/k/v are kept in bf16, the values a bf16 linear
  * produces under torch.autocast too, which the attention kernels read directly (widened exactly,
- * f32 math); the q/k/v linear writes them in bf16 directly (its f32 sums rounded once). The attention output
- * stays f32: the backward's D = rowsum(dO∘O) cancels against dP, and a bf16 O measurably loosened
- * the LoRA grads on the parity fixtures.
+ * f32 math); the q/k/v linear writes them in bf16 directly (its f32 sums rounded once). The
+ * attention output is kept (f32) only when out_proj has a LoRA branch (whose dA reads it); else
+ * the attention backward recomputes D = rowsum(dO∘O) from q, k, v and lse, one more pass over the
+ * keys for 4 MB less per layer at OPT-350m's 4×256 (a bf16 O instead measurably loosened the LoRA
+ * grads on the parity fixtures: D cancels against dP).
  */
 export interface LayerCache {
   xIn: NativeTensor; // [M, C] layer input (also the attention residual)
@@ -22,7 +24,8 @@ export interface LayerCache {
   ln1Rstd: NativeTensor;
   qkv: NativeTensor; // [M, 3C] (bf16 under autocast)
   xaQkv?: NativeTensor; // [M, 3r] LoRA cache
-  o: NativeTensor; // [M, C] attention output (before out_proj)
+  o: NativeTensor; // [M, C] attention output (before out_proj): per layer when oKept, else the shared one
+  oKept: boolean; // o holds this layer's output in the backward (out_proj has a LoRA branch)
   lse: NativeTensor; // [B, H, T]
   xaOut?: NativeTensor;
   sum1: NativeTensor; // [M, C] xIn + drop(out_proj(o))
@@ -119,6 +122,7 @@ export function createWorkspace(
     all.push(t);
     return t;
   };
+  const oShared = f32(M, C);
   const fromOut = !pre && ln2FromOutput;
   const sum2 = fromOut ? f32(M, C) : undefined;
   const cacheFor = (i: number, xIn: NativeTensor): LayerCache => {
@@ -130,7 +134,7 @@ export function createWorkspace(
       xIn,
       ln1Y: keep1 ? f32(M, C) : lnY, ln1Mean: f32(M), ln1Rstd: f32(M),
       qkv: make(bf16Qkv ? 'bf16' : 'f32', [M, 3 * C]), xaQkv: l?.qkv ? f32(M, 3 * r) : undefined,
-      o: f32(M, C), lse: f32(B * H * T), xaOut: l?.out_proj ? f32(M, r) : undefined,
+      o: l?.out_proj ? f32(M, C) : oShared, oKept: l?.out_proj !== undefined, lse: f32(B * H * T), xaOut: l?.out_proj ? f32(M, r) : undefined,
       sum1: f32(M, C), ln2Y: pre ? (keep2 ? f32(M, C) : lnY) : undefined, ln2Mean: f32(M), ln2Rstd: f32(M),
       h1: l?.fc2 ? f32(M, F) : h1, h1Bits: bits(M * F), xaFc1: l?.fc1 ? f32(M, r) : undefined, xaFc2: l?.fc2 ? f32(M, r) : undefined,
       sum2: pre ? undefined : (sum2 ?? f32(M, C)),

@@ -117,7 +117,10 @@ LORA_UNROLL
 __device__ __forceinline__ void epilogue_store(const Epilogue& E, int64_t row, int64_t col, float acc) {
   float v = E.alpha * acc;
   if (E.bias) v += E.bias[col];
-  if (E.drop.p > 0.f) v *= dropout_factor(E.drop, static_cast<uint64_t>(row * E.drop_ld + col));
+  if (E.drop.p > 0.f) {
+    const float f = dropout_factor(E.drop, static_cast<uint64_t>(row * E.drop_ld + col));
+    v = f == 0.f ? 0.f : v * f;  // a dropped element is 0 even when NaN/Inf (as the dropout op)
+  }
   if (E.mask) {
     const int64_t b = row * E.mask_ld + col;
     if (!((E.mask[b >> 6] >> (b & 63)) & 1u)) v = 0.f;
@@ -395,12 +398,30 @@ __global__ void __launch_bounds__(256) relu_bits_mat_kernel(int64_t M, int64_t N
 // ---- the three matmul layouts (ops.h MatmulXWt / MatmulDYW / MatmulDW) ----
 // relu_bits (optional, no accumulate): y = relu(x·wᵀ + b) with its keep bits (a second pass over
 // the stored output).
+// y[m*ldy + n] = src[m*lds + n] (f32 rows).
+__global__ void __launch_bounds__(256) copy_rows_kernel(int64_t M, int64_t N, const float* src, int64_t lds, float* y, int64_t ldy) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < M * N; i += stride) y[(i / N) * ldy + i % N] = src[(i / N) * lds + i % N];
+}
+
+// residual (optional, f32 y, no accumulate/relu): y = residual + drop(x·wᵀ + b): the residual is
+// copied into y and the product added by the epilogue, after its output dropout.
 inline void matmul_xwt(int64_t M, int64_t K, int64_t N, const void* x, ET xt, int64_t ldx, const WeightView& w,
-                       const float* bias, void* y, ET yt, int64_t ldy, bool accumulate, Stream s, uint64_t* relu_bits = nullptr) {
+                       const float* bias, void* y, ET yt, int64_t ldy, bool accumulate, Stream s, uint64_t* relu_bits = nullptr,
+                       const float* residual = nullptr, int64_t ldr = 0, DropoutArgs drop = DropoutArgs{}) {
   require(w.rows == N && w.cols == K, "matmul_xwt", "weight shape mismatch");
   require(ldx >= K && ldy >= N, "matmul_xwt", "leading dimension smaller than the row");
   require(!(relu_bits && accumulate), "matmul_xwt", "relu bits with accumulate");
-  gemm("matmul_xwt", M, N, K, act_rowk(x, xt, ldx), weight_rowk(w), out_mat(y, yt, ldy, accumulate, 1.f, bias), 1, s);
+  require(!residual || (yt == ET::F32 && !accumulate && !relu_bits && ldr >= N), "matmul_xwt", "residual needs an f32 y, no accumulate, no relu");
+  Epilogue e = out_mat(y, yt, ldy, accumulate, 1.f, bias);
+  if (residual && M > 0 && N > 0) {
+    LORA_LAUNCH(copy_rows_kernel, dim3(grid_for(M * N, 256)), dim3(256), 0, s, M, N, residual, ldr, static_cast<float*>(y), ldy);
+    LORA_CHECK_LAUNCH();
+    e.accumulate = true;
+    e.drop = drop;
+    e.drop_ld = N;
+  }
+  gemm("matmul_xwt", M, N, K, act_rowk(x, xt, ldx), weight_rowk(w), e, 1, s);
   if (relu_bits && M > 0 && N > 0) {
     LORA_LAUNCH(relu_bits_mat_kernel, dim3(grid_for(M * N, 256)), dim3(256), 0, s, M, N, y, yt, ldy, reinterpret_cast<uint32_t*>(relu_bits));
     LORA_CHECK_LAUNCH();

@@ -53,11 +53,20 @@ export interface MatmulXWtOptions extends OpOptions {
    * Not with `accumulate`.
    */
   reluBits?: NativeTensor;
+  /**
+   * A sublayer's output projection with its dropout and residual add in one pass:
+   * y = residual + dropout(x·wᵀ + bias) (f32 y and residual [..., N]; the dropout mask is the
+   * `dropout` op's over the [rows, N] product). Not with `accumulate` or `reluBits`.
+   */
+  residual?: NativeTensor;
+  /** The dropout of the `residual` form: p, seed, offset as for `dropout`. */
+  dropout?: { p: number; seed: number; offset?: number };
 }
 /** y = x·wᵀ + bias. x [..., K] f32|bf16, w [N, K] any WeightDType; returns y [..., N]. */
 export function matmulXWt(x: NativeTensor, w: NativeTensor, o: MatmulXWtOptions = {}): NativeTensor {
-  const y = o.out ?? empty(o.outDtype ?? (x.dtype as ActDType), [...lead(x), w.shape[0]], x);
-  op('opMatmulXWt')(x, w, o.bias ?? null, y, o.accumulate ?? false, o.backend, o.reluBits ?? null);
+  const y = o.out ?? empty(o.outDtype ?? (o.residual ? 'f32' : (x.dtype as ActDType)), [...lead(x), w.shape[0]], x);
+  const d = o.dropout;
+  op('opMatmulXWt')(x, w, o.bias ?? null, y, o.accumulate ?? false, o.backend, o.reluBits ?? null, o.residual ?? null, d?.p ?? 0, d?.seed ?? 0, d?.offset ?? 0);
   return y;
 }
 

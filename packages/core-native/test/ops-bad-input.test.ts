@@ -58,6 +58,14 @@ describe('op bindings reject bad input with clear errors', () => {
     expect(code(() => ops.matmulXWt(x, w, { reluBits: i32([0, 0], [2]) }))).toBe('ERR_LORA_DTYPE');
     expect(code(() => ops.matmulDYW(f32(rand(4 * 3, 3), [4, 3]), w, { maskBits: T.empty('i64', [2]) }))).toBe('ERR_LORA_SHAPE');
     expect(code(() => ops.matmulXWt(x, w, { reluBits: T.empty('i64', [1]) }))).toBe('NO_ERROR');
+    // The fused output projection: f32 residual [M, N], no accumulate/relu, dropout only with it.
+    const res = f32(rand(12, 9), [4, 3]);
+    expect(code(() => ops.matmulXWt(x, w, { residual: f32(rand(8, 9), [4, 2]) }))).toBe('ERR_LORA_SHAPE');
+    expect(code(() => ops.matmulXWt(x, w, { residual: res, out: f32(new Float32Array(12), [4, 3]), accumulate: true }))).toBe('ERR_LORA_INVALID_ARG');
+    expect(code(() => ops.matmulXWt(x, w, { residual: res, outDtype: 'bf16' }))).toBe('ERR_LORA_DTYPE');
+    expect(code(() => ops.matmulXWt(x, w, { dropout: { p: 0.1, seed: 1 } }))).toBe('ERR_LORA_INVALID_ARG');
+    expect(code(() => ops.matmulXWt(x, w, { residual: res, dropout: { p: 1.5, seed: 1 } }))).toBe('ERR_LORA_INVALID_ARG');
+    expect(code(() => ops.matmulXWt(x, w, { residual: res, dropout: { p: 0.1, seed: 1 } }))).toBe('NO_ERROR');
   });
 
   it('wrong dtypes and unsupported combinations', () => {

@@ -160,6 +160,45 @@ for (const [M, K0, N] of [[37, 130, 128], [19, 96, 70], [150, 200, 320]] as [num
   }
 }
 
+// A sublayer's output projection + dropout + residual add in one pass, against ref, and against
+// the separate ops on the same backend (the same products, mask and f32 add: bit-identical).
+for (const [M, K0, N] of [[37, 130, 128], [19, 96, 70], [150, 200, 320]] as [number, number, number][]) {
+  for (const [xd, wd] of [['f32', 'f32'], ['bf16', 'bf16'], ['f32', 'nf4']] as const) {
+    const K = wd === 'nf4' ? Math.ceil(K0 / 64) * 64 : K0;
+    const [tol, why] = tolFor(xd, wd);
+    for (const p of [0, 0.3]) {
+      const make = () => ({
+        x: f32(rand(M * K, 81), [M, K], xd),
+        w: weight(wd, N, K, 82),
+        bias: f32(rand(N, 83, -0.3, 0.3), [N]),
+        res: f32(rand(M * N, 84), [M, N]),
+      });
+      const dropout = { p, seed: 77, offset: 5 };
+      cases.push({
+        name: `matmul_xwt+dropout+residual ${xd} W=${wd} M=${M} K=${K} N=${N} p=${p}`,
+        tol,
+        why,
+        run(b) {
+          const { x, w, bias, res } = make();
+          return arr(ops.matmulXWt(x, w, { bias, residual: res, dropout, backend: b }));
+        },
+      });
+      cases.push({
+        name: `matmul_xwt+dropout+residual ${xd} W=${wd} M=${M} N=${N} p=${p} == matmul, dropout, add (mismatch count)`,
+        tol: TOL_EXACT,
+        why: WHY_EXACT,
+        run(b) {
+          const { x, w, bias, res } = make();
+          const fused = arr(ops.matmulXWt(x, w, { bias, residual: res, dropout, backend: b }));
+          const y = ops.matmulXWt(x, w, { bias, outDtype: 'f32', backend: b });
+          const sep = arr(ops.add(res, ops.dropout(y, p, { seed: 77, offset: 5, backend: b }), { backend: b }));
+          return Float32Array.of(fused.reduce((n, v, i) => n + (Object.is(v, sep[i]) ? 0 : 1), 0));
+        },
+      });
+    }
+  }
+}
+
 // ---- quantize / dequantize ----
 for (const qd of ['i8', 'int4', 'nf4'] as const) {
   for (const [N, K] of [[1, 64], [7, 128], [33, 192]] as [number, number][]) {

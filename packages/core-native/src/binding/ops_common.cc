@@ -129,6 +129,16 @@ ops::MutMat as_mut_mat(const Tensor& t, const char* name, int64_t rows, int64_t 
   return ops::MutMat{t.data(), t.dtype, v.ld};
 }
 
+ops::Dropout read_dropout(const Args& a, size_t i) {
+  ops::Dropout d;
+  const double p = a.number_or(i, "dropout", 0.0);
+  if (p < 0.0 || p > 1.0) a.bad("dropout", "a probability in [0, 1]");
+  d.p = static_cast<float>(p);
+  d.seed = static_cast<uint64_t>(a.integer_or(i + 1, "seed", 0, int64_t(1) << 53, 0));
+  d.offset = static_cast<uint64_t>(a.integer_or(i + 2, "offset", 0, int64_t(1) << 53, 0));
+  return d;
+}
+
 uint64_t* bits_data(const Tensor& t, const char* name, int64_t n) {
   expect_dtype_in(t, {DType::I64}, name);
   const int64_t words = (n + 63) / 64;

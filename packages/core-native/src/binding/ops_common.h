@@ -69,6 +69,8 @@ ops::MutMat as_mut_mat(const Tensor& t, const char* name, int64_t rows, int64_t 
 // device of every tensor is checked against the backend by pick_backend.
 float* f32_data(const Tensor& t, const char* name, int64_t numel);
 const int32_t* i32_data(const Tensor& t, const char* name, int64_t numel);
+// A dropout from arguments i (p in [0, 1], default 0), i + 1 (seed) and i + 2 (offset).
+ops::Dropout read_dropout(const Args& a, size_t i);
 // The keep-mask words of n elements (relu bits): i64, contiguous, exactly ceil(n/64) of them.
 uint64_t* bits_data(const Tensor& t, const char* name, int64_t n);
 // A linear weight [N, K]: f32/f16/bf16, or i8/int4/nf4 with scales.

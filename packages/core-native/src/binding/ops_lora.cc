@@ -33,16 +33,6 @@ LoraShapes lora_shapes(const Args& args, const Tensor& x, const ops::Weight& w, 
   return s;
 }
 
-ops::Dropout read_dropout(const Args& a, size_t i) {
-  ops::Dropout d;
-  const double p = a.number_or(i, "dropout", 0.0);
-  if (p < 0.0 || p > 1.0) a.bad("dropout", "a probability in [0, 1]");
-  d.p = static_cast<float>(p);
-  d.seed = static_cast<uint64_t>(a.integer_or(i + 1, "seed", 0, int64_t(1) << 53, 0));
-  d.offset = static_cast<uint64_t>(a.integer_or(i + 2, "offset", 0, int64_t(1) << 53, 0));
-  return d;
-}
-
 Napi::Value LoraForward(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Args a(info, "loraForward");

@@ -1,8 +1,10 @@
 // Bindings of the matmul layouts and of quantize/dequantize.
-//   opMatmulXWt(x, w, bias|null, y, accumulate, backend?, reluBits?)
+//   opMatmulXWt(x, w, bias|null, y, accumulate, backend?, reluBits?, residual?, dropout?, seed?, offset?)
 //                                                            y = x·wᵀ (+ bias) (+ y); with reluBits
 //                                                            (i64 [ceil(M·N/64)], no accumulate)
-//                                                            y = relu(x·wᵀ + bias) and its keep bits
+//                                                            y = relu(x·wᵀ + bias) and its keep bits;
+//                                                            with residual (f32 [M, N], no accumulate)
+//                                                            y = residual + dropout(x·wᵀ + bias)
 //   opMatmulDYW(dy, w, dx, accumulate, backend?, maskBits?)  dx = dy·w (+ dx); with maskBits
 //                                                            (i64 [ceil(M·K/64)]) dx = mask ⊙ dy·w (+ dx)
 //   opMatmulDW(dy, x, dw, dbias|null, backend?)              dw += dyᵀ·x, dbias += Σ dy
@@ -40,6 +42,18 @@ Napi::Value MatmulXWt(const Napi::CallbackInfo& info) {
     }
     std::vector<Span> ins = {span_of(x, "x"), span_of(wt, "w")};
     if (bias) ins.push_back(span_of(*bias, "bias"));
+    if (Tensor* res = a.optional_tensor(7, "residual")) {
+      if (acc || bits) throw Error(LORA_ERR_INVALID_ARG, "residual: y = residual + dropout(x·wᵀ + bias) goes with neither accumulate nor reluBits", "residual");
+      expect_dtype(y, DType::F32, "y");
+      expect_dtype(*res, DType::F32, "residual");
+      const ops::Mat rm = as_mat(*res, "residual", M, N);
+      p.residual = static_cast<const float*>(rm.data);
+      p.ld_residual = rm.ld;
+      p.drop = read_dropout(a, 8);
+      ins.push_back(span_of(*res, "residual"));
+    } else if (a.number_or(8, "dropout", 0.0) != 0.0) {
+      throw Error(LORA_ERR_INVALID_ARG, "dropout: the fused dropout goes with a residual", "dropout");
+    }
     check_no_alias(outs, ins);
     const ops::OpTable& t = pick_backend(a, 5, "matmul_xwt", {x.dtype, wt.dtype, y.dtype}, {M, K, N});
     t.matmul_xwt(op_ctx(a, t), p);

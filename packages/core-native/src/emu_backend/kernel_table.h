@@ -32,7 +32,8 @@ inline Stream stream_of(const ops::Ctx& c) { return static_cast<Stream>(c.stream
 inline void sync(const ops::Ctx& c) { LORA_CUDA_CHECK(cudaStreamSynchronize(stream_of(c))); }
 
 inline void matmul_xwt(const ops::Ctx& c, const ops::MatmulXWt& p) {
-  LORA_KNS::matmul_xwt(p.M, p.K, p.N, p.x.data, et(p.x.dtype), p.x.ld, wv(p.w), p.bias, p.y.data, et(p.y.dtype), p.y.ld, p.accumulate, stream_of(c), p.relu_bits);
+  LORA_KNS::matmul_xwt(p.M, p.K, p.N, p.x.data, et(p.x.dtype), p.x.ld, wv(p.w), p.bias, p.y.data, et(p.y.dtype), p.y.ld, p.accumulate, stream_of(c), p.relu_bits,
+                       p.residual, p.ld_residual, dv(p.drop));
   sync(c);
 }
 inline void matmul_dyw(const ops::Ctx& c, const ops::MatmulDYW& p) {

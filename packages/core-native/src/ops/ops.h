@@ -74,7 +74,13 @@ struct Dropout {
 // With relu_bits (ceil(M*N/64) words; not with accumulate): Y = relu(X·Wᵀ + bias), the linear+ReLU
 // of an MLP in one pass, and bit (m*N + n) is the keep bit of the relu op (set iff the stored
 // y > 0 or NaN; for a bf16 Y, the value after rounding).
-struct MatmulXWt { int64_t M, K, N; Mat x; Weight w; const float* bias; MutMat y; bool accumulate; uint64_t* relu_bits = nullptr; };
+// With residual (f32, row stride ld_residual; not with accumulate or relu_bits): Y = residual +
+// drop(X·Wᵀ + bias), a sublayer's output projection, its dropout and the residual add in one pass;
+// drop is the dropout op's mask over the [M, N] product (element index m*N + n + drop.offset).
+struct MatmulXWt {
+  int64_t M, K, N; Mat x; Weight w; const float* bias; MutMat y; bool accumulate; uint64_t* relu_bits = nullptr;
+  const float* residual = nullptr; int64_t ld_residual = 0; Dropout drop{};
+};
 // dX[M,K] = dY[M,N] · W[N,K]. Activation grad: overwrites, or += when accumulate (X used twice).
 // With mask_bits (ceil(M*K/64) words): the product is kept only where bit (m*K + k) is set
 // (dX = mask ⊙ (dY·W) (+ dX)): fc2's backward with the ReLU backward before it in one pass.

@@ -45,7 +45,7 @@ T* reuse(std::vector<T>& v, size_t n) {
   if (v.size() < n) v.resize(n);
   return v.data();
 }
-thread_local std::vector<float> t_dxa, t_tmp;
+thread_local std::vector<float> t_dxa, t_tmp, t_part_a;
 thread_local std::vector<uint64_t> t_mask;
 thread_local std::vector<uint32_t> t_bt;
 thread_local std::vector<uint16_t> t_dxa16;
@@ -101,6 +101,41 @@ struct DotTable {
 };
 const DotTable kDot;
 
+// dA partial update from one block of rows: part[j][k] += Σ_q dxp[q][j] · xpair_q[k] for JN
+// columns j of dXA (bf16 pairs of two consecutive rows, dxp[q*ldd + j]) and every k of X: the
+// pairs of X rows [m, m+1] are interleaved into bf16 pairs 16 columns at a time, with the dropout
+// (mask bit of element m*K + k ? X*keep rounded to bf16 : 0, as the GEMM's packing rounds it).
+template <int JN>
+void da_update(const uint16_t* x, int64_t ldx, int64_t K, int64_t m0, int64_t m1, const uint32_t* dxp, int64_t ldd, int64_t jn,
+               const uint64_t* mask, float keep, float* part, int64_t ldp) {
+  const __m512 vkeep = _mm512_set1_ps(keep);
+  auto widen = [](__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); };
+  for (int64_t n = 0; n < K; n += 16) {
+    const __mmask16 k = tail_mask16(K - n);
+    __m512 acc[JN];
+#pragma GCC unroll 24
+    for (int j = 0; j < JN; ++j) acc[j] = j < jn ? _mm512_maskz_loadu_ps(k, part + j * ldp + n) : _mm512_setzero_ps();
+    for (int64_t m = m0, q = 0; m < m1; m += 2, ++q) {
+      __m256i lo = _mm256_maskz_loadu_epi16(k, x + m * ldx + n);
+      __m256i hi = m + 1 < m1 ? _mm256_maskz_loadu_epi16(k, x + (m + 1) * ldx + n) : _mm256_setzero_si256();
+      if (mask) {
+        lo = bf16_exact(_mm512_maskz_mul_ps(bits16(mask, m * K + n, K - n), widen(lo), vkeep));
+        if (m + 1 < m1) hi = bf16_exact(_mm512_maskz_mul_ps(bits16(mask, (m + 1) * K + n, K - n), widen(hi), vkeep));
+      }
+      const __m512i v = _mm512_or_si512(_mm512_cvtepu16_epi32(lo), _mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
+      const uint32_t* d = dxp + q * ldd;
+#pragma GCC unroll 24
+      for (int j = 0; j < JN; ++j) {
+        const __m512i b = _mm512_set1_epi32(static_cast<int>(d[j]));
+        acc[j] = _mm512_dpbf16_ps(acc[j], reinterpret_cast<const __m512bh&>(b), reinterpret_cast<const __m512bh&>(v));
+      }
+    }
+#pragma GCC unroll 24
+    for (int j = 0; j < JN; ++j)
+      if (j < jn) _mm512_mask_storeu_ps(part + j * ldp + n, k, acc[j]);
+  }
+}
+
 // dXA and dB of a small-rank backward (bf16 dY with even N and row stride) from one pass over dY,
 // block of rows by block of rows - run inside the dX GEMM (as its hook, while the block's dY rows
 // are in cache from the base product) or on its own:
@@ -109,7 +144,10 @@ const DotTable kDot;
 //   dB_g[n][j]     += s·Σ_m dY[m][g*N + n]·XA[m][g*r + j]  (if db: rank-2 updates of a
 //                     per-thread [r][N] partial, held in registers 16 columns at a time; pairs of
 //                     rows of dY interleaved into bf16 pairs, s·XA rounded to bf16 like a GEMM operand)
-// dXA is written as f32 (dxa) or, for the dX GEMM's low-rank segment, as bf16 (dxa16).
+// dXA is written as f32 (dxa) or, for the dX GEMM's low-rank segment, as bf16 (dxa16); with
+// dxa16, dA can ride along too (carry_da):
+//   dA[j][k]      += Σ_m dXA[m][j]·drop(X)[m][k]          (rank-2 updates of a per-thread [GR][K]
+//                     partial from the block's bf16 dXA rows and X rows, the dropout mask applied)
 struct SmallRankBwd {
   const LoraBwd& p;
   int64_t GR, kk;
@@ -118,6 +156,10 @@ struct SmallRankBwd {
   float* part = nullptr;
   float* dxa = nullptr;
   uint16_t* dxa16 = nullptr;
+  // dA carried too (with dxa16): per-thread partials [GR][K], X's dropout mask bits and keep.
+  float* part_a = nullptr;
+  const uint64_t* mask = nullptr;
+  float keep = 1.f;
 
   SmallRankBwd(const Ctx& ctx, const LoraBwd& pp) : p(pp), GR(pp.G * pp.r), kk(pp.N / 2), threads(ctx.pool ? ctx.pool->size() : 1) {
     bt = reuse(t_bt, static_cast<size_t>(GR * kk));
@@ -153,6 +195,30 @@ struct SmallRankBwd {
         }
       if (dxa16)
         for (int64_t i = 0; i < rm * GR; ++i) dxa16[m * GR + i] = f32_to_bf16(out[i]);
+    }
+    if (part_a) {
+      // dA_partial += dXA[m0:m1]ᵀ · drop(X[m0:m1]): dXA rows in bf16 pairs of consecutive rows
+      // (the bf16 values the dX product uses), columns padded to a multiple of 8 with zeros.
+      const int64_t GRp = (GR + 7) / 8 * 8, npairs = (m1 - m0 + 1) / 2;
+      thread_local std::vector<uint32_t> dxp_buf;
+      uint32_t* dxp = reuse(dxp_buf, static_cast<size_t>(npairs * GRp));
+      for (int64_t q = 0; q < npairs; ++q) {
+        const int64_t ma = m0 + 2 * q, mb = ma + 1;
+        for (int64_t c = 0; c < GRp; ++c) {
+          const uint32_t lo = c < GR ? dxa16[ma * GR + c] : 0u;
+          const uint32_t hi = c < GR && mb < m1 ? dxa16[mb * GR + c] : 0u;
+          dxp[q * GRp + c] = lo | (hi << 16);
+        }
+      }
+      float* ta = part_a + static_cast<size_t>(thread) * static_cast<size_t>(GR * p.K);
+      const uint16_t* xh = static_cast<const uint16_t*>(p.x.data);
+      for (int64_t j0 = 0; j0 < GR; j0 += 24) {
+        const int64_t jn = std::min<int64_t>(24, GR - j0);
+        float* tj = ta + j0 * p.K;
+        if (jn > 16) da_update<24>(xh, p.x.ld, p.K, m0, m1, dxp + j0, GRp, jn, mask, keep, tj, p.K);
+        else if (jn > 8) da_update<16>(xh, p.x.ld, p.K, m0, m1, dxp + j0, GRp, jn, mask, keep, tj, p.K);
+        else da_update<8>(xh, p.x.ld, p.K, m0, m1, dxp + j0, GRp, jn, mask, keep, tj, p.K);
+      }
     }
     if (!part) return;
     float* tp = part + static_cast<size_t>(thread) * static_cast<size_t>(GR * p.N);
@@ -199,8 +265,26 @@ struct SmallRankBwd {
     else for (int64_t b = 0; b < blocks; ++b) fn(b, 0);
   }
 
-  // dB_g += the partials.
+  // Carries dA as well (dxa16 mode): zeroed per-thread partials [GR][K].
+  void carry_da(const uint64_t* m, float k) {
+    const size_t n = static_cast<size_t>(threads) * static_cast<size_t>(GR * p.K);
+    part_a = reuse(t_part_a, n);
+    std::fill(part_a, part_a + n, 0.f);
+    mask = m;
+    keep = k;
+  }
+
+  // dB_g (and dA when carried) += the partials.
   void finish(const Ctx& ctx) const {
+    if (part_a) {
+      parallel_range(ctx, GR * p.K, 4096, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+          float sum = 0.f;
+          for (int t = 0; t < threads; ++t) sum += part_a[static_cast<size_t>(t) * static_cast<size_t>(GR * p.K) + i];
+          p.da[i] += sum;
+        }
+      });
+    }
     if (!part) return;
     parallel_range(ctx, p.G * p.N, 256, [&](int64_t b, int64_t e) {
       for (int64_t gn = b; gn < e; ++gn) {
@@ -291,9 +375,9 @@ void lora_bwd(const Ctx& ctx, const LoraBwd& p) {
   const Precision prec = precision_for(p.dy.dtype, p.w.dtype);
   const bool small_rank = p.r <= 16 && p.dy.dtype == DType::BF16 && p.N % 2 == 0 && p.dy.ld % 2 == 0 &&
                           (reinterpret_cast<uintptr_t>(p.dy.data) & 3) == 0;
-  // Small ranks with dX wanted: dXA and dB ride inside the dX GEMM (its hook, per block of rows,
-  // after dY·W), and dXA is kept as bf16 - the form both the dX low-rank segment and dA (bf16 X)
-  // round it to anyway.
+  // Small ranks with dX wanted: dXA, dB and dA ride inside the dX GEMM (its hook, per block of
+  // rows, after dY·W), and dXA is kept as bf16 - the form both the dX low-rank segment and dA
+  // (bf16 X) round it to anyway.
   const bool carried = small_rank && p.dx.data && p.x.dtype == DType::BF16 && GR % 2 == 0 && prec == Precision::BF16;
   std::optional<SmallRankBwd> srb;
   float* dxa = nullptr;
@@ -303,6 +387,7 @@ void lora_bwd(const Ctx& ctx, const LoraBwd& p) {
     if (carried) {
       dxa16 = reuse(t_dxa16, static_cast<size_t>(p.M * GR));
       srb->dxa16 = dxa16;
+      if (p.da) srb->carry_da(mask, keep);
     } else {
       dxa = reuse(t_dxa, static_cast<size_t>(p.M * GR));
       srb->dxa = dxa;
@@ -375,10 +460,7 @@ void lora_bwd(const Ctx& ctx, const LoraBwd& p) {
     // Low-rank segment last: its few k-steps per tile then find the C tile already in cache.
     gemm(ctx, p.M, p.K, {base, low}, dx, ld, p.accumulate, nullptr, prec, carried ? &hook : nullptr);
   });
-  if (carried) {
-    srb->finish(ctx);
-    run_da();
-  }
+  if (carried) srb->finish(ctx);
 }
 
 }  // namespace lora::ops::cpu

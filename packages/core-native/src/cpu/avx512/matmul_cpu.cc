@@ -16,13 +16,17 @@ namespace lora::ops::cpu {
 void matmul_xwt(const Ctx& ctx, const MatmulXWt& p) {
   const Segment seg{mat_src(p.x, false), weight_src(p.w, false), p.K};
   const Precision prec = precision_for(p.x.dtype, p.w.dtype);
-  if (p.y.dtype == DType::F32 && !p.relu_bits) {
+  if (p.y.dtype == DType::F32 && !p.relu_bits && !p.residual) {
     gemm(ctx, p.M, p.N, {seg}, static_cast<float*>(p.y.data), p.y.ld, p.accumulate, p.bias, prec);
     return;
   }
-  // bf16 output and/or the fused ReLU through the GEMM's epilogue (no full f32 copy of Y).
+  // bf16 output, the fused ReLU and/or dropout + residual through the GEMM's epilogue (no full
+  // f32 copy of Y, no extra pass over it).
   Epilogue e;
   e.out = p.y;
+  e.residual = p.residual;
+  e.ld_residual = p.ld_residual;
+  if (p.residual) e.drop = p.drop;
   const bool fused_relu = p.relu_bits && p.N % 64 == 0;
   if (fused_relu) e.relu_bits = p.relu_bits;
   gemm(ctx, p.M, p.N, {seg}, nullptr, 0, p.accumulate, p.bias, prec, nullptr, &e);

@@ -30,6 +30,14 @@ inline __mmask16 tail_mask16(int64_t n) {
   return n >= 16 ? static_cast<__mmask16>(0xFFFF) : n <= 0 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << n) - 1u);
 }
 
+// Keep bits of elements [i, i + min(16, valid)) from a bit mask, bit e%64 of word e/64 (i may sit
+// anywhere in its word; the next word is read only when the valid elements reach into it).
+inline __mmask16 bits16(const uint64_t* bits, int64_t i, int64_t valid = 16) {
+  const uint64_t w = bits[i / 64] >> (i % 64);
+  const int have = 64 - static_cast<int>(i % 64);
+  return static_cast<__mmask16>(have >= 16 || valid <= have ? w : w | (bits[i / 64 + 1] << have));
+}
+
 // 16 floats to bf16 exactly as half.h's f32_to_bf16 (RNE on the bits, subnormals kept, NaN made
 // quiet by setting bit 6), unlike vcvtneps2bf16, which flushes subnormal inputs to zero.
 inline __m256i bf16_exact(__m512 v) {

@@ -12,6 +12,12 @@ void matmul_xwt(const Ctx&, const MatmulXWt& p) {
     for (int64_t n = 0; n < p.N; ++n) {
       double acc = p.bias ? p.bias[n] : 0.0;
       for (int64_t k = 0; k < p.K; ++k) acc += static_cast<double>(mat_at(p.x, m, k)) * weight_at(p.w, n, k);
+      if (p.residual) {
+        // As the separate ops would: the f32 product, times the dropout factor (0 when dropped), + residual.
+        const float f = dropout_factor(p.drop, p.drop.offset + static_cast<uint64_t>(m * p.N + n));
+        const float v = f == 0.f ? 0.f : static_cast<float>(acc) * f;
+        acc = static_cast<double>(p.residual[m * p.ld_residual + n]) + v;
+      }
       if (p.accumulate) acc += load_act(p.y.data, p.y.dtype, m * p.y.ld + n);
       store_act(p.y.data, p.y.dtype, m * p.y.ld + n, static_cast<float>(acc));
       if (!p.relu_bits) continue;

@@ -233,6 +233,11 @@ function instrumentKernels(kernels, config, lora) {
       const [N, K] = w.shape;
       return [`linear+relu ${wName(w)}`, 2 * M * N * K];
     },
+    linearResidual: (x, w) => {
+      const M = rows(x);
+      const [N, K] = w.shape;
+      return [`linear+dropout+residual ${wName(w)}`, 2 * M * N * K];
+    },
     linearBackwardMasked: (dy, w) => {
       const M = rows(dy);
       const [N, K] = w.shape;

@@ -135,6 +135,15 @@ export function bindKernels(backend: Backend): Kernels {
         for (const t of views) t.dispose();
       }
     },
+    linearResidual(x0, w, bias, y, residual, drop) {
+      const views: NativeTensor[] = [];
+      try {
+        const x = autocast(w) ? toBf16(x0, 'x', views) : x0;
+        matmulXWt(x, w, bias ?? null, y, false, b, null, residual, drop?.p ?? 0, drop?.seed ?? 0, drop?.offset ?? 0);
+      } finally {
+        for (const t of views) t.dispose();
+      }
+    },
     linearBackwardMasked(dy0, w, dx, bits) {
       const views: NativeTensor[] = [];
       try {

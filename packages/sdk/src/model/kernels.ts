@@ -34,6 +34,14 @@ export interface Kernels {
   ): void;
   /** Linear + ReLU in one pass, no LoRA: y = relu(x·wᵀ + bias) and the relu keep bits. */
   linearRelu(x: NativeTensor, w: NativeTensor, bias: NativeTensor | undefined, y: NativeTensor, bits: NativeTensor): void;
+  /**
+   * A sublayer's output projection, its dropout and the residual add in one pass, no LoRA:
+   * y = residual + dropout(x·wᵀ + bias) (y, residual f32).
+   */
+  linearResidual(
+    x: NativeTensor, w: NativeTensor, bias: NativeTensor | undefined, y: NativeTensor, residual: NativeTensor,
+    drop?: { p: number; seed: number; offset: number },
+  ): void;
   /** dx = mask ⊙ (dy·w), no LoRA: a linear's input grad with the ReLU backward before it fused. */
   linearBackwardMasked(dy: NativeTensor, w: NativeTensor, dx: NativeTensor, bits: NativeTensor): void;
   /** out[m] = table[ids[m]] (+ posTable[pos[m]] when given). */

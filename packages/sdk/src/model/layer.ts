@@ -49,9 +49,16 @@ export function layerForward(
   // (The linear writes bf16 q/k/v directly: the kernels round its f32 accumulators once, RNE.)
   k.linear(attnIn, w.qkvW, w.qkvB, x.qkv, loraArg(lora, l?.qkv, x.xaQkv, drop, 0));
   k.attention(x.qkv, ws.mask, shape, 1 / Math.sqrt(c.headDim), x.o, x.lse);
-  k.linear(x.o, w.outW, w.outB, ws.proj, loraArg(lora, l?.out_proj, x.xaOut, drop, 1));
-  if (drop && drop.residualP > 0) k.dropout(ws.proj, { p: drop.residualP, seed: drop.seed, offset: site(drop, 2) }, ws.proj);
-  k.add(x.xIn, ws.proj, x.sum1);
+  // The residual dropout of site s, for the fused output projections.
+  const residualDrop = (s: number) => (drop && drop.residualP > 0 ? { p: drop.residualP, seed: drop.seed, offset: site(drop, s) } : undefined);
+  // out_proj, its dropout and the residual add: one pass when out_proj has no LoRA branch.
+  if (l?.out_proj) {
+    k.linear(x.o, w.outW, w.outB, ws.proj, loraArg(lora, l.out_proj, x.xaOut, drop, 1));
+    if (drop && drop.residualP > 0) k.dropout(ws.proj, { p: drop.residualP, seed: drop.seed, offset: site(drop, 2) }, ws.proj);
+    k.add(x.xIn, ws.proj, x.sum1);
+  } else {
+    k.linearResidual(x.o, w.outW, w.outB, x.sum1, x.xIn, residualDrop(2));
+  }
   const ffnIn = pre ? x.ln2Y! : x.ln1Y;
   if (pre) k.layerNorm(x.sum1, w.ln2G, w.ln2B, LN_EPS, x.ln2Y!, x.ln2Mean, x.ln2Rstd);
   else k.layerNorm(x.sum1, w.ln1G, w.ln1B, LN_EPS, x.ln1Y, x.ln1Mean, x.ln1Rstd);
@@ -63,14 +70,17 @@ export function layerForward(
   } else {
     k.linearRelu(ffnIn, w.fc1W, w.fc1B, x.h1, x.h1Bits);
   }
-  k.linear(x.h1, w.fc2W, w.fc2B, ws.proj, loraArg(lora, l?.fc2, x.xaFc2, drop, 4));
-  if (drop && drop.residualP > 0) k.dropout(ws.proj, { p: drop.residualP, seed: drop.seed, offset: site(drop, 5) }, ws.proj);
-  if (pre) {
-    k.add(x.sum1, ws.proj, out);
+  // fc2, its dropout and the residual add (likewise).
+  const residual = pre ? x.sum1 : x.ln1Y;
+  const s2 = pre ? out : x.sum2!;
+  if (l?.fc2) {
+    k.linear(x.h1, w.fc2W, w.fc2B, ws.proj, loraArg(lora, l.fc2, x.xaFc2, drop, 4));
+    if (drop && drop.residualP > 0) k.dropout(ws.proj, { p: drop.residualP, seed: drop.seed, offset: site(drop, 5) }, ws.proj);
+    k.add(residual, ws.proj, s2);
   } else {
-    k.add(x.ln1Y, ws.proj, x.sum2!);
-    k.layerNorm(x.sum2!, w.ln2G, w.ln2B, LN_EPS, out, x.ln2Mean, x.ln2Rstd);
+    k.linearResidual(x.h1, w.fc2W, w.fc2B, s2, residual, residualDrop(5));
   }
+  if (!pre) k.layerNorm(x.sum2!, w.ln2G, w.ln2B, LN_EPS, out, x.ln2Mean, x.ln2Rstd);
 }
 
 /**
@@ -106,17 +116,19 @@ export function layerBackward(
     k.linearBackwardMasked(dMlp, w.fc2W, ws.dH1, x.h1Bits);
   }
   const ffnIn = pre ? x.ln2Y! : x.ln1Y;
-  // dM = grad w.r.t. the FFN input plus (post-LN) the residual path from s2.
-  const dF = dMlp;
-  k.linearBackward(ws.dH1, ffnIn, w.fc1W, dF, false, withGrads(l?.fc1, x.xaFc1, 3));
-  // dS1: grad at the first residual sum.
-  const dS1 = dOut;
+  // dS1: grad at the first residual sum. Post-LN: the FFN input's grad plus the residual path
+  // from s2, as fc1's input grad accumulated onto dS2 (dS2's last use), then ln1's backward - into
+  // dx when there is one, so the qkv backward can accumulate onto it below.
+  let dS1 = dOut;
   if (pre) {
+    const dF = dMlp;
+    k.linearBackward(ws.dH1, ffnIn, w.fc1W, dF, false, withGrads(l?.fc1, x.xaFc1, 3));
     k.layerNormBackward(dF, x.sum1, w.ln2G, x.ln2Mean, x.ln2Rstd, dS1);
     k.add(dS1, dS2, dS1);
   } else {
-    k.add(dF, dS2, dF);
-    k.layerNormBackward(dF, x.sum1, w.ln1G, x.ln1Mean, x.ln1Rstd, dS1);
+    k.linearBackward(ws.dH1, ffnIn, w.fc1W, dS2, true, withGrads(l?.fc1, x.xaFc1, 3));
+    if (dx) dS1 = dx;
+    k.layerNormBackward(dS2, x.sum1, w.ln1G, x.ln1Mean, x.ln1Rstd, dS1);
   }
   // Attention branch: dS1 -> (dropout) -> out_proj -> attention -> qkv.
   const dProj = ws.dTmp;
@@ -137,7 +149,7 @@ export function layerBackward(
     k.layerNormBackward(dA, x.xIn, w.ln1G, x.ln1Mean, x.ln1Rstd, dx);
     k.add(dx, dS1, dx);
   } else {
-    k.linearBackward(ws.dQkv, attnIn, w.qkvW, dx, false, withGrads(l?.qkv, x.xaQkv, 0));
-    k.add(dx, dS1, dx);
+    // dx holds dS1 (the residual path): the qkv input grad adds onto it.
+    k.linearBackward(ws.dQkv, attnIn, w.qkvW, dx, true, withGrads(l?.qkv, x.xaQkv, 0));
   }
 }

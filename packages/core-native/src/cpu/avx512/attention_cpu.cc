@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <vector>
 
@@ -83,6 +84,54 @@ void gemm_tile(int64_t M, int64_t N, int64_t K, const float* A, int64_t ars, int
   }
 }
 
+// The same product over bf16 pairs: C[MR, 16·NV] = A[MR, Kp pairs]·B[Kp pairs, 16·NV] through
+// vdpbf16ps (each product of two bf16 values is exact in f32; only the order of the f32 sums
+// differs from the FMA path on the widened values). A(r, kp) = A[r·ars + kp], B pair rows ldb apart.
+template <int MR, int NV>
+void micro_bf(const uint32_t* A, int64_t ars, const uint32_t* B, int64_t ldb, int64_t Kp, float* C, int64_t ldc) {
+  __m512 c[MR][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) c[r][v] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < Kp; ++k) {
+    __m512i b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_si512(B + k * ldb + 16 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m512i av = _mm512_set1_epi32(static_cast<int>(A[r * ars + k]));
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) c[r][v] = _mm512_dpbf16_ps(c[r][v], reinterpret_cast<const __m512bh&>(av), reinterpret_cast<const __m512bh&>(b[v]));
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(C + r * ldc + 16 * v, c[r][v]);
+}
+
+using MicroBfFn = void (*)(const uint32_t*, int64_t, const uint32_t*, int64_t, int64_t, float*, int64_t);
+#define LORA_ATTN_ROW(MR) {micro_bf<MR, 1>, micro_bf<MR, 2>, micro_bf<MR, 3>, micro_bf<MR, 4>}
+const MicroBfFn kMicroBf[kMR][4] = {LORA_ATTN_ROW(1), LORA_ATTN_ROW(2), LORA_ATTN_ROW(3), LORA_ATTN_ROW(4), LORA_ATTN_ROW(5), LORA_ATTN_ROW(6)};
+#undef LORA_ATTN_ROW
+
+// C[M, N] = A[M, Kp pairs]·B[Kp pairs, N] (bf16 pairs), N a multiple of 16.
+void gemm_tile_bf(int64_t M, int64_t N, int64_t Kp, const uint32_t* A, int64_t ars, const uint32_t* B, int64_t ldb, float* C, int64_t ldc) {
+  for (int64_t n0 = 0; n0 < N; n0 += 64) {
+    const int nv = static_cast<int>(std::min<int64_t>(4, (N - n0) / 16));
+    for (int64_t m0 = 0; m0 < M; m0 += kMR) {
+      const int mr = static_cast<int>(std::min<int64_t>(kMR, M - m0));
+      kMicroBf[mr - 1][nv - 1](A + m0 * ars, ars, B + n0, ldb, Kp, C + m0 * ldc + n0, ldc);
+    }
+  }
+}
+
+// bf16 q/k rows usable as pairs in place: even D and row strides, 4-byte aligned heads.
+inline bool pairs_ok(const void* q, int64_t ldq, const void* k, int64_t ldk, int64_t D) {
+  return D % 2 == 0 && ldq % 2 == 0 && ldk % 2 == 0 && (reinterpret_cast<uintptr_t>(q) & 3) == 0 && (reinterpret_cast<uintptr_t>(k) & 3) == 0;
+}
+
 // 16 (masked) lanes of a q/k/v row, f32 or bf16 (widened exactly).
 inline __m512 load_qkv(__mmask16 k, const void* base, DType dt, int64_t i) {
   if (dt == DType::BF16)
@@ -109,6 +158,8 @@ void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
   // packs (zero padded) and runs all its query blocks on them; f32: one task per (batch, head,
   // query block), rows read in place.
   const bool bf = p.qkv_dtype == DType::BF16;
+  // bf16 q/k as pairs: S = K·Qᵀ through vdpbf16ps straight from the stored rows (Qᵀ as pair rows).
+  const bool bfp = bf && pairs_ok(p.q, p.ldq, p.k, p.ldk, D);
   const int64_t per = bf ? std::max<int64_t>(nqb, 1) : 1;
   parallel_range(ctx, p.B * p.H * nqb / per, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> qt(static_cast<size_t>(D * kBlk)), st(static_cast<size_t>(kBlk * kBlk)), vp(static_cast<size_t>(kBlk * Dp)),
@@ -123,8 +174,10 @@ void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
       int64_t ldq, ldk, ldv;
       if (bf) {
         if (qb == 0) {
-          widen_rows(static_cast<const uint16_t*>(p.q) + b * T * p.ldq + h * D, p.ldq, T, D, qw.data(), Dp);
-          widen_rows(static_cast<const uint16_t*>(p.k) + b * T * p.ldk + h * D, p.ldk, T, D, kw.data(), Dp);
+          if (!bfp) {
+            widen_rows(static_cast<const uint16_t*>(p.q) + b * T * p.ldq + h * D, p.ldq, T, D, qw.data(), Dp);
+            widen_rows(static_cast<const uint16_t*>(p.k) + b * T * p.ldk + h * D, p.ldk, T, D, kw.data(), Dp);
+          }
           widen_rows(static_cast<const uint16_t*>(p.v) + b * T * p.ldv + h * D, p.ldv, T, D, vw.data(), Dp);
         }
         qs = qw.data(), ks = kw.data(), vs = vw.data();
@@ -135,8 +188,16 @@ void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
         vs = static_cast<const float*>(p.v) + b * T * p.ldv + h * D;
         ldq = p.ldq, ldk = p.ldk, ldv = p.ldv;
       }
-      // Qᵀ block [D, 64] (padding columns zero).
-      transpose_to(qs + i0 * ldq, ldq, bq, D, qt.data(), kBlk);
+      // Qᵀ block [D, 64] (padding columns zero); with bf16 pairs, [D/2, 64] pair rows: the dword
+      // transpose of the block's q rows (moved bit for bit).
+      const uint32_t* kpairs = nullptr;
+      if (bfp) {
+        const uint16_t* qh = static_cast<const uint16_t*>(p.q) + (b * T + i0) * p.ldq + h * D;
+        transpose_to(reinterpret_cast<const float*>(qh), p.ldq / 2, bq, D / 2, qt.data(), kBlk);
+        kpairs = reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(p.k) + b * T * p.ldk + h * D);
+      } else {
+        transpose_to(qs + i0 * ldq, ldq, bq, D, qt.data(), kBlk);
+      }
       std::fill(oacc.begin(), oacc.end(), 0.f);
       for (int64_t i = 0; i < kBlk; ++i) mrun[i] = kNegInf, lrun[i] = 0.f;
       __mmask16 nan[4] = {0, 0, 0, 0};
@@ -145,7 +206,8 @@ void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
       for (int64_t j0 = 0; j0 < kend; j0 += kBlk) {
         const int64_t jn = std::min(kBlk, kend - j0);
         // Sᵀ[jn, bqp] = K·Qᵀ, K rows read in place.
-        gemm_tile(jn, bqp, D, ks + j0 * ldk, ldk, 1, qt.data(), kBlk, st.data(), kBlk, false);
+        if (bfp) gemm_tile_bf(jn, bqp, D / 2, kpairs + j0 * (p.ldk / 2), p.ldk / 2, reinterpret_cast<const uint32_t*>(qt.data()), kBlk, st.data(), kBlk);
+        else gemm_tile(jn, bqp, D, ks + j0 * ldk, ldk, 1, qt.data(), kBlk, st.data(), kBlk, false);
         // Scale, mask, column (per-query) max, NaN flags.
         __m512 bmax[4];
         for (int c = 0; c < 4; ++c) bmax[c] = vninf;
@@ -237,6 +299,7 @@ void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
   const int64_t T = p.T, D = p.D, Dp = round16(D), Tp = round16(T);
   // bf16 q/k/v: K and V blocks are read from the widened row packs kr, vr instead of in place.
   const bool bf = p.qkv_dtype == DType::BF16;
+  const bool bfp = bf && pairs_ok(p.q, p.ldq, p.k, p.ldk, D);  // S through vdpbf16ps, as the forward
   const DType qd = p.qkv_dtype;
   parallel_range(ctx, p.B * p.H, 1, [&](int64_t t0, int64_t t1) {
     const size_t td = static_cast<size_t>(T * Dp);
@@ -287,7 +350,19 @@ void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
         dvec[i] = _mm512_reduce_add_ps(dacc);
       }
       for (int64_t i = T; i < Tp; ++i) lse[i] = kPosInf, dvec[i] = 0.f;
-      if (bf) transpose_to(qr.data(), Dp, T, D, qt.data(), Tp);
+      const uint32_t* kpairs = nullptr;
+      if (bfp) {
+        // Qᵀ as pair rows [D/2, Tp] (the dword transpose of the q rows), K pairs in place.
+        transpose_to(reinterpret_cast<const float*>(static_cast<const uint16_t*>(p.q) + b * T * p.ldq + h * D), p.ldq / 2, T, D / 2, qt.data(), Tp);
+        kpairs = reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(p.k) + b * T * p.ldk + h * D);
+      } else if (bf) {
+        transpose_to(qr.data(), Dp, T, D, qt.data(), Tp);
+      }
+      // Sᵀ = K·Qᵀ for key block j0 (jn keys) and query block i0 (bqp columns) into pt.
+      auto scores = [&](int64_t j0, int64_t jn, int64_t i0, int64_t bqp) {
+        if (bfp) gemm_tile_bf(jn, bqp, D / 2, kpairs + j0 * (p.ldk / 2), p.ldk / 2, reinterpret_cast<const uint32_t*>(qt.data()) + i0, Tp, pt.data(), kBlk);
+        else gemm_tile(jn, bqp, D, bf ? kr.data() + j0 * Dp : static_cast<const float*>(p.k) + (b * T + j0) * p.ldk + h * D, bf ? Dp : p.ldk, 1, qt.data() + i0, Tp, pt.data(), kBlk, false);
+      };
       std::fill(dqa.begin(), dqa.end(), 0.f);
       const int64_t kend = p.kv_len ? std::min<int64_t>(T, p.kv_len[b]) : T;
       const __m512 vscale = _mm512_set1_ps(p.scale);
@@ -304,16 +379,15 @@ void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
           }
         }
       };
-      auto kblock = [&](int64_t j0) { return bf ? kr.data() + j0 * Dp : static_cast<const float*>(p.k) + (b * T + j0) * p.ldk + h * D; };
       auto vblock = [&](int64_t j0) { return bf ? vr.data() + j0 * Dp : static_cast<const float*>(p.v) + (b * T + j0) * p.ldv + h * D; };
-      const int64_t ldkb = bf ? Dp : p.ldk, ldvb = bf ? Dp : p.ldv;
+      const int64_t ldvb = bf ? Dp : p.ldv;
       if (!p.o) {
         // No kept O: D_i = Σ_j P_ij dP_ij over every key block first (S and dP once more).
         for (int64_t j0 = 0; j0 < kend; j0 += kBlk) {
           const int64_t jn = std::min(kBlk, kend - j0);
           for (int64_t i0 = j0; i0 < T; i0 += kBlk) {
             const int64_t bqp = round16(std::min(kBlk, T - i0));
-            gemm_tile(jn, bqp, D, kblock(j0), ldkb, 1, qt.data() + i0, Tp, pt.data(), kBlk, false);   // Sᵀ = K·Qᵀ
+            scores(j0, jn, i0, bqp);                                                                    // Sᵀ = K·Qᵀ
             gemm_tile(jn, bqp, D, vblock(j0), ldvb, 1, dot.data() + i0, Tp, dst.data(), kBlk, false);  // dPᵀ = V·dOᵀ
             probs(j0, jn, i0, bqp);
             for (int64_t c = 0; c < bqp; c += 16) {
@@ -326,13 +400,12 @@ void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
       }
       for (int64_t j0 = 0; j0 < kend; j0 += kBlk) {
         const int64_t jn = std::min(kBlk, kend - j0);
-        const float* kblk = kblock(j0);
         const float* vblk = vblock(j0);
         std::fill(dka.begin(), dka.end(), 0.f);
         std::fill(dva.begin(), dva.end(), 0.f);
         for (int64_t i0 = j0; i0 < T; i0 += kBlk) {
           const int64_t bq = std::min(kBlk, T - i0), bqp = round16(bq);
-          gemm_tile(jn, bqp, D, kblk, ldkb, 1, qt.data() + i0, Tp, pt.data(), kBlk, false);   // Sᵀ = K·Qᵀ
+          scores(j0, jn, i0, bqp);                                                              // Sᵀ = K·Qᵀ
           gemm_tile(jn, bqp, D, vblk, ldvb, 1, dot.data() + i0, Tp, dst.data(), kBlk, false);  // dPᵀ = V·dOᵀ
           for (int64_t j = 0; j < jn; ++j) {
             const int64_t jg = j0 + j;

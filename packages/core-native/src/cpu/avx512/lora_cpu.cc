@@ -299,6 +299,24 @@ struct SmallRankBwd {
   }
 };
 
+// The keep bits of n dropout elements (offset included) in the reused t_mask, plus a zeroed
+// padding word: made in parallel, 16 Philox counters at a time, once per call (the GEMM then
+// reads bits instead of evaluating Philox per packed element).
+uint64_t* drop_mask(const Ctx& ctx, const Dropout& d, int64_t n) {
+  const int64_t words = (n + 63) / 64;
+  uint64_t* mask = reuse(t_mask, static_cast<size_t>(words + 1));
+  parallel_range(ctx, words, 256, [&](int64_t b, int64_t e) {
+    const int64_t len = std::min(n, e * 64) - b * 64;
+    // Chunks start on word boundaries; each makes its words in a buffer with dropout_bits'
+    // padding word, then copies its own words only.
+    std::vector<uint64_t> tmp(static_cast<size_t>(e - b + 1));
+    dropout_bits(d, static_cast<uint64_t>(b * 64), len, tmp.data());
+    std::copy(tmp.begin(), tmp.begin() + (e - b), mask + b);
+  });
+  mask[words] = 0;
+  return mask;
+}
+
 template <typename F>
 void on_f32(const Ctx& ctx, const MutMat& out, int64_t rows, int64_t cols, bool accumulate, F&& body) {
   if (out.dtype == DType::F32) {
@@ -320,10 +338,11 @@ void on_f32(const Ctx& ctx, const MutMat& out, int64_t rows, int64_t cols, bool 
 
 void lora_fwd(const Ctx& ctx, const LoraFwd& p) {
   const int64_t GR = p.G * p.r;
-  // XA = drop(X)·Aᵀ (all groups in one product; the mask is made while X is packed).
+  // XA = drop(X)·Aᵀ (all groups in one product; X packed with the mask's bits applied).
   Src xs = mat_src(p.x, false);
   xs.drop = p.drop;
   xs.drop_ld = p.K;
+  if (p.drop.active()) xs.mask_bits = drop_mask(ctx, p.drop, p.M * p.K);
   gemm(ctx, p.M, GR, {Segment{xs, f32_src(p.a, p.K, false), p.K}}, p.xa, GR, false, nullptr, precision_for(p.x.dtype, DType::F32));
   const Precision prec = precision_for(p.x.dtype, p.w.dtype);
   // Y's columns [col0, col0 + N): f32 in place, bf16 through the GEMM's epilogue.
@@ -356,21 +375,7 @@ void lora_bwd(const Ctx& ctx, const LoraBwd& p) {
   const int64_t GR = p.G * p.r;
   const Precision small = precision_for(p.dy.dtype, DType::F32);
   // The dropout mask of X, once: bit m*K + k.
-  uint64_t* mask = nullptr;
-  if (p.drop.active()) {
-    const int64_t n = p.M * p.K;
-    const int64_t words = (n + 63) / 64;
-    mask = reuse(t_mask, static_cast<size_t>(words + 1));
-    parallel_range(ctx, words, 256, [&](int64_t b, int64_t e) {
-      const int64_t len = std::min(n, e * 64) - b * 64;
-      // Chunks start on word boundaries; each makes its words in a buffer with dropout_bits'
-      // padding word, then copies its own words only.
-      std::vector<uint64_t> tmp(static_cast<size_t>(e - b + 1));
-      dropout_bits(p.drop, static_cast<uint64_t>(b * 64), len, tmp.data());
-      std::copy(tmp.begin(), tmp.begin() + (e - b), mask + b);
-    });
-    mask[words] = 0;
-  }
+  uint64_t* mask = p.drop.active() ? drop_mask(ctx, p.drop, p.M * p.K) : nullptr;
   const float keep = p.drop.p < 1.f ? 1.f / (1.f - p.drop.p) : 0.f;
   const Precision prec = precision_for(p.dy.dtype, p.w.dtype);
   const bool small_rank = p.r <= 16 && p.dy.dtype == DType::BF16 && p.N % 2 == 0 && p.dy.ld % 2 == 0 &&

@@ -101,38 +101,64 @@ struct DotTable {
 };
 const DotTable kDot;
 
-// dA partial update from one block of rows: part[j][k] += Σ_q dxp[q][j] · xpair_q[k] for JN
-// columns j of dXA (bf16 pairs of two consecutive rows, dxp[q*ldd + j]) and every k of X: the
-// pairs of X rows [m, m+1] are interleaved into bf16 pairs 16 columns at a time, with the dropout
-// (mask bit of element m*K + k ? X*keep rounded to bf16 : 0, as the GEMM's packing rounds it).
+// Rank-2 updates of a partial product from one block of rows of a bf16 matrix R (row stride ld):
+//   part[j*ldp + c] += Σ_q coef[q*ldc + j] · (R[m0 + 2q][c], R[m0 + 2q + 1][c])   for j < jn, c < ncols
+// where coef holds bf16 pairs (the other factor's two rows) and R's two rows are interleaved into
+// bf16 pairs 32 columns at a time by two vpermt2w (row m1 past the block reads as 0). With mask,
+// R's element (m, c) reads as 0 where bit (m·mask_ld + c) is clear - one masked load (a dropout's
+// keep scale then belongs in coef). JN accumulator rows × 32 columns in registers; coef must be
+// readable for JN columns (padding past jn is computed, not stored).
 template <int JN>
-void da_update(const uint16_t* x, int64_t ldx, int64_t K, int64_t m0, int64_t m1, const uint32_t* dxp, int64_t ldd, int64_t jn,
-               const uint64_t* mask, float keep, float* part, int64_t ldp) {
-  const __m512 vkeep = _mm512_set1_ps(keep);
-  auto widen = [](__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); };
-  for (int64_t n = 0; n < K; n += 16) {
-    const __mmask16 k = tail_mask16(K - n);
-    __m512 acc[JN];
-#pragma GCC unroll 24
-    for (int j = 0; j < JN; ++j) acc[j] = j < jn ? _mm512_maskz_loadu_ps(k, part + j * ldp + n) : _mm512_setzero_ps();
+void rank2_update(const uint16_t* R, int64_t ld, int64_t m0, int64_t m1, int64_t ncols, const uint64_t* mask, int64_t mask_ld,
+                  const uint32_t* coef, int64_t ldc, int64_t jn, float* part, int64_t ldp) {
+  alignas(64) static const uint16_t kLo[32] = {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39, 8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+  alignas(64) static const uint16_t kHi[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55, 24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+  const __m512i ilo = _mm512_load_si512(kLo), ihi = _mm512_load_si512(kHi);
+  // 32 elements of row m from column c (k32: the valid ones), dropped ones read as 0.
+  auto row32 = [&](int64_t m, int64_t c, int64_t nc, __mmask32 k32) {
+    if (!mask) return _mm512_maskz_loadu_epi16(k32, R + m * ld + c);
+    const int64_t bit = m * mask_ld + c;
+    const __mmask32 keep = static_cast<__mmask32>(bits16(mask, bit, nc)) | (static_cast<__mmask32>(nc > 16 ? bits16(mask, bit + 16, nc - 16) : 0) << 16);
+    return _mm512_maskz_loadu_epi16(k32 & keep, R + m * ld + c);
+  };
+  for (int64_t c = 0; c < ncols; c += 32) {
+    const int64_t nc = std::min<int64_t>(32, ncols - c);
+    const __mmask32 k32 = nc >= 32 ? ~__mmask32(0) : (__mmask32(1) << nc) - 1;
+    const __mmask16 k0 = tail_mask16(nc), k1 = tail_mask16(nc - 16);
+    __m512 acc[JN][2];
+#pragma GCC unroll 16
+    for (int j = 0; j < JN; ++j) {
+      acc[j][0] = j < jn ? _mm512_maskz_loadu_ps(k0, part + j * ldp + c) : _mm512_setzero_ps();
+      acc[j][1] = j < jn ? _mm512_maskz_loadu_ps(k1, part + j * ldp + c + 16) : _mm512_setzero_ps();
+    }
     for (int64_t m = m0, q = 0; m < m1; m += 2, ++q) {
-      __m256i lo = _mm256_maskz_loadu_epi16(k, x + m * ldx + n);
-      __m256i hi = m + 1 < m1 ? _mm256_maskz_loadu_epi16(k, x + (m + 1) * ldx + n) : _mm256_setzero_si256();
-      if (mask) {
-        lo = bf16_exact(_mm512_maskz_mul_ps(bits16(mask, m * K + n, K - n), widen(lo), vkeep));
-        if (m + 1 < m1) hi = bf16_exact(_mm512_maskz_mul_ps(bits16(mask, (m + 1) * K + n, K - n), widen(hi), vkeep));
-      }
-      const __m512i v = _mm512_or_si512(_mm512_cvtepu16_epi32(lo), _mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
-      const uint32_t* d = dxp + q * ldd;
-#pragma GCC unroll 24
+      const __m512i a = row32(m, c, nc, k32);
+      const __m512i b = m + 1 < m1 ? row32(m + 1, c, nc, k32) : _mm512_setzero_si512();
+      const __m512i v0 = _mm512_permutex2var_epi16(a, ilo, b), v1 = _mm512_permutex2var_epi16(a, ihi, b);
+      const uint32_t* cq = coef + q * ldc;
+#pragma GCC unroll 16
       for (int j = 0; j < JN; ++j) {
-        const __m512i b = _mm512_set1_epi32(static_cast<int>(d[j]));
-        acc[j] = _mm512_dpbf16_ps(acc[j], reinterpret_cast<const __m512bh&>(b), reinterpret_cast<const __m512bh&>(v));
+        const __m512i bc = _mm512_set1_epi32(static_cast<int>(cq[j]));
+        acc[j][0] = _mm512_dpbf16_ps(acc[j][0], reinterpret_cast<const __m512bh&>(bc), reinterpret_cast<const __m512bh&>(v0));
+        acc[j][1] = _mm512_dpbf16_ps(acc[j][1], reinterpret_cast<const __m512bh&>(bc), reinterpret_cast<const __m512bh&>(v1));
       }
     }
-#pragma GCC unroll 24
-    for (int j = 0; j < JN; ++j)
-      if (j < jn) _mm512_mask_storeu_ps(part + j * ldp + n, k, acc[j]);
+#pragma GCC unroll 16
+    for (int j = 0; j < JN; ++j) {
+      if (j >= jn) break;
+      _mm512_mask_storeu_ps(part + j * ldp + c, k0, acc[j][0]);
+      if (nc > 16) _mm512_mask_storeu_ps(part + j * ldp + c + 16, k1, acc[j][1]);
+    }
+  }
+}
+
+// rank2_update over jn rows of the partial in chunks the registers hold (coef padded to 8).
+void rank2(const uint16_t* R, int64_t ld, int64_t m0, int64_t m1, int64_t ncols, const uint64_t* mask, int64_t mask_ld,
+           const uint32_t* coef, int64_t ldc, int64_t jn, float* part, int64_t ldp) {
+  for (int64_t j0 = 0; j0 < jn; j0 += 8) {
+    const int64_t n = std::min<int64_t>(8, jn - j0);
+    if (n > 4) rank2_update<8>(R, ld, m0, m1, ncols, mask, mask_ld, coef + j0, ldc, n, part + j0 * ldp, ldp);
+    else rank2_update<4>(R, ld, m0, m1, ncols, mask, mask_ld, coef + j0, ldc, n, part + j0 * ldp, ldp);
   }
 }
 
@@ -185,6 +211,11 @@ struct SmallRankBwd {
     const int64_t lda = p.dy.ld / 2;
     thread_local std::vector<float> out_buf;
     float* out = dxa16 ? reuse(out_buf, static_cast<size_t>(kDotRows * GR)) : nullptr;
+    // Under dropout, dA's coefficients are keep·dXA, rounded once from f32 (rank2 zeroes the
+    // dropped X elements; the keep scale moves to this side).
+    const bool scaled = part_a && mask && keep != 1.f;
+    thread_local std::vector<uint16_t> dxk_buf;
+    uint16_t* dxk = scaled ? reuse(dxk_buf, static_cast<size_t>((m1 - m0) * GR)) : nullptr;
     for (int64_t m = m0; m < m1; m += kDotRows) {
       const int rm = static_cast<int>(std::min<int64_t>(kDotRows, m1 - m));
       float* o = dxa16 ? out : dxa + m * GR;
@@ -195,65 +226,44 @@ struct SmallRankBwd {
         }
       if (dxa16)
         for (int64_t i = 0; i < rm * GR; ++i) dxa16[m * GR + i] = f32_to_bf16(out[i]);
+      if (dxk)
+        for (int64_t i = 0; i < rm * GR; ++i) dxk[(m - m0) * GR + i] = f32_to_bf16(keep * out[i]);
     }
     if (part_a) {
-      // dA_partial += dXA[m0:m1]ᵀ · drop(X[m0:m1]): dXA rows in bf16 pairs of consecutive rows
-      // (the bf16 values the dX product uses), columns padded to a multiple of 8 with zeros.
+      // dA_partial += dXA[m0:m1]ᵀ · drop(X[m0:m1]): dXA rows (the bf16 values the dX product
+      // uses, or keep·dXA) in bf16 pairs of consecutive rows, columns padded to 8 with zeros.
       const int64_t GRp = (GR + 7) / 8 * 8, npairs = (m1 - m0 + 1) / 2;
       thread_local std::vector<uint32_t> dxp_buf;
       uint32_t* dxp = reuse(dxp_buf, static_cast<size_t>(npairs * GRp));
+      const uint16_t* src = dxk ? dxk - m0 * GR : dxa16;  // row m at src + m*GR
       for (int64_t q = 0; q < npairs; ++q) {
         const int64_t ma = m0 + 2 * q, mb = ma + 1;
         for (int64_t c = 0; c < GRp; ++c) {
-          const uint32_t lo = c < GR ? dxa16[ma * GR + c] : 0u;
-          const uint32_t hi = c < GR && mb < m1 ? dxa16[mb * GR + c] : 0u;
+          const uint32_t lo = c < GR ? src[ma * GR + c] : 0u;
+          const uint32_t hi = c < GR && mb < m1 ? src[mb * GR + c] : 0u;
           dxp[q * GRp + c] = lo | (hi << 16);
         }
       }
       float* ta = part_a + static_cast<size_t>(thread) * static_cast<size_t>(GR * p.K);
-      const uint16_t* xh = static_cast<const uint16_t*>(p.x.data);
-      for (int64_t j0 = 0; j0 < GR; j0 += 24) {
-        const int64_t jn = std::min<int64_t>(24, GR - j0);
-        float* tj = ta + j0 * p.K;
-        if (jn > 16) da_update<24>(xh, p.x.ld, p.K, m0, m1, dxp + j0, GRp, jn, mask, keep, tj, p.K);
-        else if (jn > 8) da_update<16>(xh, p.x.ld, p.K, m0, m1, dxp + j0, GRp, jn, mask, keep, tj, p.K);
-        else da_update<8>(xh, p.x.ld, p.K, m0, m1, dxp + j0, GRp, jn, mask, keep, tj, p.K);
-      }
+      rank2(static_cast<const uint16_t*>(p.x.data), p.x.ld, m0, m1, p.K, mask, p.K, dxp, GRp, GR, ta, p.K);
     }
     if (!part) return;
     float* tp = part + static_cast<size_t>(thread) * static_cast<size_t>(GR * p.N);
     // s·XA of these rows as bf16 pairs of consecutive rows: xs[(m - m0)/2][g*r + j].
-    const int64_t pairs = (m1 - m0 + 1) / 2;
+    // (Rows GRp = GR rounded up to 8 wide, zero padded: rank2 reads 8 coefficient columns at a time.)
+    const int64_t pairs = (m1 - m0 + 1) / 2, GRp = (GR + 7) / 8 * 8;
     thread_local std::vector<uint32_t> xs_buf;
-    uint32_t* xs = reuse(xs_buf, static_cast<size_t>(pairs * GR));
+    uint32_t* xs = reuse(xs_buf, static_cast<size_t>(pairs * GRp + 8));  // + 8: a group's window may reach past a row
     for (int64_t q = 0; q < pairs; ++q) {
       const int64_t ma = m0 + 2 * q, mb = ma + 1;
-      for (int64_t c = 0; c < GR; ++c) {
-        const uint32_t lo = f32_to_bf16(p.scale * p.xa[ma * GR + c]);
-        const uint32_t hi = mb < m1 ? f32_to_bf16(p.scale * p.xa[mb * GR + c]) : 0u;
-        xs[q * GR + c] = lo | (hi << 16);
+      for (int64_t c = 0; c < GRp; ++c) {
+        const uint32_t lo = c < GR ? f32_to_bf16(p.scale * p.xa[ma * GR + c]) : 0u;
+        const uint32_t hi = c < GR && mb < m1 ? f32_to_bf16(p.scale * p.xa[mb * GR + c]) : 0u;
+        xs[q * GRp + c] = lo | (hi << 16);
       }
     }
-    for (int64_t g = 0; g < p.G; ++g) {
-      for (int64_t n = 0; n < p.N; n += 16) {
-        const __mmask16 k = tail_mask16(p.N - n);
-        __m512 acc[16];
-        for (int64_t j = 0; j < p.r; ++j) acc[j] = _mm512_maskz_loadu_ps(k, tp + (g * p.r + j) * p.N + n);
-        for (int64_t q = 0; q < pairs; ++q) {
-          const int64_t ma = m0 + 2 * q;
-          const uint16_t* ra = dyh + ma * p.dy.ld + g * p.N + n;
-          const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, ra));
-          const __m512i hi = ma + 1 < m1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, ra + p.dy.ld)) : _mm512_setzero_si512();
-          const __m512i v = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
-          const uint32_t* xq = xs + q * GR + g * p.r;
-          for (int64_t j = 0; j < p.r; ++j) {
-            const __m512i xv = _mm512_set1_epi32(static_cast<int>(xq[j]));
-            acc[j] = _mm512_dpbf16_ps(acc[j], reinterpret_cast<const __m512bh&>(xv), reinterpret_cast<const __m512bh&>(v));
-          }
-        }
-        for (int64_t j = 0; j < p.r; ++j) _mm512_mask_storeu_ps(tp + (g * p.r + j) * p.N + n, k, acc[j]);
-      }
-    }
+    for (int64_t g = 0; g < p.G; ++g)
+      rank2(dyh + g * p.N, p.dy.ld, m0, m1, p.N, nullptr, 0, xs + g * p.r, GRp, p.r, tp + g * p.r * p.N, p.N);
   }
 
   // Runs rows() over all of M on the pool (when no GEMM carries it).

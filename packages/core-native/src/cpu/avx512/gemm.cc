@@ -375,6 +375,21 @@ inline __m512i pair_raw(const uint16_t* ra, const uint16_t* rb, int64_t n, __mma
 const uint32_t* packed_row(const Src& s, Precision prec, bool direct, int64_t row, int64_t K, int64_t kk) {
   if (direct) return static_cast<const uint32_t*>(s.data) + row * (prec == Precision::BF16 ? s.ld / 2 : s.ld);
   Scratch& t = t_scratch;
+  if (prec == Precision::BF16 && s.dtype == DType::BF16 && s.mask_bits && !s.drop.active() && s.scale == 1.f) {
+    // A bf16 row with masked-out elements zeroed and no scale (a dropout whose keep factor the
+    // other operand carries): the pairs are the raw values, one masked load per 32.
+    const uint16_t* src = static_cast<const uint16_t*>(s.data) + row * s.ld;
+    uint32_t* d = t.pairs.get<uint32_t>(static_cast<size_t>(kk + 16));
+    const int64_t bit0 = row * s.drop_ld;
+    for (int64_t e = 0; e < 2 * kk; e += 32) {
+      const int64_t n = std::min<int64_t>(32, K - e);
+      const __mmask32 keep = static_cast<__mmask32>(bits16(s.mask_bits, bit0 + e, n)) |
+                             (static_cast<__mmask32>(n > 16 ? bits16(s.mask_bits, bit0 + e + 16, n - 16) : 0) << 16);
+      const __mmask32 valid = n >= 32 ? ~__mmask32(0) : (__mmask32(1) << n) - 1;
+      _mm512_storeu_si512(d + e / 2, _mm512_maskz_loadu_epi16(valid & keep, src + e));
+    }
+    return d;
+  }
   float* f = t.f.get<float>(static_cast<size_t>(K + 2));
   decode_row(s, row, 0, K, f);
   f[K] = 0.f;

@@ -16,7 +16,8 @@ namespace lora::ops::cpu {
 // i8 scales per stored row, int4/nf4 scales per `block` stored elements. Decoded values are
 // multiplied by `scale` and by the dropout factor of stored element (row, col), whose index is
 // drop.offset + row*drop_ld + col. When mask_bits is set, the keep decision of that element is
-// bit (row*drop_ld + col) of mask_bits instead (a mask made once by dropout_bits, offset included).
+// bit (row*drop_ld + col) of mask_bits instead (a mask made once by dropout_bits, offset included),
+// and a kept element is scaled by 1/(1 - drop.p) (by 1 when drop is inactive: a plain mask).
 struct Src {
   DType dtype = DType::F32;
   const void* data = nullptr;

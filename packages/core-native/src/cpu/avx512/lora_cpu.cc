@@ -348,12 +348,16 @@ void on_f32(const Ctx& ctx, const MutMat& out, int64_t rows, int64_t cols, bool 
 
 void lora_fwd(const Ctx& ctx, const LoraFwd& p) {
   const int64_t GR = p.G * p.r;
-  // XA = drop(X)·Aᵀ (all groups in one product; X packed with the mask's bits applied).
+  // XA = drop(X)·Aᵀ (all groups in one product): X packed with its dropped elements zeroed, the
+  // keep factor 1/(1-p) on A's side (A is rounded to bf16 once either way).
   Src xs = mat_src(p.x, false);
-  xs.drop = p.drop;
   xs.drop_ld = p.K;
-  if (p.drop.active()) xs.mask_bits = drop_mask(ctx, p.drop, p.M * p.K);
-  gemm(ctx, p.M, GR, {Segment{xs, f32_src(p.a, p.K, false), p.K}}, p.xa, GR, false, nullptr, precision_for(p.x.dtype, DType::F32));
+  float a_scale = 1.f;
+  if (p.drop.active()) {
+    xs.mask_bits = drop_mask(ctx, p.drop, p.M * p.K);
+    a_scale = p.drop.p < 1.f ? 1.f / (1.f - p.drop.p) : 0.f;
+  }
+  gemm(ctx, p.M, GR, {Segment{xs, f32_src(p.a, p.K, false, a_scale), p.K}}, p.xa, GR, false, nullptr, precision_for(p.x.dtype, DType::F32));
   const Precision prec = precision_for(p.x.dtype, p.w.dtype);
   // Y's columns [col0, col0 + N): f32 in place, bf16 through the GEMM's epilogue.
   auto product = [&](int64_t N, const std::vector<Segment>& segs, int64_t col0, const float* bias) {

@@ -307,6 +307,7 @@ void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
     std::vector<float> lse(static_cast<size_t>(Tp)), dvec(static_cast<size_t>(Tp));
     std::vector<float> pt(static_cast<size_t>(kBlk * kBlk)), dst(static_cast<size_t>(kBlk * kBlk)), dka(static_cast<size_t>(kBlk * Dp)),
         dva(static_cast<size_t>(kBlk * Dp));
+    std::vector<float> ptiles, dtiles, dkall, dvall;  // the O-free path's tiles and dK/dV sums
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t b = task / p.H, h = task % p.H;
       // Packs: Qᵀ, dOᵀ [D, Tp]; Q, dO, K rows [T, Dp]; lse (+inf for rows without keys, so their
@@ -358,54 +359,91 @@ void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
       } else if (bf) {
         transpose_to(qr.data(), Dp, T, D, qt.data(), Tp);
       }
-      // Sᵀ = K·Qᵀ for key block j0 (jn keys) and query block i0 (bqp columns) into pt.
-      auto scores = [&](int64_t j0, int64_t jn, int64_t i0, int64_t bqp) {
-        if (bfp) gemm_tile_bf(jn, bqp, D / 2, kpairs + j0 * (p.ldk / 2), p.ldk / 2, reinterpret_cast<const uint32_t*>(qt.data()) + i0, Tp, pt.data(), kBlk);
-        else gemm_tile(jn, bqp, D, bf ? kr.data() + j0 * Dp : static_cast<const float*>(p.k) + (b * T + j0) * p.ldk + h * D, bf ? Dp : p.ldk, 1, qt.data() + i0, Tp, pt.data(), kBlk, false);
+      // Sᵀ = K·Qᵀ for key block j0 (jn keys) and query block i0 (bqp columns) into out (rows kBlk apart).
+      auto scores = [&](int64_t j0, int64_t jn, int64_t i0, int64_t bqp, float* out) {
+        if (bfp) gemm_tile_bf(jn, bqp, D / 2, kpairs + j0 * (p.ldk / 2), p.ldk / 2, reinterpret_cast<const uint32_t*>(qt.data()) + i0, Tp, out, kBlk);
+        else gemm_tile(jn, bqp, D, bf ? kr.data() + j0 * Dp : static_cast<const float*>(p.k) + (b * T + j0) * p.ldk + h * D, bf ? Dp : p.ldk, 1, qt.data() + i0, Tp, out, kBlk, false);
       };
       std::fill(dqa.begin(), dqa.end(), 0.f);
       const int64_t kend = p.kv_len ? std::min<int64_t>(T, p.kv_len[b]) : T;
       const __m512 vscale = _mm512_set1_ps(p.scale);
+      // The causal/padding visibility of 16 queries from i0 + 16c to key jg.
+      auto seen = [&](int64_t jg, int64_t i0, int64_t c, bool vis) -> __mmask16 {
+        return vis ? _mm512_cmp_epi32_mask(lane_index(i0 + 16 * c), _mm512_set1_epi32(static_cast<int32_t>(jg)), _MM_CMPINT_NLT) : 0;
+      };
       // P (masked, kept as 0 where a key is hidden) of key block j0 for query block i0 in place of S.
-      auto probs = [&](int64_t j0, int64_t jn, int64_t i0, int64_t bqp) {
+      auto probs = [&](int64_t j0, int64_t jn, int64_t i0, int64_t bqp, float* tile) {
         for (int64_t j = 0; j < jn; ++j) {
           const int64_t jg = j0 + j;
-          float* prow = pt.data() + j * kBlk;
+          float* prow = tile + j * kBlk;
           const bool vis = visible(p.kv_len, p.mask, T, b, jg);
           for (int64_t c = 0; c < bqp / 16; ++c) {
-            const __mmask16 ok = vis ? _mm512_cmp_epi32_mask(lane_index(i0 + 16 * c), _mm512_set1_epi32(static_cast<int32_t>(jg)), _MM_CMPINT_NLT) : 0;
             const __m512 e = exp_ps(_mm512_fmsub_ps(_mm512_loadu_ps(prow + 16 * c), vscale, _mm512_loadu_ps(lse.data() + i0 + 16 * c)));
-            _mm512_storeu_ps(prow + 16 * c, _mm512_maskz_mov_ps(ok, e));
+            _mm512_storeu_ps(prow + 16 * c, _mm512_maskz_mov_ps(seen(jg, i0, c, vis), e));
           }
         }
       };
       auto vblock = [&](int64_t j0) { return bf ? vr.data() + j0 * Dp : static_cast<const float*>(p.v) + (b * T + j0) * p.ldv + h * D; };
       const int64_t ldvb = bf ? Dp : p.ldv;
       if (!p.o) {
-        // No kept O: D_i = Σ_j P_ij dP_ij over every key block first (S and dP once more).
-        for (int64_t j0 = 0; j0 < kend; j0 += kBlk) {
-          const int64_t jn = std::min(kBlk, kend - j0);
-          for (int64_t i0 = j0; i0 < T; i0 += kBlk) {
-            const int64_t bqp = round16(std::min(kBlk, T - i0));
-            scores(j0, jn, i0, bqp);                                                                    // Sᵀ = K·Qᵀ
-            gemm_tile(jn, bqp, D, vblock(j0), ldvb, 1, dot.data() + i0, Tp, dst.data(), kBlk, false);  // dPᵀ = V·dOᵀ
-            probs(j0, jn, i0, bqp);
+        // No kept O, so D_i = Σ_j P_ij dP_ij needs every key block of a query block before its dS:
+        // query blocks outermost; pass 1 keeps each key block's P and dP tiles (L2-sized: T/64
+        // pairs of 64x64) and sums D, pass 2 turns them into dS and the three products. dK and dV
+        // accumulate over the query blocks in [T, Dp] buffers. Nothing is computed twice.
+        const int64_t nkb = (kend + kBlk - 1) / kBlk;
+        ptiles.assign(static_cast<size_t>(std::max<int64_t>(nkb, 1) * kBlk * kBlk), 0.f);
+        dtiles.assign(ptiles.size(), 0.f);
+        dkall.assign(static_cast<size_t>(Tp * Dp), 0.f);
+        dvall.assign(dkall.size(), 0.f);
+        for (int64_t i0 = 0; i0 < T; i0 += kBlk) {
+          const int64_t bq = std::min(kBlk, T - i0), bqp = round16(bq);
+          const int64_t jend = std::min(kend, i0 + bq);
+          for (int64_t j0 = 0; j0 < jend; j0 += kBlk) {
+            const int64_t jn = std::min(kBlk, kend - j0);
+            float* pj = ptiles.data() + (j0 / kBlk) * kBlk * kBlk;
+            float* dj = dtiles.data() + (j0 / kBlk) * kBlk * kBlk;
+            scores(j0, jn, i0, bqp, pj);                                                           // Sᵀ = K·Qᵀ
+            gemm_tile(jn, bqp, D, vblock(j0), ldvb, 1, dot.data() + i0, Tp, dj, kBlk, false);  // dPᵀ = V·dOᵀ
+            probs(j0, jn, i0, bqp, pj);
             for (int64_t c = 0; c < bqp; c += 16) {
               __m512 acc = _mm512_loadu_ps(dvec.data() + i0 + c);
-              for (int64_t j = 0; j < jn; ++j) acc = _mm512_fmadd_ps(_mm512_loadu_ps(pt.data() + j * kBlk + c), _mm512_loadu_ps(dst.data() + j * kBlk + c), acc);
+              for (int64_t j = 0; j < jn; ++j) acc = _mm512_fmadd_ps(_mm512_loadu_ps(pj + j * kBlk + c), _mm512_loadu_ps(dj + j * kBlk + c), acc);
               _mm512_storeu_ps(dvec.data() + i0 + c, acc);
             }
           }
+          for (int64_t j0 = 0; j0 < jend; j0 += kBlk) {
+            const int64_t jn = std::min(kBlk, kend - j0);
+            float* pj = ptiles.data() + (j0 / kBlk) * kBlk * kBlk;
+            float* dj = dtiles.data() + (j0 / kBlk) * kBlk * kBlk;
+            for (int64_t j = 0; j < jn; ++j) {
+              const int64_t jg = j0 + j;
+              const bool vis = visible(p.kv_len, p.mask, T, b, jg);
+              for (int64_t c = 0; c < bqp / 16; ++c) {
+                const __m512 pv = _mm512_loadu_ps(pj + j * kBlk + 16 * c);
+                const __m512 ds = _mm512_mul_ps(pv, _mm512_sub_ps(_mm512_loadu_ps(dj + j * kBlk + 16 * c), _mm512_loadu_ps(dvec.data() + i0 + 16 * c)));
+                _mm512_storeu_ps(dj + j * kBlk + 16 * c, _mm512_maskz_mov_ps(seen(jg, i0, c, vis), ds));
+              }
+            }
+            gemm_tile(jn, Dp, bq, pj, kBlk, 1, dor.data() + i0 * Dp, Dp, dvall.data() + j0 * Dp, Dp, true);         // dV += Pᵀ·dO
+            gemm_tile(jn, Dp, bq, dj, kBlk, 1, qr.data() + i0 * Dp, Dp, dkall.data() + j0 * Dp, Dp, true);         // dK += dSᵀ·Q
+            gemm_tile(bq, Dp, jn, dj, 1, kBlk, kr.data() + j0 * Dp, Dp, dqa.data() + i0 * Dp, Dp, true);           // dQ += dS·K
+          }
+        }
+        for (int64_t j = 0; j < kend; ++j) {
+          const int64_t r = b * T + j;
+          float* dk = p.dk + r * p.lddk + h * D;
+          float* dv = p.dv + r * p.lddv + h * D;
+          for (int64_t d = 0; d < D; ++d) dk[d] = dkall[j * Dp + d] * p.scale, dv[d] = dvall[j * Dp + d];
         }
       }
-      for (int64_t j0 = 0; j0 < kend; j0 += kBlk) {
+      for (int64_t j0 = 0; p.o && j0 < kend; j0 += kBlk) {
         const int64_t jn = std::min(kBlk, kend - j0);
         const float* vblk = vblock(j0);
         std::fill(dka.begin(), dka.end(), 0.f);
         std::fill(dva.begin(), dva.end(), 0.f);
         for (int64_t i0 = j0; i0 < T; i0 += kBlk) {
           const int64_t bq = std::min(kBlk, T - i0), bqp = round16(bq);
-          scores(j0, jn, i0, bqp);                                                              // Sᵀ = K·Qᵀ
+          scores(j0, jn, i0, bqp, pt.data());                                                   // Sᵀ = K·Qᵀ
           gemm_tile(jn, bqp, D, vblk, ldvb, 1, dot.data() + i0, Tp, dst.data(), kBlk, false);  // dPᵀ = V·dOᵀ
           for (int64_t j = 0; j < jn; ++j) {
             const int64_t jg = j0 + j;
@@ -413,7 +451,7 @@ void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
             float* srow = dst.data() + j * kBlk;
             const bool vis = visible(p.kv_len, p.mask, T, b, jg);
             for (int64_t c = 0; c < bqp / 16; ++c) {
-              const __mmask16 ok = vis ? _mm512_cmp_epi32_mask(lane_index(i0 + 16 * c), _mm512_set1_epi32(static_cast<int32_t>(jg)), _MM_CMPINT_NLT) : 0;
+              const __mmask16 ok = seen(jg, i0, c, vis);
               const __m512 s = _mm512_loadu_ps(prow + 16 * c);
               const __m512 e = exp_ps(_mm512_fmsub_ps(s, vscale, _mm512_loadu_ps(lse.data() + i0 + 16 * c)));
               const __m512 pv = _mm512_maskz_mov_ps(ok, e);

@@ -167,9 +167,9 @@ void rank2(const uint16_t* R, int64_t ld, int64_t m0, int64_t m1, int64_t ncols,
 // are in cache from the base product) or on its own:
 //   dXA[m, g*r + j] = s·Σ_n dY[m][g*N + n]·B[g*N + n][j]   (dot products along dY's rows, with
 //                                                          B_g transposed to bf16 pairs once)
-//   dB_g[n][j]     += s·Σ_m dY[m][g*N + n]·XA[m][g*r + j]  (if db: rank-2 updates of a
-//                     per-thread [r][N] partial, held in registers 16 columns at a time; pairs of
-//                     rows of dY interleaved into bf16 pairs, s·XA rounded to bf16 like a GEMM operand)
+//   dB_g[n][j]     += s·Σ_m dY[m][g*N + n]·XA[m][g*r + j]  (if db: rank2 updates of a per-thread
+//                     [r][N] partial, 32 columns at a time; pairs of rows of dY interleaved into
+//                     bf16 pairs, s·XA rounded to bf16 like a GEMM operand)
 // dXA is written as f32 (dxa) or, for the dX GEMM's low-rank segment, as bf16 (dxa16); with
 // dxa16, dA can ride along too (carry_da):
 //   dA[j][k]      += Σ_m dXA[m][j]·drop(X)[m][k]          (rank-2 updates of a per-thread [GR][K]
@@ -235,12 +235,12 @@ struct SmallRankBwd {
       const int64_t GRp = (GR + 7) / 8 * 8, npairs = (m1 - m0 + 1) / 2;
       thread_local std::vector<uint32_t> dxp_buf;
       uint32_t* dxp = reuse(dxp_buf, static_cast<size_t>(npairs * GRp));
-      const uint16_t* src = dxk ? dxk - m0 * GR : dxa16;  // row m at src + m*GR
+      auto row = [&](int64_t m) { return dxk ? dxk + (m - m0) * GR : dxa16 + m * GR; };
       for (int64_t q = 0; q < npairs; ++q) {
         const int64_t ma = m0 + 2 * q, mb = ma + 1;
         for (int64_t c = 0; c < GRp; ++c) {
-          const uint32_t lo = c < GR ? src[ma * GR + c] : 0u;
-          const uint32_t hi = c < GR && mb < m1 ? src[mb * GR + c] : 0u;
+          const uint32_t lo = c < GR ? row(ma)[c] : 0u;
+          const uint32_t hi = c < GR && mb < m1 ? row(mb)[c] : 0u;
           dxp[q * GRp + c] = lo | (hi << 16);
         }
       }

@@ -13,9 +13,9 @@ import type { LoraAdapter } from './lora.js';
  * produces under torch.autocast too, which the attention kernels read directly (widened exactly,
  * f32 math); the q/k/v linear writes them in bf16 directly (its f32 sums rounded once). The
  * attention output is kept (f32) only when out_proj has a LoRA branch (whose dA reads it); else
- * the attention backward recomputes D = rowsum(dO∘O) from q, k, v and lse, one more pass over the
- * keys for 4 MB less per layer at OPT-350m's 4×256 (a bf16 O instead measurably loosened the LoRA
- * grads on the parity fixtures: D cancels against dP).
+ * the attention backward computes D = rowsum(dO∘O) itself from q, k, v and lse (holding each key
+ * block's P and dP tiles while D sums), 4 MB less per layer at OPT-350m's 4×256 (a bf16 O instead
+ * measurably loosened the LoRA grads on the parity fixtures: D cancels against dP).
  */
 export interface LayerCache {
   xIn: NativeTensor; // [M, C] layer input (also the attention residual)
@@ -106,10 +106,12 @@ export function createWorkspace(
   const r = lora?.r ?? 0;
   const pre = c.doLayerNormBefore;
   const lnY = f32(M, C);
-  // The shared fc1/relu output (and, in the backward, dH1): bf16 under autocast when no fc2 LoRA
-  // branch keeps it as its input (fc2 reads it rounded to bf16 anyway), else f32.
+  // The shared fc1/relu output (and, in the backward, dH1): bf16 under autocast when fc1 runs as
+  // one linear+ReLU product and no fc2 LoRA branch keeps h1 as its input (fc2 reads it rounded to
+  // bf16 anyway), else f32 (an fc1 LoRA branch's output goes through the f32 relu op).
+  const fc1Lora = lora?.layers.some((l) => l.fc1 !== undefined) ?? false;
   const fc2Lora = lora?.layers.some((l) => l.fc2 !== undefined) ?? false;
-  const h1 = make(bf16Qkv && !fc2Lora ? 'bf16' : 'f32', [M, F]);
+  const h1 = make(bf16Qkv && !fc1Lora && !fc2Lora ? 'bf16' : 'f32', [M, F]);
   // [M, n] f32 in the shared h1's memory when it is f32 and fits: for buffers live only while
   // h1/dH1 are dead (the backward's dQkv, after fc1's backward has consumed dH1).
   const inH1 = (n: number) => {

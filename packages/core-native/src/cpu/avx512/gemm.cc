@@ -691,9 +691,7 @@ void run_epilogue(const Epilogue& e, int64_t N, bool accumulate, float* tile, in
     }
   }
 }
-}  // namespace
 
-namespace {
 // Evens out the threads' shares of the (row block x column block) tasks: among row blocks from
 // mc/2 to mc (multiples of MR), the one whose tasks, dealt largest first to the least loaded
 // thread, finish soonest (ties: the larger block). A ragged last row block otherwise leaves a

@@ -53,9 +53,10 @@ export function layerForward(
   const residualDrop = (s: number) => (drop && drop.residualP > 0 ? { p: drop.residualP, seed: drop.seed, offset: site(drop, s) } : undefined);
   // out_proj, its dropout and the residual add: one pass when out_proj has no LoRA branch.
   if (l?.out_proj) {
-    k.linear(x.o, w.outW, w.outB, ws.proj, loraArg(lora, l.out_proj, x.xaOut, drop, 1));
-    if (drop && drop.residualP > 0) k.dropout(ws.proj, { p: drop.residualP, seed: drop.seed, offset: site(drop, 2) }, ws.proj);
-    k.add(x.xIn, ws.proj, x.sum1);
+    const proj = ws.proj!;
+    k.linear(x.o, w.outW, w.outB, proj, loraArg(lora, l.out_proj, x.xaOut, drop, 1));
+    if (drop && drop.residualP > 0) k.dropout(proj, { p: drop.residualP, seed: drop.seed, offset: site(drop, 2) }, proj);
+    k.add(x.xIn, proj, x.sum1);
   } else {
     k.linearResidual(x.o, w.outW, w.outB, x.sum1, x.xIn, residualDrop(2));
   }
@@ -74,9 +75,10 @@ export function layerForward(
   const residual = pre ? x.sum1 : x.ln1Y;
   const s2 = pre ? out : x.sum2!;
   if (l?.fc2) {
-    k.linear(x.h1, w.fc2W, w.fc2B, ws.proj, loraArg(lora, l.fc2, x.xaFc2, drop, 4));
-    if (drop && drop.residualP > 0) k.dropout(ws.proj, { p: drop.residualP, seed: drop.seed, offset: site(drop, 5) }, ws.proj);
-    k.add(residual, ws.proj, s2);
+    const proj = ws.proj!;
+    k.linear(x.h1, w.fc2W, w.fc2B, proj, loraArg(lora, l.fc2, x.xaFc2, drop, 4));
+    if (drop && drop.residualP > 0) k.dropout(proj, { p: drop.residualP, seed: drop.seed, offset: site(drop, 5) }, proj);
+    k.add(residual, proj, s2);
   } else {
     k.linearResidual(x.h1, w.fc2W, w.fc2B, s2, residual, residualDrop(5));
   }

@@ -61,7 +61,7 @@ export interface Workspace {
   // kept anyway), so its input sum2 is scratch.
   ln2FromOutput: boolean;
   h1: NativeTensor; // [M, F] fc1/relu output when no fc2 LoRA branch needs it later (bf16 under autocast)
-  proj: NativeTensor; // [M, C]
+  proj?: NativeTensor; // [M, C] out_proj / fc2 output before dropout + residual (only when one has a LoRA branch; else fused)
   dOut: NativeTensor; // [M, C] grad flowing down the layers (two buffers, alternating)
   dOutB: NativeTensor;
   dTmp: NativeTensor; // [M, C]
@@ -157,7 +157,7 @@ export function createWorkspace(
     embedOut: f32(M, E), posOut: f32(M, C),
     caches, out: f32(M, C), hFinal: f32(M, E), finalMean: f32(M), finalRstd: f32(M), recompute: checkpointing ? f32(M, C) : undefined,
     lnY, h1, ln2FromOutput: fromOut,
-    proj: f32(M, C), dOut: f32(M, C), dOutB: f32(M, C), dTmp: f32(M, C), dTmp2: f32(M, C), dH1: h1, dQkv: inH1(3 * C), dFinal: f32(M, E),
+    proj: lora?.layers.some((l) => l.out_proj !== undefined || l.fc2 !== undefined) ? f32(M, C) : undefined, dOut: f32(M, C), dOutB: f32(M, C), dTmp: f32(M, C), dTmp2: f32(M, C), dH1: h1, dQkv: inH1(3 * C), dFinal: f32(M, E),
     all,
   };
 }

@@ -44,18 +44,18 @@ export function layerForward(
   const pre = c.doLayerNormBefore;
   const attnIn = pre ? x.ln1Y : x.xIn;
   if (pre) k.layerNorm(x.xIn, w.ln1G, w.ln1B, LN_EPS, x.ln1Y, x.ln1Mean, x.ln1Rstd);
-  // Under autocast q/k/v are kept in bf16 and attended to as those rounded values (the attention
-  // kernels read bf16 q/k/v directly, widening them exactly, in f32 math).
-  // (The linear writes bf16 q/k/v directly: the kernels round its f32 accumulators once, RNE.)
+  // Under autocast q/k/v are kept in bf16 - the linear rounds its f32 sums once - and attended to
+  // as those values (the attention kernels read bf16 q/k/v directly).
   k.linear(attnIn, w.qkvW, w.qkvB, x.qkv, loraArg(lora, l?.qkv, x.xaQkv, drop, 0));
   k.attention(x.qkv, ws.mask, shape, 1 / Math.sqrt(c.headDim), x.o, x.lse);
-  // The residual dropout of site s, for the fused output projections.
+  // The residual dropout of site s (undefined when off).
   const residualDrop = (s: number) => (drop && drop.residualP > 0 ? { p: drop.residualP, seed: drop.seed, offset: site(drop, s) } : undefined);
   // out_proj, its dropout and the residual add: one pass when out_proj has no LoRA branch.
   if (l?.out_proj) {
     const proj = ws.proj!;
+    const d = residualDrop(2);
     k.linear(x.o, w.outW, w.outB, proj, loraArg(lora, l.out_proj, x.xaOut, drop, 1));
-    if (drop && drop.residualP > 0) k.dropout(proj, { p: drop.residualP, seed: drop.seed, offset: site(drop, 2) }, proj);
+    if (d) k.dropout(proj, d, proj);
     k.add(x.xIn, proj, x.sum1);
   } else {
     k.linearResidual(x.o, w.outW, w.outB, x.sum1, x.xIn, residualDrop(2));
@@ -76,8 +76,9 @@ export function layerForward(
   const s2 = pre ? out : x.sum2!;
   if (l?.fc2) {
     const proj = ws.proj!;
+    const d = residualDrop(5);
     k.linear(x.h1, w.fc2W, w.fc2B, proj, loraArg(lora, l.fc2, x.xaFc2, drop, 4));
-    if (drop && drop.residualP > 0) k.dropout(proj, { p: drop.residualP, seed: drop.seed, offset: site(drop, 5) }, proj);
+    if (d) k.dropout(proj, d, proj);
     k.add(residual, proj, s2);
   } else {
     k.linearResidual(x.h1, w.fc2W, w.fc2B, s2, residual, residualDrop(5));

@@ -10,8 +10,9 @@
 // diagonal (and kv_len) with an online softmax (running max and sum per query). Caches lse[B, H, T];
 // no [T, T] buffer exists.
 // Backward: one task per (batch, head), so dQ, dK and dV rows of a task belong to it alone (no
-// atomics): per key block, dK/dV accumulate over the query blocks on and below the diagonal while
-// dQ accumulates the same tiles' dS·K; P is recomputed from q, k and lse.
+// atomics): per query block, the P and dP tiles of the key blocks at or below the diagonal are made
+// (P recomputed from q, k and lse) and kept while D sums when O was not kept, then dQ accumulates
+// their dS·K and dK/dV their dSᵀ·Q / Pᵀ·dO.
 // GCC 12 reports false "uninitialized" warnings inside the masked intrinsics.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -164,7 +165,7 @@ void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
   parallel_range(ctx, p.B * p.H * nqb / per, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> qt(static_cast<size_t>(D * kBlk)), st(static_cast<size_t>(kBlk * kBlk)), vp(static_cast<size_t>(kBlk * Dp)),
         oacc(static_cast<size_t>(kBlk * Dp));
-    std::vector<float> qw(bf ? static_cast<size_t>(T * Dp) : 0), kw(qw.size()), vw(qw.size());
+    std::vector<float> vw(bf ? static_cast<size_t>(T * Dp) : 0), qw(bf && !bfp ? vw.size() : 0), kw(qw.size());
     alignas(64) float mrun[kBlk], lrun[kBlk], alpha[kBlk];
     for (int64_t task = t0 * per; task < t1 * per; ++task) {
       const int64_t bh = task / nqb, qb = task % nqb, b = bh / p.H, h = bh % p.H;
@@ -305,9 +306,7 @@ void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
     const size_t td = static_cast<size_t>(T * Dp);
     std::vector<float> qt(static_cast<size_t>(D * Tp)), dot(static_cast<size_t>(D * Tp)), qr(td), dor(td), kr(td), dqa(td), vr(bf ? td : 0);
     std::vector<float> lse(static_cast<size_t>(Tp)), dvec(static_cast<size_t>(Tp));
-    std::vector<float> pt(static_cast<size_t>(kBlk * kBlk)), dst(static_cast<size_t>(kBlk * kBlk)), dka(static_cast<size_t>(kBlk * Dp)),
-        dva(static_cast<size_t>(kBlk * Dp));
-    std::vector<float> ptiles, dtiles, dkall, dvall;  // the O-free path's tiles and dK/dV sums
+    std::vector<float> ptiles, dtiles, dkall, dvall;  // a query block's P / dP tiles, the dK / dV sums
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t b = task / p.H, h = task % p.H;
       // Packs: Qᵀ, dOᵀ [D, Tp]; Q, dO, K rows [T, Dp]; lse (+inf for rows without keys, so their
@@ -385,93 +384,56 @@ void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
       };
       auto vblock = [&](int64_t j0) { return bf ? vr.data() + j0 * Dp : static_cast<const float*>(p.v) + (b * T + j0) * p.ldv + h * D; };
       const int64_t ldvb = bf ? Dp : p.ldv;
-      if (!p.o) {
-        // No kept O, so D_i = Σ_j P_ij dP_ij needs every key block of a query block before its dS:
-        // query blocks outermost; pass 1 keeps each key block's P and dP tiles (L2-sized: T/64
-        // pairs of 64x64) and sums D, pass 2 turns them into dS and the three products. dK and dV
-        // accumulate over the query blocks in [T, Dp] buffers. Nothing is computed twice.
-        const int64_t nkb = (kend + kBlk - 1) / kBlk;
-        ptiles.assign(static_cast<size_t>(std::max<int64_t>(nkb, 1) * kBlk * kBlk), 0.f);
-        dtiles.assign(ptiles.size(), 0.f);
-        dkall.assign(static_cast<size_t>(Tp * Dp), 0.f);
-        dvall.assign(dkall.size(), 0.f);
-        for (int64_t i0 = 0; i0 < T; i0 += kBlk) {
-          const int64_t bq = std::min(kBlk, T - i0), bqp = round16(bq);
-          const int64_t jend = std::min(kend, i0 + bq);
-          for (int64_t j0 = 0; j0 < jend; j0 += kBlk) {
-            const int64_t jn = std::min(kBlk, kend - j0);
-            float* pj = ptiles.data() + (j0 / kBlk) * kBlk * kBlk;
-            float* dj = dtiles.data() + (j0 / kBlk) * kBlk * kBlk;
-            scores(j0, jn, i0, bqp, pj);                                                           // Sᵀ = K·Qᵀ
-            gemm_tile(jn, bqp, D, vblock(j0), ldvb, 1, dot.data() + i0, Tp, dj, kBlk, false);  // dPᵀ = V·dOᵀ
-            probs(j0, jn, i0, bqp, pj);
-            for (int64_t c = 0; c < bqp; c += 16) {
-              __m512 acc = _mm512_loadu_ps(dvec.data() + i0 + c);
-              for (int64_t j = 0; j < jn; ++j) acc = _mm512_fmadd_ps(_mm512_loadu_ps(pj + j * kBlk + c), _mm512_loadu_ps(dj + j * kBlk + c), acc);
-              _mm512_storeu_ps(dvec.data() + i0 + c, acc);
-            }
-          }
-          for (int64_t j0 = 0; j0 < jend; j0 += kBlk) {
-            const int64_t jn = std::min(kBlk, kend - j0);
-            float* pj = ptiles.data() + (j0 / kBlk) * kBlk * kBlk;
-            float* dj = dtiles.data() + (j0 / kBlk) * kBlk * kBlk;
-            for (int64_t j = 0; j < jn; ++j) {
-              const int64_t jg = j0 + j;
-              const bool vis = visible(p.kv_len, p.mask, T, b, jg);
-              for (int64_t c = 0; c < bqp / 16; ++c) {
-                const __m512 pv = _mm512_loadu_ps(pj + j * kBlk + 16 * c);
-                const __m512 ds = _mm512_mul_ps(pv, _mm512_sub_ps(_mm512_loadu_ps(dj + j * kBlk + 16 * c), _mm512_loadu_ps(dvec.data() + i0 + 16 * c)));
-                _mm512_storeu_ps(dj + j * kBlk + 16 * c, _mm512_maskz_mov_ps(seen(jg, i0, c, vis), ds));
-              }
-            }
-            gemm_tile(jn, Dp, bq, pj, kBlk, 1, dor.data() + i0 * Dp, Dp, dvall.data() + j0 * Dp, Dp, true);         // dV += Pᵀ·dO
-            gemm_tile(jn, Dp, bq, dj, kBlk, 1, qr.data() + i0 * Dp, Dp, dkall.data() + j0 * Dp, Dp, true);         // dK += dSᵀ·Q
-            gemm_tile(bq, Dp, jn, dj, 1, kBlk, kr.data() + j0 * Dp, Dp, dqa.data() + i0 * Dp, Dp, true);           // dQ += dS·K
+      // Query blocks outermost. Pass 1 keeps each key block's P and dP tiles for this query block
+      // (L2-sized: T/64 pairs of 64x64) and, without a kept O, sums D_i = Σ_j P_ij dP_ij from them;
+      // pass 2 turns them into dS and the three products. dK and dV accumulate over the query
+      // blocks in [T, Dp] buffers (in the same order as a key-block-outer loop would). Nothing is
+      // computed twice.
+      const int64_t nkb = (kend + kBlk - 1) / kBlk;
+      ptiles.assign(static_cast<size_t>(std::max<int64_t>(nkb, 1) * kBlk * kBlk), 0.f);
+      dtiles.assign(ptiles.size(), 0.f);
+      dkall.assign(static_cast<size_t>(Tp * Dp), 0.f);
+      dvall.assign(dkall.size(), 0.f);
+      for (int64_t i0 = 0; i0 < T; i0 += kBlk) {
+        const int64_t bq = std::min(kBlk, T - i0), bqp = round16(bq);
+        const int64_t jend = std::min(kend, i0 + bq);
+        for (int64_t j0 = 0; j0 < jend; j0 += kBlk) {
+          const int64_t jn = std::min(kBlk, kend - j0);
+          float* pj = ptiles.data() + (j0 / kBlk) * kBlk * kBlk;
+          float* dj = dtiles.data() + (j0 / kBlk) * kBlk * kBlk;
+          scores(j0, jn, i0, bqp, pj);                                                           // Sᵀ = K·Qᵀ
+          gemm_tile(jn, bqp, D, vblock(j0), ldvb, 1, dot.data() + i0, Tp, dj, kBlk, false);  // dPᵀ = V·dOᵀ
+          probs(j0, jn, i0, bqp, pj);
+          if (p.o) continue;
+          for (int64_t c = 0; c < bqp; c += 16) {
+            __m512 acc = _mm512_loadu_ps(dvec.data() + i0 + c);
+            for (int64_t j = 0; j < jn; ++j) acc = _mm512_fmadd_ps(_mm512_loadu_ps(pj + j * kBlk + c), _mm512_loadu_ps(dj + j * kBlk + c), acc);
+            _mm512_storeu_ps(dvec.data() + i0 + c, acc);
           }
         }
-        for (int64_t j = 0; j < kend; ++j) {
-          const int64_t r = b * T + j;
-          float* dk = p.dk + r * p.lddk + h * D;
-          float* dv = p.dv + r * p.lddv + h * D;
-          for (int64_t d = 0; d < D; ++d) dk[d] = dkall[j * Dp + d] * p.scale, dv[d] = dvall[j * Dp + d];
-        }
-      }
-      for (int64_t j0 = 0; p.o && j0 < kend; j0 += kBlk) {
-        const int64_t jn = std::min(kBlk, kend - j0);
-        const float* vblk = vblock(j0);
-        std::fill(dka.begin(), dka.end(), 0.f);
-        std::fill(dva.begin(), dva.end(), 0.f);
-        for (int64_t i0 = j0; i0 < T; i0 += kBlk) {
-          const int64_t bq = std::min(kBlk, T - i0), bqp = round16(bq);
-          scores(j0, jn, i0, bqp, pt.data());                                                   // Sᵀ = K·Qᵀ
-          gemm_tile(jn, bqp, D, vblk, ldvb, 1, dot.data() + i0, Tp, dst.data(), kBlk, false);  // dPᵀ = V·dOᵀ
+        for (int64_t j0 = 0; j0 < jend; j0 += kBlk) {
+          const int64_t jn = std::min(kBlk, kend - j0);
+          float* pj = ptiles.data() + (j0 / kBlk) * kBlk * kBlk;
+          float* dj = dtiles.data() + (j0 / kBlk) * kBlk * kBlk;
           for (int64_t j = 0; j < jn; ++j) {
             const int64_t jg = j0 + j;
-            float* prow = pt.data() + j * kBlk;
-            float* srow = dst.data() + j * kBlk;
             const bool vis = visible(p.kv_len, p.mask, T, b, jg);
             for (int64_t c = 0; c < bqp / 16; ++c) {
-              const __mmask16 ok = seen(jg, i0, c, vis);
-              const __m512 s = _mm512_loadu_ps(prow + 16 * c);
-              const __m512 e = exp_ps(_mm512_fmsub_ps(s, vscale, _mm512_loadu_ps(lse.data() + i0 + 16 * c)));
-              const __m512 pv = _mm512_maskz_mov_ps(ok, e);
-              const __m512 ds = _mm512_mul_ps(pv, _mm512_sub_ps(_mm512_loadu_ps(srow + 16 * c), _mm512_loadu_ps(dvec.data() + i0 + 16 * c)));
-              _mm512_storeu_ps(prow + 16 * c, pv);
-              _mm512_storeu_ps(srow + 16 * c, _mm512_maskz_mov_ps(ok, ds));
+              const __m512 pv = _mm512_loadu_ps(pj + j * kBlk + 16 * c);
+              const __m512 ds = _mm512_mul_ps(pv, _mm512_sub_ps(_mm512_loadu_ps(dj + j * kBlk + 16 * c), _mm512_loadu_ps(dvec.data() + i0 + 16 * c)));
+              _mm512_storeu_ps(dj + j * kBlk + 16 * c, _mm512_maskz_mov_ps(seen(jg, i0, c, vis), ds));
             }
           }
-          gemm_tile(jn, Dp, bq, pt.data(), kBlk, 1, dor.data() + i0 * Dp, Dp, dva.data(), Dp, true);         // dV += Pᵀ·dO
-          gemm_tile(jn, Dp, bq, dst.data(), kBlk, 1, qr.data() + i0 * Dp, Dp, dka.data(), Dp, true);         // dK += dSᵀ·Q
-          gemm_tile(bq, Dp, jn, dst.data(), 1, kBlk, kr.data() + j0 * Dp, Dp, dqa.data() + i0 * Dp, Dp, true);  // dQ += dS·K
+          gemm_tile(jn, Dp, bq, pj, kBlk, 1, dor.data() + i0 * Dp, Dp, dvall.data() + j0 * Dp, Dp, true);  // dV += Pᵀ·dO
+          gemm_tile(jn, Dp, bq, dj, kBlk, 1, qr.data() + i0 * Dp, Dp, dkall.data() + j0 * Dp, Dp, true);  // dK += dSᵀ·Q
+          gemm_tile(bq, Dp, jn, dj, 1, kBlk, kr.data() + j0 * Dp, Dp, dqa.data() + i0 * Dp, Dp, true);    // dQ += dS·K
         }
-        for (int64_t j = 0; j < jn; ++j) {
-          const int64_t r = b * T + j0 + j;
-          float* dk = p.dk + r * p.lddk + h * D;
-          float* dv = p.dv + r * p.lddv + h * D;
-          const float* ka = dka.data() + j * Dp;
-          const float* va = dva.data() + j * Dp;
-          for (int64_t d = 0; d < D; ++d) dk[d] = ka[d] * p.scale, dv[d] = va[d];
-        }
+      }
+      for (int64_t j = 0; j < kend; ++j) {
+        const int64_t r = b * T + j;
+        float* dk = p.dk + r * p.lddk + h * D;
+        float* dv = p.dv + r * p.lddv + h * D;
+        for (int64_t d = 0; d < D; ++d) dk[d] = dkall[j * Dp + d] * p.scale, dv[d] = dvall[j * Dp + d];
       }
       for (int64_t j = kend; j < T; ++j) {
         const int64_t r = b * T + j;

@@ -136,7 +136,7 @@ inline bool pairs_ok(const void* q, int64_t ldq, const void* k, int64_t ldk, int
 // 16 (masked) lanes of a q/k/v row, f32 or bf16 (widened exactly).
 inline __m512 load_qkv(__mmask16 k, const void* base, DType dt, int64_t i) {
   if (dt == DType::BF16)
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, static_cast<const uint16_t*>(base) + i)), 16));
+    return bf16_to_ps(_mm256_maskz_loadu_epi16(k, static_cast<const uint16_t*>(base) + i));
   return _mm512_maskz_loadu_ps(k, static_cast<const float*>(base) + i);
 }
 

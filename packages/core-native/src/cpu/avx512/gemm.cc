@@ -252,8 +252,7 @@ void decode_row(const Src& s, int64_t row, int64_t c0, int64_t len, float* out) 
       const uint16_t* p = static_cast<const uint16_t*>(s.data) + base;
       for (; i < len; i += 16) {
         const __mmask16 k = tail_mask16(len - i);
-        const __m512i v = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p + i)), 16);
-        _mm512_mask_storeu_ps(out + i, k, _mm512_castsi512_ps(v));
+        _mm512_mask_storeu_ps(out + i, k, bf16_to_ps(_mm256_maskz_loadu_epi16(k, p + i)));
       }
       break;
     }
@@ -383,10 +382,8 @@ const uint32_t* packed_row(const Src& s, Precision prec, bool direct, int64_t ro
     const int64_t bit0 = row * s.drop_ld;
     for (int64_t e = 0; e < 2 * kk; e += 32) {
       const int64_t n = std::min<int64_t>(32, K - e);
-      const __mmask32 keep = static_cast<__mmask32>(bits16(s.mask_bits, bit0 + e, n)) |
-                             (static_cast<__mmask32>(n > 16 ? bits16(s.mask_bits, bit0 + e + 16, n - 16) : 0) << 16);
       const __mmask32 valid = n >= 32 ? ~__mmask32(0) : (__mmask32(1) << n) - 1;
-      _mm512_storeu_si512(d + e / 2, _mm512_maskz_loadu_epi16(valid & keep, src + e));
+      _mm512_storeu_si512(d + e / 2, _mm512_maskz_loadu_epi16(valid & bits32(s.mask_bits, bit0 + e, n), src + e));
     }
     return d;
   }
@@ -664,12 +661,11 @@ void run_epilogue(const Epilogue& e, int64_t N, bool accumulate, float* tile, in
       const int64_t o = m * e.out.ld + n;
       if (bf) {
         uint16_t* out = static_cast<uint16_t*>(e.out.data) + o;
-        if (accumulate) v = _mm512_add_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, out)), 16)));
+        if (accumulate) v = _mm512_add_ps(v, bf16_to_ps(_mm256_maskz_loadu_epi16(k, out)));
         __m256i h = bf16_exact(v);
         if (e.relu_bits) {
           // relu on the rounded value: widen it back (exact) and compare.
-          const __m512 r = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-          const __mmask16 keep = _mm512_mask_cmp_ps_mask(k, r, _mm512_setzero_ps(), _CMP_NLE_UQ);
+          const __mmask16 keep = _mm512_mask_cmp_ps_mask(k, bf16_to_ps(h), _mm512_setzero_ps(), _CMP_NLE_UQ);
           h = _mm256_maskz_mov_epi16(keep, h);
           word |= static_cast<uint64_t>(keep) << ((n - n0) % 64);
         }

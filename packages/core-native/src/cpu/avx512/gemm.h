@@ -57,11 +57,11 @@ struct GemmHook {
 };
 
 // Where the finished product goes when it is not C itself: each task computes its tile into a
-// per-thread f32 buffer (bias included), then per element v: v = 0 where the keep bit
-// (m*N + n) of `mask` is clear; v = residual + drop(v) when residual is set; v += the old output when accumulate; stored to `out` (f32, or bf16
-// rounded RNE); with relu_bits, relu on the stored value and its keep bit (m*N + n) written (set
-// iff > 0 or NaN; whole words per tile, so N % 64 == 0 and no accumulate). The tile is still in
-// L2, so this costs no extra pass over memory.
+// per-thread f32 buffer (bias included), then per element v: v = 0 where the keep bit (m*N + n)
+// of `mask` is clear; v = residual + drop(v) when residual is set; v += the old output when
+// accumulate; stored to `out` (f32, or bf16 rounded RNE); with relu_bits, relu on the stored value
+// and its keep bit (m*N + n) written (set iff > 0 or NaN; whole words per tile, so N % 64 == 0 and
+// no accumulate). The tile is still in L2, so this costs no extra pass over memory.
 struct Epilogue {
   MutMat out;
   const uint64_t* mask = nullptr;

@@ -117,9 +117,7 @@ void rank2_update(const uint16_t* R, int64_t ld, int64_t m0, int64_t m1, int64_t
   // 32 elements of row m from column c (k32: the valid ones), dropped ones read as 0.
   auto row32 = [&](int64_t m, int64_t c, int64_t nc, __mmask32 k32) {
     if (!mask) return _mm512_maskz_loadu_epi16(k32, R + m * ld + c);
-    const int64_t bit = m * mask_ld + c;
-    const __mmask32 keep = static_cast<__mmask32>(bits16(mask, bit, nc)) | (static_cast<__mmask32>(nc > 16 ? bits16(mask, bit + 16, nc - 16) : 0) << 16);
-    return _mm512_maskz_loadu_epi16(k32 & keep, R + m * ld + c);
+    return _mm512_maskz_loadu_epi16(k32 & bits32(mask, m * mask_ld + c, nc), R + m * ld + c);
   };
   for (int64_t c = 0; c < ncols; c += 32) {
     const int64_t nc = std::min<int64_t>(32, ncols - c);

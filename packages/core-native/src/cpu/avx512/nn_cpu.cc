@@ -40,7 +40,7 @@ void embedding_fwd(const Ctx& ctx, const EmbeddingFwd& p) {
         const uint16_t* t = static_cast<const uint16_t*>(p.table) + e;
         for (int64_t c = 0; c < p.C; c += 16) {
           const __mmask16 k = tail_mask16(p.C - c);
-          _mm512_mask_storeu_ps(o + c, k, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, t + c)), 16)));
+          _mm512_mask_storeu_ps(o + c, k, bf16_to_ps(_mm256_maskz_loadu_epi16(k, t + c)));
         }
       } else {
         std::memcpy(o, static_cast<const float*>(p.table) + e, static_cast<size_t>(p.C) * 4);
@@ -189,11 +189,7 @@ void relu_bwd(const Ctx& ctx, const ReluBwd& p) {
       const __mmask16 k = tail_mask16(e - i);
       const __m512 dy = _mm512_maskz_loadu_ps(k, p.dy + i);
       if (p.bits) {
-        // 16 bits starting at element i (i may sit anywhere in its word).
-        const uint64_t w = p.bits[i / 64] >> (i % 64);
-        const int have = 64 - static_cast<int>(i % 64);
-        const uint64_t m = have >= 16 || e - i <= have ? w : w | (p.bits[i / 64 + 1] << have);
-        _mm512_mask_storeu_ps(p.dx + i, k, _mm512_maskz_mov_ps(static_cast<__mmask16>(m), dy));
+        _mm512_mask_storeu_ps(p.dx + i, k, _mm512_maskz_mov_ps(bits16(p.bits, i, e - i), dy));
         continue;
       }
       const __m512 y = _mm512_maskz_loadu_ps(k, p.y + i);
@@ -234,7 +230,7 @@ void cast(const Ctx& ctx, const Cast& p) {
       __m512 v;
       if (p.src_dtype == DType::F32) v = _mm512_maskz_loadu_ps(k, static_cast<const float*>(p.src) + i);
       else if (p.src_dtype == DType::BF16)
-        v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, static_cast<const uint16_t*>(p.src) + i)), 16));
+        v = bf16_to_ps(_mm256_maskz_loadu_epi16(k, static_cast<const uint16_t*>(p.src) + i));
       else v = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, static_cast<const uint16_t*>(p.src) + i));
       if (p.dst_dtype == DType::F32) {
         _mm512_mask_storeu_ps(static_cast<float*>(p.dst) + i, k, v);

@@ -38,6 +38,15 @@ inline __mmask16 bits16(const uint64_t* bits, int64_t i, int64_t valid = 16) {
   return static_cast<__mmask16>(have >= 16 || valid <= have ? w : w | (bits[i / 64 + 1] << have));
 }
 
+// The same for 32 elements: two 16-bit halves, bits of elements [i, i + min(32, valid)).
+inline __mmask32 bits32(const uint64_t* bits, int64_t i, int64_t valid = 32) {
+  const __mmask32 lo = bits16(bits, i, valid);
+  return valid > 16 ? lo | (static_cast<__mmask32>(bits16(bits, i + 16, valid - 16)) << 16) : lo;
+}
+
+// 16 bf16 values widened to f32 (exact).
+inline __m512 bf16_to_ps(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+
 // 16 floats to bf16 exactly as half.h's f32_to_bf16 (RNE on the bits, subnormals kept, NaN made
 // quiet by setting bit 6), unlike vcvtneps2bf16, which flushes subnormal inputs to zero.
 inline __m256i bf16_exact(__m512 v) {

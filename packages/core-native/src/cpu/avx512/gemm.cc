@@ -286,8 +286,7 @@ void decode_row(const Src& s, int64_t row, int64_t c0, int64_t len, float* out) 
     }
   }
   if (s.mask_bits) {
-    const float keep = s.drop.p < 1.f ? 1.f / (1.f - s.drop.p) : 0.f;
-    apply_mask_bits(out, len, s.mask_bits, static_cast<uint64_t>(row * s.drop_ld + c0), keep);
+    apply_mask_bits(out, len, s.mask_bits, static_cast<uint64_t>(row * s.drop_ld + c0), keep_scale(s.drop));
   } else if (s.drop.active()) {
     apply_dropout(out, len, s.drop, static_cast<uint64_t>(row * s.drop_ld + c0));
   }

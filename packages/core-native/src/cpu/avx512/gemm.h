@@ -92,6 +92,9 @@ void dropout_bits(const Dropout& d, uint64_t first, int64_t len, uint64_t* bits)
 // out[i] = bit (bit0 + i) of bits ? out[i] * keep : 0.
 void apply_mask_bits(float* out, int64_t len, const uint64_t* bits, uint64_t bit0, float keep);
 
+// The factor a kept element of dropout d is scaled by: 1/(1 - p) (0 when everything is dropped).
+inline float keep_scale(const Dropout& d) { return d.p < 1.f ? 1.f / (1.f - d.p) : 0.f; }
+
 Src weight_src(const Weight& w, bool k_major);
 // Rows [row0, row0 + rows) of a weight as a weight of its own.
 Weight weight_rows(const Weight& w, int64_t row0, int64_t rows);

@@ -101,6 +101,18 @@ struct DotTable {
 };
 const DotTable kDot;
 
+// Coefficient pairs for rank2: out[q*ldo + c] = (v(m0 + 2q, c), v(m0 + 2q + 1, c)) as bf16 pairs for
+// c < cols, 0 in columns [cols, ldo) and for the row past m1 (v returns a bf16 value's bits).
+template <typename V>
+void pair_rows_of(int64_t m0, int64_t m1, int64_t cols, int64_t ldo, V&& v, uint32_t* out) {
+  for (int64_t m = m0, q = 0; m < m1; m += 2, ++q)
+    for (int64_t c = 0; c < ldo; ++c) {
+      const uint32_t lo = c < cols ? v(m, c) : 0u;
+      const uint32_t hi = c < cols && m + 1 < m1 ? v(m + 1, c) : 0u;
+      out[q * ldo + c] = lo | (hi << 16);
+    }
+}
+
 // Rank-2 updates of a partial product from one block of rows of a bf16 matrix R (row stride ld):
 //   part[j*ldp + c] += Σ_q coef[q*ldc + j] · (R[m0 + 2q][c], R[m0 + 2q + 1][c])   for j < jn, c < ncols
 // where coef holds bf16 pairs (the other factor's two rows) and R's two rows are interleaved into
@@ -233,15 +245,7 @@ struct SmallRankBwd {
       const int64_t GRp = (GR + 7) / 8 * 8, npairs = (m1 - m0 + 1) / 2;
       thread_local std::vector<uint32_t> dxp_buf;
       uint32_t* dxp = reuse(dxp_buf, static_cast<size_t>(npairs * GRp));
-      auto row = [&](int64_t m) { return dxk ? dxk + (m - m0) * GR : dxa16 + m * GR; };
-      for (int64_t q = 0; q < npairs; ++q) {
-        const int64_t ma = m0 + 2 * q, mb = ma + 1;
-        for (int64_t c = 0; c < GRp; ++c) {
-          const uint32_t lo = c < GR ? row(ma)[c] : 0u;
-          const uint32_t hi = c < GR && mb < m1 ? row(mb)[c] : 0u;
-          dxp[q * GRp + c] = lo | (hi << 16);
-        }
-      }
+      pair_rows_of(m0, m1, GR, GRp, [&](int64_t m, int64_t c) -> uint32_t { return dxk ? dxk[(m - m0) * GR + c] : dxa16[m * GR + c]; }, dxp);
       float* ta = part_a + static_cast<size_t>(thread) * static_cast<size_t>(GR * p.K);
       rank2(static_cast<const uint16_t*>(p.x.data), p.x.ld, m0, m1, p.K, mask, p.K, dxp, GRp, GR, ta, p.K);
     }
@@ -252,14 +256,7 @@ struct SmallRankBwd {
     const int64_t pairs = (m1 - m0 + 1) / 2, GRp = (GR + 7) / 8 * 8;
     thread_local std::vector<uint32_t> xs_buf;
     uint32_t* xs = reuse(xs_buf, static_cast<size_t>(pairs * GRp + 8));  // + 8: a group's window may reach past a row
-    for (int64_t q = 0; q < pairs; ++q) {
-      const int64_t ma = m0 + 2 * q, mb = ma + 1;
-      for (int64_t c = 0; c < GRp; ++c) {
-        const uint32_t lo = c < GR ? f32_to_bf16(p.scale * p.xa[ma * GR + c]) : 0u;
-        const uint32_t hi = c < GR && mb < m1 ? f32_to_bf16(p.scale * p.xa[mb * GR + c]) : 0u;
-        xs[q * GRp + c] = lo | (hi << 16);
-      }
-    }
+    pair_rows_of(m0, m1, GR, GRp, [&](int64_t m, int64_t c) -> uint32_t { return f32_to_bf16(p.scale * p.xa[m * GR + c]); }, xs);
     for (int64_t g = 0; g < p.G; ++g)
       rank2(dyh + g * p.N, p.dy.ld, m0, m1, p.N, nullptr, 0, xs + g * p.r, GRp, p.r, tp + g * p.r * p.N, p.N);
   }
@@ -325,23 +322,6 @@ uint64_t* drop_mask(const Ctx& ctx, const Dropout& d, int64_t n) {
   return mask;
 }
 
-template <typename F>
-void on_f32(const Ctx& ctx, const MutMat& out, int64_t rows, int64_t cols, bool accumulate, F&& body) {
-  if (out.dtype == DType::F32) {
-    body(static_cast<float*>(out.data), out.ld);
-    return;
-  }
-  std::vector<float> buf(static_cast<size_t>(rows * cols));
-  parallel_range(ctx, rows, 16, [&](int64_t b, int64_t e) {
-    for (int64_t m = b; m < e; ++m)
-      for (int64_t c = 0; c < cols; ++c) buf[m * cols + c] = accumulate ? load_act(out.data, out.dtype, m * out.ld + c) : 0.f;
-  });
-  body(buf.data(), cols);
-  parallel_range(ctx, rows, 16, [&](int64_t b, int64_t e) {
-    for (int64_t m = b; m < e; ++m)
-      for (int64_t c = 0; c < cols; ++c) store_act(out.data, out.dtype, m * out.ld + c, buf[m * cols + c]);
-  });
-}
 }  // namespace
 
 void lora_fwd(const Ctx& ctx, const LoraFwd& p) {
@@ -353,7 +333,7 @@ void lora_fwd(const Ctx& ctx, const LoraFwd& p) {
   float a_scale = 1.f;
   if (p.drop.active()) {
     xs.mask_bits = drop_mask(ctx, p.drop, p.M * p.K);
-    a_scale = p.drop.p < 1.f ? 1.f / (1.f - p.drop.p) : 0.f;
+    a_scale = keep_scale(p.drop);
   }
   gemm(ctx, p.M, GR, {Segment{xs, f32_src(p.a, p.K, false, a_scale), p.K}}, p.xa, GR, false, nullptr, precision_for(p.x.dtype, DType::F32));
   const Precision prec = precision_for(p.x.dtype, p.w.dtype);
@@ -388,7 +368,7 @@ void lora_bwd(const Ctx& ctx, const LoraBwd& p) {
   const Precision small = precision_for(p.dy.dtype, DType::F32);
   // The dropout mask of X, once: bit m*K + k.
   uint64_t* mask = p.drop.active() ? drop_mask(ctx, p.drop, p.M * p.K) : nullptr;
-  const float keep = p.drop.p < 1.f ? 1.f / (1.f - p.drop.p) : 0.f;
+  const float keep = keep_scale(p.drop);
   const Precision prec = precision_for(p.dy.dtype, p.w.dtype);
   const bool small_rank = p.r <= 16 && p.dy.dtype == DType::BF16 && p.N % 2 == 0 && p.dy.ld % 2 == 0 &&
                           (reinterpret_cast<uintptr_t>(p.dy.data) & 3) == 0;
@@ -473,10 +453,16 @@ void lora_bwd(const Ctx& ctx, const LoraBwd& p) {
     hook.after = 1;
     hook.fn = [&](int64_t m0, int64_t m1, int thread) { srb->rows(m0, m1, thread); };
   }
-  on_f32(ctx, p.dx, p.M, p.K, p.accumulate, [&](float* dx, int64_t ld) {
-    // Low-rank segment last: its few k-steps per tile then find the C tile already in cache.
-    gemm(ctx, p.M, p.K, {base, low}, dx, ld, p.accumulate, nullptr, prec, carried ? &hook : nullptr);
-  });
+  // Low-rank segment last: its few k-steps per tile then find the C tile already in cache. A bf16
+  // dX goes through the GEMM's epilogue.
+  const GemmHook* hk = carried ? &hook : nullptr;
+  if (p.dx.dtype == DType::F32) {
+    gemm(ctx, p.M, p.K, {base, low}, static_cast<float*>(p.dx.data), p.dx.ld, p.accumulate, nullptr, prec, hk);
+  } else {
+    Epilogue e;
+    e.out = p.dx;
+    gemm(ctx, p.M, p.K, {base, low}, nullptr, 0, p.accumulate, nullptr, prec, hk, &e);
+  }
   if (carried) srb->finish(ctx);
 }
 

@@ -21,25 +21,32 @@ __global__ void __launch_bounds__(kEwThreads) relu_kernel(int64_t n, const float
 __global__ void __launch_bounds__(kEwThreads) relu_bwd_kernel(int64_t n, const float* y, const float* dy, float* dx) {
   LORA_GRID_STRIDE(i, n) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
 }
-// relu with its keep mask: one warp per 32 consecutive elements (warp-uniform loop, so every lane
-// reaches the ballot); lane 0 stores the 32 keep bits as the low or high half of their 64-bit word
-// (little-endian words). The loop covers whole words, so bits past n are written as 0. NaN counts
-// as kept (as the reference does).
-__global__ void __launch_bounds__(kEwThreads) relu_bits_kernel(int64_t n, const float* x, float* y, uint32_t* half_words) {
+// relu with its keep mask over an [M, N] matrix (x and y of element type t, f32/bf16, rows ld
+// apart; y may be x): one warp per 32 consecutive elements of the flat index m*N + n (a
+// warp-uniform loop, so every lane reaches the ballot); lane 0 stores the 32 keep bits as the low
+// or high half of their 64-bit word (little-endian words). The loop covers whole words, so bits
+// past M*N are written as 0. The value tested is the stored one (a bf16 after its rounding); NaN
+// counts as kept (as the reference does). The relu op is the case M = 1, f32.
+__global__ void __launch_bounds__(kEwThreads) relu_bits_kernel(int64_t M, int64_t N, const void* x, void* y, ET t, int64_t ld, uint32_t* half_words) {
   const int lane = static_cast<int>(threadIdx.x & 31u);
-  const int64_t covered = (n + 63) / 64 * 64;
+  const int64_t n = M * N, covered = (n + 63) / 64 * 64;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i0 = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x - lane; i0 < covered; i0 += stride) {
     const int64_t i = i0 + lane;
     bool keep = false;
     if (i < n) {
-      const float v = x[i];
+      const int64_t at = (i / N) * ld + i % N;
+      const float v = load_elem(x, t, at);
       keep = v > 0.f || v != v;
-      y[i] = keep ? v : 0.f;
+      store_elem(y, t, at, keep ? v : 0.f);
     }
     const unsigned m = __ballot_sync(0xffffffffu, keep);
     if (lane == 0) half_words[i0 / 32] = m;
   }
+}
+// y[m*ldy + n] = src[m*lds + n] in y's element type t (f32 src: one rounding for a bf16/f16 y).
+__global__ void __launch_bounds__(kEwThreads) store_rows_kernel(int64_t M, int64_t N, const float* src, int64_t lds, void* y, ET t, int64_t ldy) {
+  LORA_GRID_STRIDE(i, M * N) store_elem(y, t, (i / N) * ldy + i % N, src[(i / N) * lds + i % N]);
 }
 __global__ void __launch_bounds__(kEwThreads) relu_bwd_bits_kernel(int64_t n, const uint64_t* bits, const float* dy, float* dx) {
   LORA_GRID_STRIDE(i, n) dx[i] = (bits[i >> 6] >> (i & 63)) & 1u ? dy[i] : 0.f;
@@ -97,7 +104,7 @@ __global__ void __launch_bounds__(kEwThreads) sum_squares_kernel(int64_t n, cons
 // bits (optional): the keep mask, ceil(n/64) words (see relu_bits_kernel).
 inline void relu(int64_t n, const float* x, float* y, uint64_t* bits, Stream s) {
   require(n >= 0 && (n == 0 || (x && y)), "relu", "bad arguments");
-  if (bits) LORA_EW_LAUNCH(relu_bits_kernel, n, s, n, x, y, reinterpret_cast<uint32_t*>(bits));
+  if (bits) LORA_EW_LAUNCH(relu_bits_kernel, n, s, int64_t(1), n, x, y, ET::F32, n, reinterpret_cast<uint32_t*>(bits));
   else LORA_EW_LAUNCH(relu_kernel, n, s, n, x, y);
 }
 // bits (optional) replaces y: dx = dy where the forward's keep bit is set.

@@ -21,6 +21,7 @@
 #pragma once
 
 #include "common.cuh"
+#include "elementwise.cuh"
 
 namespace lora::LORA_KNS {
 
@@ -373,37 +374,9 @@ __global__ void __launch_bounds__(256) column_sum_kernel(int64_t M, int64_t N, c
   out[n] += s;
 }
 
-// relu in place on a stored [M, N] output (f32/bf16, leading dimension ld) with its keep bits,
-// bit (m*N + n): one warp per 32 consecutive elements of the flat index, lane 0 storing the ballot
-// as half of its 64-bit word (as relu_bits_kernel does); bits past M*N are written as 0. The
-// value tested is the stored one (after bf16 rounding); NaN counts as kept.
-__global__ void __launch_bounds__(256) relu_bits_mat_kernel(int64_t M, int64_t N, void* y, ET t, int64_t ld, uint32_t* half_words) {
-  const int lane = static_cast<int>(threadIdx.x & 31u);
-  const int64_t n = M * N, covered = (n + 63) / 64 * 64;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i0 = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x - lane; i0 < covered; i0 += stride) {
-    const int64_t i = i0 + lane;
-    bool keep = false;
-    if (i < n) {
-      const int64_t at = (i / N) * ld + i % N;
-      const float v = load_elem(y, t, at);
-      keep = v > 0.f || v != v;
-      if (!keep) store_elem(y, t, at, 0.f);
-    }
-    const unsigned m = __ballot_sync(0xffffffffu, keep);
-    if (lane == 0) half_words[i0 / 32] = m;
-  }
-}
-
 // ---- the three matmul layouts (ops.h MatmulXWt / MatmulDYW / MatmulDW) ----
 // relu_bits (optional, no accumulate): y = relu(x·wᵀ + b) with its keep bits (a second pass over
 // the stored output).
-// y[m*ldy + n] = src[m*lds + n] (f32 rows).
-__global__ void __launch_bounds__(256) copy_rows_kernel(int64_t M, int64_t N, const float* src, int64_t lds, float* y, int64_t ldy) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < M * N; i += stride) y[(i / N) * ldy + i % N] = src[(i / N) * lds + i % N];
-}
-
 // residual (optional, f32 y, no accumulate/relu): y = residual + drop(x·wᵀ + b): the residual is
 // copied into y and the product added by the epilogue, after its output dropout.
 inline void matmul_xwt(int64_t M, int64_t K, int64_t N, const void* x, ET xt, int64_t ldx, const WeightView& w,
@@ -415,7 +388,7 @@ inline void matmul_xwt(int64_t M, int64_t K, int64_t N, const void* x, ET xt, in
   require(!residual || (yt == ET::F32 && !accumulate && !relu_bits && ldr >= N), "matmul_xwt", "residual needs an f32 y, no accumulate, no relu");
   Epilogue e = out_mat(y, yt, ldy, accumulate, 1.f, bias);
   if (residual && M > 0 && N > 0) {
-    LORA_LAUNCH(copy_rows_kernel, dim3(grid_for(M * N, 256)), dim3(256), 0, s, M, N, residual, ldr, static_cast<float*>(y), ldy);
+    LORA_LAUNCH(store_rows_kernel, dim3(grid_for(M * N, kEwThreads)), dim3(kEwThreads), 0, s, M, N, residual, ldr, y, ET::F32, ldy);
     LORA_CHECK_LAUNCH();
     e.accumulate = true;
     e.drop = drop;
@@ -423,7 +396,7 @@ inline void matmul_xwt(int64_t M, int64_t K, int64_t N, const void* x, ET xt, in
   }
   gemm("matmul_xwt", M, N, K, act_rowk(x, xt, ldx), weight_rowk(w), e, 1, s);
   if (relu_bits && M > 0 && N > 0) {
-    LORA_LAUNCH(relu_bits_mat_kernel, dim3(grid_for(M * N, 256)), dim3(256), 0, s, M, N, y, yt, ldy, reinterpret_cast<uint32_t*>(relu_bits));
+    LORA_LAUNCH(relu_bits_kernel, dim3(grid_for(M * N, kEwThreads)), dim3(kEwThreads), 0, s, M, N, y, y, yt, ldy, reinterpret_cast<uint32_t*>(relu_bits));
     LORA_CHECK_LAUNCH();
   }
 }

@@ -17,12 +17,6 @@ struct LoraShape {
   int64_t M, K, N, r, G;
 };
 
-// y[m*ldy + n] = src[m*N + n] in y's element type (one rounding).
-__global__ void __launch_bounds__(256) store_rows_kernel(int64_t M, int64_t N, const float* src, void* y, ET t, int64_t ldy) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < M * N; i += stride) store_elem(y, t, (i / N) * ldy + i % N, src[i]);
-}
-
 inline void lora_check(const LoraShape& s, const char* op) {
   require(s.M >= 0 && s.K >= 1 && s.N >= 1 && s.r >= 1 && s.G >= 1 && s.G <= 65535, op, "bad sizes");
 }
@@ -54,7 +48,7 @@ inline void lora_fwd(const LoraShape& s, const void* x, ET xt, int64_t ldx, cons
   e.zoff = s.N;
   gemm("lora_fwd", s.M, s.N, s.r, a, b, e, static_cast<int>(s.G), st);
   if (!direct) {
-    LORA_LAUNCH(store_rows_kernel, dim3(grid_for(s.M * GN, 256)), dim3(256), 0, st, s.M, GN, acc_buf.as<float>(), y, yt, ldy);
+    LORA_LAUNCH(store_rows_kernel, dim3(grid_for(s.M * GN, kEwThreads)), dim3(kEwThreads), 0, st, s.M, GN, acc_buf.as<float>(), GN, y, yt, ldy);
     LORA_CHECK_LAUNCH();
   }
 }

@@ -81,6 +81,15 @@ export function bindKernels(backend: Backend): Kernels {
     cast(t, v, b);
     return v;
   };
+  // fn on t, rounded to bf16 first when w autocasts; the scratch views are released after.
+  const autocasting = <R>(w: NativeTensor, t: NativeTensor, role: 'x' | 'dy', fn: (t: NativeTensor) => R): R => {
+    const views: NativeTensor[] = [];
+    try {
+      return fn(autocast(w) ? toBf16(t, role, views) : t);
+    } finally {
+      for (const v of views) v.dispose();
+    }
+  };
 
   // q | k | v column slices of a [B*T, 3C] buffer, as [B, T, C] views.
   const splitQkv = (qkv: NativeTensor, B: number, T: number): NativeTensor[] => {
@@ -97,18 +106,14 @@ export function bindKernels(backend: Backend): Kernels {
   return {
     backend,
     linear(x0, w, bias, y, lora) {
-      const views: NativeTensor[] = [];
-      try {
-        const x = autocast(w) ? toBf16(x0, 'x', views) : x0;
+      autocasting(w, x0, 'x', (x) => {
         if (!lora) {
           matmulXWt(x, w, bias ?? null, y, false, b);
           return;
         }
         const d = lora.spec.dropout;
         loraFwd(x, w, bias ?? null, lora.spec.a, lora.spec.b, y, lora.xa, lora.spec.scale, d?.p ?? 0, d?.seed ?? 0, d?.offset ?? 0, lora.spec.groups, b);
-      } finally {
-        for (const t of views) t.dispose();
-      }
+      });
     },
     linearBackward(dy0, x0, w, dx, accumulate, lora) {
       if (!lora && !dx) return;
@@ -127,31 +132,13 @@ export function bindKernels(backend: Backend): Kernels {
       }
     },
     linearRelu(x0, w, bias, y, bits) {
-      const views: NativeTensor[] = [];
-      try {
-        const x = autocast(w) ? toBf16(x0, 'x', views) : x0;
-        matmulXWt(x, w, bias ?? null, y, false, b, bits);
-      } finally {
-        for (const t of views) t.dispose();
-      }
+      autocasting(w, x0, 'x', (x) => matmulXWt(x, w, bias ?? null, y, false, b, bits));
     },
     linearResidual(x0, w, bias, y, residual, drop) {
-      const views: NativeTensor[] = [];
-      try {
-        const x = autocast(w) ? toBf16(x0, 'x', views) : x0;
-        matmulXWt(x, w, bias ?? null, y, false, b, null, residual, drop?.p ?? 0, drop?.seed ?? 0, drop?.offset ?? 0);
-      } finally {
-        for (const t of views) t.dispose();
-      }
+      autocasting(w, x0, 'x', (x) => matmulXWt(x, w, bias ?? null, y, false, b, null, residual, drop?.p ?? 0, drop?.seed ?? 0, drop?.offset ?? 0));
     },
     linearBackwardMasked(dy0, w, dx, bits) {
-      const views: NativeTensor[] = [];
-      try {
-        const dy = autocast(w) ? toBf16(dy0, 'dy', views) : dy0;
-        matmulDYW(dy, w, dx, false, b, bits);
-      } finally {
-        for (const t of views) t.dispose();
-      }
+      autocasting(w, dy0, 'dy', (dy) => matmulDYW(dy, w, dx, false, b, bits));
     },
     embedding(ids, table, out, pos) {
       embedding(ids, table, out, pos?.ids ?? null, pos?.table ?? null, 0, b);

@@ -29,6 +29,8 @@ export interface LayerDropout {
 // Each dropout site gets its own stretch of the Philox counter space.
 const SITE_STRIDE = 2 ** 36;
 const site = (d: LayerDropout, s: number) => (d.layer * 8 + s) * SITE_STRIDE;
+// The residual dropout of site s (undefined when off); its backward is the same mask on the grad.
+const residualDrop = (d: LayerDropout | undefined, s: number) => (d && d.residualP > 0 ? { p: d.residualP, seed: d.seed, offset: site(d, s) } : undefined);
 
 function loraArg(lora: LoraAdapter | undefined, m: LoraModule | undefined, xa: NativeTensor | undefined, d: LayerDropout | undefined, s: number) {
   if (!lora || !m || !xa) return undefined;
@@ -48,17 +50,15 @@ export function layerForward(
   // as those values (the attention kernels read bf16 q/k/v directly).
   k.linear(attnIn, w.qkvW, w.qkvB, x.qkv, loraArg(lora, l?.qkv, x.xaQkv, drop, 0));
   k.attention(x.qkv, ws.mask, shape, 1 / Math.sqrt(c.headDim), x.o, x.lse);
-  // The residual dropout of site s (undefined when off).
-  const residualDrop = (s: number) => (drop && drop.residualP > 0 ? { p: drop.residualP, seed: drop.seed, offset: site(drop, s) } : undefined);
   // out_proj, its dropout and the residual add: one pass when out_proj has no LoRA branch.
   if (l?.out_proj) {
     const proj = ws.proj!;
-    const d = residualDrop(2);
+    const d = residualDrop(drop, 2);
     k.linear(x.o, w.outW, w.outB, proj, loraArg(lora, l.out_proj, x.xaOut, drop, 1));
     if (d) k.dropout(proj, d, proj);
     k.add(x.xIn, proj, x.sum1);
   } else {
-    k.linearResidual(x.o, w.outW, w.outB, x.sum1, x.xIn, residualDrop(2));
+    k.linearResidual(x.o, w.outW, w.outB, x.sum1, x.xIn, residualDrop(drop, 2));
   }
   const ffnIn = pre ? x.ln2Y! : x.ln1Y;
   if (pre) k.layerNorm(x.sum1, w.ln2G, w.ln2B, LN_EPS, x.ln2Y!, x.ln2Mean, x.ln2Rstd);
@@ -76,12 +76,12 @@ export function layerForward(
   const s2 = pre ? out : x.sum2!;
   if (l?.fc2) {
     const proj = ws.proj!;
-    const d = residualDrop(5);
+    const d = residualDrop(drop, 5);
     k.linear(x.h1, w.fc2W, w.fc2B, proj, loraArg(lora, l.fc2, x.xaFc2, drop, 4));
     if (d) k.dropout(proj, d, proj);
     k.add(residual, proj, s2);
   } else {
-    k.linearResidual(x.h1, w.fc2W, w.fc2B, s2, residual, residualDrop(5));
+    k.linearResidual(x.h1, w.fc2W, w.fc2B, s2, residual, residualDrop(drop, 5));
   }
   if (!pre) k.layerNorm(x.sum2!, w.ln2G, w.ln2B, LN_EPS, out, x.ln2Mean, x.ln2Rstd);
 }
@@ -108,7 +108,8 @@ export function layerBackward(
   else k.layerNormBackward(dOut, x.sum2!, w.ln2G, x.ln2Mean, x.ln2Rstd, dS2);
   // MLP branch: dS2 -> (dropout) -> fc2 -> relu -> fc1 -> dF.
   const dMlp = ws.dTmp2;
-  if (drop && drop.residualP > 0) k.dropout(dS2, { p: drop.residualP, seed: drop.seed, offset: site(drop, 5) }, dMlp);
+  const d5 = residualDrop(drop, 5);
+  if (d5) k.dropout(dS2, d5, dMlp);
   else k.scale(dS2, 1, dMlp);
   // Without an fc2 LoRA branch, fc2's input grad and the ReLU backward are one product (dH1 in
   // h1's dtype and memory: bf16 under autocast, which fc1's backward rounds it to anyway).
@@ -135,7 +136,8 @@ export function layerBackward(
   }
   // Attention branch: dS1 -> (dropout) -> out_proj -> attention -> qkv.
   const dProj = ws.dTmp;
-  if (drop && drop.residualP > 0) k.dropout(dS1, { p: drop.residualP, seed: drop.seed, offset: site(drop, 2) }, dProj);
+  const d2 = residualDrop(drop, 2);
+  if (d2) k.dropout(dS1, d2, dProj);
   else k.scale(dS1, 1, dProj);
   const dO = ws.dTmp2;
   k.linearBackward(dProj, x.o, w.outW, dO, false, withGrads(l?.out_proj, x.xaOut, 1));

@@ -214,6 +214,8 @@ function instrumentKernels(kernels, config, lora) {
   const rows = (t) => t.shape.slice(0, -1).reduce((a, b) => a * b, 1);
   const wName = (w) => names.get(`${w.shape[0]}x${w.shape[1]}`) ?? `${w.shape[0]}x${w.shape[1]}`;
   const loraFlop = (M, spec, K, N) => (spec ? 2 * M * spec.groups * lora.r * (K + N / spec.groups) : 0);
+  // A fused linear without LoRA (its first argument x or dy, its second the weight): one product.
+  const fusedProduct = (label) => (a, w) => [`${label} ${wName(w)}`, 2 * rows(a) * w.shape[0] * w.shape[1]];
   const describe = {
     linear: (x, w, _b, _y, l) => {
       const M = rows(x);
@@ -228,21 +230,9 @@ function instrumentKernels(kernels, config, lora) {
       const lf = l ? 2 * loraFlop(M, l.spec, K, N) : 0;
       return [`linearBackward ${wName(w)}${l ? ' +lora' : ''}${dx ? '' : ' (no dx)'}`, base + lf];
     },
-    linearRelu: (x, w) => {
-      const M = rows(x);
-      const [N, K] = w.shape;
-      return [`linear+relu ${wName(w)}`, 2 * M * N * K];
-    },
-    linearResidual: (x, w) => {
-      const M = rows(x);
-      const [N, K] = w.shape;
-      return [`linear+dropout+residual ${wName(w)}`, 2 * M * N * K];
-    },
-    linearBackwardMasked: (dy, w) => {
-      const M = rows(dy);
-      const [N, K] = w.shape;
-      return [`linearBackward+relu ${wName(w)}`, 2 * M * N * K];
-    },
+    linearRelu: fusedProduct('linear+relu'),
+    linearResidual: fusedProduct('linear+dropout+residual'),
+    linearBackwardMasked: fusedProduct('linearBackward+relu'),
     crossEntropy: (h, w, _t, o) => {
       const M = rows(h);
       return [`crossEntropy lm_head${o.dh ? ' +backward' : ''}`, (o.dh ? 4 : 2) * M * w.shape[0] * w.shape[1]];

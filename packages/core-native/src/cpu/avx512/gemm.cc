@@ -395,17 +395,24 @@ const uint32_t* packed_row(const Src& s, Precision prec, bool direct, int64_t ro
   return d;
 }
 
+// A k-major A (stored rows = reduction) is packed in blocks of 48 rows, [M/48][kk][48] dwords:
+// a micro-tile's 6 rows (48 % MR == 0, so they never straddle two blocks) then read one cache
+// line per k-step from a 192-byte stride, not one line per k-step 4*M bytes apart (a new page
+// every step at M >= 1024: the dB GEMM of a rank-256 backward, [1024 x 256] over 2048 k, ran at
+// 63 % of the base product's rate that way).
+constexpr int64_t kKMajorRows = 48;
+
 // Where the kernel finds A for one segment: element (i, k-pair r) of a k-block starting at kp0.
 struct APlan {
   const uint32_t* p = nullptr;
   enum { Direct, Blocked, KMajor } mode = Direct;
-  int64_t si = 0, sr = 1;  // Direct: p[i*si + r]; KMajor: p[r*sr + i]
+  int64_t si = 0;  // Direct: p[i*si + r] (KMajor: see kKMajorRows)
   int64_t kk = 0, kcp = 0, M = 0;
   // Blocked: block starting at kp0 holds rows of kkb = min(kcp, kk - kp0) dwords at p + kp0*M.
   const uint32_t* at(int64_t i, int64_t kp0, int64_t kkb, int64_t& row_stride, int64_t& step) const {
     switch (mode) {
       case Blocked: row_stride = kkb; step = 1; return p + kp0 * M + i * kkb;
-      case KMajor: row_stride = 1; step = sr; return p + kp0 * sr + i;
+      case KMajor: row_stride = 1; step = kKMajorRows; return p + (i / kKMajorRows) * kKMajorRows * kk + kp0 * kKMajorRows + i % kKMajorRows;
       default: row_stride = si; step = 1; return p + i * si + kp0;
     }
   }
@@ -422,8 +429,11 @@ void pack_a_rows(const Src& a, Precision prec, bool direct, int64_t K, const APl
   }
 }
 
-// Packs k-pairs [r0, r1) of a k-major A into [kk][sr] (sr = M rounded up to 16).
-void pack_a_kmajor(const Src& a, Precision prec, int64_t K, int64_t M, int64_t sr, uint32_t* dst, int64_t r0, int64_t r1) {
+// Packs k-pairs [r0, r1) of a k-major A into the row-blocked layout of kKMajorRows (sr = M rounded
+// up to it; rows past M are zero).
+void pack_a_kmajor(const Src& a, Precision prec, int64_t K, int64_t M, int64_t kk, int64_t sr, uint32_t* dst, int64_t r0, int64_t r1) {
+  constexpr int64_t IB = kKMajorRows;
+  auto out_at = [&](int64_t r, int64_t i) { return dst + (i / IB) * IB * kk + r * IB + i % IB; };
   Scratch& t = t_scratch;
   const bool bf = prec == Precision::BF16;
   if (raw_bf16(a, prec)) {
@@ -432,8 +442,7 @@ void pack_a_kmajor(const Src& a, Precision prec, int64_t K, int64_t M, int64_t s
       const int64_t ka = 2 * r;
       const uint16_t* ra = base + ka * a.ld;
       const uint16_t* rb = ka + 1 < K ? ra + a.ld : nullptr;
-      uint32_t* out = dst + r * sr;
-      for (int64_t i = 0; i < sr; i += 16) _mm512_storeu_si512(out + i, pair_raw(ra, rb, i, tail_mask16(M - i)));
+      for (int64_t i = 0; i < sr; i += 16) _mm512_storeu_si512(out_at(r, i), pair_raw(ra, rb, i, tail_mask16(M - i)));
     }
     return;
   }
@@ -446,12 +455,12 @@ void pack_a_kmajor(const Src& a, Precision prec, int64_t K, int64_t M, int64_t s
       if (ka + 1 < K) decode_row(a, ka + 1, 0, M, fb);
       else std::memset(fb, 0, static_cast<size_t>(M) * 4);
     }
-    uint32_t* out = dst + r * sr;
     for (int64_t i = 0; i < sr; i += 16) {
       const __mmask16 k = tail_mask16(M - i);
       const __m512 va = _mm512_maskz_loadu_ps(k, fa + i);
-      if (bf) _mm512_storeu_si512(out + i, pair_rows(va, _mm512_maskz_loadu_ps(k, fb + i)));
-      else _mm512_storeu_ps(reinterpret_cast<float*>(out + i), va);
+      uint32_t* out = out_at(r, i);
+      if (bf) _mm512_storeu_si512(out, pair_rows(va, _mm512_maskz_loadu_ps(k, fb + i)));
+      else _mm512_storeu_ps(reinterpret_cast<float*>(out), va);
     }
   }
 }
@@ -742,7 +751,7 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
   const bool bf = prec == Precision::BF16;
   const int64_t kcp = bf ? tn.kc / 2 : tn.kc / 4;  // k-steps (pairs or f32 k) per block: the same bytes
   const int64_t panels = (N + NR - 1) / NR;
-  const int64_t mpad16 = (M + 15) / 16 * 16;
+  const int64_t mpad_k = (M + kKMajorRows - 1) / kKMajorRows * kKMajorRows;  // k-major A rows
 
   // ---- plan and pack every operand once ----
   PackBufs local;
@@ -779,8 +788,7 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
     p.a.M = M;
     if (sg.a.k_major) {
       p.a.mode = APlan::KMajor;
-      p.a.sr = mpad16;
-      a_words += static_cast<size_t>(p.kk * mpad16);
+      a_words += static_cast<size_t>(p.kk * mpad_k);
     } else {
       const bool made_by_hook = hook && s >= hook->after;
       p.a_direct = rows_are_packed(sg.a, prec, sg.K) && (tn.direct != 0 || made_by_hook);
@@ -810,7 +818,7 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
         p.a_dst = abuf + ao;
         p.a.p = p.a_dst;
         if (p.a.mode == APlan::KMajor) {
-          ao += static_cast<size_t>(p.kk * mpad16);
+          ao += static_cast<size_t>(p.kk * mpad_k);
           for (int64_t r = 0; r < p.kk; r += 32) jobs.push_back({si, PackJob::AKMajor, r, std::min(p.kk, r + 32)});
         } else {
           ao += static_cast<size_t>(p.a.kk * M);
@@ -832,7 +840,7 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
     const SegPlan& p = plan[static_cast<size_t>(jb.seg)];
     switch (jb.kind) {
       case PackJob::ARows: pack_a_rows(sg.a, prec, !p.grouped && rows_are_packed(sg.a, prec, sg.K), p.grouped ? (bf ? 2 * p.kk_a : p.kk_a) : sg.K, p.a, p.a_dst, jb.lo, jb.hi); break;
-      case PackJob::AKMajor: pack_a_kmajor(sg.a, prec, sg.K, M, mpad16, p.a_dst, jb.lo, jb.hi); break;
+      case PackJob::AKMajor: pack_a_kmajor(sg.a, prec, sg.K, M, p.kk, mpad_k, p.a_dst, jb.lo, jb.hi); break;
       case PackJob::BRows: pack_b_rows16(sg.b, prec, p.b_direct, sg.K, N, p.kk, p.b_dst, jb.lo); break;
       case PackJob::BKMajor: pack_b_kmajor(sg.b, prec, sg.K, N, p.kk, p.b_dst, jb.lo, jb.hi); break;
     }

@@ -120,6 +120,10 @@ void pair_rows_of(int64_t m0, int64_t m1, int64_t cols, int64_t ldo, V&& v, uint
 // R's element (m, c) reads as 0 where bit (m·mask_ld + c) is clear - one masked load (a dropout's
 // keep scale then belongs in coef). JN accumulator rows × 32 columns in registers; coef must be
 // readable for JN columns (padding past jn is computed, not stored).
+// How far ahead (columns) rank2_update prefetches R's rows: when R is X, its rows come from
+// memory, 30-odd rows at once - more streams than the hardware prefetcher follows.
+constexpr int64_t kPrefetchCols = 128;
+
 template <int JN>
 void rank2_update(const uint16_t* R, int64_t ld, int64_t m0, int64_t m1, int64_t ncols, const uint64_t* mask, int64_t mask_ld,
                   const uint32_t* coef, int64_t ldc, int64_t jn, float* part, int64_t ldp) {
@@ -135,6 +139,8 @@ void rank2_update(const uint16_t* R, int64_t ld, int64_t m0, int64_t m1, int64_t
     const int64_t nc = std::min<int64_t>(32, ncols - c);
     const __mmask32 k32 = nc >= 32 ? ~__mmask32(0) : (__mmask32(1) << nc) - 1;
     const __mmask16 k0 = tail_mask16(nc), k1 = tail_mask16(nc - 16);
+    if (c + kPrefetchCols < ncols)
+      for (int64_t m = m0; m < m1; ++m) _mm_prefetch(reinterpret_cast<const char*>(R + m * ld + c + kPrefetchCols), _MM_HINT_T0);
     __m512 acc[JN][2];
 #pragma GCC unroll 16
     for (int j = 0; j < JN; ++j) {

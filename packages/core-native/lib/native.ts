@@ -1,7 +1,10 @@
 // Types of the raw addon exports. The SDK uses these through index.ts; nothing here is OPT-specific.
 
-/** Element types of native tensors. int4/nf4 are packed two per byte with per-block f32 scales. */
-export type DType = 'f32' | 'f16' | 'bf16' | 'i32' | 'i64' | 'i8' | 'u8' | 'int4' | 'nf4';
+/**
+ * Element types of native tensors. int4/nf4 are packed two per byte with per-block f32 scales;
+ * bf16p is a bf16 weight in the cpu backend's packed panel layout (made by `quantize(w, 'bf16p')`).
+ */
+export type DType = 'f32' | 'f16' | 'bf16' | 'i32' | 'i64' | 'i8' | 'u8' | 'int4' | 'nf4' | 'bf16p';
 /** 'cpu' host memory, 'emu' host memory playing device memory for the CUDA emulator, 'cuda[:N]'. */
 export type DeviceName = 'cpu' | 'emu' | 'cuda' | `cuda:${number}`;
 

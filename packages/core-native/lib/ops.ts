@@ -20,8 +20,11 @@ export interface OpOptions {
 }
 /** Activation dtypes the matmul family reads and writes. */
 export type ActDType = 'f32' | 'bf16';
-/** Dtypes a linear weight may have (i8 with per-row scales; int4/nf4 with per-block scales). */
-export type WeightDType = 'f32' | 'f16' | 'bf16' | 'i8' | 'int4' | 'nf4';
+/**
+ * Dtypes a linear weight may have (i8 with per-row scales; int4/nf4 with per-block scales; bf16p:
+ * bf16 pre-packed for the cpu backend's GEMM, rows % 16 == 0 and an even row length).
+ */
+export type WeightDType = 'f32' | 'f16' | 'bf16' | 'i8' | 'int4' | 'nf4' | 'bf16p';
 
 type Fn = (...args: unknown[]) => unknown;
 function op(name: string): Fn {
@@ -100,8 +103,13 @@ export interface QuantizeOptions extends OpOptions {
   /** Elements per absmax scale for int4/nf4 (default 64). */
   blockSize?: number;
 }
-/** Quantizes an f32 [N, K] weight: i8 (per-row absmax), int4 or nf4 (per-block absmax). */
-export function quantize(w: NativeTensor, dtype: 'i8' | 'int4' | 'nf4', o: QuantizeOptions = {}): NativeTensor {
+/**
+ * Quantizes an f32 [N, K] weight: i8 (per-row absmax), int4 or nf4 (per-block absmax); or packs it
+ * as bf16p (rounded to bf16, laid out as the cpu GEMM's B panels, N % 16 == 0 and K even): a
+ * frozen weight packed once, so every X·Wᵀ on it skips the per-call packing (the 'cpu' and 'ref'
+ * backends read bf16p; CUDA and the emulator take plain bf16).
+ */
+export function quantize(w: NativeTensor, dtype: 'i8' | 'int4' | 'nf4' | 'bf16p', o: QuantizeOptions = {}): NativeTensor {
   return op('opQuantize')(w, dtype, o.blockSize ?? 64, o.backend) as NativeTensor;
 }
 /** Any weight -> f32 [N, K] (tests, merging adapters). */

@@ -36,7 +36,7 @@ export function weight(dtype: string, N: number, K: number, seed: number, amp = 
     base.dispose();
     return t;
   }
-  const q = ops.quantize(base, dtype as 'i8' | 'int4' | 'nf4', { backend: 'ref' });
+  const q = ops.quantize(base, dtype as 'i8' | 'int4' | 'nf4' | 'bf16p', { backend: 'ref' });
   base.dispose();
   return q;
 }

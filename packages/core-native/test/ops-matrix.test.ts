@@ -199,7 +199,39 @@ for (const [M, K0, N] of [[37, 130, 128], [19, 96, 70], [150, 200, 320]] as [num
   }
 }
 
+// bf16p (bf16 pre-packed in the cpu GEMM's panels): rows % 16 == 0, even K. Its own shapes: a
+// last panel 16 or 48 rows wide, K/2 not a multiple of 8 (the k-major repack's tail), several
+// panels and m-blocks.
+for (const xd of ['f32', 'bf16'] as const) {
+  for (const [M, K, N] of [[7, 130, 208], [65, 192, 64], [203, 602, 336], [200, 2048, 32]] as [number, number, number][]) {
+    const tag = `${xd} W=bf16p M=${M} K=${K} N=${N}`;
+    cases.push({
+      name: `matmul_xwt ${tag}`,
+      tol: TOL_BF16,
+      why: WHY_BF16,
+      run: (b) => arr(ops.matmulXWt(f32(rand(M * K, 1), [M, K], xd), weight('bf16p', N, K, 2), { bias: f32(rand(N, 3), [N]), outDtype: 'f32', backend: b })),
+    });
+    cases.push({
+      name: `matmul_dyw ${tag}`,
+      tol: TOL_BF16,
+      why: WHY_BF16,
+      run: (b) => arr(ops.matmulDYW(f32(rand(M * N, 5), [M, N], xd), weight('bf16p', N, K, 2), { outDtype: 'f32', backend: b })),
+    });
+  }
+}
+
 // ---- quantize / dequantize ----
+for (const [N, K] of [[16, 2], [48, 130], [208, 96]] as [number, number][]) {
+  cases.push({
+    name: `quantize+dequantize f32->bf16p N=${N} K=${K}`,
+    tol: TOL_EXACT,
+    why: WHY_EXACT + ' (RNE, then the same layout)',
+    run(b) {
+      const q = ops.quantize(f32(rand(N * K, 13, -70000, 70000), [N, K]), 'bf16p', { backend: b });
+      return concat([Float32Array.from(q.bytes()), arr(ops.dequantize(q, { backend: b }))]);
+    },
+  });
+}
 for (const qd of ['i8', 'int4', 'nf4'] as const) {
   for (const [N, K] of [[1, 64], [7, 128], [33, 192]] as [number, number][]) {
     cases.push({
@@ -228,9 +260,12 @@ const loraShapes: { M: number; K: number; N: number; r: number; G: number }[] = 
   // Ranks from 64 up take the cpu backend's untransposed dB path.
   { M: 20, K: 64, N: 64, r: 64, G: 2 },
 ];
+// bf16p splits into groups at whole 64-row panels only.
+const bf16pOk = (s: { N: number; G: number }) => s.N % 16 === 0 && (s.G === 1 || s.N % 64 === 0);
 for (const xd of ['f32', 'bf16'] as const) {
-  for (const wd of ['f32', 'bf16', 'nf4', 'int4'] as const) {
-    for (const s of loraShapes) {
+  for (const wd of ['f32', 'bf16', 'nf4', 'int4', 'bf16p'] as const) {
+    for (const s of [...loraShapes, { M: 7, K: 128, N: 48, r: 8, G: 1 }]) {
+      if (wd === 'bf16p' ? !bf16pOk(s) : s.N === 48) continue;
       for (const p of [0, 0.25]) {
         const [tol, why] = tolFor(xd, wd);
         const tag = `${xd} W=${wd} M=${s.M} K=${s.K} N=${s.N} r=${s.r} G=${s.G} p=${p}`;
@@ -517,8 +552,9 @@ for (const n of [1, 7, 33, 65, 1030, 70001]) {
 }
 
 // ---- cross-entropy ----
-for (const wd of ['f32', 'bf16', 'nf4'] as const) {
-  for (const [M, C, V, chunk] of [[1, 64, 7, 4], [7, 64, 50, 16], [33, 128, 130, 64], [65, 64, 1000, 256]] as [number, number, number, number][]) {
+for (const wd of ['f32', 'bf16', 'nf4', 'bf16p'] as const) {
+  for (const [M, C, V, chunk] of [[1, 64, 7, 4], [7, 64, 50, 16], [33, 128, 130, 64], [65, 64, 1000, 256], [9, 64, 208, 64]] as [number, number, number, number][]) {
+    if ((wd === 'bf16p') !== (V === 208)) continue;
     const tgt = Array.from({ length: M }, (_, m) => (m % 5 === 4 ? -100 : (m * 13 + 1) % V));
     const [tol, why] = tolFor('f32', wd);
     cases.push({

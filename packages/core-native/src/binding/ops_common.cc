@@ -89,7 +89,7 @@ void expect_dtype_in(const Tensor& t, std::initializer_list<DType> ok, const cha
 }
 
 MatView matrix_view(const Tensor& t, const char* name) {
-  if (dtype_is_packed4(t.dtype)) throw Error(LORA_ERR_DTYPE, std::string(name) + ": packed 4-bit tensors are weights, not activations", name);
+  if (dtype_is_weight_only(t.dtype)) throw Error(LORA_ERR_DTYPE, std::string(name) + ": " + dtype_name(t.dtype) + " tensors are weights, not activations", name);
   const int r = t.rank();
   if (r == 0) throw Error(LORA_ERR_SHAPE, std::string(name) + ": expected at least one dimension", name);
   MatView v;
@@ -167,9 +167,12 @@ const int32_t* i32_data(const Tensor& t, const char* name, int64_t numel) {
 }
 
 ops::Weight as_weight(const Tensor& t, const char* name) {
-  expect_dtype_in(t, {DType::F32, DType::F16, DType::BF16, DType::I8, DType::INT4, DType::NF4}, name);
+  expect_dtype_in(t, {DType::F32, DType::F16, DType::BF16, DType::I8, DType::INT4, DType::NF4, DType::BF16P}, name);
   expect_rank(t, 2, name);
   expect_contiguous(t, name);
+  if (t.dtype == DType::BF16P && (t.shape[0] % 16 || t.shape[1] % 2)) {
+    throw Error(LORA_ERR_SHAPE, std::string(name) + ": a bf16p weight needs rows % 16 == 0 and an even row length, got " + shape_str(t.shape), name);
+  }
   ops::Weight w;
   w.dtype = t.dtype;
   w.data = t.data();

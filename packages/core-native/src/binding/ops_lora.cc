@@ -19,6 +19,9 @@ LoraShapes lora_shapes(const Args& args, const Tensor& x, const ops::Weight& w, 
   const MatView xv = matrix_view(x, "x");
   if (xv.cols != w.cols) throw Error(LORA_ERR_SHAPE, "x: last dimension " + std::to_string(xv.cols) + " does not match w's input features " + std::to_string(w.cols), "x");
   if (w.rows % G) throw Error(LORA_ERR_SHAPE, "w: " + std::to_string(w.rows) + " output rows are not divisible by groups=" + std::to_string(G), "w");
+  if (w.dtype == DType::BF16P && G > 1 && (w.rows / G) % 64) {
+    throw Error(LORA_ERR_SHAPE, "w: a bf16p weight splits into groups only at multiples of 64 rows (" + std::to_string(w.rows / G) + " per group)", "w");
+  }
   expect_dtype(a, DType::F32, "a");
   expect_dtype(b, DType::F32, "b");
   expect_rank(a, 2, "a");

@@ -8,7 +8,7 @@
 //   opMatmulDYW(dy, w, dx, accumulate, backend?, maskBits?)  dx = dy·w (+ dx); with maskBits
 //                                                            (i64 [ceil(M·K/64)]) dx = mask ⊙ dy·w (+ dx)
 //   opMatmulDW(dy, x, dw, dbias|null, backend?)              dw += dyᵀ·x, dbias += Σ dy
-//   opQuantize(src, dtype, blockSize, backend?) -> Tensor    f32 [N, K] -> i8/int4/nf4
+//   opQuantize(src, dtype, blockSize, backend?) -> Tensor    f32 [N, K] -> i8/int4/nf4, or bf16p (cpu panel layout)
 //   opDequantize(w, backend?) -> Tensor                       any weight -> f32
 #include "errors_js.h"
 #include "ops_common.h"
@@ -116,10 +116,19 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
     Args a(info, "quantize");
     Tensor& src = a.tensor(0, "src");
     const DType dt = a.dtype(1, "dtype");
-    if (!(dt == DType::I8 || dt == DType::INT4 || dt == DType::NF4)) a.bad("dtype", "'i8', 'int4' or 'nf4'");
+    if (!(dt == DType::I8 || dt == DType::INT4 || dt == DType::NF4 || dt == DType::BF16P)) a.bad("dtype", "'i8', 'int4', 'nf4' or 'bf16p'");
     expect_rank(src, 2, "src");
     const int64_t rows = src.shape[0], cols = src.shape[1];
     f32_data(src, "src", rows * cols);
+    if (dt == DType::BF16P) {
+      // The cpu GEMM's panel layout (dtype.h): whole 16-row groups and k pairs.
+      if (rows % 16 || cols % 2) throw Error(LORA_ERR_SHAPE, "src: bf16p needs rows % 16 == 0 and an even row length, got " + shape_str(src.shape), "src");
+      const ops::OpTable& t = pick_backend(a, 3, "quantize", {src.dtype, dt}, {rows, cols, 0});
+      Tensor out = Tensor::empty(DType::BF16P, src.shape, a.op_device());
+      ops::Quantize p{rows, cols, 0, src.data_as<float>(), dt, out.data(), nullptr};
+      t.quantize(op_ctx(a, t), p);
+      return TensorWrap::Wrap(info.Env(), std::move(out));
+    }
     int64_t block = cols;
     if (dt != DType::I8) {
       block = a.integer_or(2, "blockSize", 2, 1 << 20, 64);

@@ -31,6 +31,7 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
     const ops::Weight w = as_weight(wt, "w");
     const int64_t V = w.rows, C = w.cols;
     const int64_t chunk = a.integer_or(8, "chunk", 1, 1 << 30, 4096);
+    if (w.dtype == DType::BF16P && chunk % 64) a.bad("chunk", "a multiple of 64 with a bf16p weight (it splits at whole 64-row panels)");
     const MatView hv = matrix_view(h, "h");
     if (hv.cols != C) throw Error(LORA_ERR_SHAPE, "h: last dimension " + std::to_string(hv.cols) + " does not match w's width " + std::to_string(C), "h");
     const int64_t M = hv.rows;

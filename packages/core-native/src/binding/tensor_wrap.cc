@@ -179,7 +179,7 @@ Napi::Value TensorWrap::Empty(const Napi::CallbackInfo& info) {
     const DType dt = a.dtype(0, "dtype");
     const Shape s = a.shape(1, "shape");
     const Device d = a.device_or(2, "device", Device{});
-    if (dtype_is_packed4(dt)) a.bad("dtype", "a plain dtype (packed 4-bit tensors are made with Tensor.fromQuantized)");
+    if (dtype_is_weight_only(dt)) a.bad("dtype", "a plain dtype (packed 4-bit tensors are made with Tensor.fromQuantized, bf16p ones with quantize)");
     return Wrap(info.Env(), Tensor::empty(dt, s, d));
   });
 }
@@ -204,6 +204,7 @@ Napi::Value TensorWrap::FromArray(const Napi::CallbackInfo& info) {
         default: a.bad("data", "a Float32Array, Float64Array, Int32Array, BigInt64Array, Int8Array or Uint8Array when no dtype is given");
       }
     }
+    if (dtype_is_weight_only(dt)) a.bad("dtype", "a plain dtype (packed 4-bit tensors are made with Tensor.fromQuantized, bf16p ones with quantize)");
     const Device d = a.device_or(3, "device", Device{});
     Tensor t = Tensor::empty(dt, s, d);
     write_typed_array(t, arr, "data");
@@ -315,6 +316,15 @@ Napi::Value TensorWrap::ToArray(const Napi::CallbackInfo& info) {
       case DType::I64: return typed_copy<Napi::BigInt64Array, int64_t>(env, bytes, n);
       case DType::I8: return typed_copy<Napi::Int8Array, int8_t>(env, bytes, n);
       case DType::U8: case DType::INT4: case DType::NF4: return typed_copy<Napi::Uint8Array, uint8_t>(env, bytes, bytes.size());
+      case DType::BF16P: {
+        // The values in logical [N, K] order (a bf16p weight is always contiguous and 2-d).
+        const int64_t N = t.shape[0], K = t.shape[1];
+        Napi::Float32Array out = Napi::Float32Array::New(env, n);
+        const uint16_t* h = reinterpret_cast<const uint16_t*>(bytes.data());
+        for (int64_t r = 0; r < N; ++r)
+          for (int64_t c = 0; c < K; ++c) out[static_cast<size_t>(r * K + c)] = bf16_to_f32(h[bf16p_index(r, c, N, K)]);
+        return out;
+      }
     }
     fail(LORA_ERR_INTERNAL, "", "unknown dtype");
   });
@@ -432,7 +442,7 @@ Napi::Value TensorWrap::Reshape(const Napi::CallbackInfo& info) {
     v.shape = s;
     if (v.numel() != t.numel()) a.bad("shape", "a shape with " + std::to_string(t.numel()) + " elements, got " + shape_str(s));
     if (!t.is_contiguous()) fail(LORA_ERR_SHAPE, "this", "reshape needs a contiguous tensor (use clone() first)");
-    if (dtype_is_quantized(t.dtype) || t.scales) fail(LORA_ERR_UNSUPPORTED, "this", "quantized tensors cannot be reshaped");
+    if (dtype_is_weight_only(t.dtype) || t.scales) fail(LORA_ERR_UNSUPPORTED, "this", "quantized or packed tensors cannot be reshaped");
     v.strides = Tensor::contiguous_strides(s);
     return Wrap(info.Env(), std::move(v), false);
   });
@@ -443,7 +453,7 @@ Napi::Value TensorWrap::Narrow(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Args a(info, "Tensor.narrow");
     Tensor& t = live("narrow");
-    if (dtype_is_packed4(t.dtype) || t.scales) fail(LORA_ERR_UNSUPPORTED, "this", "quantized tensors cannot be narrowed");
+    if (dtype_is_weight_only(t.dtype) || t.scales) fail(LORA_ERR_UNSUPPORTED, "this", "quantized or packed tensors cannot be narrowed");
     const int64_t dim = a.integer(0, "dim", 0, t.rank() - 1);
     const int64_t start = a.integer(1, "start", 0, t.shape[dim]);
     const int64_t len = a.integer(2, "length", 0, t.shape[dim] - start);

@@ -39,6 +39,7 @@ inline float weight_at(const Weight& w, int64_t n, int64_t k) {
     case DType::F32: return static_cast<const float*>(w.data)[i];
     case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(w.data)[i]);
     case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(w.data)[i]);
+    case DType::BF16P: return bf16_to_f32(static_cast<const uint16_t*>(w.data)[bf16p_index(n, k, w.rows, w.cols)]);
     case DType::I8: return static_cast<float>(static_cast<const int8_t*>(w.data)[i]) * (w.scales[n] / 127.f);
     case DType::INT4: return int4_value(nibble_at(static_cast<const uint8_t*>(w.data), i)) * w.scales[i / w.block];
     case DType::NF4: return kNF4Table[nibble_at(static_cast<const uint8_t*>(w.data), i)] * w.scales[i / w.block];

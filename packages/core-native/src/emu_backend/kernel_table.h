@@ -139,6 +139,8 @@ inline void sum_squares(const ops::Ctx& c, const ops::SumSquares& p) {
 
 // Honest support answers (the binding has already validated dtypes and shapes).
 inline ops::Support supports(const std::string& op, const std::vector<DType>& dtypes, const std::vector<int64_t>& shape) {
+  for (DType d : dtypes)
+    if (d == DType::BF16P) return {false, "bf16p weights (the cpu backend's packed layout; keep the weight bf16 here)"};
   if ((op == "attention" || op == "attention_bwd") && shape.size() >= 4 && shape[3] > kAttnMaxD) {
     return {false, "head dim " + std::to_string(shape[3]) + " > " + std::to_string(kAttnMaxD) +
                        " (the flash kernels keep a row of D/32 accumulators per lane, at most 4)"};

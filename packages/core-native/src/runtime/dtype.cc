@@ -13,6 +13,7 @@ const char* dtype_name(DType t) {
     case DType::U8: return "u8";
     case DType::INT4: return "int4";
     case DType::NF4: return "nf4";
+    case DType::BF16P: return "bf16p";
   }
   return "?";
 }
@@ -24,6 +25,7 @@ bool parse_dtype(const std::string& s, DType* out) {
       {"bf16", DType::BF16}, {"bfloat16", DType::BF16}, {"i32", DType::I32}, {"int32", DType::I32},
       {"i64", DType::I64},   {"int64", DType::I64},   {"i8", DType::I8},    {"int8", DType::I8},
       {"u8", DType::U8},     {"uint8", DType::U8},    {"int4", DType::INT4}, {"nf4", DType::NF4},
+      {"bf16p", DType::BF16P},
   };
   for (const auto& a : aliases) {
     if (s == a.name) { *out = a.t; return true; }
@@ -34,7 +36,7 @@ bool parse_dtype(const std::string& s, DType* out) {
 int dtype_bits(DType t) {
   switch (t) {
     case DType::F32: case DType::I32: return 32;
-    case DType::F16: case DType::BF16: return 16;
+    case DType::F16: case DType::BF16: case DType::BF16P: return 16;
     case DType::I64: return 64;
     case DType::I8: case DType::U8: return 8;
     case DType::INT4: case DType::NF4: return 4;

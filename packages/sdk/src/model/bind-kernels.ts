@@ -19,7 +19,7 @@ const zeros = (n: number) => {
  * weights do; f32 and f16 ones keep f32 inputs (f16 does not fit in bf16 without rounding).
  */
 export function autocast(w: NativeTensor): boolean {
-  return w.dtype === 'bf16' || w.dtype === 'i8' || w.dtype === 'int4' || w.dtype === 'nf4';
+  return w.dtype === 'bf16' || w.dtype === 'bf16p' || w.dtype === 'i8' || w.dtype === 'int4' || w.dtype === 'nf4';
 }
 
 export function bindKernels(backend: Backend): Kernels {

@@ -93,8 +93,11 @@ export interface Kernels {
   scale(x: NativeTensor, alpha: number, out: NativeTensor): void;
   /** out = x converted to out's dtype (f32/f16/bf16, round to nearest even). */
   cast(x: NativeTensor, out: NativeTensor): void;
-  /** f32 [rows, cols] → a quantized weight tensor (int8 per row, int4/nf4 per block). */
-  quantize(w: NativeTensor, dtype: 'i8' | 'int4' | 'nf4', block: number): NativeTensor;
+  /**
+   * f32 [rows, cols] → a quantized weight tensor (int8 per row, int4/nf4 per block), or bf16
+   * pre-packed for the cpu backend's GEMM (bf16p; block unused).
+   */
+  quantize(w: NativeTensor, dtype: 'i8' | 'int4' | 'nf4' | 'bf16p', block: number): NativeTensor;
   /** Any weight → f32 [rows, cols]. */
   dequantize(w: NativeTensor): NativeTensor;
   zero(t: NativeTensor): void;

@@ -35,6 +35,13 @@ export interface LoadOptions extends Pick<ResolveOptions, 'cacheDir' | 'revision
    * accumulation; layer norms, softmax, the residual stream and the loss stay f32.
    */
   dtype?: BaseDType;
+  /**
+   * On the cpu (and ref) backends, store bf16 linear weights pre-packed in the GEMM's panel layout
+   * (dtype 'bf16p', the same bytes), so no forward or backward product packs a frozen weight again.
+   * Results are bit-identical either way. Default true; weights whose rows are not whole 64-row
+   * panels stay plain bf16.
+   */
+  packWeights?: boolean;
   onProgress?: (e: LoadProgressEvent) => void;
 }
 
@@ -113,6 +120,8 @@ export class OptForCausalLM {
       dtype,
       quant,
       device: device.memory,
+      // The host backends read bf16p; CUDA and the emulator take plain bf16.
+      packBf16: (o.packWeights ?? true) && (device.backend === 'cpu' || device.backend === 'ref'),
       onTensor: (name, index, total) => o.onProgress?.({ type: 'weights', name, index, total }),
     });
     // What loading freed (cached f32 blocks, the heap pages behind them) goes back to the system.

@@ -54,9 +54,19 @@ export function quantBlockFor(cols: number): number {
   return b;
 }
 
-/** Makes a weight tensor of the base dtype from f32 values [rows, cols]. */
-export function makeWeight(k: Kernels, values: Float32Array, shape: [number, number], dtype: BaseDType, device: DeviceName): NativeTensor {
+/**
+ * Makes a weight tensor of the base dtype from f32 values [rows, cols]. With `pack` (the cpu and
+ * ref backends), a bf16 linear is stored pre-packed (bf16p: the same bytes in the cpu GEMM's panel
+ * layout, so no product packs the frozen weight again; results are bit-identical) when its rows
+ * are whole 64-row panels (so q/k/v and any other row split fall on panel edges) and its width
+ * is even.
+ */
+export function makeWeight(k: Kernels, values: Float32Array, shape: [number, number], dtype: BaseDType, device: DeviceName, pack = false): NativeTensor {
   const { Tensor } = native();
+  if (dtype === 'bf16' && pack && shape[0] % 64 === 0 && shape[1] % 2 === 0) {
+    using f = Tensor.fromArray(values, shape, 'f32', device);
+    return k.quantize(f, 'bf16p', 0);
+  }
   if (dtype === 'f32' || dtype === 'bf16' || dtype === 'f16') return Tensor.fromArray(values, shape, dtype, device);
   using f = Tensor.fromArray(values, shape, 'f32', device);
   return k.quantize(f, dtype === 'int8' ? 'i8' : dtype, quantBlockFor(shape[1]));
@@ -67,7 +77,14 @@ export async function loadModelWeights(
   config: OptConfig,
   source: WeightSource,
   k: Kernels,
-  o: { dtype: BaseDType; device: DeviceName; quant?: QuantizationConfig; onTensor?: (name: string, index: number, total: number) => void },
+  o: {
+    dtype: BaseDType;
+    device: DeviceName;
+    quant?: QuantizationConfig;
+    /** Store bf16 linears pre-packed for the cpu backend (not the tied lm_head: the gather reads it). */
+    packBf16?: boolean;
+    onTensor?: (name: string, index: number, total: number) => void;
+  },
 ): Promise<ModelWeights> {
   const q = o.quant;
   if (q && o.dtype !== q.format) {
@@ -100,7 +117,7 @@ export async function loadModelWeights(
   };
   // A linear weight of the base dtype: quantized at load, or read as stored codes from a quantized checkpoint.
   const weight = async (name: string, rows: number, cols: number) =>
-    keep(q ? quantizedTensor([await raw(name, rows, cols)], [rows, cols], q, o.device) : makeWeight(k, await read(name), [rows, cols], o.dtype, o.device));
+    keep(q ? quantizedTensor([await raw(name, rows, cols)], [rows, cols], q, o.device) : makeWeight(k, await read(name), [rows, cols], o.dtype, o.device, o.packBf16));
 
   try {
     const C = config.hiddenSize;
@@ -130,7 +147,7 @@ export async function loadModelWeights(
       } else {
         const qkv = new Float32Array(3 * C * C);
         for (const [g, proj] of projs.entries()) qkv.set(await read(`${p}.self_attn.${proj}.weight`), g * C * C);
-        qkvW = keep(makeWeight(k, qkv, [3 * C, C], o.dtype, o.device));
+        qkvW = keep(makeWeight(k, qkv, [3 * C, C], o.dtype, o.device, o.packBf16));
       }
       if (config.enableBias) for (const [g, proj] of projs.entries()) qkvBias.set(await read(`${p}.self_attn.${proj}.bias`), g * C);
       layers.push({

@@ -276,6 +276,14 @@ void decode_row(const Src& s, int64_t row, int64_t c0, int64_t len, float* out) 
     }
     case DType::INT4:
     case DType::NF4: decode_packed4(s, base, len, out); break;
+    case DType::BF16P: {
+      // Row `row` of a [rows, ld] bf16p weight gathered from its panel: one pair per k pair. Only
+      // the generic paths (an f32-precision decode) come here; packing reads the panels whole.
+      const uint16_t* p = static_cast<const uint16_t*>(s.data);
+      const int64_t rows = s.bf16p_rows;
+      for (int64_t c = 0; c < len; ++c) out[c] = bf16_to_f32(p[bf16p_index(row, c0 + c, rows, s.ld)]);
+      break;
+    }
     default: std::memset(out, 0, static_cast<size_t>(len) * 4); break;
   }
   if (s.scale != 1.f) {
@@ -300,6 +308,7 @@ Src weight_src(const Weight& w, bool k_major) {
   s.block = w.block;
   s.ld = w.cols;
   s.k_major = k_major;
+  s.bf16p_rows = w.rows;
   return s;
 }
 
@@ -313,7 +322,7 @@ Src mat_src(const Mat& m, bool k_major) {
 }
 
 Precision precision_for(DType act, DType w) {
-  const bool narrow = act == DType::BF16 || w == DType::BF16 || w == DType::I8 || dtype_is_packed4(w);
+  const bool narrow = act == DType::BF16 || w == DType::BF16 || w == DType::BF16P || w == DType::I8 || dtype_is_packed4(w);
   return narrow ? Precision::BF16 : Precision::F32;
 }
 
@@ -353,6 +362,13 @@ bool rows_are_packed(const Src& s, Precision prec, int64_t K) {
   if (s.k_major || s.scale != 1.f || s.drop.active() || s.mask_bits) return false;
   if (prec == Precision::F32) return s.dtype == DType::F32;
   return s.dtype == DType::BF16 && K % 2 == 0 && s.ld % 2 == 0 && (reinterpret_cast<uintptr_t>(s.data) & 3) == 0;
+}
+
+// A bf16p weight used as X·Wᵀ's B over its whole row: its storage already is the packed panels.
+bool is_bf16p_panels(const Src& s, Precision prec, int64_t K) {
+  if (s.dtype != DType::BF16P || s.k_major || prec != Precision::BF16) return false;
+  if (s.scale != 1.f || s.drop.active() || s.mask_bits || K != s.ld) throw std::logic_error("gemm: a bf16p weight is read whole, unscaled");
+  return true;
 }
 
 // bf16 data that packs without decoding (pairs are two raw bf16 values).
@@ -501,10 +517,65 @@ void pack_b_rows16(const Src& b, Precision prec, bool direct, int64_t K, int64_t
   }
 }
 
+// In-register transpose of an 8 x 8 block of qwords: z[j] qword i -> z[i] qword j.
+inline void transpose8_epi64(__m512i z[8]) {
+  __m512i t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi64(z[2 * i], z[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi64(z[2 * i], z[2 * i + 1]);
+  }
+  for (int h = 0; h < 2; ++h) {  // rows 0-3 (h = 0) and 4-7
+    u[4 * h + 0] = _mm512_shuffle_i64x2(t[4 * h], t[4 * h + 2], 0x88);
+    u[4 * h + 1] = _mm512_shuffle_i64x2(t[4 * h], t[4 * h + 2], 0xDD);
+    u[4 * h + 2] = _mm512_shuffle_i64x2(t[4 * h + 1], t[4 * h + 3], 0x88);
+    u[4 * h + 3] = _mm512_shuffle_i64x2(t[4 * h + 1], t[4 * h + 3], 0xDD);
+  }
+  // u[0]: qwords 0 and 4 of z0-z3; u[1]: 2 and 6; u[2]: 1 and 5; u[3]: 3 and 7 (u[4..7]: z4-z7).
+  z[0] = _mm512_shuffle_i64x2(u[0], u[4], 0x88);
+  z[4] = _mm512_shuffle_i64x2(u[0], u[4], 0xDD);
+  z[2] = _mm512_shuffle_i64x2(u[1], u[5], 0x88);
+  z[6] = _mm512_shuffle_i64x2(u[1], u[5], 0xDD);
+  z[1] = _mm512_shuffle_i64x2(u[2], u[6], 0x88);
+  z[5] = _mm512_shuffle_i64x2(u[2], u[6], 0xDD);
+  z[3] = _mm512_shuffle_i64x2(u[3], u[7], 0x88);
+  z[7] = _mm512_shuffle_i64x2(u[3], u[7], 0xDD);
+}
+
+// Packs k-pairs [r0, r1) (multiples of 8) of a bf16p weight used k-major (dY·W: reduction over its
+// rows) into all panels, straight from its X·Wᵀ panels: rows 2r .. 2r + 15 are 16 adjacent columns
+// of one source panel, and 8 of its pair rows (16 output columns) are an 8 x 8 block of qwords
+// (W[n][2t], W[n][2t+1], W[n+1][2t], W[n+1][2t+1]); transposed, then each qword's middle words
+// swapped, a qword is the output pairs (W[n][2t], W[n+1][2t]), (W[n][2t+1], W[n+1][2t+1]).
+void pack_b_kmajor_bf16p(const Src& b, int64_t N, int64_t kk, uint32_t* dst, int64_t r0, int64_t r1) {
+  const uint32_t* w = static_cast<const uint32_t*>(b.data);
+  const int64_t rows = b.bf16p_rows, wkk = b.ld / 2;
+  alignas(64) static const uint16_t kSwap[32] = {0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15,
+                                                 16, 18, 17, 19, 20, 22, 21, 23, 24, 26, 25, 27, 28, 30, 29, 31};
+  const __m512i swap = _mm512_load_si512(kSwap);
+  for (int64_t r = r0; r < r1; r += 8) {
+    const int64_t n0 = 2 * r, q = n0 / 64, width = std::min<int64_t>(64, rows - 64 * q);
+    const uint32_t* src = w + q * 64 * wkk + n0 % 64;
+    for (int64_t t0 = 0; t0 < wkk; t0 += 8) {
+      const int64_t nt = std::min<int64_t>(8, wkk - t0);
+      __m512i z[8];
+      for (int j = 0; j < 8; ++j) z[j] = j < nt ? _mm512_loadu_si512(src + (t0 + j) * width) : _mm512_setzero_si512();
+      transpose8_epi64(z);
+      const int64_t c = 2 * t0, qo = c / NR, wqo = panel_width(N, qo);
+      uint32_t* out = dst + qo * NR * kk + c % NR;
+      const __mmask16 k = tail_mask16(2 * nt);
+      for (int i = 0; i < 8; ++i) _mm512_mask_storeu_epi32(out + (r + i) * wqo, k, _mm512_permutexvar_epi16(swap, z[i]));
+    }
+  }
+}
+
 // Packs k-pairs [r0, r1) of a k-major B (stored rows = reduction) into all panels.
 void pack_b_kmajor(const Src& b, Precision prec, int64_t K, int64_t N, int64_t kk, uint32_t* dst, int64_t r0, int64_t r1) {
   Scratch& t = t_scratch;
   const bool bf = prec == Precision::BF16;
+  if (bf && b.dtype == DType::BF16P && b.scale == 1.f && !b.drop.active() && !b.mask_bits && r0 % 8 == 0 && (r1 % 8 == 0 || r1 == kk) && kk * 2 == K && K % 16 == 0) {
+    pack_b_kmajor_bf16p(b, N, kk, dst, r0, r1);
+    return;
+  }
   if (raw_bf16(b, prec)) {
     const uint16_t* base = static_cast<const uint16_t*>(b.data);
     for (int64_t r = r0; r < r1; ++r) {
@@ -638,6 +709,7 @@ struct SegPlan {
   int64_t kk_a = 0;  // grouped: dwords of a packed A row (all groups)
   APlan a;
   bool a_direct = false, b_direct = false;
+  bool b_panels = false;  // B is a bf16p weight: its storage is the packed panels
   uint32_t* a_dst = nullptr;  // packed A (nullptr when direct)
   uint32_t* b_dst = nullptr;  // packed B panels
 };
@@ -803,7 +875,8 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
       }
     }
     p.b_direct = rows_are_packed(sg.b, prec, sg.K);
-    b_words += static_cast<size_t>(panels * NR * p.kk);
+    p.b_panels = is_bf16p_panels(sg.b, prec, sg.K);
+    if (!p.b_panels) b_words += static_cast<size_t>(panels * NR * p.kk);
   }
   uint32_t* abuf = a_words ? pb->a.get<uint32_t>(a_words + 16) : nullptr;
   uint32_t* bbuf = pb->b.get<uint32_t>(b_words + 16);
@@ -824,6 +897,10 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
           ao += static_cast<size_t>(p.a.kk * M);
           for (int64_t m = 0; m < M; m += 32) jobs.push_back({si, PackJob::ARows, m, std::min(M, m + 32)});
         }
+      }
+      if (p.b_panels) {
+        p.b_dst = const_cast<uint32_t*>(static_cast<const uint32_t*>(segs[s].b.data));
+        continue;
       }
       p.b_dst = bbuf + bo;
       bo += static_cast<size_t>(panels * NR * p.kk);
@@ -876,7 +953,7 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
   const int64_t mblocks = (M + mc - 1) / mc, nblocks = (N + nc - 1) / nc;
   const auto& table = bf ? kBf16Kernels.k : kF32Kernels.k;
 
-  for_tasks(mblocks * nblocks, [&](int64_t task, int thread) {
+  auto tile = [&](int64_t task, int thread) {
     const int64_t tm = task % mblocks, tnb = task / mblocks;
     const int64_t m0 = tm * mc, m1 = std::min(M, m0 + mc);
     const int64_t n0 = tnb * nc, n1 = std::min(N, n0 + nc);
@@ -960,12 +1037,33 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
       }
     }
     if (epi) run_epilogue(*epi, N, accumulate, Ct, ldct, m0, m1, n0, n1);
-  });
+  };
+  if (hook) {
+    // Row blocks dealt round-robin to `threads` tasks, each passing the hook its task index (not
+    // the pool thread that happens to run it): a hook's per-index partial sums then hold the same
+    // rows in the same order on every run, so what it reduces is deterministic.
+    const int64_t tasks = mblocks * nblocks;
+    for_tasks(threads, [&](int64_t t, int) {
+      for (int64_t task = t; task < tasks; task += threads) tile(task, static_cast<int>(t));
+    });
+  } else {
+    for_tasks(mblocks * nblocks, tile);
+  }
 }
 
 }  // namespace lora::ops::cpu
 
 namespace lora::ops::cpu {
+
+void pack_bf16p(const Ctx& ctx, const float* src, int64_t N, int64_t K, void* dst) {
+  Src s;
+  s.dtype = DType::F32;
+  s.data = src;
+  s.ld = K;
+  auto fn = [&](int64_t g, int) { pack_b_rows16(s, Precision::BF16, false, K, N, K / 2, static_cast<uint32_t*>(dst), g); };
+  if (ctx.pool) ctx.pool->parallel_for(N / 16, fn);
+  else for (int64_t g = 0; g < N / 16; ++g) fn(g, 0);
+}
 
 Weight weight_rows(const Weight& w, int64_t row0, int64_t rows) {
   Weight r = w;
@@ -973,6 +1071,11 @@ Weight weight_rows(const Weight& w, int64_t row0, int64_t rows) {
   const int64_t e = row0 * w.cols;
   switch (w.dtype) {
     case DType::F32: r.data = static_cast<const float*>(w.data) + e; break;
+    case DType::BF16P:
+      // Whole panels only: the slice's panel widths must be the ones it was packed with.
+      if (row0 % 64 || (rows % 64 && row0 + rows != w.rows)) throw std::invalid_argument("a bf16p weight can only be split at multiples of 64 rows");
+      r.data = static_cast<const uint16_t*>(w.data) + e;
+      break;
     case DType::F16:
     case DType::BF16: r.data = static_cast<const uint16_t*>(w.data) + e; break;
     case DType::I8:

@@ -29,6 +29,8 @@ struct Src {
   Dropout drop;
   int64_t drop_ld = 0;
   const uint64_t* mask_bits = nullptr;
+  // bf16p only: the weight's row count (its panel widths depend on it).
+  int64_t bf16p_rows = 0;
 };
 
 struct Segment {
@@ -50,7 +52,9 @@ enum class Precision { BF16, F32 };
 // A callback run by the task of each block of rows [m0, m1) after segments [0, after) and
 // before the rest, while that block's rows of the earlier segments' A are in cache; it may write
 // the rows [m0, m1) of a later segment's A (which must then be usable in place: bf16 pairs or f32
-// rows, no scale, no dropout). A gemm with a hook gives each task a block of rows and all columns.
+// rows, no scale, no dropout). A gemm with a hook gives each task a block of rows and all columns;
+// `thread` is then in [0, pool size) and always sees the same row blocks in the same order (for
+// per-index partial sums that reduce deterministically).
 struct GemmHook {
   size_t after = 0;
   std::function<void(int64_t m0, int64_t m1, int thread)> fn;
@@ -96,6 +100,9 @@ void apply_mask_bits(float* out, int64_t len, const uint64_t* bits, uint64_t bit
 inline float keep_scale(const Dropout& d) { return d.p < 1.f ? 1.f / (1.f - d.p) : 0.f; }
 
 Src weight_src(const Weight& w, bool k_major);
+// Packs an f32 weight [N, K] (N % 16 == 0, K even) into bf16p (dtype.h): the B panels gemm()
+// would make of it on every call, rounded to bf16 (RNE) once.
+void pack_bf16p(const Ctx& ctx, const float* src, int64_t N, int64_t K, void* dst);
 // Rows [row0, row0 + rows) of a weight as a weight of its own.
 Weight weight_rows(const Weight& w, int64_t row0, int64_t rows);
 Src mat_src(const Mat& m, bool k_major);

@@ -271,9 +271,12 @@ struct SmallRankBwd {
   void run_alone(const Ctx& ctx) const {
     constexpr int64_t MB = 48;  // 48 x 3072 bf16 = 288 KiB of dY
     const int64_t blocks = (p.M + MB - 1) / MB;
-    auto fn = [&](int64_t b, int thread) { rows(b * MB, std::min(p.M, (b + 1) * MB), thread); };
-    if (ctx.pool) ctx.pool->parallel_for(blocks, fn);
-    else for (int64_t b = 0; b < blocks; ++b) fn(b, 0);
+    // Blocks dealt round-robin to one task per partial (see gemm()'s hook): deterministic sums.
+    auto fn = [&](int64_t t, int) {
+      for (int64_t b = t; b < blocks; b += threads) rows(b * MB, std::min(p.M, (b + 1) * MB), static_cast<int>(t));
+    };
+    if (ctx.pool) ctx.pool->parallel_for(threads, fn);
+    else fn(0, 0);
   }
 
   // Carries dA as well (dxa16 mode): zeroed per-thread partials [GR][K].

@@ -77,6 +77,10 @@ void matmul_dw(const Ctx& ctx, const MatmulDW& p) {
 }
 
 void quantize(const Ctx& ctx, const Quantize& p) {
+  if (p.dtype == DType::BF16P) {
+    pack_bf16p(ctx, p.src, p.rows, p.cols, p.packed);
+    return;
+  }
   // Rows (i8) or blocks (int4/nf4) are independent; run the reference per slice in parallel.
   const int64_t units = p.dtype == DType::I8 ? p.rows : p.rows * p.cols / p.block;
   const int64_t per = p.dtype == DType::I8 ? p.cols : p.block;

@@ -21,6 +21,12 @@ unsigned nf4_code(float x) {
 }  // namespace
 
 void quantize(const Ctx&, const Quantize& p) {
+  if (p.dtype == DType::BF16P) {
+    uint16_t* out = static_cast<uint16_t*>(p.packed);
+    for (int64_t n = 0; n < p.rows; ++n)
+      for (int64_t k = 0; k < p.cols; ++k) out[bf16p_index(n, k, p.rows, p.cols)] = f32_to_bf16(p.src[n * p.cols + k]);
+    return;
+  }
   if (p.dtype == DType::I8) {
     int8_t* q = static_cast<int8_t*>(p.packed);
     for (int64_t r = 0; r < p.rows; ++r) {

@@ -19,7 +19,7 @@ const rnd = (n, seed) => { let s = seed >>> 0; const o = new Float32Array(n); fo
 const nmse = (a, b) => { let n = 0, d = 0; for (let i = 0; i < a.length; ++i) { n += (a[i] - b[i]) ** 2; d += b[i] ** 2; } return d ? n / d : n; };
 const out = {};
 for (const xd of ['f32', 'bf16']) {
-  const [M, K, N] = [61, 1100, 200];
+  const [M, K, N] = [61, 1100, 208];  // N % 16 == 0 for bf16p; its last panel 16 wide
   const x = T.fromArray(rnd(M * K, 1), [M, K], xd);
   const w = ops.cast(T.fromArray(rnd(N * K, 2), [N, K]), 'bf16');
   const dy = T.fromArray(rnd(M * N, 3), [M, N], xd);
@@ -32,6 +32,10 @@ for (const xd of ['f32', 'bf16']) {
   out['xwt ' + xd] = nmse(c[0], r[0]);
   out['dyw ' + xd] = nmse(c[1], r[1]);
   out['dw ' + xd] = nmse(c[2], r[2]);
+  // The same weight pre-packed (bf16p): its panels read across k-blocks, and repacked for dY·W.
+  const wp = ops.quantize(T.fromArray(rnd(N * K, 2), [N, K]), 'bf16p');
+  out['xwt bf16p ' + xd] = nmse(ops.matmulXWt(x, wp, { outDtype: 'f32', backend: 'cpu' }).toArray(), r[0]);
+  out['dyw bf16p ' + xd] = nmse(ops.matmulDYW(dy, wp, { outDtype: 'f32', backend: 'cpu' }).toArray(), r[1]);
   // Fused LoRA on three stacked groups of 64 columns (the grouped low-rank segment), rank 8.
   const [G, Nn, R] = [3, 64, 8];
   const wl = ops.cast(T.fromArray(rnd(G * Nn * K, 4), [G * Nn, K]), 'bf16');

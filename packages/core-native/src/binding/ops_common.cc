@@ -170,7 +170,7 @@ ops::Weight as_weight(const Tensor& t, const char* name) {
   expect_dtype_in(t, {DType::F32, DType::F16, DType::BF16, DType::I8, DType::INT4, DType::NF4, DType::BF16P}, name);
   expect_rank(t, 2, name);
   expect_contiguous(t, name);
-  if (t.dtype == DType::BF16P && (t.shape[0] % 16 || t.shape[1] % 2)) {
+  if (t.dtype == DType::BF16P && !bf16p_shape_ok(t.shape[0], t.shape[1])) {
     throw Error(LORA_ERR_SHAPE, std::string(name) + ": a bf16p weight needs rows % 16 == 0 and an even row length, got " + shape_str(t.shape), name);
   }
   ops::Weight w;

@@ -122,7 +122,7 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
     f32_data(src, "src", rows * cols);
     if (dt == DType::BF16P) {
       // The cpu GEMM's panel layout (dtype.h): whole 16-row groups and k pairs.
-      if (rows % 16 || cols % 2) throw Error(LORA_ERR_SHAPE, "src: bf16p needs rows % 16 == 0 and an even row length, got " + shape_str(src.shape), "src");
+      if (!bf16p_shape_ok(rows, cols)) throw Error(LORA_ERR_SHAPE, "src: bf16p needs rows % 16 == 0 and an even row length, got " + shape_str(src.shape), "src");
       const ops::OpTable& t = pick_backend(a, 3, "quantize", {src.dtype, dt}, {rows, cols, 0});
       Tensor out = Tensor::empty(DType::BF16P, src.shape, a.op_device());
       ops::Quantize p{rows, cols, 0, src.data_as<float>(), dt, out.data(), nullptr};

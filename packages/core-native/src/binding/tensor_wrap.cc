@@ -85,6 +85,11 @@ void write_typed_array(Tensor& t, const Napi::TypedArray& arr, const char* arg) 
   fail(LORA_ERR_DTYPE, arg, std::string("packed ") + dtype_name(dt) + " tensors are made with Tensor.fromQuantized");
 }
 
+// Tensor.empty / fromArray make plain tensors only: the weight-only dtypes have their own makers.
+void reject_weight_only(const Args& a, DType dt) {
+  if (dtype_is_weight_only(dt)) a.bad("dtype", "a plain dtype (packed 4-bit tensors are made with Tensor.fromQuantized, bf16p ones with quantize)");
+}
+
 template <typename JsArray, typename T>
 Napi::Value typed_copy(Napi::Env env, const std::vector<uint8_t>& bytes, size_t n) {
   JsArray a = JsArray::New(env, n);
@@ -179,7 +184,7 @@ Napi::Value TensorWrap::Empty(const Napi::CallbackInfo& info) {
     const DType dt = a.dtype(0, "dtype");
     const Shape s = a.shape(1, "shape");
     const Device d = a.device_or(2, "device", Device{});
-    if (dtype_is_weight_only(dt)) a.bad("dtype", "a plain dtype (packed 4-bit tensors are made with Tensor.fromQuantized, bf16p ones with quantize)");
+    reject_weight_only(a, dt);
     return Wrap(info.Env(), Tensor::empty(dt, s, d));
   });
 }
@@ -204,7 +209,7 @@ Napi::Value TensorWrap::FromArray(const Napi::CallbackInfo& info) {
         default: a.bad("data", "a Float32Array, Float64Array, Int32Array, BigInt64Array, Int8Array or Uint8Array when no dtype is given");
       }
     }
-    if (dtype_is_weight_only(dt)) a.bad("dtype", "a plain dtype (packed 4-bit tensors are made with Tensor.fromQuantized, bf16p ones with quantize)");
+    reject_weight_only(a, dt);
     const Device d = a.device_or(3, "device", Device{});
     Tensor t = Tensor::empty(dt, s, d);
     write_typed_array(t, arr, "data");

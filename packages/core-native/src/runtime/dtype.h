@@ -24,6 +24,8 @@ int dtype_bits(DType t);
 inline bool dtype_is_packed4(DType t) { return t == DType::INT4 || t == DType::NF4; }
 // Types only a weight can have (made by quantize or Tensor.fromQuantized, never by Tensor.empty).
 inline bool dtype_is_weight_only(DType t) { return dtype_is_packed4(t) || t == DType::BF16P; }
+// Whether a [rows, cols] weight has a bf16p layout: whole 16-row groups and k pairs.
+inline bool bf16p_shape_ok(int64_t rows, int64_t cols) { return rows % 16 == 0 && cols % 2 == 0; }
 // The bf16 element index of W[n][k] in a bf16p weight [N, K] (the layout above).
 inline int64_t bf16p_index(int64_t n, int64_t k, int64_t N, int64_t K) {
   const int64_t q = n / 64, width = N - 64 * q < 64 ? N - 64 * q : 64;

@@ -22,6 +22,7 @@
 #include "../../runtime/half.h"
 #include "../thread_pool.h"
 #include "../weight_scalar.h"
+#include "par.h"
 #include "vmath.h"
 
 namespace lora::ops::cpu {
@@ -364,10 +365,13 @@ bool rows_are_packed(const Src& s, Precision prec, int64_t K) {
   return s.dtype == DType::BF16 && K % 2 == 0 && s.ld % 2 == 0 && (reinterpret_cast<uintptr_t>(s.data) & 3) == 0;
 }
 
+// A bf16p weight read as stored (no scale, no dropout: how matmuls and LoRA use a frozen weight).
+bool plain_bf16p(const Src& s) { return s.dtype == DType::BF16P && s.scale == 1.f && !s.drop.active() && !s.mask_bits; }
+
 // A bf16p weight used as X·Wᵀ's B over its whole row: its storage already is the packed panels.
 bool is_bf16p_panels(const Src& s, Precision prec, int64_t K) {
   if (s.dtype != DType::BF16P || s.k_major || prec != Precision::BF16) return false;
-  if (s.scale != 1.f || s.drop.active() || s.mask_bits || K != s.ld) throw std::logic_error("gemm: a bf16p weight is read whole, unscaled");
+  if (!plain_bf16p(s) || K != s.ld) throw std::logic_error("gemm: a bf16p weight is read whole, unscaled");
   return true;
 }
 
@@ -572,7 +576,9 @@ void pack_b_kmajor_bf16p(const Src& b, int64_t N, int64_t kk, uint32_t* dst, int
 void pack_b_kmajor(const Src& b, Precision prec, int64_t K, int64_t N, int64_t kk, uint32_t* dst, int64_t r0, int64_t r1) {
   Scratch& t = t_scratch;
   const bool bf = prec == Precision::BF16;
-  if (bf && b.dtype == DType::BF16P && b.scale == 1.f && !b.drop.active() && !b.mask_bits && r0 % 8 == 0 && (r1 % 8 == 0 || r1 == kk) && kk * 2 == K && K % 16 == 0) {
+  // (K % 16 == 0 makes kk a multiple of 8, and the jobs start on multiples of 16 pairs: every
+  // range is whole 8-pair blocks.)
+  if (bf && plain_bf16p(b) && K % 16 == 0) {
     pack_b_kmajor_bf16p(b, N, kk, dst, r0, r1);
     return;
   }
@@ -721,9 +727,6 @@ struct PackJob {
   int64_t lo, hi;
 };
 
-}  // namespace
-
-namespace {
 thread_local Buf t_tile;
 
 // The epilogue (gemm.h) of rows [m0, m1), columns [n0, n1) from the task's tile (ld ldt).
@@ -739,27 +742,19 @@ void run_epilogue(const Epilogue& e, int64_t N, bool accumulate, float* tile, in
       if (e.mask) v = _mm512_maskz_mov_ps(bits16(e.mask, m * N + n, n1 - n), v);
       if (e.residual) v = _mm512_add_ps(_mm512_maskz_loadu_ps(k, e.residual + m * e.ld_residual + n), v);
       const int64_t o = m * e.out.ld + n;
-      if (bf) {
-        uint16_t* out = static_cast<uint16_t*>(e.out.data) + o;
-        if (accumulate) v = _mm512_add_ps(v, bf16_to_ps(_mm256_maskz_loadu_epi16(k, out)));
-        __m256i h = bf16_exact(v);
-        if (e.relu_bits) {
-          // relu on the rounded value: widen it back (exact) and compare.
-          const __mmask16 keep = _mm512_mask_cmp_ps_mask(k, bf16_to_ps(h), _mm512_setzero_ps(), _CMP_NLE_UQ);
-          h = _mm256_maskz_mov_epi16(keep, h);
-          word |= static_cast<uint64_t>(keep) << ((n - n0) % 64);
-        }
-        _mm256_mask_storeu_epi16(out, k, h);
-      } else {
-        float* out = static_cast<float*>(e.out.data) + o;
-        if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, out));
-        if (e.relu_bits) {
-          const __mmask16 keep = _mm512_mask_cmp_ps_mask(k, v, _mm512_setzero_ps(), _CMP_NLE_UQ);
-          v = _mm512_maskz_mov_ps(keep, v);
-          word |= static_cast<uint64_t>(keep) << ((n - n0) % 64);
-        }
-        _mm512_mask_storeu_ps(out, k, v);
+      uint16_t* out16 = static_cast<uint16_t*>(e.out.data) + o;
+      float* out32 = static_cast<float*>(e.out.data) + o;
+      if (accumulate) v = _mm512_add_ps(v, bf ? bf16_to_ps(_mm256_maskz_loadu_epi16(k, out16)) : _mm512_maskz_loadu_ps(k, out32));
+      __m256i h = bf ? bf16_exact(v) : _mm256_setzero_si256();
+      if (e.relu_bits) {
+        // relu on the stored value (a bf16 output's rounded value, widened back exactly).
+        const __mmask16 keep = _mm512_mask_cmp_ps_mask(k, bf ? bf16_to_ps(h) : v, _mm512_setzero_ps(), _CMP_NLE_UQ);
+        if (bf) h = _mm256_maskz_mov_epi16(keep, h);
+        else v = _mm512_maskz_mov_ps(keep, v);
+        word |= static_cast<uint64_t>(keep) << ((n - n0) % 64);
       }
+      if (bf) _mm256_mask_storeu_epi16(out16, k, h);
+      else _mm512_mask_storeu_ps(out32, k, v);
       if (e.relu_bits && ((n - n0) % 64 == 48 || n + 16 >= n1)) {
         e.relu_bits[(m * N + (n - (n - n0) % 64)) / 64] = word;
         word = 0;
@@ -1038,17 +1033,10 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
     }
     if (epi) run_epilogue(*epi, N, accumulate, Ct, ldct, m0, m1, n0, n1);
   };
-  if (hook) {
-    // Row blocks dealt round-robin to `threads` tasks, each passing the hook its task index (not
-    // the pool thread that happens to run it): a hook's per-index partial sums then hold the same
-    // rows in the same order on every run, so what it reduces is deterministic.
-    const int64_t tasks = mblocks * nblocks;
-    for_tasks(threads, [&](int64_t t, int) {
-      for (int64_t task = t; task < tasks; task += threads) tile(task, static_cast<int>(t));
-    });
-  } else {
-    for_tasks(mblocks * nblocks, tile);
-  }
+  // With a hook, each row block's hook gets its slot (not the pool thread that happens to run
+  // it), so the hook's per-slot partial sums reduce deterministically.
+  if (hook) for_blocks_by_slot(ctx, mblocks * nblocks, tile);
+  else for_tasks(mblocks * nblocks, tile);
 }
 
 }  // namespace lora::ops::cpu
@@ -1060,9 +1048,9 @@ void pack_bf16p(const Ctx& ctx, const float* src, int64_t N, int64_t K, void* ds
   s.dtype = DType::F32;
   s.data = src;
   s.ld = K;
-  auto fn = [&](int64_t g, int) { pack_b_rows16(s, Precision::BF16, false, K, N, K / 2, static_cast<uint32_t*>(dst), g); };
-  if (ctx.pool) ctx.pool->parallel_for(N / 16, fn);
-  else for (int64_t g = 0; g < N / 16; ++g) fn(g, 0);
+  parallel_range(ctx, N / 16, 1, [&](int64_t b, int64_t e) {
+    for (int64_t g = b; g < e; ++g) pack_b_rows16(s, Precision::BF16, false, K, N, K / 2, static_cast<uint32_t*>(dst), g);
+  });
 }
 
 Weight weight_rows(const Weight& w, int64_t row0, int64_t rows) {
@@ -1072,10 +1060,10 @@ Weight weight_rows(const Weight& w, int64_t row0, int64_t rows) {
   switch (w.dtype) {
     case DType::F32: r.data = static_cast<const float*>(w.data) + e; break;
     case DType::BF16P:
-      // Whole panels only: the slice's panel widths must be the ones it was packed with.
+      // Whole panels only: the slice's panel widths must be the ones it was packed with. Its
+      // panels then start where the bf16 rows would.
       if (row0 % 64 || (rows % 64 && row0 + rows != w.rows)) throw std::invalid_argument("a bf16p weight can only be split at multiples of 64 rows");
-      r.data = static_cast<const uint16_t*>(w.data) + e;
-      break;
+      [[fallthrough]];
     case DType::F16:
     case DType::BF16: r.data = static_cast<const uint16_t*>(w.data) + e; break;
     case DType::I8:

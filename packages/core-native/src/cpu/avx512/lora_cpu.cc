@@ -271,12 +271,8 @@ struct SmallRankBwd {
   void run_alone(const Ctx& ctx) const {
     constexpr int64_t MB = 48;  // 48 x 3072 bf16 = 288 KiB of dY
     const int64_t blocks = (p.M + MB - 1) / MB;
-    // Blocks dealt round-robin to one task per partial (see gemm()'s hook): deterministic sums.
-    auto fn = [&](int64_t t, int) {
-      for (int64_t b = t; b < blocks; b += threads) rows(b * MB, std::min(p.M, (b + 1) * MB), static_cast<int>(t));
-    };
-    if (ctx.pool) ctx.pool->parallel_for(threads, fn);
-    else fn(0, 0);
+    // One partial per slot (see for_blocks_by_slot): deterministic sums.
+    for_blocks_by_slot(ctx, blocks, [&](int64_t b, int slot) { rows(b * MB, std::min(p.M, (b + 1) * MB), slot); });
   }
 
   // Carries dA as well (dxa16 mode): zeroed per-thread partials [GR][K].

@@ -1,0 +1,228 @@
+// The decode engine the server's scheduler drives: one forward over a ragged batch of rows, each row a
+// request with its own KV cache, its own position and its own adapter (or none). A row brings one
+// token (decode) or a chunk of its prompt (chunked prefill), so one call can mix both.
+//
+// Built only on the model's public pieces (config, weights, kernels; LoraAdapter for each served
+// adapter), in the order model/generate.ts runs them, so a row's math is generate()'s math: the
+// layer norms, attention and GEMM rows are row-independent, which the serve tests check token for
+// token against generate(). What the batch shares: every linear without an adapter, and every linear
+// of a run of rows with the same adapter, is one product over all those rows (the base weights are
+// read once per adapter segment and step). Rows of different adapters do NOT share the base product
+// yet: the fused LoRA kernel takes one adapter per call. True S-LoRA/Punica batching needs a segmented
+// LoRA op from the model layer (see serve/README.md).
+import { native, type NativeTensor } from '@lora/core-native';
+
+import { LoraError } from '../io/errors.js';
+import type { LoraSpec } from '../model/kernels.js';
+import { LN_EPS } from '../model/layer.js';
+import type { LoraAdapter, LoraModule } from '../model/lora.js';
+import type { OptForCausalLM } from '../model/opt.js';
+
+/** One request's keys and values for every layer: [1, capacity, C] f32 each. */
+export interface KvCache {
+  readonly capacity: number;
+  /** Positions already written (the next token goes at `past`). */
+  past: number;
+  readonly bytes: number;
+  dispose(): void;
+}
+
+export interface ForwardRow {
+  cache: KvCache;
+  /** The tokens this row adds at positions past .. past + ids.length - 1. */
+  ids: readonly number[];
+  adapter?: LoraAdapter;
+  /** Whether the last token's logits are wanted (false for a prefill chunk that is not the last). */
+  wantLogits: boolean;
+}
+
+/** What the scheduler needs from a model; an engine for another family implements the same. */
+export interface DecodeEngine {
+  readonly vocabSize: number;
+  readonly maxPositions: number;
+  readonly eosTokenId: number;
+  /** Bytes a cache of `capacity` positions holds (the scheduler's memory budget counts these). */
+  kvBytes(capacity: number): number;
+  allocate(capacity: number): KvCache;
+  /** Runs every row's tokens; returns each row's last-token logits (undefined where not wanted) and advances the caches. */
+  forward(rows: readonly ForwardRow[]): (Float32Array | undefined)[];
+}
+
+interface OptKvCache extends KvCache {
+  layers: { k: NativeTensor; v: NativeTensor }[];
+}
+
+export class OptDecodeEngine implements DecodeEngine {
+  constructor(private readonly model: OptForCausalLM) {}
+
+  get vocabSize(): number {
+    return this.model.config.vocabSize;
+  }
+  get maxPositions(): number {
+    return this.model.config.maxPositionEmbeddings;
+  }
+  get eosTokenId(): number {
+    return this.model.config.eosTokenId;
+  }
+
+  kvBytes(capacity: number): number {
+    const c = this.model.config;
+    return c.numHiddenLayers * 2 * capacity * c.hiddenSize * 4;
+  }
+
+  allocate(capacity: number): KvCache {
+    const c = this.model.config;
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > c.maxPositionEmbeddings) {
+      throw new LoraError('E_SHAPE', `KV cache capacity must be 1..${c.maxPositionEmbeddings}, got ${capacity}`);
+    }
+    const { Tensor } = native();
+    const dev = this.model.device.memory;
+    const layers: OptKvCache['layers'] = [];
+    try {
+      for (let i = 0; i < c.numHiddenLayers; i++) {
+        layers.push({ k: Tensor.empty('f32', [1, capacity, c.hiddenSize], dev), v: Tensor.empty('f32', [1, capacity, c.hiddenSize], dev) });
+      }
+    } catch (e) {
+      for (const l of layers) (l.k.dispose(), l.v.dispose());
+      throw e;
+    }
+    const cache: OptKvCache = {
+      capacity, past: 0, bytes: this.kvBytes(capacity), layers,
+      dispose: () => {
+        for (const l of layers) (l.k.dispose(), l.v.dispose());
+        layers.length = 0;
+      },
+    };
+    return cache;
+  }
+
+  forward(input: readonly ForwardRow[]): (Float32Array | undefined)[] {
+    if (!input.length) return [];
+    const m = this.model;
+    const c = m.config;
+    for (const r of input) {
+      if (!r.ids.length) throw new LoraError('E_SHAPE', 'forward: a row brings no tokens');
+      if (r.cache.past + r.ids.length > r.cache.capacity) throw new LoraError('E_SHAPE', `forward: ${r.cache.past} + ${r.ids.length} positions exceed the cache's ${r.cache.capacity}`);
+      for (const id of r.ids) if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new LoraError('E_SHAPE', `forward: token id ${id} is outside the vocabulary [0, ${c.vocabSize})`);
+    }
+    // Rows of one adapter side by side, so each adapter's linears are one product over its segment.
+    const order = input.map((_, i) => i);
+    const adapterIds = new Map<LoraAdapter | undefined, number>();
+    for (const r of input) if (!adapterIds.has(r.adapter)) adapterIds.set(r.adapter, adapterIds.size);
+    order.sort((a, b) => adapterIds.get(input[a].adapter)! - adapterIds.get(input[b].adapter)! || a - b);
+    const rows = order.map((i) => input[i]);
+    const offsets: number[] = [];
+    let M = 0;
+    for (const r of rows) (offsets.push(M), (M += r.ids.length));
+    const segments: { start: number; len: number; adapter?: LoraAdapter }[] = [];
+    rows.forEach((r, i) => {
+      const last = segments.at(-1);
+      if (last && last.adapter === r.adapter) last.len += r.ids.length;
+      else segments.push({ start: offsets[i], len: r.ids.length, adapter: r.adapter });
+    });
+
+    const k = m.kernels;
+    const w = m.weights;
+    const { Tensor } = native();
+    const dev = m.device.memory;
+    const C = c.hiddenSize;
+    const F = c.ffnDim;
+    const E = c.wordEmbedProjDim;
+    const H = c.numAttentionHeads;
+    const bufs: NativeTensor[] = [];
+    const keep = <T extends NativeTensor>(t: T): T => (bufs.push(t), t);
+    const tmp = (...shape: number[]) => keep(Tensor.empty('f32', shape, dev));
+    const rowsOf = (t: NativeTensor, start: number, len: number) => keep(t.narrow(0, start, len));
+    try {
+      const ids = new Int32Array(M);
+      const pos = new Int32Array(M);
+      rows.forEach((r, i) => r.ids.forEach((id, j) => ((ids[offsets[i] + j] = id), (pos[offsets[i] + j] = r.cache.past + j + 2))));
+      const idT = keep(Tensor.fromArray(ids, [M], 'i32', dev));
+      const posT = keep(Tensor.fromArray(pos, [M], 'i32', dev));
+      let x = tmp(M, C);
+      if (w.projIn) {
+        const e = tmp(M, E);
+        k.embedding(idT, w.embed, e);
+        k.linear(e, w.projIn, undefined, x);
+        const p = tmp(M, C);
+        k.embedding(posT, w.pos, p);
+        k.add(x, p, x);
+      } else {
+        k.embedding(idT, w.embed, x, { ids: posT, table: w.pos });
+      }
+      const ln = tmp(M, C);
+      const mean = tmp(M);
+      const rstd = tmp(M);
+      const qkv = tmp(M, 3 * C);
+      const att = tmp(M, C);
+      const proj = tmp(M, C);
+      const h1 = tmp(M, F);
+      const sum = tmp(M, C);
+      // One product per adapter segment; a segment without an adapter (or without this module) plain.
+      type Pick = (l: LoraAdapter['layers'][number]) => LoraModule | undefined;
+      const linear = (layer: number, xIn: NativeTensor, wt: NativeTensor, bias: NativeTensor, y: NativeTensor, pick: Pick) => {
+        const plainAll = segments.every((s) => !s.adapter || !pick(s.adapter.layers[layer]));
+        if (plainAll) return k.linear(xIn, wt, bias, y);
+        for (const s of segments) {
+          const mod = s.adapter ? pick(s.adapter.layers[layer]) : undefined;
+          const xs = rowsOf(xIn, s.start, s.len);
+          const ys = rowsOf(y, s.start, s.len);
+          if (!mod || !s.adapter) k.linear(xs, wt, bias, ys);
+          else k.linear(xs, wt, bias, ys, { spec: s.adapter.spec(mod) as LoraSpec, xa: tmp(s.len, mod.groups * s.adapter.r) });
+        }
+      };
+      const caches = rows.map((r) => r.cache as OptKvCache);
+      for (let i = 0; i < c.numHiddenLayers; i++) {
+        const l = w.layers[i];
+        const pre = c.doLayerNormBefore;
+        if (pre) k.layerNorm(x, l.ln1G, l.ln1B, LN_EPS, ln, mean, rstd);
+        linear(i, pre ? ln : x, l.qkvW, l.qkvB, qkv, (ll) => ll?.qkv);
+        rows.forEach((r, j) => {
+          const n = r.ids.length;
+          const kv = caches[j].layers[i];
+          k.attentionDecode(rowsOf(qkv, offsets[j], n), kv.k, kv.v, r.cache.past, { B: 1, T: n, H, D: c.headDim }, 1 / Math.sqrt(c.headDim), rowsOf(att, offsets[j], n));
+        });
+        linear(i, att, l.outW, l.outB, proj, (ll) => ll?.out_proj);
+        k.add(x, proj, sum);
+        const mid = pre ? sum : ln;
+        if (pre) k.layerNorm(sum, l.ln2G, l.ln2B, LN_EPS, ln, mean, rstd);
+        else k.layerNorm(sum, l.ln1G, l.ln1B, LN_EPS, ln, mean, rstd);
+        linear(i, ln, l.fc1W, l.fc1B, h1, (ll) => ll?.fc1);
+        k.relu(h1, h1);
+        linear(i, h1, l.fc2W, l.fc2B, proj, (ll) => ll?.fc2);
+        const next = tmp(M, C);
+        if (pre) {
+          k.add(mid, proj, next);
+        } else {
+          k.add(mid, proj, sum);
+          k.layerNorm(sum, l.ln2G, l.ln2B, LN_EPS, next, mean, rstd);
+        }
+        x = next;
+      }
+      for (const r of rows) r.cache.past += r.ids.length;
+      // The last row of each row that wants logits, gathered (an exact copy: ×1) for one lm_head product.
+      const wanted = rows.map((r, j) => (r.wantLogits ? j : -1)).filter((j) => j >= 0);
+      const out: (Float32Array | undefined)[] = new Array(input.length).fill(undefined);
+      if (!wanted.length) return out;
+      const R = wanted.length;
+      const last = tmp(R, C);
+      wanted.forEach((j, g) => k.scale(rowsOf(x, offsets[j] + rows[j].ids.length - 1, 1), 1, rowsOf(last, g, 1)));
+      let h: NativeTensor = last;
+      if (w.finalLnG || (c.doLayerNormBefore && !c.removeFinalLayerNorm)) {
+        h = tmp(R, C);
+        k.layerNorm(last, w.finalLnG, w.finalLnB, LN_EPS, h, tmp(R), tmp(R));
+      } else if (w.projOut) {
+        h = tmp(R, E);
+        k.linear(last, w.projOut, undefined, h);
+      }
+      const logits = tmp(R, c.vocabSize);
+      k.linear(h, w.lmHead, undefined, logits);
+      const all = logits.toArray() as Float32Array;
+      const V = c.vocabSize;
+      wanted.forEach((j, g) => (out[order[j]] = all.slice(g * V, (g + 1) * V)));
+      return out;
+    } finally {
+      for (const t of bufs.reverse()) t.dispose();
+    }
+  }
+}

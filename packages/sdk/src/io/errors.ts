@@ -21,7 +21,11 @@ export type LoraErrorCode =
   | 'E_WEIGHTS_MISMATCH'
   | 'E_HUB_OFFLINE'
   | 'E_HUB'
-  | 'E_DATA';
+  | 'E_DATA'
+  | 'E_OUTPUT_DIR'
+  | 'E_OUTPUT_LOCKED'
+  | 'E_RESUME'
+  | 'E_CHECKPOINT';
 
 export class LoraError extends Error {
   readonly code: LoraErrorCode;

@@ -1,38 +1,33 @@
 // PEFT's adapter format: adapter_config.json + adapter_model.safetensors with keys like
 // base_model.model.model.decoder.layers.0.self_attn.q_proj.lora_A.weight ([r, in]) and
-// ...lora_B.weight ([out, r]), so Python PEFT loads our adapters and we load theirs.
+// ...lora_B.weight ([out, r]), so Python PEFT loads our adapters and we load theirs. Module paths
+// come from the family's parameter table (through the adapter's LoraLayout).
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import type { OptConfig } from '../config/opt-config.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import { LoraError } from '../io/errors.js';
 import { toF32 } from '../io/dtype.js';
 import { SafetensorsFile } from '../io/safetensors-reader.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 import type { RawTensor } from '../io/tensor.js';
-import { LORA_TARGETS, type LoraAdapter, type LoraModule, type LoraOptions, type LoraTarget } from './lora.js';
+import { ALL_LINEAR, LORA_TARGETS, type LoraAdapter, type LoraOptions } from './lora.js';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 
-const MODULE_PATH: Record<LoraTarget, string> = {
-  q_proj: 'self_attn.q_proj',
-  k_proj: 'self_attn.k_proj',
-  v_proj: 'self_attn.v_proj',
-  out_proj: 'self_attn.out_proj',
-  fc1: 'fc1',
-  fc2: 'fc2',
-};
-
-export function peftKey(layer: number, target: LoraTarget, which: 'A' | 'B'): string {
-  return `base_model.model.model.decoder.layers.${layer}.${MODULE_PATH[target]}.lora_${which}.weight`;
+/**
+ * PEFT's key of a target's A or B in one layer: the module path from the family's parameter table
+ * under `base_model.model.` and the causal LM's `model.` (OPT: ...model.decoder.layers.0.self_attn.q_proj).
+ */
+export function peftKey(lora: LoraAdapter, layer: number, target: string, which: 'A' | 'B'): string {
+  return `base_model.model.model.${lora.layout.modulePath(layer, target)}.lora_${which}.weight`;
 }
 
-/** (module, group) for a target: q/k/v live in the stacked qkv module as groups 0/1/2. */
-function locate(t: LoraTarget): { module: LoraModule['name']; group: number } {
-  if (t === 'q_proj' || t === 'k_proj' || t === 'v_proj') return { module: 'qkv', group: ['q_proj', 'k_proj', 'v_proj'].indexOf(t) };
-  return { module: t, group: 0 };
+function locate(lora: LoraAdapter, t: string): { module: string; group: number } {
+  const at = lora.locate(t);
+  if (!at) throw new LoraError('E_CONFIG', `LoRA target ${t} is not one of this model's (${lora.layout.targets.join(', ')})`);
+  return at;
 }
 
 export interface PeftConfigJson {
@@ -82,15 +77,15 @@ export function adapterTensors(lora: LoraAdapter, of: 'weights' | 'grads' = 'wei
   const out = new Map<string, RawTensor>();
   lora.layers.forEach((layer, li) => {
     for (const t of lora.targets) {
-      const { module, group } = locate(t);
+      const { module, group } = locate(lora, t);
       const m = layer[module];
       if (!m) continue;
       const a = (of === 'grads' ? m.da : m.a).toArray() as Float32Array;
       const b = (of === 'grads' ? m.db : m.b).toArray() as Float32Array;
       const aSize = lora.r * m.inFeatures;
       const bSize = m.outFeatures * lora.r;
-      out.set(peftKey(li, t, 'A'), { dtype: 'F32', shape: [lora.r, m.inFeatures], data: a.slice(group * aSize, (group + 1) * aSize) });
-      out.set(peftKey(li, t, 'B'), { dtype: 'F32', shape: [m.outFeatures, lora.r], data: b.slice(group * bSize, (group + 1) * bSize) });
+      out.set(peftKey(lora, li, t, 'A'), { dtype: 'F32', shape: [lora.r, m.inFeatures], data: a.slice(group * aSize, (group + 1) * aSize) });
+      out.set(peftKey(lora, li, t, 'B'), { dtype: 'F32', shape: [m.outFeatures, lora.r], data: b.slice(group * bSize, (group + 1) * bSize) });
     }
   });
   return out;
@@ -102,8 +97,11 @@ export async function saveAdapter(lora: LoraAdapter, dir: string, baseModel: str
   await writeFileAtomic(join(dir, ADAPTER_CONFIG), [new TextEncoder().encode(`${JSON.stringify(peftConfig(lora, baseModel), null, 2)}\n`)]);
 }
 
-/** Reads adapter_config.json into LoraOptions, refusing what this SDK cannot honour. */
-export async function readAdapterConfig(dir: string): Promise<LoraOptions> {
+/**
+ * Reads adapter_config.json into LoraOptions, refusing what this SDK cannot honour and targets the
+ * model does not have (`targets`: the family's; OPT's by default).
+ */
+export async function readAdapterConfig(dir: string, targets: readonly string[] = LORA_TARGETS): Promise<LoraOptions> {
   const path = join(dir, ADAPTER_CONFIG);
   let json: Record<string, unknown>;
   try {
@@ -115,35 +113,35 @@ export async function readAdapterConfig(dir: string): Promise<LoraOptions> {
   }
   if (json.peft_type !== 'LORA') throw new LoraError('E_CONFIG', `${path}: peft_type is ${JSON.stringify(json.peft_type)}, only "LORA" is supported`);
   if (json.use_dora === true) throw new LoraError('E_CONFIG', `${path}: DoRA adapters are not supported`);
-  if (json.fan_in_fan_out === true) throw new LoraError('E_CONFIG', `${path}: fan_in_fan_out adapters are for Conv1D models (GPT-2), not OPT`);
+  if (json.fan_in_fan_out === true) throw new LoraError('E_CONFIG', `${path}: fan_in_fan_out adapters are for Conv1D models (GPT-2), not this library's Linear layers`);
   const bad = (['rank_pattern', 'alpha_pattern'] as const).filter((k) => json[k] && Object.keys(json[k] as object).length > 0);
   if (bad.length) throw new LoraError('E_CONFIG', `${path}: per-module ${bad.join(' and ')} are not supported`);
   const raw = json.target_modules;
-  const targets = typeof raw === 'string' ? [raw] : Array.isArray(raw) ? raw : [];
-  for (const t of targets) {
-    if (!(LORA_TARGETS as readonly unknown[]).includes(t)) throw new LoraError('E_CONFIG', `${path}: target module ${JSON.stringify(t)} is not one of OPT's ${LORA_TARGETS.join(', ')}`);
+  const named = typeof raw === 'string' ? [raw] : Array.isArray(raw) ? raw : [];
+  for (const t of named) {
+    if (t !== ALL_LINEAR && !(targets as readonly unknown[]).includes(t)) throw new LoraError('E_CONFIG', `${path}: target module ${JSON.stringify(t)} is not one of this model's ${targets.join(', ')}`);
   }
   return {
     r: Number(json.r),
     alpha: Number(json.lora_alpha),
     dropout: Number(json.lora_dropout ?? 0),
-    targetModules: targets as LoraTarget[],
+    targetModules: named as string[],
     useRslora: json.use_rslora === true,
   };
 }
 
 /** Copies an adapter file's tensors into `lora` (created from the same config); checks every key and shape. */
-export async function loadAdapterWeights(lora: LoraAdapter, dir: string, config: OptConfig): Promise<void> {
+export async function loadAdapterWeights(lora: LoraAdapter, dir: string, config: { numHiddenLayers: number }): Promise<void> {
   const path = join(dir, ADAPTER_WEIGHTS);
   const file = await SafetensorsFile.open(path);
   try {
     const expected = new Set<string>();
     for (let li = 0; li < lora.layers.length; li++) {
       for (const t of lora.targets) {
-        const { module, group } = locate(t);
+        const { module, group } = locate(lora, t);
         const m = lora.layers[li][module]!;
         for (const which of ['A', 'B'] as const) {
-          const key = peftKey(li, t, which);
+          const key = peftKey(lora, li, t, which);
           expected.add(key);
           if (!file.has(key)) throw new LoraError('E_WEIGHTS_MISMATCH', `${path}: missing ${key} (is this adapter for a model with ${config.numHiddenLayers} layers?)`);
           const shape = which === 'A' ? [lora.r, m.inFeatures] : [m.outFeatures, lora.r];

@@ -1,5 +1,5 @@
 // Merging an adapter into the base: W' = W + scale · B·A for every targeted linear, exported as a
-// plain OPT folder (config.json + model.safetensors with transformers' key names) that needs no
+// plain model folder (config.json + model.safetensors with transformers' key names) that needs no
 // LoRA code to load. Quantized bases are dequantized first, so the export is f32.
 import { copyFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -7,15 +7,15 @@ import { join } from 'node:path';
 
 import type { NativeTensor } from '@lora/core-native';
 
-import { writeOptModel } from '../config/opt-checkpoint.js';
 import { LoraError } from '../io/errors.js';
 import type { RawTensor } from '../io/tensor.js';
+import { slotOf, type Param } from '../models/params.js';
+import type { Kernels } from './kernels.js';
 import type { LoraAdapter, LoraModule } from './lora.js';
-import type { OptForCausalLM } from './opt.js';
 
-function f32Of(model: OptForCausalLM, t: NativeTensor): Float32Array {
+function f32Of(k: Kernels, t: NativeTensor): Float32Array {
   if (t.dtype === 'f32' || t.dtype === 'bf16' || t.dtype === 'f16') return t.toArray() as Float32Array;
-  using d = model.kernels.dequantize(t);
+  using d = k.dequantize(t);
   return d.toArray() as Float32Array;
 }
 
@@ -40,56 +40,46 @@ function addDelta(w: Float32Array, lora: LoraAdapter, m: LoraModule): void {
   }
 }
 
-/** The base (with the adapter merged when present) as f32 tensors under OPT's canonical names. */
-export function mergedTensors(model: OptForCausalLM): Map<string, RawTensor> {
-  const c = model.config;
-  const w = model.weights;
+/** What merging reads of a model: its parameters, where they live, the adapter and a kernel to dequantize. */
+export interface MergeSource {
+  readonly params: readonly Param[];
+  readonly weights: { layers: object[] };
+  readonly lora: LoraAdapter | undefined;
+  readonly kernels: Kernels;
+}
+
+/**
+ * Every tensor of the base's parameter table, as f32 under its checkpoint name, with the adapter
+ * merged into the linears it trains when one is present. A stacked weight (q | k | v) is read and
+ * merged once and sliced by rows.
+ */
+export function mergedTensors(model: MergeSource): Map<string, RawTensor> {
   const lora = model.lora;
   const out = new Map<string, RawTensor>();
-  const put = (name: string, t: NativeTensor | undefined, data?: Float32Array) => {
-    if (!t) return;
-    out.set(name, { dtype: 'F32', shape: t.shape, data: data ?? f32Of(model, t) });
-  };
-  const C = c.hiddenSize;
-  put('decoder.embed_tokens.weight', w.embed);
-  put('decoder.embed_positions.weight', w.pos);
-  put('decoder.project_in.weight', w.projIn);
-  put('decoder.project_out.weight', w.projOut);
-  put('decoder.final_layer_norm.weight', w.finalLnG);
-  put('decoder.final_layer_norm.bias', w.finalLnB);
-  w.layers.forEach((l, i) => {
-    const p = `decoder.layers.${i}`;
-    const ll = lora?.layers[i];
-    const qkv = f32Of(model, l.qkvW);
-    if (lora && ll?.qkv) addDelta(qkv, lora, ll.qkv);
-    const qkvB = l.qkvB.toArray() as Float32Array;
-    ['q_proj', 'k_proj', 'v_proj'].forEach((proj, g) => {
-      out.set(`${p}.self_attn.${proj}.weight`, { dtype: 'F32', shape: [C, C], data: qkv.slice(g * C * C, (g + 1) * C * C) });
-      if (c.enableBias) out.set(`${p}.self_attn.${proj}.bias`, { dtype: 'F32', shape: [C], data: qkvB.slice(g * C, (g + 1) * C) });
-    });
-    const lin = (name: string, wt: NativeTensor, bias: NativeTensor, m: LoraModule | undefined) => {
-      const data = f32Of(model, wt);
+  const merged = new Map<NativeTensor, Float32Array>();
+  for (const p of model.params) {
+    const { tensor, rows } = slotOf(model.weights, p);
+    if (!tensor) continue;
+    let data = merged.get(tensor);
+    if (!data) {
+      data = f32Of(model.kernels, tensor);
+      const m = p.lora && p.layer !== undefined ? lora?.layers[p.layer][p.lora.module] : undefined;
       if (lora && m) addDelta(data, lora, m);
-      put(`${p}.${name}.weight`, wt, data);
-      if (c.enableBias) put(`${p}.${name}.bias`, bias);
-    };
-    lin('self_attn.out_proj', l.outW, l.outB, ll?.out_proj);
-    lin('fc1', l.fc1W, l.fc1B, ll?.fc1);
-    lin('fc2', l.fc2W, l.fc2B, ll?.fc2);
-    put(`${p}.self_attn_layer_norm.weight`, l.ln1G);
-    put(`${p}.self_attn_layer_norm.bias`, l.ln1B);
-    put(`${p}.final_layer_norm.weight`, l.ln2G);
-    put(`${p}.final_layer_norm.bias`, l.ln2B);
-  });
+      merged.set(tensor, data);
+    }
+    const width = p.shape.slice(1).reduce((a, b) => a * b, 1);
+    const part = rows ? data.slice(rows[0] * width, rows[1] * width) : data;
+    out.set(p.name, { dtype: 'F32', shape: p.shape, data: part });
+  }
   return out;
 }
 
 const TOKENIZER_FILES = ['vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json'];
 
 /** Writes the merged model folder; copies tokenizer files from `tokenizerDir` when given. */
-export async function exportMerged(model: OptForCausalLM, dir: string, tokenizerDir?: string): Promise<void> {
+export async function exportMerged(model: MergeSource & { writeModel(dir: string, tensors: Map<string, RawTensor>): Promise<void> }, dir: string, tokenizerDir?: string): Promise<void> {
   if (!model.lora) throw new LoraError('E_CONFIG', 'exportMerged: the model has no adapter to merge');
-  await writeOptModel(dir, model.config, mergedTensors(model));
+  await model.writeModel(dir, mergedTensors(model));
   if (tokenizerDir) {
     for (const f of TOKENIZER_FILES) if (existsSync(join(tokenizerDir, f))) await copyFile(join(tokenizerDir, f), join(dir, f));
   }

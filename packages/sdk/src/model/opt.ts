@@ -2,12 +2,15 @@
 // is frozen, so no weight grads are ever computed for it), and the plumbing adapters need.
 import { native, type NativeTensor } from '@lora/core-native';
 
-import { loadOptConfig, type OptConfig } from '../config/opt-config.js';
+import { writeOptModel } from '../config/opt-checkpoint.js';
+import { loadOptConfig, optConfigToJson, type OptConfig } from '../config/opt-config.js';
 import { resolveModelDir, type ResolveOptions } from '../hub/resolve.js';
 import { MODEL_FILES } from '../hub/selection.js';
 import type { HubProgressEvent } from '../hub/progress.js';
 import { openWeights } from '../io/open-weights.js';
-import type { WeightSource } from '../io/tensor.js';
+import type { RawTensor, WeightSource } from '../io/tensor.js';
+import { OPT_PARAMS } from '../models/opt-params.js';
+import { expandParams, loraLayout, slotOf, type LoraLayout, type Param } from '../models/params.js';
 import { LoraError } from '../io/errors.js';
 import { IGNORE_INDEX } from '../data/batches.js';
 import { resolveDevice, type BaseDType, type DeviceOption, type ResolvedDevice } from './device.js';
@@ -81,12 +84,20 @@ export class OptForCausalLM {
   private ln2Nonzero: boolean | undefined;
   private disposed = false;
 
+  /** Every tensor of this configuration, from OPT's parameter table. */
+  readonly params: readonly Param[];
+  /** The LoRA modules this configuration offers, from the same table. */
+  readonly loraLayout: LoraLayout;
+
   private constructor(
     readonly config: OptConfig,
     readonly weights: ModelWeights,
     readonly kernels: Kernels,
     readonly device: ResolvedDevice,
-  ) {}
+  ) {
+    this.params = expandParams(OPT_PARAMS, config);
+    this.loraLayout = loraLayout(OPT_PARAMS, config);
+  }
 
   /** A Hugging Face model folder, or a hub id resolved into the HF cache. */
   /** The folder or hub id the model came from, recorded in saved adapters. */
@@ -148,7 +159,7 @@ export class OptForCausalLM {
   addLora(o: LoraOptions): LoraAdapter {
     this.assertLive();
     if (this.lora) throw new LoraError('E_CONFIG', 'this model already has a LoRA adapter; dispose it with removeLora() first');
-    this.lora = new LoraAdapter(this.config, o, this.device.memory);
+    this.lora = new LoraAdapter(this.loraLayout, o, this.device.memory);
     this.dropWorkspace();
     return this.lora;
   }
@@ -165,26 +176,17 @@ export class OptForCausalLM {
    */
   async saveQuantized(dir: string): Promise<void> {
     this.assertLive();
-    const w = this.weights;
-    const C = this.config.hiddenSize;
-    const linears: { name: string; tensor: NativeTensor; rows?: [number, number] }[] = [];
-    if (w.projIn) linears.push({ name: 'decoder.project_in.weight', tensor: w.projIn });
-    if (w.projOut) linears.push({ name: 'decoder.project_out.weight', tensor: w.projOut });
-    w.layers.forEach((l, i) => {
-      const p = `decoder.layers.${i}`;
-      ['q_proj', 'k_proj', 'v_proj'].forEach((proj, g) => linears.push({ name: `${p}.self_attn.${proj}.weight`, tensor: l.qkvW, rows: [g * C, (g + 1) * C] }));
-      linears.push({ name: `${p}.self_attn.out_proj.weight`, tensor: l.outW }, { name: `${p}.fc1.weight`, tensor: l.fc1W }, { name: `${p}.fc2.weight`, tensor: l.fc2W });
-    });
-    const quantized = new Set(linears.map((x) => x.name));
-    const lora = this.lora;
-    this.lora = undefined; // the plain tensors of the base, without any adapter merged in
-    let plain: Map<string, import('../io/tensor.js').RawTensor>;
-    try {
-      plain = new Map([...mergedTensors(this)].filter(([name]) => !quantized.has(name)));
-    } finally {
-      this.lora = lora;
-    }
-    await saveQuantizedBase(dir, this.config, this.weights.dtype, linears, plain);
+    const quantized = this.params.filter((p) => p.quantizable);
+    const linears = quantized.map((p) => ({ name: p.name, ...slotOf(this.weights, p) }) as { name: string; tensor: NativeTensor; rows?: [number, number] });
+    const names = new Set(quantized.map((p) => p.name));
+    // The plain tensors of the base, without any adapter merged in.
+    const plain = new Map([...mergedTensors({ params: this.params, weights: this.weights, kernels: this.kernels, lora: undefined })].filter(([name]) => !names.has(name)));
+    await saveQuantizedBase(dir, optConfigToJson(this.config), this.weights.dtype, linears, plain);
+  }
+
+  /** Writes a plain model folder (config.json + model.safetensors) from tensors under this model's checkpoint names. */
+  async writeModel(dir: string, tensors: Map<string, RawTensor>): Promise<void> {
+    await writeOptModel(dir, this.config, tensors);
   }
 
   /** Writes the adapter in PEFT's format (adapter_config.json + adapter_model.safetensors). */
@@ -196,8 +198,8 @@ export class OptForCausalLM {
   /** Loads a PEFT LoRA adapter folder (ours or Python PEFT's) onto this model. */
   async loadAdapter(dir: string): Promise<LoraAdapter> {
     this.assertLive();
-    const options = await readAdapterConfig(dir);
-    const lora = new LoraAdapter(this.config, { ...options, initLoraWeights: 'gaussian' }, this.device.memory);
+    const options = await readAdapterConfig(dir, this.loraLayout.targets);
+    const lora = new LoraAdapter(this.loraLayout, { ...options, initLoraWeights: 'gaussian' }, this.device.memory);
     try {
       await loadAdapterWeights(lora, dir, this.config);
     } catch (e) {

@@ -1,25 +1,38 @@
 // Saving and loading a quantized base, so a model quantized once (int8 / int4 / nf4) loads again
 // without the f32 checkpoint. Format (lora's own; transformers cannot load it):
-//   config.json       the OPT config plus quantization_config { quant_method: "lora", format, block_size }
+//   config.json       the model's config plus quantization_config { quant_method: "lora", format, block_size }
 //   model.safetensors linear weights as their packed codes under the usual names —
 //                       int4/nf4: U8 [N, K/2] (two per byte, first element in the high nibble)
 //                       int8:     I8 [N, K]
 //                     with "<name>.absmax" F32 scales beside each (one per block of block_size along
 //                     the row for int4/nf4 — 64, or the largest power of two dividing a narrower row —
 //                     one per row for int8); everything else F32.
-// lm_head is not stored: it is tied to embed_tokens and re-quantized from it at load.
+// Which tensors are stored quantized is the family's parameter table's answer (its quantizable
+// linears). A tied lm_head is not stored: it is re-quantized from embed_tokens at load.
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { native, type DeviceName, type NativeTensor } from '@lora/core-native';
 
-import { optConfigToJson, type OptConfig } from '../config/opt-config.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import { LoraError } from '../io/errors.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 import type { RawTensor, WeightSource } from '../io/tensor.js';
+import type { Param } from '../models/params.js';
 import type { BaseDType } from './device.js';
-import { QUANT_BLOCK, quantBlockFor } from './weights.js';
+
+export const QUANT_BLOCK = 64;
+
+/**
+ * Block size for a row of `cols` weights: bitsandbytes' 64, or the largest power of two dividing the
+ * row when it is narrower or not a multiple (tiny test models), since blocks never straddle rows here.
+ */
+export function quantBlockFor(cols: number): number {
+  let b = QUANT_BLOCK;
+  while (b > 2 && cols % b !== 0) b /= 2;
+  if (cols % b !== 0) throw new LoraError('E_SHAPE', `cannot quantize rows of ${cols} weights in blocks (the width must be even)`);
+  return b;
+}
 
 export interface QuantizationConfig {
   quant_method: 'lora';
@@ -47,29 +60,16 @@ export async function readQuantizationConfig(dir: string): Promise<QuantizationC
 }
 
 /** The linear weights that are stored quantized, by canonical name, with their logical [N, K]. */
-export function quantizedLinears(c: OptConfig): Map<string, [number, number]> {
-  const m = new Map<string, [number, number]>();
-  const C = c.hiddenSize;
-  const E = c.wordEmbedProjDim;
-  if (E !== C) {
-    m.set('decoder.project_in.weight', [C, E]);
-    m.set('decoder.project_out.weight', [E, C]);
-  }
-  for (let i = 0; i < c.numHiddenLayers; i++) {
-    const p = `decoder.layers.${i}`;
-    for (const proj of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) m.set(`${p}.self_attn.${proj}.weight`, [C, C]);
-    m.set(`${p}.fc1.weight`, [c.ffnDim, C]);
-    m.set(`${p}.fc2.weight`, [C, c.ffnDim]);
-  }
-  return m;
+export function quantizedLinears(params: readonly Param[]): Map<string, [number, number]> {
+  return new Map(params.filter((p) => p.quantizable).map((p) => [p.name, [p.shape[0], p.shape[1]]]));
 }
 
 /**
  * A view of a quantized file that looks like a plain checkpoint to the shape check: quantized
  * weights report their logical shape and the ".absmax" tensors are hidden.
  */
-export function logicalShapes(source: WeightSource, c: OptConfig): WeightSource {
-  const linears = quantizedLinears(c);
+export function logicalShapes(source: WeightSource, params: readonly Param[]): WeightSource {
+  const linears = quantizedLinears(params);
   const logical = (key: string) => linears.get(key.replace(/^model\./, ''));
   return {
     keys: () => source.keys().filter((k) => !k.endsWith('.absmax')),
@@ -129,7 +129,7 @@ export async function readQuantizedRaw(source: WeightSource, key: string, shape:
 /** Writes a model whose base is int8/int4/nf4 so it loads again quantized. */
 export async function saveQuantizedBase(
   dir: string,
-  config: OptConfig,
+  configJson: Record<string, unknown>,
   dtype: BaseDType,
   weights: { name: string; tensor: NativeTensor; rows?: [number, number] }[],
   plain: Map<string, RawTensor>,
@@ -154,6 +154,6 @@ export async function saveQuantizedBase(
   await mkdir(dir, { recursive: true });
   const keyed = new Map([...out].map(([k, v]) => [`model.${k}`, v]));
   await writeSafetensors(join(dir, 'model.safetensors'), keyed, { format: 'pt', 'lora.quantization': dtype });
-  const cfg = { ...optConfigToJson(config), quantization_config: { quant_method: 'lora', format: dtype, block_size: QUANT_BLOCK } };
+  const cfg = { ...configJson, quantization_config: { quant_method: 'lora', format: dtype, block_size: QUANT_BLOCK } };
   await writeFileAtomic(join(dir, 'config.json'), [new TextEncoder().encode(`${JSON.stringify(cfg, null, 2)}\n`)]);
 }

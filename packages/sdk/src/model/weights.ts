@@ -7,12 +7,17 @@ import { native, type DeviceName, type NativeTensor } from '@lora/core-native';
 
 import type { OptConfig } from '../config/opt-config.js';
 import { assertOptWeights } from '../config/opt-weights.js';
+import type { WeightReport } from '../config/weights-check.js';
 import { LoraError } from '../io/errors.js';
 import { toF32 } from '../io/dtype.js';
 import type { WeightSource } from '../io/tensor.js';
+import { OPT_PARAMS } from '../models/opt-params.js';
+import { expandParams, type Param } from '../models/params.js';
 import type { BaseDType } from './device.js';
 import type { Kernels } from './kernels.js';
-import { logicalShapes, quantizedTensor, readQuantizedRaw, type QuantizationConfig } from './quantized-io.js';
+import { logicalShapes, quantBlockFor, quantizedTensor, readQuantizedRaw, type QuantizationConfig } from './quantized-io.js';
+
+export { QUANT_BLOCK, quantBlockFor } from './quantized-io.js';
 
 export interface LayerWeights {
   qkvW: NativeTensor; // [3C, C] base dtype: rows q | k | v
@@ -41,19 +46,6 @@ export interface ModelWeights {
   dtype: BaseDType;
 }
 
-export const QUANT_BLOCK = 64;
-
-/**
- * Block size for a row of `cols` weights: bitsandbytes' 64, or the largest power of two dividing the
- * row when it is narrower or not a multiple (tiny test models), since blocks never straddle rows here.
- */
-export function quantBlockFor(cols: number): number {
-  let b = QUANT_BLOCK;
-  while (b > 2 && cols % b !== 0) b /= 2;
-  if (cols % b !== 0) throw new LoraError('E_SHAPE', `cannot quantize rows of ${cols} weights in blocks (the width must be even)`);
-  return b;
-}
-
 /**
  * Makes a weight tensor of the base dtype from f32 values [rows, cols]. With `pack` (the cpu and
  * ref backends), a bf16 linear is stored pre-packed (bf16p: the same bytes in the cpu GEMM's panel
@@ -72,32 +64,48 @@ export function makeWeight(k: Kernels, values: Float32Array, shape: [number, num
   return k.quantize(f, dtype === 'int8' ? 'i8' : dtype, quantBlockFor(shape[1]));
 }
 
-/** Loads and validates every base tensor; the source is read one tensor at a time. */
-export async function loadModelWeights(
-  config: OptConfig,
-  source: WeightSource,
-  k: Kernels,
-  o: {
-    dtype: BaseDType;
-    device: DeviceName;
-    quant?: QuantizationConfig;
-    /** Store bf16 linears pre-packed for the cpu backend (not the tied lm_head: the gather reads it). */
-    packBf16?: boolean;
-    onTensor?: (name: string, index: number, total: number) => void;
-  },
-): Promise<ModelWeights> {
+/** A family's base tensors by role (see the parameter table), as loaded. */
+export interface LoadedWeights {
+  globals: Record<string, NativeTensor>;
+  layers: Record<string, NativeTensor>[];
+}
+
+export interface LoadWeightOptions {
+  dtype: BaseDType;
+  device: DeviceName;
+  quant?: QuantizationConfig;
+  /** Store bf16 linears pre-packed for the cpu backend (not a tied head: the gather reads it). */
+  packBf16?: boolean;
+  /**
+   * The role of an embedding tied to the output head: it is kept in the base dtype as `lmHead`
+   * (one copy of the table, also gathered from when it is f32 or bf16; a quantised head keeps an
+   * f32 copy under the role for the gather).
+   */
+  tiedEmbedding?: string;
+  onTensor?: (name: string, index: number, total: number) => void;
+}
+
+/**
+ * Loads every tensor a parameter table lists (checked against the file in `report`), one tensor at
+ * a time: linears in the base dtype (quantized at load, or read as stored codes from a quantized
+ * checkpoint), everything else f32; tensors sharing a role in a layer are stacked by rows.
+ */
+export async function loadWeights(params: readonly Param[], report: WeightReport, source: WeightSource, k: Kernels, o: LoadWeightOptions): Promise<LoadedWeights> {
   const q = o.quant;
   if (q && o.dtype !== q.format) {
     throw new LoraError('E_CONFIG', `this checkpoint is stored quantized as ${q.format}; load it with dtype '${q.format}' (got '${o.dtype}')`);
   }
-  const report = assertOptWeights(config, q ? logicalShapes(source, config) : source);
   const { Tensor } = native();
   const owned: NativeTensor[] = [];
   const total = report.keyOf.size;
   let index = 0;
-  const read = async (name: string): Promise<Float32Array> => {
+  const keyOf = (name: string) => {
     const key = report.keyOf.get(name);
     if (!key) throw new LoraError('E_WEIGHTS_MISMATCH', `checkpoint has no ${name}`);
+    return key;
+  };
+  const read = async (name: string): Promise<Float32Array> => {
+    const key = keyOf(name);
     const raw = await source.read(key);
     o.onTensor?.(name, index++, total);
     const f = toF32(raw.dtype, raw.data);
@@ -106,70 +114,73 @@ export async function loadModelWeights(
     }
     return f;
   };
-  const keep = (t: NativeTensor) => (owned.push(t), t);
-  const f32 = async (name: string, shape: number[]) => keep(Tensor.fromArray(await read(name), shape, 'f32', o.device));
-  const optional = async (name: string, shape: number[]) => (report.keyOf.has(name) ? f32(name, shape) : undefined);
-  const zeros = (n: number) => keep(Tensor.fromArray(new Float32Array(n), [n], 'f32', o.device));
-  const bias = async (name: string, n: number) => (config.enableBias ? f32(name, [n]) : zeros(n));
-  const raw = async (name: string, rows: number, cols: number) => {
-    o.onTensor?.(name, index++, total);
-    return readQuantizedRaw(source, report.keyOf.get(name)!, [rows, cols], q!);
-  };
-  // A linear weight of the base dtype: quantized at load, or read as stored codes from a quantized checkpoint.
-  const weight = async (name: string, rows: number, cols: number) =>
-    keep(q ? quantizedTensor([await raw(name, rows, cols)], [rows, cols], q, o.device) : makeWeight(k, await read(name), [rows, cols], o.dtype, o.device, o.packBf16));
-
-  try {
-    const C = config.hiddenSize;
-    const F = config.ffnDim;
-    const E = config.wordEmbedProjDim;
-    const V = config.vocabSize;
-    const embedValues = await read('decoder.embed_tokens.weight');
-    const lmHead = keep(makeWeight(k, embedValues, [V, E], o.dtype, o.device));
-    // The input gather reads the tied lm_head itself when it is f32 or bf16 (one copy of the
-    // table); a quantised head keeps an f32 table for the gather.
-    const embed = lmHead.dtype === 'f32' || lmHead.dtype === 'bf16' ? lmHead : keep(Tensor.fromArray(embedValues, [V, E], 'f32', o.device));
-    const pos = await f32('decoder.embed_positions.weight', [config.maxPositionEmbeddings + 2, C]);
-    const projIn = E !== C ? await weight('decoder.project_in.weight', C, E) : undefined;
-    const projOut = E !== C ? await weight('decoder.project_out.weight', E, C) : undefined;
-    const finalLnG = await optional('decoder.final_layer_norm.weight', [C]);
-    const finalLnB = await optional('decoder.final_layer_norm.bias', [C]);
-    const layers: LayerWeights[] = [];
-    for (let i = 0; i < config.numHiddenLayers; i++) {
-      const p = `decoder.layers.${i}`;
-      const projs = ['q_proj', 'k_proj', 'v_proj'];
-      const qkvBias = new Float32Array(3 * C);
-      let qkvW: NativeTensor;
-      if (q) {
-        const parts = [];
-        for (const proj of projs) parts.push(await raw(`${p}.self_attn.${proj}.weight`, C, C));
-        qkvW = keep(quantizedTensor(parts, [3 * C, C], q, o.device));
-      } else {
-        const qkv = new Float32Array(3 * C * C);
-        for (const [g, proj] of projs.entries()) qkv.set(await read(`${p}.self_attn.${proj}.weight`), g * C * C);
-        qkvW = keep(makeWeight(k, qkv, [3 * C, C], o.dtype, o.device, o.packBf16));
-      }
-      if (config.enableBias) for (const [g, proj] of projs.entries()) qkvBias.set(await read(`${p}.self_attn.${proj}.bias`), g * C);
-      layers.push({
-        qkvW,
-        qkvB: keep(Tensor.fromArray(qkvBias, [3 * C], 'f32', o.device)),
-        outW: await weight(`${p}.self_attn.out_proj.weight`, C, C),
-        outB: await bias(`${p}.self_attn.out_proj.bias`, C),
-        fc1W: await weight(`${p}.fc1.weight`, F, C),
-        fc1B: await bias(`${p}.fc1.bias`, F),
-        fc2W: await weight(`${p}.fc2.weight`, C, F),
-        fc2B: await bias(`${p}.fc2.bias`, C),
-        ln1G: await optional(`${p}.self_attn_layer_norm.weight`, [C]),
-        ln1B: await optional(`${p}.self_attn_layer_norm.bias`, [C]),
-        ln2G: await optional(`${p}.final_layer_norm.weight`, [C]),
-        ln2B: await optional(`${p}.final_layer_norm.bias`, [C]),
-      });
+  const readAll = async (parts: Param[]): Promise<Float32Array> => {
+    if (parts.length === 1) return read(parts[0].name);
+    const out = new Float32Array(parts.reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0));
+    let at = 0;
+    for (const p of parts) {
+      const v = await read(p.name);
+      out.set(v, at);
+      at += v.length;
     }
-    return { embed, lmHead, pos, projIn, projOut, finalLnG, finalLnB, layers, dtype: o.dtype };
+    return out;
+  };
+  const keep = (t: NativeTensor) => (owned.push(t), t);
+  // Parts of one tensor: params sharing a role (in one layer), in row order.
+  const slots = new Map<string, Param[]>();
+  for (const p of params) {
+    const key = `${p.layer ?? ''}:${p.role}`;
+    const parts = slots.get(key) ?? [];
+    if (!parts.length) slots.set(key, parts);
+    parts.push(p);
+  }
+  const out: LoadedWeights = { globals: {}, layers: [] };
+  try {
+    for (const parts of slots.values()) {
+      parts.sort((a, b) => (a.stack?.index ?? 0) - (b.stack?.index ?? 0));
+      const first = parts[0];
+      const rows = parts.reduce((n, p) => n + p.shape[0], 0);
+      const shape = [rows, ...first.shape.slice(1)];
+      const owner = first.layer === undefined ? out.globals : (out.layers[first.layer] ??= {});
+      if (first.role === o.tiedEmbedding) {
+        const values = await readAll(parts);
+        const head = keep(makeWeight(k, values, [shape[0], shape[1]], o.dtype, o.device));
+        owner.lmHead = head;
+        owner[first.role] = head.dtype === 'f32' || head.dtype === 'bf16' ? head : keep(Tensor.fromArray(values, shape, 'f32', o.device));
+      } else if (first.quantizable && q) {
+        const raws = [];
+        for (const p of parts) {
+          o.onTensor?.(p.name, index++, total);
+          raws.push(await readQuantizedRaw(source, keyOf(p.name), [p.shape[0], p.shape[1]], q));
+        }
+        owner[first.role] = keep(quantizedTensor(raws, [shape[0], shape[1]], q, o.device));
+      } else if (first.quantizable) {
+        owner[first.role] = keep(makeWeight(k, await readAll(parts), [shape[0], shape[1]], o.dtype, o.device, o.packBf16));
+      } else {
+        owner[first.role] = keep(Tensor.fromArray(await readAll(parts), shape, 'f32', o.device));
+      }
+    }
+    return out;
   } catch (e) {
     for (const t of owned) t.dispose();
     throw e;
   }
+}
+
+/** Loads and validates every base tensor of an OPT model; the source is read one tensor at a time. */
+export async function loadModelWeights(config: OptConfig, source: WeightSource, k: Kernels, o: Omit<LoadWeightOptions, 'tiedEmbedding'>): Promise<ModelWeights> {
+  const params = expandParams(OPT_PARAMS, config);
+  const report = assertOptWeights(config, o.quant ? logicalShapes(source, params) : source);
+  const loaded = await loadWeights(params, report, source, k, { ...o, tiedEmbedding: 'embed' });
+  // Without biases (enable_bias false) the linears add zeros: one f32 vector per missing bias.
+  const { Tensor } = native();
+  const zeros = (n: number) => Tensor.fromArray(new Float32Array(n), [n], 'f32', o.device);
+  const C = config.hiddenSize;
+  const layers = loaded.layers.map((l) => ({
+    ...l,
+    qkvB: l.qkvB ?? zeros(3 * C), outB: l.outB ?? zeros(C), fc1B: l.fc1B ?? zeros(config.ffnDim), fc2B: l.fc2B ?? zeros(C),
+  })) as unknown as LayerWeights[];
+  return { ...(loaded.globals as unknown as Omit<ModelWeights, 'layers' | 'dtype'>), layers, dtype: o.dtype };
 }
 
 /** Every tensor of the base, once each (embed may be lmHead itself), for dispose() and memory accounting. */

@@ -12,3 +12,4 @@ export {
   type BatchOptions,
 } from './batches.js';
 export { syntheticCodeInstructions } from './synthetic.js';
+export { prepareExamples, describeData, type DataSummary } from './summary.js';

@@ -9,3 +9,4 @@ export * from './check/index.js';
 export * from './train/index.js';
 export * from './bench/index.js';
 export * from './defaults/index.js';
+export * from './serve/index.js';

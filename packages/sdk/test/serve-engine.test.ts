@@ -24,7 +24,7 @@ describe.each(['opt-tiny-preln', 'opt-tiny-postln'])('serve engine on %s', (name
       const expected: number[][] = [];
       for (const [i, p] of prompts.entries()) {
         m.lora = adapters[i];
-        expected.push(m.generate(p, { maxNewTokens: steps, stopTokens: [] }).tokens);
+        expected.push((await m.generate(p, { maxNewTokens: steps, stopTokens: [] })).tokens);
       }
       m.lora = loaded;
       const engine = new OptDecodeEngine(m);

@@ -11,12 +11,9 @@ Support cpu_supports(const std::string& op, const std::vector<DType>& dtypes, co
 }  // namespace
 
 const OpTable& cpu_ops() {
-  static const OpTable t = {
-      "cpu", &cpu_supports, &cpu::matmul_xwt, &cpu::matmul_dyw, &cpu::matmul_dw, &cpu::quantize, &cpu::dequantize,
-      &cpu::lora_fwd, &cpu::lora_bwd, &cpu::embedding_fwd, &cpu::embedding_bwd, &cpu::layernorm_fwd,
-      &cpu::layernorm_bwd, &cpu::attn_fwd, &cpu::attn_bwd, &cpu::relu, &cpu::relu_bwd, &cpu::add, &cpu::scale,
-      &cpu::cast, &cpu::dropout, &cpu::cross_entropy, &cpu::adamw, &cpu::sum_squares,
-  };
+#define LORA_CPU_ENTRY(field, Params, name) &cpu::field,
+  static const OpTable t = {"cpu", &cpu_supports, LORA_OP_LIST(LORA_CPU_ENTRY)};
+#undef LORA_CPU_ENTRY
   return t;
 }
 

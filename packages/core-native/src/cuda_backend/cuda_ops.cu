@@ -13,7 +13,7 @@ namespace lora::ops {
 
 namespace {
 
-// The device of the op running on this thread (set by guarded), for the scratch hooks.
+// The device of the op running on this thread (set by CudaGuard), for the scratch hooks.
 thread_local int tl_device = 0;
 
 // Launcher scratch through the device's caching allocator (so allocated/peak include it).
@@ -24,31 +24,28 @@ void scratch_release(void* p, size_t block, size_t bytes) {
   allocator_for(Device{DeviceKind::CUDA, tl_device}).release(p, block, bytes);
 }
 
-template <class P, void (*F)(const Ctx&, const P&)>
-void guarded(const Ctx& c, const P& p) {
-  try {
-    // Ops run on the device their tensors live on (set by the binding: context_for(t, device)).
-    if (c.device >= 0) {
-      LORA_CUDA_CHECK(cudaSetDevice(c.device));
-      tl_device = c.device;
-    } else {
-      LORA_CUDA_CHECK(cudaGetDevice(&tl_device));
+// Ops run on the device their tensors live on (set by the binding: context_for(t, device));
+// CUDA errors and launcher validation errors become lora::Error.
+struct CudaGuard {
+  template <class Call>
+  static void run(const Ctx& c, Call&& call) {
+    try {
+      if (c.device >= 0) {
+        LORA_CUDA_CHECK(cudaSetDevice(c.device));
+        tl_device = c.device;
+      } else {
+        LORA_CUDA_CHECK(cudaGetDevice(&tl_device));
+      }
+      call();
+    } catch (const ::lora::Error&) {
+      throw;
+    } catch (const ::lora::kgpu::KernelArgError& e) {
+      throw ::lora::Error(LORA_ERR_INVALID_ARG, e.what());
+    } catch (const ::lora::cuda::CudaError& e) {
+      throw ::lora::Error(LORA_ERR_CUDA, e.what());
     }
-    F(c, p);
-  } catch (const ::lora::Error&) {
-    throw;
-  } catch (const ::lora::kgpu::KernelArgError& e) {
-    throw ::lora::Error(LORA_ERR_INVALID_ARG, e.what());
-  } catch (const ::lora::cuda::CudaError& e) {
-    throw ::lora::Error(LORA_ERR_CUDA, e.what());
   }
-}
-
-Support cuda_supports(const std::string& op, const std::vector<DType>& dtypes, const std::vector<int64_t>& shape) {
-  return kgpu::table::supports(op, dtypes, shape);
-}
-
-namespace T = ::lora::kgpu::table;
+};
 
 bool install_scratch_hooks() {
   kgpu::ScratchHooks& h = kgpu::scratch_hooks();
@@ -60,32 +57,7 @@ bool install_scratch_hooks() {
 const OpTable& cuda_ops() {
   static const bool hooks = install_scratch_hooks();
   (void)hooks;
-  static const OpTable t = {
-      "cuda",
-      &cuda_supports,
-      &guarded<MatmulXWt, &T::matmul_xwt>,
-      &guarded<MatmulDYW, &T::matmul_dyw>,
-      &guarded<MatmulDW, &T::matmul_dw>,
-      &guarded<Quantize, &T::quantize>,
-      &guarded<Dequantize, &T::dequantize>,
-      &guarded<LoraFwd, &T::lora_fwd>,
-      &guarded<LoraBwd, &T::lora_bwd>,
-      &guarded<EmbeddingFwd, &T::embedding_fwd>,
-      &guarded<EmbeddingBwd, &T::embedding_bwd>,
-      &guarded<LayerNormFwd, &T::layernorm_fwd>,
-      &guarded<LayerNormBwd, &T::layernorm_bwd>,
-      &guarded<AttnFwd, &T::attn_fwd>,
-      &guarded<AttnBwd, &T::attn_bwd>,
-      &guarded<Relu, &T::relu>,
-      &guarded<ReluBwd, &T::relu_bwd>,
-      &guarded<Add, &T::add>,
-      &guarded<Scale, &T::scale>,
-      &guarded<Cast, &T::cast>,
-      &guarded<DropoutOp, &T::dropout>,
-      &guarded<CrossEntropy, &T::cross_entropy>,
-      &guarded<AdamW, &T::adamw>,
-      &guarded<SumSquares, &T::sum_squares>,
-  };
+  static const OpTable t = kgpu::table::make_op_table<CudaGuard>("cuda");
   return t;
 }
 

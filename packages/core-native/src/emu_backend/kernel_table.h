@@ -152,4 +152,21 @@ inline ops::Support supports(const std::string& op, const std::vector<DType>& dt
   return {};
 }
 
+// The OpTable over these kernels, shared by both builds: every op runs through
+// Guard::run(ctx, call), the backend's own setup and error translation (emulator failures or
+// CUDA errors into lora::Error), around a call of the op above. Expanded from op_list.h.
+template <class Guard>
+struct Guarded {
+  template <class P, void (*F)(const ops::Ctx&, const P&)>
+  static void op(const ops::Ctx& c, const P& p) {
+    Guard::run(c, [&] { F(c, p); });
+  }
+};
+template <class Guard>
+ops::OpTable make_op_table(const char* name) {
+#define LORA_KERNEL_ENTRY(field, Params, opname) &Guarded<Guard>::template op<ops::Params, &field>,
+  return ops::OpTable{name, &supports, LORA_OP_LIST(LORA_KERNEL_ENTRY)};
+#undef LORA_KERNEL_ENTRY
+}
+
 }  // namespace lora::LORA_KNS::table

@@ -20,6 +20,7 @@
 
 #include "../runtime/device.h"
 #include "../runtime/dtype.h"
+#include "op_list.h"
 
 namespace lora::ops {
 
@@ -216,28 +217,10 @@ struct OpTable {
   // op: the op's name as in lib/ops.ts (e.g. "matmul_xwt"); dtypes: the dtypes of its tensor
   // arguments in the order the binding lists them; shape: the op's size letters (M, K, N, ...).
   Support (*supports)(const std::string& op, const std::vector<DType>& dtypes, const std::vector<int64_t>& shape);
-  void (*matmul_xwt)(const Ctx&, const MatmulXWt&);
-  void (*matmul_dyw)(const Ctx&, const MatmulDYW&);
-  void (*matmul_dw)(const Ctx&, const MatmulDW&);
-  void (*quantize)(const Ctx&, const Quantize&);
-  void (*dequantize)(const Ctx&, const Dequantize&);
-  void (*lora_fwd)(const Ctx&, const LoraFwd&);
-  void (*lora_bwd)(const Ctx&, const LoraBwd&);
-  void (*embedding_fwd)(const Ctx&, const EmbeddingFwd&);
-  void (*embedding_bwd)(const Ctx&, const EmbeddingBwd&);
-  void (*layernorm_fwd)(const Ctx&, const LayerNormFwd&);
-  void (*layernorm_bwd)(const Ctx&, const LayerNormBwd&);
-  void (*attn_fwd)(const Ctx&, const AttnFwd&);
-  void (*attn_bwd)(const Ctx&, const AttnBwd&);
-  void (*relu)(const Ctx&, const Relu&);
-  void (*relu_bwd)(const Ctx&, const ReluBwd&);
-  void (*add)(const Ctx&, const Add&);
-  void (*scale)(const Ctx&, const Scale&);
-  void (*cast)(const Ctx&, const Cast&);
-  void (*dropout)(const Ctx&, const DropoutOp&);
-  void (*cross_entropy)(const Ctx&, const CrossEntropy&);
-  void (*adamw)(const Ctx&, const AdamW&);
-  void (*sum_squares)(const Ctx&, const SumSquares&);
+  // One function pointer per op of op_list.h, in its order.
+#define LORA_OP_FIELD(field, Params, name) void (*field)(const Ctx&, const Params&);
+  LORA_OP_LIST(LORA_OP_FIELD)
+#undef LORA_OP_FIELD
 };
 
 const OpTable& ref_ops();

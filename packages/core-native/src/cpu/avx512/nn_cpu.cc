@@ -23,9 +23,9 @@ constexpr int64_t kGrain = 1 << 14;
 }  // namespace
 
 Support supports(const std::string& op, const std::vector<DType>&) {
-  static const char* known[] = {"matmul_xwt", "matmul_dyw", "matmul_dw", "quantize", "dequantize", "lora_fwd", "lora_bwd",
-                                "embedding", "embedding_bwd", "layernorm", "layernorm_bwd", "attention", "attention_bwd",
-                                "relu", "relu_bwd", "add", "scale", "cast", "dropout", "cross_entropy", "adamw", "sum_squares"};
+#define LORA_OP_NAME(field, Params, name) name,
+  static const char* known[] = {LORA_OP_LIST(LORA_OP_NAME)};
+#undef LORA_OP_NAME
   for (const char* k : known)
     if (op == k) return {};
   return {false, "unknown op '" + op + "'"};

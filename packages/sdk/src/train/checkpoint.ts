@@ -104,7 +104,7 @@ export async function writeCheckpoint(
   const bad = nonFinite(new Map([...adapter, ...optimizer]));
   if (bad.length) {
     const n = bad.reduce((a, b) => a + b.count, 0);
-    throw new LoraError('E_CHECKPOINT', `step ${state.global_step}: ${n} values are not finite (${bad.slice(0, 3).map((b) => `${b.name}: ${b.count} of ${b.total}`).join(', ')}${bad.length > 3 ? ', …' : ''}); checkpoint not written`);
+    throw new LoraError('E_CHECKPOINT', `checkpoint-${state.global_step}: ${n} values are not finite (${bad.slice(0, 3).map((b) => `${b.name}: ${b.count} of ${b.total}`).join(', ')}${bad.length > 3 ? ', …' : ''}); not written`);
   }
   const final = join(dir, `checkpoint-${state.global_step}`);
   const tmp = join(dir, `.tmp-checkpoint-${state.global_step}-${process.pid}`);

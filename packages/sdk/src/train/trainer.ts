@@ -21,7 +21,7 @@ import { isLoraError, LoraError } from '../io/errors.js';
 import type { RawTensor } from '../io/tensor.js';
 import { adapterTensors, loadAdapterWeights } from '../model/adapter-io.js';
 import type { LoraModule } from '../model/lora.js';
-import type { OptForCausalLM } from '../model/opt.js';
+import type { CausalLM } from '../models/causal-lm.js';
 import {
   listCheckpoints, nonFinite, pruneCheckpoints, readOptimizerState, readVerifiedState, removeStaleTemps, writeCheckpoint, type TrainerState,
 } from './checkpoint.js';
@@ -124,7 +124,7 @@ export class Trainer {
   readonly warmupSteps: number;
 
   constructor(
-    readonly model: OptForCausalLM,
+    readonly model: CausalLM,
     options: TrainerOptions,
   ) {
     if (!model.lora) throw new LoraError('E_CONFIG', 'Trainer: the model has no LoRA adapter (call model.addLora first)');
@@ -340,9 +340,9 @@ export class Trainer {
         return { steps: step, lossHistory, reason, message, lastCheckpoint, elapsedMs, metrics, state };
       };
 
-      const stopNonFinite = (what: string, cause: string) => {
-        const message = `step ${step + 1}: ${what}; ${cause}` + (lastCheckpoint ? `; the last good checkpoint is ${lastCheckpoint}` : '');
-        this.emit({ type: 'nan', step: step + 1, message, lastCheckpoint });
+      const stopNonFinite = (what: string, cause: string, at = step + 1) => {
+        const message = `step ${at}: ${what}; ${cause}` + (lastCheckpoint ? `; the last good checkpoint is ${lastCheckpoint}` : '');
+        this.emit({ type: 'nan', step: at, message, lastCheckpoint });
         return finish('nan', message);
       };
 
@@ -353,7 +353,7 @@ export class Trainer {
               await checkpoint();
             } catch (e) {
               if (!isLoraError(e, 'E_CHECKPOINT')) throw e;
-              return stopNonFinite((e as Error).message, likelyCause(o, model.weights.dtype, 1));
+              return stopNonFinite(`the update made the LoRA weights or optimizer moments non-finite (${(e as Error).message})`, likelyCause(o, model.weights.dtype, 1), step);
             }
           }
           return finish('aborted', 'aborted by signal');
@@ -427,13 +427,13 @@ export class Trainer {
             await checkpoint();
           } catch (e) {
             if (!isLoraError(e, 'E_CHECKPOINT')) throw e;
-            return stopNonFinite((e as Error).message, likelyCause(o, model.weights.dtype, lossTokens));
+            return stopNonFinite(`the update made the LoRA weights or optimizer moments non-finite (${(e as Error).message})`, likelyCause(o, model.weights.dtype, lossTokens), step);
           }
         }
       }
       if (!o.checkpointDir) {
         const bad = nonFinite(adapterTensors(lora));
-        if (bad.length) return stopNonFinite(`the LoRA weights hold ${bad.reduce((a, b) => a + b.count, 0)} non-finite values after the last update`, likelyCause(o, model.weights.dtype, 1));
+        if (bad.length) return stopNonFinite(`the LoRA weights hold ${bad.reduce((a, b) => a + b.count, 0)} non-finite values after the last update`, likelyCause(o, model.weights.dtype, 1), step);
       }
       if (o.loadBestModelAtEnd && state.best_model_checkpoint) {
         await loadAdapterWeights(lora, state.best_model_checkpoint, model.config);

@@ -54,7 +54,7 @@ describe('evaluateModel', () => {
 
     // Example 0: the same tokens as a direct greedy generate on the same prompt.
     const ids = tok.encode(alpacaPrompt(records[0]), { addSpecialTokens: true });
-    const direct = model.generate(ids, { maxNewTokens: 6, seed: 0 });
+    const direct = await model.generate(ids, { maxNewTokens: 6, seed: 0 });
     const e0 = r.examples[0];
     expect(e0.prompt).toBe(alpacaPrompt(records[0]));
     expect(e0.output).toBe(tok.decode(direct.tokens, { skipSpecialTokens: true }));

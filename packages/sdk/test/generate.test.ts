@@ -1,11 +1,14 @@
 // KV-cached generation agrees with the full (training) forward: at every generated position the
-// cached path's greedy choice is the full forward's argmax, on both layouts with an adapter.
+// cached path's greedy choice is the full forward's argmax, on both layouts with an adapter. It
+// yields to the event loop between tokens, stops on an AbortSignal, and refuses non-finite logits.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { describe, expect, it } from 'vitest';
 
-import { OptForCausalLM, sampleToken } from '../src/index.js';
+import { AutoModelForCausalLM, OptForCausalLM, sampleToken } from '../src/index.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
 
@@ -14,7 +17,7 @@ describe.each(['opt-tiny-preln', 'opt-tiny-postln'])('generation on %s', (name) 
     using m = await OptForCausalLM.fromPretrained(join(fixtures, name, 'model'), { device: 'cpu' });
     await m.loadAdapter(join(fixtures, name, 'adapter'));
     const prompt = [2, 17, 99, 5, 42, 7];
-    const r = m.generate(prompt, { maxNewTokens: 10, stopTokens: [] });
+    const r = await m.generate(prompt, { maxNewTokens: 10, stopTokens: [] });
     expect(r.tokens.length).toBe(10);
     expect(r.stoppedBy).toBe('max-new-tokens');
     expect(r.timeToFirstTokenMs).toBeGreaterThan(0);
@@ -32,15 +35,62 @@ describe.each(['opt-tiny-preln', 'opt-tiny-postln'])('generation on %s', (name) 
 
   it('stops at a stop token and is reproducible when sampling with a seed', async () => {
     using m = await OptForCausalLM.fromPretrained(join(fixtures, name, 'model'), { device: 'cpu' });
-    const a = m.generate([2, 10, 11], { maxNewTokens: 12, temperature: 0.8, topP: 0.9, seed: 5 });
-    const b = m.generate([2, 10, 11], { maxNewTokens: 12, temperature: 0.8, topP: 0.9, seed: 5 });
+    const a = await m.generate([2, 10, 11], { maxNewTokens: 12, temperature: 0.8, topP: 0.9, seed: 5 });
+    const b = await m.generate([2, 10, 11], { maxNewTokens: 12, temperature: 0.8, topP: 0.9, seed: 5 });
     expect(a.tokens).toEqual(b.tokens);
-    const first = m.generate([2, 10, 11], { maxNewTokens: 12 }).tokens[0];
-    const stopped = m.generate([2, 10, 11], { maxNewTokens: 12, stopTokens: [first] });
+    const first = (await m.generate([2, 10, 11], { maxNewTokens: 12 })).tokens[0];
+    const stopped = await m.generate([2, 10, 11], { maxNewTokens: 12, stopTokens: [first] });
     expect(stopped.tokens).toEqual([first]);
     expect(stopped.stoppedBy).toBe('stop-token');
-    expect(() => m.generate([], {})).toThrow(/prompt is empty/);
-    expect(() => m.generate([2, 100000], {})).toThrow(/outside the vocabulary/);
+    await expect(m.generate([], {})).rejects.toThrow(/prompt is empty/);
+    await expect(m.generate([2, 100000], {})).rejects.toThrow(/outside the vocabulary/);
+  });
+});
+
+describe('generation and the event loop', () => {
+  const model = join(fixtures, 'opt-tiny-preln', 'model');
+
+  it('lets timers run between tokens', async () => {
+    using m = await OptForCausalLM.fromPretrained(model, { device: 'cpu' });
+    // A decode loop that never yields would let this interval fire 0 times before it resolves.
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 0);
+    try {
+      await m.generate([2, 10, 11], { maxNewTokens: 20, stopTokens: [] });
+    } finally {
+      clearInterval(timer);
+    }
+    expect(ticks).toBeGreaterThan(2);
+  });
+
+  it('stops when its AbortSignal aborts, rejecting with the reason', async () => {
+    using m = await OptForCausalLM.fromPretrained(model, { device: 'cpu' });
+    const ac = new AbortController();
+    const seen: number[] = [];
+    const reason = new Error('user stopped it');
+    const run = m.generate([2, 10, 11], { maxNewTokens: 20, stopTokens: [], signal: ac.signal, onToken: (id) => void (seen.push(id) === 3 && ac.abort(reason)) });
+    await expect(run).rejects.toBe(reason);
+    expect(seen.length).toBe(3);
+    await expect(m.generate([2, 10, 11], { signal: ac.signal })).rejects.toBe(reason);
+  });
+
+  it('refuses non-finite logits with E_NON_FINITE', async () => {
+    using m = await OptForCausalLM.fromPretrained(model, { device: 'cpu' });
+    const lora = m.addLora({ r: 2, alpha: 2, targetModules: ['fc2'], initLoraWeights: false });
+    const b = lora.layers[1].fc2!.b;
+    b.copyFrom(new Float32Array(b.numel).fill(Number.NaN));
+    await expect(m.generate([2, 10, 11], { maxNewTokens: 4 })).rejects.toMatchObject({ code: 'E_NON_FINITE', message: /non-finite/ });
+  });
+});
+
+describe('AutoModelForCausalLM', () => {
+  it('loads an OPT folder as OptForCausalLM and refuses an unknown model_type naming the supported ones', async () => {
+    using m = await AutoModelForCausalLM.fromPretrained(join(fixtures, 'opt-tiny-preln', 'model'), { device: 'cpu' });
+    expect(m).toBeInstanceOf(OptForCausalLM);
+    expect(m.modelType).toBe('opt');
+    const dir = mkdtempSync(join(tmpdir(), 'lora-auto-'));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'gpt_neox' }));
+    await expect(AutoModelForCausalLM.fromPretrained(dir)).rejects.toMatchObject({ code: 'E_CONFIG', message: /model_type "gpt_neox" is not supported; supported model types: opt/ });
   });
 });
 

@@ -35,7 +35,7 @@ export const generateCommand: Command = {
     try {
       if (values.adapter) await model.loadAdapter(values.adapter);
       const ids = tok.encode(text);
-      const r = model.generate(ids, {
+      const r = await model.generate(ids, {
         maxNewTokens: num(values['max-new-tokens'], 64, 'max-new-tokens'), temperature: num(values.temperature, 0, 'temperature'),
         topP: num(values['top-p'], 1, 'top-p'), topK: num(values['top-k'], 0, 'top-k'), seed: num(values.seed, 0, 'seed'),
       });

@@ -7,7 +7,7 @@ import { toF32 } from '../io/dtype.js';
 import { SafetensorsFile } from '../io/safetensors-reader.js';
 import { adapterTensors } from '../model/adapter-io.js';
 import type { BaseDType, DeviceOption } from '../model/device.js';
-import { OptForCausalLM } from '../model/opt.js';
+import { AutoModelForCausalLM } from '../models/auto.js';
 
 export interface CheckOptions {
   model: string;
@@ -75,7 +75,7 @@ export async function runCheck(o: CheckOptions): Promise<CheckReport> {
   const dtype = o.dtype ?? 'f32';
   const tol = o.tolerance ?? defaultTolerance(dtype);
   const file = await SafetensorsFile.open(o.expect);
-  const model = await OptForCausalLM.fromPretrained(o.model, { device: o.device ?? 'cpu', dtype });
+  const model = await AutoModelForCausalLM.fromPretrained(o.model, { device: o.device ?? 'cpu', dtype });
   try {
     if (o.adapter) await model.loadAdapter(o.adapter);
     if (!file.has('input_ids')) throw new LoraError('E_TENSOR_NOT_FOUND', `${o.expect}: no input_ids`);

@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 
 import type { InstructionRecord } from '../data/records.js';
 import { alpacaPrompt } from '../data/template.js';
-import type { OptForCausalLM } from '../model/opt.js';
+import type { CausalLM } from '../models/causal-lm.js';
 import type { OptTokenizer } from '../tokenizer/opt-tokenizer.js';
 import { judgeExamples, JUDGE_RUBRICS, type JudgeOptions, type JudgeRubric, type JudgeVerdict } from './judge.js';
 import { METRIC_NAMES, scorePredictions, type CorpusScores, type MetricName, type ScoreOptions } from './score.js';
@@ -141,7 +141,7 @@ const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
 
 /** Generates, scores and (optionally) judges every record. See the module comment. */
 export async function evaluateModel(
-  model: OptForCausalLM,
+  model: CausalLM,
   tokenizer: OptTokenizer,
   records: readonly InstructionRecord[],
   opts: EvaluateOptions = {},
@@ -162,7 +162,7 @@ export async function evaluateModel(
       tokensIn: ids.length, tokensOut: 0, startTime: startTime.toISOString(), endTime: '', scores: {},
     };
     try {
-      const g = model.generate(ids, {
+      const g = await model.generate(ids, {
         maxNewTokens, temperature: opts.temperature ?? 0, topP: opts.topP ?? 1, topK: opts.topK ?? 0, seed: seed + index,
         ...(opts.stopTokens ? { stopTokens: opts.stopTokens } : {}),
       });

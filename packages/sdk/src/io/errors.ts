@@ -25,7 +25,9 @@ export type LoraErrorCode =
   | 'E_OUTPUT_DIR'
   | 'E_OUTPUT_LOCKED'
   | 'E_RESUME'
-  | 'E_CHECKPOINT';
+  | 'E_CHECKPOINT'
+  /** A tensor or setting holds NaN/Infinity, or values so large they overflow in use. */
+  | 'E_NON_FINITE';
 
 export class LoraError extends Error {
   readonly code: LoraErrorCode;

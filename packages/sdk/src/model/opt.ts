@@ -19,65 +19,17 @@ import type { Kernels } from './kernels.js';
 import { layerBackward, layerForward, LN_EPS, type LayerDropout } from './layer.js';
 import { LoraAdapter, type LoraOptions } from './lora.js';
 import { loadAdapterWeights, readAdapterConfig, saveAdapter } from './adapter-io.js';
-import { generate, type GenerateOptions, type GenerateResult } from './generate.js';
+import { generate } from './generate.js';
+import type { CausalLM, GenerateOptions, GenerateResult, LoadOptions, ModelBatch, StepOptions, StepResult } from '../models/causal-lm.js';
 import { readQuantizationConfig, saveQuantizedBase, type QuantizationConfig } from './quantized-io.js';
 import { mergedTensors } from './merge.js';
 import { loadModelWeights, weightTensors, type ModelWeights } from './weights.js';
 import { createWorkspace, type Workspace } from './workspace.js';
 
-export type LoadProgressEvent =
-  | { type: 'resolve'; event: HubProgressEvent }
-  | { type: 'weights'; name: string; index: number; total: number }
-  | { type: 'ready'; device: ResolvedDevice; dtype: BaseDType; parameters: number };
+export type { LoadOptions, LoadProgressEvent, ModelBatch, StepOptions, StepResult } from '../models/causal-lm.js';
 
-export interface LoadOptions extends Pick<ResolveOptions, 'cacheDir' | 'revision'> {
-  device?: DeviceOption;
-  /**
-   * Base weight format (default f32). With bf16 or a quantised format the linears compute in bf16
-   * like torch.autocast(bf16): their inputs are rounded to bf16, LoRA included, with f32
-   * accumulation; layer norms, softmax, the residual stream and the loss stay f32.
-   */
-  dtype?: BaseDType;
-  /**
-   * On the cpu (and ref) backends, store bf16 linear weights pre-packed in the GEMM's panel layout
-   * (dtype 'bf16p', the same bytes), so no forward or backward product packs a frozen weight again.
-   * Results are bit-identical either way. Default true; weights whose rows are not whole 64-row
-   * panels stay plain bf16.
-   */
-  packWeights?: boolean;
-  onProgress?: (e: LoadProgressEvent) => void;
-}
-
-/** A batch as the model takes it: row-major [batch, seq] i32 arrays. */
-export interface ModelBatch {
-  batch: number;
-  seq: number;
-  inputIds: Int32Array;
-  attentionMask?: Int32Array;
-  labels?: Int32Array;
-}
-
-export interface StepOptions {
-  /** Dropout on (LoRA dropout and the model's residual dropout), seeded by `seed`. */
-  training?: boolean;
-  seed?: number;
-  /** Run the backward and accumulate the LoRA grads of gradScale · (mean loss of this batch). */
-  backward?: boolean;
-  gradScale?: number;
-  /** Receives the logits [batch, seq, vocab] (f32) when given. */
-  logits?: Float32Array;
-  /** Keep only each layer's input and recompute the rest in the backward (less memory, ~1/3 more compute). */
-  checkpointing?: boolean;
-}
-
-export interface StepResult {
-  /** Mean cross-entropy over counted tokens (HF's causal-LM loss). NaN when no token counts. */
-  loss: number;
-  lossSum: number;
-  count: number;
-}
-
-export class OptForCausalLM {
+export class OptForCausalLM implements CausalLM {
+  readonly modelType = 'opt';
   lora: LoraAdapter | undefined;
   private ws: Workspace | undefined;
   private wsKey = '';
@@ -164,8 +116,11 @@ export class OptForCausalLM {
     return this.lora;
   }
 
-  /** KV-cached decoding of one prompt (token ids, bos included); dropout off. */
-  generate(prompt: readonly number[], o: GenerateOptions = {}): GenerateResult {
+  /**
+   * KV-cached decoding of one prompt (token ids, bos included); dropout off. Yields to the event
+   * loop between tokens; `o.signal` aborts between tokens.
+   */
+  generate(prompt: readonly number[], o: GenerateOptions = {}): Promise<GenerateResult> {
     this.assertLive();
     return generate(this, prompt, o);
   }

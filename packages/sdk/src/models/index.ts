@@ -1,0 +1,4 @@
+export { AutoModelForCausalLM, SUPPORTED_MODEL_TYPES, readModelType } from './auto.js';
+export type { CausalLM, CausalLMConfig, GenerateOptions, GenerateResult, LoadOptions, LoadProgressEvent, ModelBatch, StepOptions, StepResult } from './causal-lm.js';
+export { expandParams, loraLayout, paramShapes, type LoraLayout, type LoraModuleLayout, type Param, type ParamSpec, type ParamTable } from './params.js';
+export { OPT_PARAMS } from './opt-params.js';

@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readJsonFile } from '../io/safe-file.js';
 import { hasFile, isNonEmptyDir } from './cache-layout.js';
 
 /**
@@ -37,7 +37,7 @@ async function hasWeights(dir: string): Promise<boolean> {
   for (const index of ['model.safetensors.index.json', 'pytorch_model.bin.index.json']) {
     if (!(await hasFile(dir, index))) continue;
     try {
-      const map = (JSON.parse(await readFile(join(dir, index), 'utf8')) as { weight_map: Record<string, string> }).weight_map;
+      const map = ((await readJsonFile(join(dir, index), 'E_SHARD_INDEX')) as { weight_map: Record<string, string> }).weight_map;
       const shards = new Set(Object.values(map));
       let all = true;
       for (const s of shards) all &&= await hasFile(dir, s);

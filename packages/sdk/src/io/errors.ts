@@ -26,16 +26,25 @@ export type LoraErrorCode =
   | 'E_OUTPUT_LOCKED'
   | 'E_RESUME'
   | 'E_CHECKPOINT'
+  /** An input would need more memory or work than a file of its size can justify (zip bomb, huge config value). */
+  | 'E_TOO_LARGE'
   /** A tensor or setting holds NaN/Infinity, or values so large they overflow in use. */
-  | 'E_NON_FINITE';
+  | 'E_NON_FINITE'
+  /** A symlink leading out of its folder, or a FIFO/device/socket where a file was expected. */
+  | 'E_FILE_TYPE'
+  /** Stored bytes fail their checksum (bit flips, a corrupted copy). */
+  | 'E_CHECKSUM';
 
 export class LoraError extends Error {
   readonly code: LoraErrorCode;
+  /** The config field or setting at fault, when one is (e.g. "num_hidden_layers"). */
+  readonly field?: string;
 
-  constructor(code: LoraErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: LoraErrorCode, message: string, options?: { cause?: unknown; field?: string }) {
     super(message, options);
     this.name = 'LoraError';
     this.code = code;
+    if (options?.field !== undefined) this.field = options.field;
   }
 }
 

@@ -1,19 +1,13 @@
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { LoraError } from './errors.js';
+import { openRegularFile } from './safe-file.js';
 
-/** Opens a file for positional reads, turning "not found" into an error that names the file. */
-export async function openForRead(path: string): Promise<{ handle: FileHandle; size: number }> {
-  let handle: FileHandle;
-  try {
-    handle = await open(path, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new LoraError('E_FILE_NOT_FOUND', `file not found: ${path}`, { cause: err });
-    }
-    throw err;
-  }
-  const { size } = await handle.stat();
-  return { handle, size };
+/**
+ * Opens a file for positional reads, turning "not found" into an error that names the file; symlinks
+ * out of the file's folder and special files (FIFOs, devices) are refused (see safe-file.ts).
+ */
+export function openForRead(path: string): Promise<{ handle: FileHandle; size: number }> {
+  return openRegularFile(path);
 }
 
 /**

@@ -27,7 +27,23 @@ export interface UnpickleOptions {
   /** Called by BUILD on a value that is not a PyDict; return false to refuse. */
   build?(target: unknown, state: unknown): boolean;
   where?: string;
+  /** Object budget (see MAX_PICKLE_UNITS); a pickle needing more is refused with E_TOO_LARGE. */
+  maxUnits?: number;
 }
+
+/**
+ * What a pickle may build, in units of ~64 bytes of JS heap: a string, bytes or memo entry costs 1, a
+ * tuple, list or call result 2, a dict or set 4 (a V8 Map is ~270 bytes), one item put into a
+ * container 1. A byte of pickle can create an object of hundreds of bytes, so a size cap alone would
+ * still let a 32 MB pickle fill gigabytes; 1 M units keep the worst pickle near 150 MB (measured:
+ * see test/hostile-zip.test.ts), while a torch state dict spends ~40 units per tensor, so this takes
+ * 25,000 tensors (the largest .bin shards hold ~2,000).
+ */
+export const MAX_PICKLE_UNITS = 1_000_000;
+/** Python's pickler batches list and dict items by 1,000, so a real stack never gets near this. */
+const MAX_STACK = 100_000;
+/** Longest LONG1/LONG4 or text INT accepted: state dicts hold sizes and offsets, never huge integers. */
+const MAX_INT_BYTES = 64;
 
 /** Marks a tuple so callers can tell `(1, 2)` from `[1, 2]` where it matters. */
 export const TUPLE = Symbol('tuple');
@@ -46,6 +62,8 @@ class Machine {
   private stack: unknown[] = [];
   private marks: number[] = [];
   private memo = new Map<number, unknown>();
+  private units = 0;
+  private readonly maxUnits: number;
   private readonly view: DataView;
   private readonly where: string;
 
@@ -55,6 +73,19 @@ class Machine {
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.where = opts.where ?? 'pickle';
+    this.maxUnits = opts.maxUnits ?? MAX_PICKLE_UNITS;
+  }
+
+  /** Charges `n` units of the object budget. */
+  private spend(n = 1): void {
+    this.units += n;
+    if (this.units > this.maxUnits) {
+      throw new LoraError('E_TOO_LARGE', `${this.where}: builds more than ${this.maxUnits} objects (at byte ${this.pos}); no state dict needs that many`);
+    }
+  }
+  private remember(index: number): void {
+    this.spend();
+    this.memo.set(index, this.top());
   }
 
   private fail(msg: string, code: 'E_PICKLE' | 'E_PICKLE_FORBIDDEN' = 'E_PICKLE'): LoraError {
@@ -78,12 +109,8 @@ class Machine {
   };
   private raw = (n: number) => this.bytes.subarray(this.need(n), this.pos);
   private utf8 = (n: number) => new TextDecoder('utf-8', { fatal: true }).decode(this.raw(n));
-  private latin1 = (n: number) => {
-    // A loop, not fromCharCode(...bytes): spreading a long string's bytes would overflow the call stack.
-    let s = '';
-    for (const b of this.raw(n)) s += String.fromCharCode(b);
-    return s;
-  };
+  // Buffer's latin1 is ISO-8859-1 (TextDecoder's 'latin1' would be windows-1252), decoded in one step.
+  private latin1 = (n: number) => Buffer.from(this.raw(n)).toString('latin1');
   private line(): string {
     const end = this.bytes.indexOf(0x0a, this.pos);
     if (end < 0) throw this.fail(`unterminated text argument at byte ${this.pos}`);
@@ -117,6 +144,11 @@ class Machine {
     for (;;) {
       const at = this.pos;
       const op = this.u8();
+      // Every opcode pushes at most one value, so checking here bounds the stack.
+      if (this.stack.length > MAX_STACK) throw new LoraError('E_TOO_LARGE', `${this.where}: stack deeper than ${MAX_STACK} at byte ${at}`);
+      // Numbers, None and booleans live on the bounded stack; everything else is charged.
+      const cost = COST[op];
+      if (cost) this.spend(cost);
       switch (op) {
         case 0x80: this.u8(); break; // PROTO: every protocol's opcodes are understood below
         case 0x95: this.u64(); break; // FRAME: framing is only a read-ahead hint
@@ -178,20 +210,26 @@ class Machine {
         case 0x87: { const c = this.pop(); const b = this.pop(); const a = this.pop(); this.stack.push(tuple([a, b, c])); break; } // TUPLE3
         case 0x5d: this.stack.push([]); break; // EMPTY_LIST
         case 0x6c: this.stack.push(this.popMark()); break; // LIST
-        case 0x61: { const v = this.pop(); this.list(this.top()).push(v); break; } // APPEND
-        case 0x65: { const items = this.popMark(); this.list(this.top()).push(...items); break; } // APPENDS
+        case 0x61: { const v = this.pop(); this.spend(); this.list(this.top()).push(v); break; } // APPEND
+        case 0x65: { // APPENDS, in a loop: push(...items) would overflow the call stack on a long batch
+          const items = this.popMark();
+          this.spend(items.length);
+          const list = this.list(this.top());
+          for (const item of items) list.push(item);
+          break;
+        }
         case 0x7d: this.stack.push(new PyDict()); break; // EMPTY_DICT
         case 0x64: this.stack.push(this.pairs(new PyDict(), this.popMark())); break; // DICT
-        case 0x73: { const v = this.pop(); const k = this.pop(); this.dict(this.top()).set(k, v); break; } // SETITEM
+        case 0x73: { const v = this.pop(); const k = this.pop(); this.spend(); this.dict(this.top()).set(k, v); break; } // SETITEM
         case 0x75: { const items = this.popMark(); this.pairs(this.dict(this.top()), items); break; } // SETITEMS
         case 0x8f: this.stack.push(new Set()); break; // EMPTY_SET
-        case 0x90: { const items = this.popMark(); const s = this.top(); if (!(s instanceof Set)) throw this.fail('ADDITEMS on a non-set'); items.forEach((i) => s.add(i)); break; }
+        case 0x90: { const items = this.popMark(); this.spend(items.length); const s = this.top(); if (!(s instanceof Set)) throw this.fail('ADDITEMS on a non-set'); items.forEach((i) => s.add(i)); break; }
         case 0x91: this.stack.push(new Set(this.popMark())); break; // FROZENSET
 
-        case 0x70: this.memo.set(this.parseIndex(this.line()), this.top()); break; // PUT
-        case 0x71: this.memo.set(this.u8(), this.top()); break; // BINPUT
-        case 0x72: this.memo.set(this.u32(), this.top()); break; // LONG_BINPUT
-        case 0x94: this.memo.set(this.memo.size, this.top()); break; // MEMOIZE
+        case 0x70: this.remember(this.parseIndex(this.line())); break; // PUT
+        case 0x71: this.remember(this.u8()); break; // BINPUT
+        case 0x72: this.remember(this.u32()); break; // LONG_BINPUT
+        case 0x94: this.remember(this.memo.size); break; // MEMOIZE
         case 0x67: this.stack.push(this.get(this.parseIndex(this.line()))); break; // GET
         case 0x68: this.stack.push(this.get(this.u8())); break; // BINGET
         case 0x6a: this.stack.push(this.get(this.u32())); break; // LONG_BINGET
@@ -275,12 +313,14 @@ class Machine {
 
   private pairs(d: PyDict, items: unknown[]): PyDict {
     if (items.length % 2) throw this.fail('odd number of items for a dict');
+    this.spend(items.length / 2);
     for (let i = 0; i < items.length; i += 2) d.set(items[i], items[i + 1]);
     return d;
   }
 
   /** Two's-complement little-endian integer; a plain number when it fits exactly, else a bigint. */
   private long(n: number): number | bigint {
+    if (n > MAX_INT_BYTES) throw this.fail(`a ${n}-byte integer at byte ${this.pos}; at most ${MAX_INT_BYTES} bytes are accepted`);
     const b = this.raw(n);
     let v = 0n;
     for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
@@ -289,7 +329,8 @@ class Machine {
   }
 
   private parseInt(s: string): number | bigint {
-    if (!/^[-+]?\d+$/.test(s)) throw this.fail(`bad integer literal ${JSON.stringify(s)}`);
+    // The literal itself is not quoted back: it is the file's text.
+    if (s.length > MAX_INT_BYTES || !/^[-+]?\d+$/.test(s)) throw this.fail(`bad integer literal of ${s.length} characters at byte ${this.pos}`);
     const v = BigInt(s);
     return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
   }
@@ -300,6 +341,12 @@ class Machine {
     return v;
   }
 }
+
+/** Units of the object budget each creating opcode is charged, by opcode (see MAX_PICKLE_UNITS). */
+const COST = new Uint8Array(256);
+for (const op of [0x58, 0x8c, 0x8d, 0x54, 0x55, 0x42, 0x43, 0x8e, 0x96, 0x8a, 0x8b, 0x49, 0x4c]) COST[op] = 1; // strings, bytes, big ints
+for (const op of [0x29, 0x74, 0x85, 0x86, 0x87, 0x5d, 0x6c, 0x63, 0x93, 0x52, 0x51, 0x50]) COST[op] = 2; // tuples, lists, globals, calls
+for (const op of [0x7d, 0x64, 0x8f, 0x91]) COST[op] = 4; // dicts and sets
 
 export function isPyGlobal(v: unknown): v is PyGlobal {
   return typeof v === 'object' && v !== null && (v as PyGlobal).kind === 'global';

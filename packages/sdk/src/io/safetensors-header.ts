@@ -1,6 +1,7 @@
 import { isDType, itemSize, numel, type DType } from './dtype.js';
 import { LoraError } from './errors.js';
 import { findDuplicateTopLevelKey } from './json-keys.js';
+import { jsonSyntaxError } from './safe-file.js';
 
 /** One tensor's entry; `begin`/`end` are byte offsets relative to the start of the data section. */
 export interface SafetensorsEntry {
@@ -58,7 +59,7 @@ export function parseHeaderJson(headerBytes: Uint8Array, fileSize: number, where
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw fail('E_SAFETENSORS_HEADER', where, `header is not valid JSON (${(err as Error).message})`);
+    throw fail('E_SAFETENSORS_HEADER', where, `header is not valid JSON (${jsonSyntaxError(err)})`);
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw fail('E_SAFETENSORS_HEADER', where, 'header is not a JSON object');
@@ -89,6 +90,12 @@ function parseMetadata(value: unknown, where: string): Record<string, string> {
   return out;
 }
 
+/** A header value for an error message, cut short: a header may hold up to 100 MB of anything. */
+const brief = (v: unknown): string => {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 60 ? `${s.slice(0, 60)}…` : s;
+};
+
 const isIndex = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 function parseEntry(name: string, value: unknown, where: string): SafetensorsEntry {
@@ -97,12 +104,12 @@ function parseEntry(name: string, value: unknown, where: string): SafetensorsEnt
     throw new LoraError('E_SAFETENSORS_HEADER', `${at} is not an object`);
   }
   const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
-  if (!isDType(dtype)) throw new LoraError('E_DTYPE', `${at} has unknown dtype ${JSON.stringify(dtype)}`);
+  if (!isDType(dtype)) throw new LoraError('E_DTYPE', `${at} has unknown dtype ${brief(dtype)}`);
   if (!Array.isArray(shape) || !shape.every(isIndex)) {
-    throw new LoraError('E_SHAPE', `${at} has an invalid shape ${JSON.stringify(shape)}`);
+    throw new LoraError('E_SHAPE', `${at} has an invalid shape ${brief(shape)}`);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isIndex) || offsets[0] > offsets[1]) {
-    throw new LoraError('E_SAFETENSORS_OFFSETS', `${at} has invalid data_offsets ${JSON.stringify(offsets)}`);
+    throw new LoraError('E_SAFETENSORS_OFFSETS', `${at} has invalid data_offsets ${brief(offsets)}`);
   }
   const [begin, end] = offsets as [number, number];
   const expected = numel(shape) * itemSize(dtype);

@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { LoraError } from './errors.js';
+import { readJsonFile } from './safe-file.js';
 import { SafetensorsFile } from './safetensors-reader.js';
 import type { RawTensor, TensorInfo, WeightSource } from './tensor.js';
 
@@ -80,19 +80,7 @@ export class ShardedSafetensors implements WeightSource, AsyncDisposable {
 }
 
 async function readIndex(indexPath: string): Promise<{ metadata: Record<string, unknown>; weight_map: Record<string, string> }> {
-  let text: string;
-  try {
-    text = await readFile(indexPath, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new LoraError('E_FILE_NOT_FOUND', `file not found: ${indexPath}`);
-    throw err;
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new LoraError('E_SHARD_INDEX', `${indexPath}: not valid JSON (${(err as Error).message})`);
-  }
+  const raw = await readJsonFile(indexPath, 'E_SHARD_INDEX');
   const map = (raw as { weight_map?: unknown } | null)?.weight_map;
   if (typeof map !== 'object' || map === null || Array.isArray(map)) {
     throw new LoraError('E_SHARD_INDEX', `${indexPath}: missing "weight_map" object`);

@@ -8,6 +8,11 @@ import { isTensorRef, unpickleTorchStateDict, type TorchTensorRef } from './torc
 import { ZipArchive } from './zip.js';
 
 const MAX_VIEW_BYTES = 2 ** 31;
+/**
+ * data.pkl holds only tensor descriptors (~150 bytes each: OPT-350m's is 60 kB), so 32 MiB covers
+ * 200,000 tensors; a bigger one is refused before it is inflated.
+ */
+export const MAX_PICKLE_BYTES = 32 * 1024 * 1024;
 
 /**
  * A `pytorch_model.bin` written by torch.save (the zip format, torch ≥ 1.6): `<name>/data.pkl` is a
@@ -32,10 +37,10 @@ export class TorchCheckpoint implements WeightSource, AsyncDisposable {
       }
       const prefix = pkl[0].slice(0, -'data.pkl'.length);
       if (zip.entries.has(`${prefix}byteorder`)) {
-        const order = new TextDecoder().decode(await zip.read(`${prefix}byteorder`)).trim();
-        if (order !== 'little') throw new LoraError('E_TORCH_FORMAT', `${path}: byte order "${order}" is not supported`);
+        const order = new TextDecoder().decode(await zip.read(`${prefix}byteorder`, { maxBytes: 16 })).trim();
+        if (order !== 'little') throw new LoraError('E_TORCH_FORMAT', `${path}: byte order ${order === 'big' ? '"big"' : 'record'} is not supported`);
       }
-      const state = unpickleTorchStateDict(await zip.read(pkl[0]), `${path}:${pkl[0]}`);
+      const state = unpickleTorchStateDict(await zip.read(pkl[0], { maxBytes: MAX_PICKLE_BYTES }), `${path}:${pkl[0]}`);
       const tensors = new Map<string, TorchTensorRef>();
       flatten(state, '', tensors);
       for (const [name, t] of tensors) {

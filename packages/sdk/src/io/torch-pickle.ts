@@ -124,7 +124,7 @@ export function unpickleTorchStateDict(bytes: Uint8Array, where: string): PyDict
     if (!isTuple(pid) || pid.length !== 5 || pid[0] !== 'storage') throw bad(`unexpected persistent id ${describePid(pid)}`);
     const [, type, key, location, count] = pid;
     if (!isPyGlobal(type) || !('dtype' in type)) throw bad('persistent id without a storage type');
-    if (typeof key !== 'string' || !/^[\w.-]+$/.test(key)) throw bad(`bad storage key ${JSON.stringify(key)}`);
+    if (typeof key !== 'string' || !/^[\w.-]+$/.test(key)) throw bad(`bad storage key (${typeof key === 'string' ? `${key.length} characters` : typeof key}; torch.save names storages "0", "1", …)`);
     if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0) throw bad(`bad storage size ${String(count)}`);
     const dtype = (type as StorageType).dtype;
     const seen = storages.get(key);
@@ -154,5 +154,5 @@ function isStorage(v: unknown): v is TorchStorage {
 
 function describePid(pid: unknown): string {
   if (Array.isArray(pid)) return `tuple of ${pid.length}`;
-  return typeof pid === 'string' ? JSON.stringify(pid.slice(0, 40)) : typeof pid;
+  return typeof pid === 'string' ? `a string of ${pid.length} characters` : typeof pid;
 }

@@ -1,5 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
-import { crc32, inflateRawSync } from 'node:zlib';
+import { pipeline } from 'node:stream/promises';
+import { crc32, createInflateRaw } from 'node:zlib';
 import { LoraError } from './errors.js';
 import { openForRead, readExactly } from './file-range.js';
 
@@ -20,16 +21,23 @@ const SIG_ZIP64_EOCD = 0x06064b50;
 const SIG_CENTRAL = 0x02014b50;
 const SIG_LOCAL = 0x04034b50;
 const MAX_EOCD_SEARCH = 22 + 0xffff; // the record plus the longest comment
+/** Deflate expands at most ~1032:1 (a 258-byte match per 2-bit code); a directory claiming more lies. */
+const MAX_DEFLATE_RATIO = 1032;
+/** Read size for CRC checks and inflation: large enough for full disk speed, small next to any model. */
+const CHUNK_BYTES = 1 << 20;
 
 /**
  * A read-only ZIP archive over positional reads: the central directory is parsed once, members are
- * read on demand (whole, or a byte range of a stored member). torch.save writes stored (uncompressed)
- * members, 64-byte aligned, with zip64 fields once the archive passes 4 GiB; deflate is supported
- * through node:zlib for archives repacked by other tools. Encrypted members are refused.
+ * read on demand (whole, or a byte range), every read checked against the member's CRC-32. torch.save
+ * writes stored (uncompressed) members, 64-byte aligned, with zip64 fields once the archive passes
+ * 4 GiB; deflate is supported through node:zlib (streamed, capped at the declared size) for archives
+ * repacked by other tools. Encrypted members are refused.
  */
 export class ZipArchive implements AsyncDisposable {
   private handle: FileHandle | undefined;
   private readonly dataStart = new Map<string, number>();
+  /** Stored members whose CRC-32 has been checked over their whole length. */
+  private readonly verified = new Set<string>();
 
   private constructor(
     readonly path: string,
@@ -44,6 +52,7 @@ export class ZipArchive implements AsyncDisposable {
     const { handle, size } = await openForRead(path);
     try {
       const entries = await readCentralDirectory(handle, size, path);
+      checkTotalSize(entries, size, path);
       return new ZipArchive(path, handle, size, entries);
     } catch (err) {
       await handle.close();
@@ -61,42 +70,43 @@ export class ZipArchive implements AsyncDisposable {
     return e;
   }
 
-  /** The member's bytes, CRC-checked. */
-  async read(name: string): Promise<Uint8Array> {
+  /**
+   * The member's bytes, CRC-checked. `maxBytes` refuses a member that declares more before anything
+   * is read; a deflated member is inflated as a stream that stops at its declared size, so a small
+   * archive cannot make this allocate more than it admits to (the "zip bomb" of a 4 MB file that
+   * inflated to gigabytes).
+   */
+  async read(name: string, { maxBytes }: { maxBytes?: number } = {}): Promise<Uint8Array> {
     const e = this.entry(name);
-    const start = await this.memberDataStart(e);
-    const raw = await readExactly(this.fileHandle(), start, e.compressedSize, this.path).catch((err) => {
-      throw this.truncated(name, err);
-    });
-    let bytes = raw;
-    if (e.method === 8) {
-      try {
-        bytes = new Uint8Array(inflateRawSync(raw, { maxOutputLength: Math.max(e.size, 1) }));
-      } catch (err) {
-        throw new LoraError('E_ZIP', `${this.path}: member "${name}" does not inflate (${(err as Error).message})`);
-      }
-      if (bytes.byteLength !== e.size) {
-        throw new LoraError('E_ZIP', `${this.path}: member "${name}" inflates to ${bytes.byteLength} bytes, directory says ${e.size}`);
-      }
+    if (maxBytes !== undefined && e.size > maxBytes) {
+      throw new LoraError('E_TOO_LARGE', `${this.path}: member "${name}" declares ${e.size} bytes; at most ${maxBytes} are accepted for it`);
     }
-    if (crc32(bytes) >>> 0 !== e.crc32) throw new LoraError('E_ZIP', `${this.path}: member "${name}" fails its CRC-32 check (corrupt file)`);
-    return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+    return this.readRange(name, 0, e.size);
   }
 
   /**
-   * `length` bytes from `offset` into a member, without reading the rest: how a tensor is pulled
-   * out of a large storage. Deflated members have no random access, so those are read whole.
+   * `length` bytes from `offset` into a member. Every read is checked against the member's CRC-32:
+   * a whole stored member on the bytes read, a part of one by streaming the member once (then
+   * remembered), a deflated member by inflating it as a stream and keeping only the range.
    */
   async readRange(name: string, offset: number, length: number): Promise<Uint8Array> {
     const e = this.entry(name);
     if (offset < 0 || length < 0 || offset + length > e.size) {
       throw new LoraError('E_ZIP', `${this.path}: bytes [${offset}, ${offset + length}) are outside member "${name}" of ${e.size} bytes`);
     }
-    if (e.method !== 0) return (await this.read(name)).slice(offset, offset + length);
     const start = await this.memberDataStart(e);
-    return readExactly(this.fileHandle(), start + offset, length, this.path).catch((err) => {
-      throw this.truncated(name, err);
-    });
+    if (e.method === 8) return this.inflateRange(e, start, offset, length);
+    if (offset === 0 && length === e.size) {
+      const bytes = await this.readStored(e, start, 0, length);
+      this.checkCrc(e, crc32(bytes));
+      this.verified.add(e.name);
+      return bytes;
+    }
+    if (!this.verified.has(e.name)) {
+      this.checkCrc(e, await this.streamCrc(e, start));
+      this.verified.add(e.name);
+    }
+    return this.readStored(e, start, offset, length);
   }
 
   async close(): Promise<void> {
@@ -112,6 +122,70 @@ export class ZipArchive implements AsyncDisposable {
   private fileHandle(): FileHandle {
     if (!this.handle) throw new LoraError('E_ZIP', `${this.path}: archive used after close()`);
     return this.handle;
+  }
+
+  private readStored(e: ZipEntry, start: number, offset: number, length: number): Promise<Uint8Array> {
+    return readExactly(this.fileHandle(), start + offset, length, this.path).catch((err) => {
+      throw this.truncated(e.name, err);
+    });
+  }
+
+  private checkCrc(e: ZipEntry, crc: number): void {
+    if (crc >>> 0 !== e.crc32) {
+      throw new LoraError('E_CHECKSUM', `${this.path}: member "${e.name}" fails its CRC-32 check (the file is corrupt: re-download or re-save it)`);
+    }
+  }
+
+  /** CRC-32 of a stored member, read in chunks so that checking a part of a big storage stays cheap in memory. */
+  private async streamCrc(e: ZipEntry, start: number): Promise<number> {
+    const chunk = new Uint8Array(Math.min(CHUNK_BYTES, e.size));
+    let crc = 0;
+    for (let done = 0; done < e.size; ) {
+      const n = Math.min(chunk.byteLength, e.size - done);
+      const { bytesRead } = await this.fileHandle().read(chunk, 0, n, start + done);
+      if (bytesRead === 0) throw this.truncated(e.name, undefined);
+      crc = crc32(chunk.subarray(0, bytesRead), crc);
+      done += bytesRead;
+    }
+    return crc;
+  }
+
+  /**
+   * Inflates a deflated member as a stream: the output is counted (more than the declared size is an
+   * error at once), CRC'd, and only [offset, offset + length) is kept.
+   */
+  private async inflateRange(e: ZipEntry, start: number, offset: number, length: number): Promise<Uint8Array> {
+    const out = new Uint8Array(length);
+    const handle = this.fileHandle();
+    const path = this.path;
+    let produced = 0;
+    let crc = 0;
+    const compressed = async function* () {
+      for (let done = 0; done < e.compressedSize; done += CHUNK_BYTES) {
+        yield await readExactly(handle, start + done, Math.min(CHUNK_BYTES, e.compressedSize - done), path);
+      }
+    };
+    const keep = async (chunks: AsyncIterable<Buffer>) => {
+      for await (const c of chunks) {
+        if (produced + c.byteLength > e.size) {
+          throw new LoraError('E_ZIP', `${path}: member "${e.name}" inflates past the ${e.size} bytes its directory entry declares`);
+        }
+        crc = crc32(c, crc);
+        const from = Math.max(offset, produced);
+        const to = Math.min(offset + length, produced + c.byteLength);
+        if (to > from) out.set(c.subarray(from - produced, to - produced), from - offset);
+        produced += c.byteLength;
+      }
+    };
+    try {
+      await pipeline(compressed, createInflateRaw({ chunkSize: 64 * 1024 }), keep);
+    } catch (err) {
+      if (err instanceof LoraError) throw err;
+      throw new LoraError('E_ZIP', `${path}: member "${e.name}" does not inflate (${(err as Error).message})`);
+    }
+    if (produced !== e.size) throw new LoraError('E_ZIP', `${path}: member "${e.name}" inflates to ${produced} bytes, directory says ${e.size}`);
+    this.checkCrc(e, crc);
+    return out;
   }
 
   private truncated(name: string, cause: unknown): LoraError {
@@ -193,10 +267,31 @@ async function readCentralDirectory(handle: FileHandle, size: number, path: stri
     if (flags & 0x1) throw bad(`member "${name}" is encrypted`);
     if (method !== 0 && method !== 8) throw bad(`member "${name}" uses compression method ${method}; only stored (0) and deflate (8) are readable`);
     if (entries.has(name)) throw bad(`member "${name}" appears twice`);
+    if (method === 0 && entry.size !== entry.compressedSize) throw bad(`stored member "${name}" declares ${entry.size} bytes but holds ${entry.compressedSize}`);
+    if (method === 8 && entry.size > entry.compressedSize * MAX_DEFLATE_RATIO + 1024) {
+      throw bad(`member "${name}" declares ${entry.size} bytes from ${entry.compressedSize} compressed, more than deflate can produce`);
+    }
     entries.set(name, entry);
     p += 46 + nameLen + extraLen + commentLen;
   }
   return entries;
+}
+
+/**
+ * What all members may declare together: tensor data compresses a little (bf16/f32 weights 1.0-1.3x)
+ * and no real checkpoint is mostly zeros, so 16x the file (plus 16 MiB for tiny archives) is a
+ * generous bound; beyond it the archive is a bomb, refused before any member is inflated.
+ */
+const MAX_TOTAL_RATIO = 16;
+const TOTAL_SLACK_BYTES = 16 * 1024 * 1024;
+
+function checkTotalSize(entries: Map<string, ZipEntry>, fileSize: number, path: string): void {
+  let total = 0;
+  for (const e of entries.values()) total += e.size;
+  const limit = fileSize * MAX_TOTAL_RATIO + TOTAL_SLACK_BYTES;
+  if (total > limit) {
+    throw new LoraError('E_TOO_LARGE', `${path}: members declare ${total} bytes in all, more than ${MAX_TOTAL_RATIO}x the ${fileSize}-byte archive (a zip bomb?)`);
+  }
 }
 
 /** The zip64 extra field (id 1) holds 64-bit values for exactly those fields saturated in the record. */

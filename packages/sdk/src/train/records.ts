@@ -4,7 +4,7 @@
 //   train_results.json  HF's train metrics (train_loss = the run's mean loss, runtime, throughput)
 //   runs/<time>_<host>/events.out.tfevents.*  with reportTo 'tensorboard', under HF's tag names
 // training_args.json is written by whoever knows the data file and the model source (the CLI).
-import { appendFileSync, closeSync, fsyncSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 
@@ -45,6 +45,7 @@ export class RunRecorder {
     readonly dir: string,
     o: { reportTo?: readonly ReportTo[]; startStep: number },
   ) {
+    mkdirSync(dir, { recursive: true });
     this.log = join(dir, TRAINER_LOG);
     // A resumed run replays from its checkpoint: lines past it (a run killed after its last
     // checkpoint) would be written again, so they go.

@@ -3,6 +3,7 @@
 // hash of the tokenized examples (another data file, --seq, --response-only, another tokenizer),
 // and the base model's identity (a hash of its config and every weight byte, not its path).
 import { createHash } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 
 import type { Example } from '../data/batches.js';
 import { LoraError } from '../io/errors.js';
@@ -28,26 +29,33 @@ function isTensor(v: unknown): v is BytesLike {
 }
 
 /**
- * sha256 over the model's config and the bytes of every tensor reachable from its weights (walked
- * in key order, one tensor in host memory at a time). Measured on the 350m layout: ~1.5 s; it runs
- * only when the run writes or reads checkpoints.
+ * The base model's identity: sha256 over its config and, for every tensor reachable from its
+ * weights (walked in key order, one in host memory at a time), its path, byte length and CRC-32.
+ * CRC-32 (zlib's, 2.6 GB/s here) instead of sha256 (465 MB/s here) over the bytes: this tells
+ * models apart, it does not defend against forgery, and opt-350m's 1.3 GB take ~0.5 s instead of
+ * ~2.8 s. It yields between tensors, so the event loop never waits for more than one tensor.
  */
-export function modelIdentity(config: unknown, weights: unknown): string {
+export async function modelIdentity(config: unknown, weights: unknown): Promise<string> {
   const h = createHash('sha256');
   h.update(JSON.stringify(config));
   const seen = new Set<unknown>();
+  const tensors: [string, BytesLike][] = [];
   const walk = (v: unknown, path: string): void => {
     if (v === null || typeof v !== 'object' || seen.has(v)) return;
     seen.add(v);
     if (isTensor(v)) {
-      h.update(path);
-      h.update(v.bytes());
+      tensors.push([path, v]);
       return;
     }
     const entries = Array.isArray(v) ? v.map((x, i) => [String(i), x] as const) : Object.keys(v).sort().map((k) => [k, (v as Record<string, unknown>)[k]] as const);
     for (const [k, x] of entries) walk(x, `${path}.${k}`);
   };
   walk(weights, 'w');
+  for (const [path, t] of tensors) {
+    const bytes = t.bytes();
+    h.update(`${path}:${bytes.byteLength}:${crc32(bytes)};`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
   return h.digest('hex');
 }
 

@@ -162,11 +162,11 @@ export class Trainer {
   }
 
   /** Every setting that changes the trajectory (activation checkpointing does not). */
-  private settings(): Record<string, unknown> {
+  private async settings(): Promise<Record<string, unknown>> {
     const l = this.model.lora!;
     const o = this.o;
     return {
-      model: modelIdentity(this.model.config, this.model.weights), dtype: this.model.weights.dtype,
+      model: await modelIdentity(this.model.config, this.model.weights), dtype: this.model.weights.dtype,
       r: l.r, alpha: l.alpha, dropout: l.dropout, targets: [...l.targets], rslora: l.useRslora,
       examples: examplesHash(o.examples), batchSize: o.batchSize, gradAccum: o.gradAccum, seq: o.seq, padding: o.padding, packing: o.packing,
       lr: o.lr, schedule: o.schedule, warmupSteps: this.warmupSteps, weightDecay: o.weightDecay, beta1: o.beta1, beta2: o.beta2, eps: o.eps,
@@ -274,11 +274,11 @@ export class Trainer {
       let settings: Record<string, unknown> | undefined;
       if (o.checkpointDir) {
         for (const n of await removeStaleTemps(o.checkpointDir)) this.emit({ type: 'warning', message: `removed ${n} left by a run that died while writing a checkpoint` });
-        settings = this.settings();
+        settings = await this.settings();
       }
       if (o.resumeFrom) {
         const found = await this.findCheckpoint();
-        await this.restore(found.path, found.state, settings ?? this.settings());
+        await this.restore(found.path, found.state, settings ?? (await this.settings()));
         const { lora_trainer: saved, ...hf } = found.state;
         step = found.state.global_step;
         lossHistory = saved.loss_history.slice(0, step);

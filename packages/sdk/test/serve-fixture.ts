@@ -16,7 +16,7 @@ export interface ServeFixture {
 export async function makeServeFixture(adapterNames: string[]): Promise<ServeFixture> {
   const root = await mkdtemp(join(tmpdir(), 'lora-serve-'));
   const records = syntheticCodeInstructions(24, 3);
-  const { dir } = await ensureTinyModel(join(root, 'model'), records, { hidden: 64, ffn: 128, layers: 2, heads: 4, embedDim: 32, merges: 0, maxPositions: 256, warmupRounds: 0 });
+  const { dir } = await ensureTinyModel(join(root, 'model'), records, { hidden: 64, ffn: 128, layers: 2, heads: 4, embedDim: 32, merges: 200, maxPositions: 256, warmupRounds: 0 });
   const adapters: Record<string, string> = {};
   for (const [i, name] of adapterNames.entries()) {
     using m = await OptForCausalLM.fromPretrained(dir, { device: 'cpu' });

@@ -7,7 +7,9 @@ export type EvalErrorCode =
   /** A metric was called with arguments it cannot score (for example no references at all). */
   | 'E_EVAL_ARGS'
   /** An input file of predictions/references is malformed. */
-  | 'E_EVAL_INPUT';
+  | 'E_EVAL_INPUT'
+  /** An OpenAI-compatible evaluation target refused a request or answered something unusable. */
+  | 'E_EVAL_TARGET';
 
 export class EvalError extends Error {
   readonly code: EvalErrorCode;

@@ -180,7 +180,18 @@ export async function evaluateModel(
     onProgress?.({ type: 'generated', index, total: records.length, example: ex });
     await yieldToLoop();
   }
+  return scoreEvaluation(examples, opts, t0, onProgress);
+}
 
+/**
+ * The scoring half of an evaluation, shared by the in-process model and an OpenAI-compatible target
+ * (eval/openai-target.ts): metrics per example and for the corpus, the judge, latency and tokens.
+ * `t0` is when the evaluation started (performance.now()), for wallSec.
+ */
+export async function scoreEvaluation(examples: EvalExample[], opts: EvaluateOptions, t0: number, onProgress?: (p: EvalProgress) => void): Promise<EvalResult> {
+  const metrics = opts.metrics ?? METRIC_NAMES;
+  const maxNewTokens = opts.maxNewTokens ?? 64;
+  const seed = opts.seed ?? 0;
   const report = scorePredictions(
     examples.map((e) => ({ prediction: e.output, references: [e.reference] })),
     { ...opts.score, metrics },

@@ -22,13 +22,14 @@ export {
 } from './score.js';
 export { parseScoreInput, type ParsedInput, type ParseInputOptions } from './input.js';
 export {
-  evaluateModel, traceRecord, tracesJsonl, writeEvalOutputs, benchEvalMetrics, generationErrorNote, percentile, latencyStats, EVAL_SCHEMA,
+  evaluateModel, scoreEvaluation, traceRecord, tracesJsonl, writeEvalOutputs, benchEvalMetrics, generationErrorNote, percentile, latencyStats, EVAL_SCHEMA,
   type EvaluateOptions, type EvalExample, type EvalExampleJudge, type EvalSummary, type EvalResult, type EvalProgress, type LatencyStats,
 } from './evaluate.js';
 export {
   judgeExamples, parseJudgeReply, chatCompletionsUrl, judgeUserMessage, JudgeError, JUDGE_RUBRICS,
   type JudgeOptions, type JudgeRubric, type JudgeVerdict, type JudgeItem, type JudgeRunResult, type JudgeErrorCode,
 } from './judge.js';
+export { OpenAITarget, evaluateTarget, targetEndpoint, type OpenAITargetOptions, type TargetApi, type TargetGeneration, type TargetRequest } from './openai-target.js';
 export { readEvalRecords, heldOutRecords, type ReadEvalRecordsOptions } from './records.js';
 export {
   loadExperiments, compareTable, experimentFromSummary, experimentsFromBench,

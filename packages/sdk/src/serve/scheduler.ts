@@ -157,7 +157,8 @@ export class Scheduler {
         entry.detach = () => req.signal!.removeEventListener('abort', onAbort);
       }
       this.queue.push(entry);
-      void this.loop();
+      // Not synchronously: the caller sets up its response (SSE headers) before the first token.
+      queueMicrotask(() => void this.loop());
     });
   }
 

@@ -4,6 +4,7 @@
 import type { ServerResponse } from 'node:http';
 
 export function startEventStream(res: ServerResponse): void {
+  if (res.headersSent) return;
   res.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache',
@@ -15,6 +16,7 @@ export function startEventStream(res: ServerResponse): void {
 
 export function sendEvent(res: ServerResponse, data: unknown): void {
   if (res.destroyed || res.writableEnded) return;
+  if (!res.headersSent) startEventStream(res);
   res.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
 }
 

@@ -1,6 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LoraError } from '../io/errors.js';
+import { readJsonFile } from '../io/safe-file.js';
+import { checkConfigBounds } from './bounds.js';
 
 /** An OPT model's hyperparameters: transformers' OPTConfig with TypeScript names. */
 export interface OptConfig {
@@ -65,6 +66,7 @@ export const OPT_CONFIG_DEFAULTS = {
 export function parseOptConfig(json: unknown, where = 'config.json'): OptConfig {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new LoraError('E_CONFIG', `${where}: not a JSON object`);
   const raw = json as Record<string, unknown>;
+  checkConfigBounds(raw, where);
   if (raw.model_type !== 'opt') {
     throw new LoraError('E_CONFIG', `${where}: model_type is ${JSON.stringify(raw.model_type)}, but only OPT models ("opt") are supported`);
   }
@@ -143,20 +145,7 @@ export function parseOptConfig(json: unknown, where = 'config.json'): OptConfig 
 
 export async function loadOptConfig(dir: string): Promise<OptConfig> {
   const path = join(dir, 'config.json');
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new LoraError('E_FILE_NOT_FOUND', `file not found: ${path}`);
-    throw err;
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new LoraError('E_CONFIG', `${path}: not valid JSON (${(err as Error).message})`);
-  }
-  return parseOptConfig(json, path);
+  return parseOptConfig(await readJsonFile(path), path);
 }
 
 /** The config.json transformers would write for this config (for exporting merged models). */

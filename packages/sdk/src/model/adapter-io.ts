@@ -11,6 +11,7 @@ import { toF32 } from '../io/dtype.js';
 import { SafetensorsFile } from '../io/safetensors-reader.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 import type { RawTensor } from '../io/tensor.js';
+import { validateAdapterFolder } from './adapter-validate.js';
 import { ALL_LINEAR, LORA_TARGETS, type LoraAdapter, type LoraOptions } from './lora.js';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
@@ -102,6 +103,7 @@ export async function saveAdapter(lora: LoraAdapter, dir: string, baseModel: str
  * model does not have (`targets`: the family's; OPT's by default).
  */
 export async function readAdapterConfig(dir: string, targets: readonly string[] = LORA_TARGETS): Promise<LoraOptions> {
+  await validateAdapterFolder(dir); // shapes, r, alpha and values checked before anything is allocated
   const path = join(dir, ADAPTER_CONFIG);
   let json: Record<string, unknown>;
   try {

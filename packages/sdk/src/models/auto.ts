@@ -1,12 +1,12 @@
 // AutoModelForCausalLM: reads config.json's model_type (transformers.js' dispatch key) and loads the
 // model with its family's class. A new family adds one line to FAMILIES.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { resolveModelDir } from '../hub/resolve.js';
 import { MODEL_FILES } from '../hub/selection.js';
 import type { HubProgressEvent } from '../hub/progress.js';
 import { LoraError } from '../io/errors.js';
+import { readJsonFile } from '../io/safe-file.js';
 import { OptForCausalLM } from '../model/opt.js';
 import type { CausalLM, LoadOptions } from './causal-lm.js';
 
@@ -25,13 +25,7 @@ export const SUPPORTED_MODEL_TYPES: readonly string[] = Object.keys(FAMILIES);
 /** config.json's model_type, with a clear error for a missing, unreadable or unsupported one. */
 export async function readModelType(dir: string): Promise<string> {
   const path = join(dir, 'config.json');
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(path, 'utf8'));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new LoraError('E_FILE_NOT_FOUND', `file not found: ${path}`);
-    throw new LoraError('E_CONFIG', `${path}: not valid JSON (${(err as Error).message})`);
-  }
+  const json = await readJsonFile(path); // FIFOs, links out of the folder and bad JSON: coded, text never quoted
   const type = (json as { model_type?: unknown } | null)?.model_type;
   if (typeof type !== 'string' || !Object.hasOwn(FAMILIES, type)) {
     throw new LoraError(

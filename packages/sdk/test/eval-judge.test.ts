@@ -207,4 +207,50 @@ describe('judge helpers', () => {
     expect(() => parseJudgeReply('{"score": null}')).toThrow(/not a number/);
     expect(() => parseJudgeReply('{"score": -0.1}')).toThrow(/outside \[0, 1\]/);
   });
+
+  it('accepts only plain decimal strings as scores ("0x1" is not a score)', () => {
+    for (const ok of ['1', '0.75', '.5', ' 0 ', '1.']) expect(parseJudgeReply(`{"score": "${ok}"}`).score).toBe(Number(ok));
+    for (const bad of ['0x1', '0b1', '1e0', '5e-1', 'Infinity', ' ', '+1', '1,0', '0.5.1']) {
+      expect(() => parseJudgeReply(`{"score": "${bad}"}`), bad).toThrow(/not a number/);
+    }
+  });
+
+  it('stops reading a response body past 1 MiB (a 400 MB body took 3.5 GB of RSS), and shows only the start of an error body', async () => {
+    let sent = 0;
+    const chunk = Buffer.alloc(64 * 1024, 0x20);
+    reset((_body, _req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"choices": [{"message": {"content": "');
+      // Up to 400 MB, honouring backpressure; the client's cancel closes the socket and ends this.
+      const pump = () => {
+        while (sent < 400 * 1024 * 1024 && !res.destroyed) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    });
+    const rss = process.memoryUsage().rss;
+    const r = await judgeExamples(items.slice(0, 1), { url: base, model: 'm', rubrics: ['correctness'], ...fast });
+    expect(r.verdicts[0].correctness?.error).toMatch(/larger than the 1048576-byte limit/);
+    expect(r.requests).toBe(1);
+    expect(sent).toBeLessThan(64 * 1024 * 1024);
+    expect(process.memoryUsage().rss - rss).toBeLessThan(64 * 1024 * 1024);
+
+    reset((_body, _req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(500 * 1024 * 1024) });
+      res.write('{');
+    });
+    const declared = await judgeExamples(items.slice(0, 1), { url: base, model: 'm', rubrics: ['correctness'], ...fast });
+    expect(declared.verdicts[0].correctness?.error).toMatch(/declares 524288000 bytes/);
+
+    reset((_body, _req, res) => {
+      res.writeHead(401);
+      res.end(`denied ${'x'.repeat(2 * 1024 * 1024)}`);
+    });
+    const denied = await judgeExamples(items.slice(0, 1), { url: base, model: 'm', rubrics: ['correctness'], ...fast });
+    expect(denied.verdicts[0].correctness?.error).toMatch(/^HTTP 401[^]*denied x+$/);
+    expect(denied.verdicts[0].correctness!.error!.length).toBeLessThan(300);
+  });
 });

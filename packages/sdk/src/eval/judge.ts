@@ -3,8 +3,8 @@
  *
  * Two rubrics, correctness (against the reference) and helpfulness (for the instruction), each asking
  * for strict JSON `{"score": x, "reason": "..."}` with x in [0, 1]. Replies are parsed defensively
- * (code fences and prose around the object are tolerated; a missing, non-numeric or out-of-range
- * score is an error). Requests run with bounded concurrency; 429, 5xx, timeouts and network errors
+ * (code fences and prose around the object are tolerated; a missing, non-numeric, non-decimal or
+ * out-of-range score is an error), and no response body is read past MAX_JUDGE_RESPONSE_BYTES. Requests run with bounded concurrency; 429, 5xx, timeouts and network errors
  * are retried with exponential backoff (honouring Retry-After). A verdict that still fails carries an
  * `error` instead of a score: no example is ever dropped. When the endpoint cannot be reached at all
  * (no request ever got an HTTP answer), the remaining requests fail fast with the same message and
@@ -143,12 +143,54 @@ export function parseJudgeReply(content: string): { score: number; reason: strin
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new Error(`judge reply is JSON but not an object: ${JSON.stringify(snippet)}`);
   const o = obj as Record<string, unknown>;
   const raw = o.score;
-  const score = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
+  // A string score must be a plain decimal: Number() would also read "0x1", "1e0", "  " or "Infinity".
+  const score = typeof raw === 'number' ? raw : typeof raw === 'string' && PLAIN_DECIMAL.test(raw) ? Number(raw) : Number.NaN;
   if (!('score' in o)) throw new Error(`judge reply has no "score": ${JSON.stringify(snippet)}`);
   if (!Number.isFinite(score)) throw new Error(`judge reply's "score" is not a number: ${JSON.stringify(raw)}`);
   if (score < 0 || score > 1) throw new Error(`judge reply's "score" ${score} is outside [0, 1]`);
   const reason = typeof o.reason === 'string' ? o.reason : o.reason === undefined ? '' : JSON.stringify(o.reason);
   return { score, reason };
+}
+
+/** "1", "0.75", ".5", "1." with optional spaces: the only string forms a score may take. */
+const PLAIN_DECIMAL = /^\s*(?:\d+(?:\.\d*)?|\.\d+)\s*$/;
+
+/**
+ * Most bytes read from one response: a verdict with max_tokens 300 is under 2 kB of JSON, and even
+ * with logprobs a few hundred kB. A server sending more (400 MB took 3.5 GB of RSS) is cut off.
+ */
+export const MAX_JUDGE_RESPONSE_BYTES = 1024 * 1024;
+/** Of an error response only the start is shown. */
+const MAX_ERROR_BODY_BYTES = 4096;
+
+/**
+ * The body as text, reading at most `limit` bytes: past it the stream is cancelled and, unless
+ * `truncate`, an error says so. Content-Length above the limit is refused before reading.
+ */
+async function boundedText(res: Response, limit: number, truncate: boolean): Promise<string> {
+  const declared = Number(res.headers.get('content-length'));
+  if (!truncate && Number.isFinite(declared) && declared > limit) {
+    await res.body?.cancel().catch(() => {});
+    throw new Attempt(`the response declares ${declared} bytes, more than the ${limit}-byte limit for a judge reply`, false, false);
+  }
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (total + value.byteLength > limit) {
+      parts.push(value.subarray(0, limit - total));
+      total = limit;
+      await reader.cancel().catch(() => {});
+      if (truncate) break;
+      throw new Attempt(`the response is larger than the ${limit}-byte limit for a judge reply`, false, false);
+    }
+    parts.push(value);
+    total += value.byteLength;
+  }
+  return Buffer.concat(parts, total).toString('utf8');
 }
 
 class Attempt extends Error {
@@ -242,8 +284,9 @@ export async function judgeExamples(
     answered = true;
     let text: string;
     try {
-      text = await res.text();
+      text = await boundedText(res, res.ok ? MAX_JUDGE_RESPONSE_BYTES : MAX_ERROR_BODY_BYTES, !res.ok);
     } catch (e) {
+      if (e instanceof Attempt) throw e;
       throw new Attempt(`reading the response failed: ${networkReason(e)}`, true, false);
     }
     if (!res.ok) {

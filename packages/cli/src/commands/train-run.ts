@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 
 import {
   describeData, formatMetrics, listCheckpoints, loadOptConfig, LoraError, OptForCausalLM, OptTokenizer, prepareExamples, prepareOutputDir,
-  readRecords, splitTrainTest, Trainer, writeTrainingArgs,
+  readRecords, splitTrainTest, Trainer, writeFileAtomic, writeTrainingArgs,
   type BaseDType, type DeviceOption, type LoraTarget, type ScheduleKind,
 } from '@lora/sdk';
 
@@ -183,6 +183,13 @@ export async function runTrain(o: TrainRunOptions): Promise<number> {
       await model.saveAdapter(o.out);
       progress.line(`finished: ${result.steps} steps, mean loss ${result.metrics.train_loss.toFixed(4)}; adapter written to ${o.out}`);
       process.stdout.write(`${formatMetrics('train', result.metrics)}\n`);
+      // Like run_clm.py after trainer.evaluate(): the last held-out loss and its perplexity, also in eval_results.json.
+      const lastEval = result.state.log_history.filter((h) => h.eval_loss !== undefined).at(-1);
+      if (lastEval) {
+        const evalMetrics = { epoch: lastEval.epoch, eval_loss: lastEval.eval_loss!, perplexity: Math.exp(lastEval.eval_loss!), eval_samples: evalExamples!.length, eval_runtime: lastEval.eval_runtime! };
+        await writeFileAtomic(join(o.out, 'eval_results.json'), [new TextEncoder().encode(`${JSON.stringify(evalMetrics, null, 2)}\n`)]);
+        process.stdout.write(`${formatMetrics('eval', evalMetrics)}\n`);
+      }
       return 0;
     } finally {
       model.dispose();

@@ -12,7 +12,7 @@ import { FINAL_TRAINER_STATE, TRAIN_RESULTS, TRAINER_LOG, TRAINING_ARGS } from '
 
 export const LOCK_FILE = '.lora-train.lock';
 /** What marks a folder as holding a run (besides checkpoints). */
-const RUN_FILES = [TRAINING_ARGS, TRAINER_LOG, TRAIN_RESULTS, FINAL_TRAINER_STATE, 'adapter_model.safetensors', 'adapter_config.json'];
+const RUN_FILES = [TRAINING_ARGS, TRAINER_LOG, TRAIN_RESULTS, 'eval_results.json', FINAL_TRAINER_STATE, 'adapter_model.safetensors', 'adapter_config.json'];
 
 export interface OutputDir {
   dir: string;

@@ -152,11 +152,13 @@ export function bindKernels(backend: Backend): Kernels {
     layerNormBackwardFromOutput(dy, y, gamma, beta, rstd, dx) {
       layerNormBwdOut(dy, y, gamma, beta ?? null, rstd, dx, null, null, b);
     },
-    attention(qkv, mask, s, sc, o, lse) {
+    attention(qkv, mask, s, sc, o, lse, cache) {
       const [q, k, v] = splitQkv(qkv, s.B, s.T);
       const o3 = as3(o, s.B, s.T);
       try {
-        attn(q, k, v, o3, lse, s.H, sc, null, mask ?? null, b);
+        // Decoding: the attention op with a query offset over the cached keys and values.
+        if (cache) attnDecode(q, k, v, cache.k, cache.v, o3, cache.past, s.H, sc, null, b);
+        else attn(q, k, v, o3, lse, s.H, sc, null, mask ?? null, b);
       } finally {
         for (const t of [q, k, v, o3]) t.dispose();
       }

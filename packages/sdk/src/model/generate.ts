@@ -1,17 +1,10 @@
 // KV-cached decoding for one sequence: the prompt runs through every layer once (prefill), writing
 // each layer's keys and values into a cache; then each new token costs one row through the layers
-// and one attention pass over the cache. Greedy, temperature and nucleus (top-p) sampling.
-import { native, type NativeTensor } from '@lora/core-native';
-
+// and one attention pass over the cache - the model's own blocks with a query offset (the family
+// opens the DecodeTarget). Greedy, temperature and nucleus (top-p) sampling.
 import { seededRandom } from '../data/split.js';
 import { LoraError } from '../io/errors.js';
-import type { OptConfig } from '../config/opt-config.js';
-import type { GenerateOptions, GenerateResult } from '../models/causal-lm.js';
-import type { ResolvedDevice } from './device.js';
-import type { Kernels, LoraSpec } from './kernels.js';
-import { LN_EPS } from './layer.js';
-import type { LoraAdapter } from './lora.js';
-import type { ModelWeights } from './weights.js';
+import type { CausalLM, GenerateOptions, GenerateResult } from '../models/causal-lm.js';
 
 export type { GenerateOptions, GenerateResult } from '../models/causal-lm.js';
 
@@ -122,122 +115,7 @@ export async function decode(prompt: readonly number[], o: GenerateOptions, open
   return { tokens, stoppedBy, timeToFirstTokenMs: ttft, totalMs: performance.now() - t0 };
 }
 
-/** The parts of an OPT model its decoder reads. */
-export interface OptDecodeParts {
-  config: OptConfig;
-  weights: ModelWeights;
-  kernels: Kernels;
-  lora: LoraAdapter | undefined;
-  device: ResolvedDevice;
-}
-
-export function generate(model: OptDecodeParts, prompt: readonly number[], o: GenerateOptions = {}): Promise<GenerateResult> {
-  const c = model.config;
-  return decode(prompt, o, (capacity) => optDecoder(model, capacity), { vocabSize: c.vocabSize, maxPositions: c.maxPositionEmbeddings, eosTokenId: c.eosTokenId });
-}
-
-function optDecoder(model: OptDecodeParts, capacity: number): DecodeTarget {
-  const c = model.config;
-  const k = model.kernels;
-  const w = model.weights;
-  const lora = model.lora;
-  const { Tensor } = native();
-  const dev = model.device.memory;
-  const C = c.hiddenSize;
-  const F = c.ffnDim;
-  const E = c.wordEmbedProjDim;
-  const H = c.numAttentionHeads;
-  const owned: NativeTensor[] = [];
-  const f32 = (...shape: number[]) => {
-    const t = Tensor.empty('f32', shape, dev);
-    owned.push(t);
-    return t;
-  };
-  const caches = Array.from({ length: c.numHiddenLayers }, () => ({ k: f32(1, capacity, C), v: f32(1, capacity, C) }));
-  // Runs `ids` (positions past .. past+n-1) through the model; returns the last row's logits.
-  const run = (ids: number[], past: number): Float32Array => {
-    const n = ids.length;
-    const bufs: NativeTensor[] = [];
-    const tmp = (...shape: number[]) => {
-      const t = Tensor.empty('f32', shape, dev);
-      bufs.push(t);
-      return t;
-    };
-    try {
-      const idT = Tensor.fromArray(Int32Array.from(ids), [n], 'i32', dev);
-      bufs.push(idT);
-      const posT = Tensor.fromArray(Int32Array.from(ids, (_, i) => past + i + 2), [n], 'i32', dev);
-      bufs.push(posT);
-      let x = tmp(n, C);
-      if (w.projIn) {
-        const e = tmp(n, E);
-        k.embedding(idT, w.embed, e);
-        k.linear(e, w.projIn, undefined, x);
-        const p = tmp(n, C);
-        k.embedding(posT, w.pos, p);
-        k.add(x, p, x);
-      } else {
-        k.embedding(idT, w.embed, x, { ids: posT, table: w.pos });
-      }
-      const ln = tmp(n, C);
-      const mean = tmp(n);
-      const rstd = tmp(n);
-      const qkv = tmp(n, 3 * C);
-      const att = tmp(n, C);
-      const proj = tmp(n, C);
-      const h1 = tmp(n, F);
-      const sum = tmp(n, C);
-      const xa = (m: { groups: number } | undefined) => (m && lora ? tmp(n, m.groups * lora.r) : undefined);
-      const linear = (xIn: NativeTensor, wt: NativeTensor, bias: NativeTensor, y: NativeTensor, m: Parameters<NonNullable<typeof lora>['spec']>[0] | undefined) => {
-        const cache = xa(m);
-        k.linear(xIn, wt, bias, y, m && lora && cache ? { spec: lora.spec(m) as LoraSpec, xa: cache } : undefined);
-      };
-      for (let i = 0; i < c.numHiddenLayers; i++) {
-        const l = w.layers[i];
-        const ll = lora?.layers[i];
-        const pre = c.doLayerNormBefore;
-        if (pre) k.layerNorm(x, l.ln1G, l.ln1B, LN_EPS, ln, mean, rstd);
-        linear(pre ? ln : x, l.qkvW, l.qkvB, qkv, ll?.qkv);
-        k.attentionDecode(qkv, caches[i].k, caches[i].v, past, { B: 1, T: n, H, D: c.headDim }, 1 / Math.sqrt(c.headDim), att);
-        linear(att, l.outW, l.outB, proj, ll?.out_proj);
-        k.add(x, proj, sum);
-        const mid = pre ? sum : ln;
-        if (pre) k.layerNorm(sum, l.ln2G, l.ln2B, LN_EPS, ln, mean, rstd);
-        else k.layerNorm(sum, l.ln1G, l.ln1B, LN_EPS, ln, mean, rstd);
-        linear(ln, l.fc1W, l.fc1B, h1, ll?.fc1);
-        k.relu(h1, h1);
-        linear(h1, l.fc2W, l.fc2B, proj, ll?.fc2);
-        const next = tmp(n, C);
-        if (pre) {
-          k.add(mid, proj, next);
-        } else {
-          k.add(mid, proj, sum);
-          k.layerNorm(sum, l.ln2G, l.ln2B, LN_EPS, next, mean, rstd);
-        }
-        x = next;
-      }
-      // Only the last row's logits are needed.
-      const last = x.narrow(0, n - 1, 1);
-      bufs.push(last);
-      let h: NativeTensor = last;
-      if (w.finalLnG || (c.doLayerNormBefore && !c.removeFinalLayerNorm)) {
-        h = tmp(1, C);
-        k.layerNorm(last, w.finalLnG, w.finalLnB, LN_EPS, h, tmp(1), tmp(1));
-      } else if (w.projOut) {
-        h = tmp(1, E);
-        k.linear(last, w.projOut, undefined, h);
-      }
-      const logits = tmp(1, c.vocabSize);
-      k.linear(h, w.lmHead, undefined, logits);
-      return logits.toArray() as Float32Array;
-    } finally {
-      for (const t of bufs) t.dispose();
-    }
-  };
-  return {
-    run,
-    close: () => {
-      for (const t of owned) t.dispose();
-    },
-  };
+/** The model's own generate(): KV-cached decoding through its blocks. */
+export function generate(model: Pick<CausalLM, 'generate'>, prompt: readonly number[], o: GenerateOptions = {}): Promise<GenerateResult> {
+  return model.generate(prompt, o);
 }

@@ -1,8 +1,9 @@
-// The kernels the OPT model calls, as one narrow interface over @lora/core-native's ops, bound to
-// one backend. Outputs are preallocated by the caller (the model reuses its buffers every step).
+// The kernels a model calls, as one narrow interface over @lora/core-native's ops, bound to one
+// backend. Outputs are preallocated by the caller (the model reuses its buffers every step).
 // Gradient contract, as in the native layer: parameter grads (dA, dB) accumulate; activation grads
-// (dX) overwrite unless `accumulate` is set.
-import type { NativeTensor } from '@lora/core-native';
+// (dX) overwrite unless `accumulate` is set. A block asks for a linear through `linear()` /
+// `linearGrad()` below, which pick the fused kernel when one exists for what it asks.
+import { native, type DeviceName, type NativeTensor } from '@lora/core-native';
 
 export interface DropoutSpec {
   p: number;
@@ -17,6 +18,18 @@ export interface LoraSpec {
   scale: number;
   groups: number;
   dropout?: DropoutSpec;
+}
+
+/** One layer's keys and values for decoding, [B, S, C] f32, filled up to row `past`. */
+export interface KvCache {
+  k: NativeTensor;
+  v: NativeTensor;
+  past: number;
+}
+
+export interface LoraArg {
+  spec: LoraSpec;
+  xa: NativeTensor;
 }
 
 export interface Kernels {
@@ -51,8 +64,16 @@ export interface Kernels {
   layerNormBackward(dy: NativeTensor, x: NativeTensor, gamma: NativeTensor | undefined, mean: NativeTensor, rstd: NativeTensor, dx: NativeTensor): void;
   /** The same from the forward's output y: x̂ = (y - beta) / gamma (every gamma nonzero). */
   layerNormBackwardFromOutput(dy: NativeTensor, y: NativeTensor, gamma: NativeTensor, beta: NativeTensor | undefined, rstd: NativeTensor, dx: NativeTensor): void;
-  /** Causal attention over qkv [B*T, 3C] (q | k | v; f32 or bf16), key padding from mask [B*T] (i32, 0 = pad). */
-  attention(qkv: NativeTensor, mask: NativeTensor | undefined, shape: { B: number; T: number; H: number; D: number }, scale: number, o: NativeTensor, lse: NativeTensor): void;
+  /**
+   * Causal attention over qkv [B*T, 3C] (q | k | v; f32 or bf16), key padding from mask [B*T] (i32,
+   * 0 = pad). With `cache` (decoding), the new tokens' k/v are appended to kCache/vCache [B, S, C]
+   * at row `past` and the queries (positions past..past+T-1) attend over the cache; lse and mask are
+   * then unused.
+   */
+  attention(
+    qkv: NativeTensor, mask: NativeTensor | undefined, shape: { B: number; T: number; H: number; D: number }, scale: number, o: NativeTensor, lse: NativeTensor,
+    cache?: KvCache,
+  ): void;
   /** dqkv [B*T, 3C] overwritten. o: the forward's output, or null when not kept (recomputed D). */
   attentionBackward(
     qkv: NativeTensor,
@@ -103,4 +124,63 @@ export interface Kernels {
   zero(t: NativeTensor): void;
   /** Frees the kernels' own scratch buffers (the model calls it from its dispose()). */
   dispose(): void;
+}
+
+/** What a block asks of a linear y = x·Wᵀ + b; `linear()` picks the kernel. */
+export interface LinearOptions {
+  /** A LoRA branch (xa [M, G·r] cached for the backward). */
+  lora?: LoraArg;
+  /** ReLU on the output, its keep mask written to bits (i64 [ceil(M·N/64)]). */
+  relu?: { bits: NativeTensor };
+  /** y = residual + dropout(x·Wᵀ + b): a sublayer's output projection and its residual add (f32). */
+  residual?: NativeTensor;
+  /** The residual form's dropout (its backward is the same mask on the grad). */
+  dropout?: DropoutSpec & { offset: number };
+}
+
+/**
+ * The fusion choices, in one place: without a LoRA branch the base product carries the ReLU (its
+ * bits) or the dropout + residual add in its epilogue; with one, the LoRA forward runs and the
+ * separate ops follow (bit-identical either way). The residual form's LoRA product goes to a
+ * transient [M, N] buffer.
+ */
+export function linear(k: Kernels, x: NativeTensor, w: NativeTensor, bias: NativeTensor | undefined, y: NativeTensor, o: LinearOptions = {}): void {
+  if (o.relu && o.residual) throw new Error('linear: relu and residual cannot be combined');
+  if (o.dropout && !o.residual) throw new Error('linear: dropout is only fused with a residual add');
+  if (!o.lora) {
+    if (o.relu) k.linearRelu(x, w, bias, y, o.relu.bits);
+    else if (o.residual) k.linearResidual(x, w, bias, y, o.residual, o.dropout);
+    else k.linear(x, w, bias, y);
+    return;
+  }
+  if (!o.residual) {
+    k.linear(x, w, bias, y, o.lora);
+    if (o.relu) k.reluMask(y, y, o.relu.bits);
+    return;
+  }
+  using proj = native().Tensor.empty('f32', y.shape, y.device as DeviceName);
+  k.linear(x, w, bias, proj, o.lora);
+  if (o.dropout) k.dropout(proj, o.dropout, proj);
+  k.add(o.residual, proj, y);
+}
+
+/** What a block asks of a linear's backward (dx = dy·W, + LoRA grads); `linearGrad()` picks the kernel. */
+export interface LinearGradOptions {
+  lora?: LoraArg & { da: NativeTensor; db: NativeTensor };
+  /** dx = mask ⊙ (dy·W): the backward of a ReLU that produced this linear's input (its keep bits). */
+  reluBits?: NativeTensor;
+  /** Add onto dx instead of overwriting it. */
+  accumulate?: boolean;
+}
+
+/** The backward's fusion choice: a ReLU mask rides the base dX product when there is no LoRA branch. */
+export function linearGrad(k: Kernels, dy: NativeTensor, x: NativeTensor, w: NativeTensor, dx: NativeTensor | undefined, o: LinearGradOptions = {}): void {
+  const acc = o.accumulate ?? false;
+  if (o.reluBits && (acc || !dx)) throw new Error('linearGrad: a ReLU mask needs a dx that is overwritten');
+  if (o.reluBits && !o.lora) {
+    k.linearBackwardMasked(dy, w, dx!, o.reluBits);
+    return;
+  }
+  k.linearBackward(dy, x, w, dx, acc, o.lora);
+  if (o.reluBits) k.reluMaskBackward(o.reluBits, dx!, dx!);
 }

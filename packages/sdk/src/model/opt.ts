@@ -15,11 +15,11 @@ import { LoraError } from '../io/errors.js';
 import { IGNORE_INDEX } from '../data/batches.js';
 import { resolveDevice, type BaseDType, type DeviceOption, type ResolvedDevice } from './device.js';
 import { autocast, bindKernels } from './bind-kernels.js';
-import type { Kernels } from './kernels.js';
+import type { Kernels, KvCache } from './kernels.js';
 import { layerBackward, layerForward, LN_EPS, type LayerDropout } from './layer.js';
 import { LoraAdapter, type LoraOptions } from './lora.js';
 import { loadAdapterWeights, readAdapterConfig, saveAdapter } from './adapter-io.js';
-import { generate } from './generate.js';
+import { decode, type DecodeTarget } from './generate.js';
 import type { CausalLM, GenerateOptions, GenerateResult, LoadOptions, ModelBatch, StepOptions, StepResult } from '../models/causal-lm.js';
 import { readQuantizationConfig, saveQuantizedBase, type QuantizationConfig } from './quantized-io.js';
 import { mergedTensors } from './merge.js';
@@ -122,7 +122,8 @@ export class OptForCausalLM implements CausalLM {
    */
   generate(prompt: readonly number[], o: GenerateOptions = {}): Promise<GenerateResult> {
     this.assertLive();
-    return generate(this, prompt, o);
+    const c = this.config;
+    return decode(prompt, o, (capacity) => this.decoder(capacity), { vocabSize: c.vocabSize, maxPositions: c.maxPositionEmbeddings, eosTokenId: c.eosTokenId });
   }
 
   /**
@@ -185,31 +186,8 @@ export class OptForCausalLM implements CausalLM {
     const seed = o.seed ?? 0;
     const dropFor = (layer: number): LayerDropout | undefined =>
       training ? { seed, residualP: c.dropout, layer } : undefined;
-
-    // Embeddings: tokens (project_in when E != C) + learned positions.
-    const x0 = ws.caches[0].xIn;
-    if (w.projIn) {
-      k.embedding(ws.ids, w.embed, ws.embedOut);
-      k.linear(ws.embedOut, w.projIn, undefined, x0);
-      k.embedding(ws.posIds, w.pos, ws.posOut);
-      k.add(x0, ws.posOut, x0);
-    } else {
-      k.embedding(ws.ids, w.embed, x0, { ids: ws.posIds, table: w.pos });
-    }
-    const L = c.numHiddenLayers;
-    for (let i = 0; i < L; i++) {
-      const out = i + 1 < L ? ws.caches[i + 1].xIn : ws.out;
-      layerForward(k, c, w.layers[i], this.lora, i, ws.caches[i], ws, out, dropFor(i));
-    }
-    // Final: pre-LN's final layer norm, or post-LN's project_out.
-    let hFinal: NativeTensor = ws.out;
-    if (w.finalLnG || (c.doLayerNormBefore && !c.removeFinalLayerNorm)) {
-      k.layerNorm(ws.out, w.finalLnG, w.finalLnB, LN_EPS, ws.hFinal, ws.finalMean, ws.finalRstd);
-      hFinal = ws.hFinal;
-    } else if (w.projOut) {
-      k.linear(ws.out, w.projOut, undefined, ws.hFinal);
-      hFinal = ws.hFinal;
-    }
+    this.forward(ws, dropFor);
+    const hFinal = this.final(ws.out, ws.hFinal, ws.finalMean, ws.finalRstd);
     const backward = (o.backward ?? false) && this.lora !== undefined;
     const gradScale = o.gradScale ?? 1;
     const logits = o.logits ? native().Tensor.empty('f32', [ws.M, c.vocabSize], this.device.memory) : undefined;
@@ -229,6 +207,90 @@ export class OptForCausalLM implements CausalLM {
     } finally {
       logits?.dispose();
     }
+  }
+
+  /**
+   * Embeddings and every layer over the workspace's rows (uploaded), into ws.out. With `kv`
+   * (decoding) each layer attends over its cached keys and values.
+   */
+  private forward(ws: Workspace, dropFor: (layer: number) => LayerDropout | undefined, kv?: KvCache[]): void {
+    const k = this.kernels;
+    const c = this.config;
+    const w = this.weights;
+    // Embeddings: tokens (project_in when E != C) + learned positions.
+    const x0 = ws.caches[0].xIn;
+    if (w.projIn) {
+      k.embedding(ws.ids, w.embed, ws.embedOut);
+      k.linear(ws.embedOut, w.projIn, undefined, x0);
+      k.embedding(ws.posIds, w.pos, ws.posOut);
+      k.add(x0, ws.posOut, x0);
+    } else {
+      k.embedding(ws.ids, w.embed, x0, { ids: ws.posIds, table: w.pos });
+    }
+    const L = c.numHiddenLayers;
+    for (let i = 0; i < L; i++) {
+      const out = i + 1 < L ? ws.caches[i + 1].xIn : ws.out;
+      layerForward(k, c, w.layers[i], this.lora, i, ws.caches[i], ws, out, dropFor(i), kv?.[i]);
+    }
+  }
+
+  /** The input of lm_head from the last layer's output x: pre-LN's final layer norm, post-LN's project_out, or x. */
+  private final(x: NativeTensor, h: NativeTensor, mean: NativeTensor, rstd: NativeTensor): NativeTensor {
+    const c = this.config;
+    const w = this.weights;
+    if (w.finalLnG || (c.doLayerNormBefore && !c.removeFinalLayerNorm)) {
+      this.kernels.layerNorm(x, w.finalLnG, w.finalLnB, LN_EPS, h, mean, rstd);
+      return h;
+    }
+    if (w.projOut) {
+      this.kernels.linear(x, w.projOut, undefined, h);
+      return h;
+    }
+    return x;
+  }
+
+  /**
+   * A decoder over this model's own blocks: KV caches of `capacity` positions per layer, and a
+   * workspace per row count (the prompt's, then one row per token) with one shared layer cache.
+   * q/k/v stay f32 here (the decode attention reads f32).
+   */
+  private decoder(capacity: number): DecodeTarget {
+    const c = this.config;
+    const k = this.kernels;
+    const { Tensor } = native();
+    const dev = this.device.memory;
+    const owned: NativeTensor[] = [];
+    const f32 = (...shape: number[]) => (owned.push(Tensor.empty('f32', shape, dev)), owned[owned.length - 1]);
+    const C = c.hiddenSize;
+    const caches = Array.from({ length: c.numHiddenLayers }, () => ({ k: f32(1, capacity, C), v: f32(1, capacity, C) }));
+    let ws: Workspace | undefined;
+    const drop = () => {
+      if (ws) for (const t of ws.all) t.dispose();
+      ws = undefined;
+    };
+    return {
+      run: (ids, past) => {
+        const n = ids.length;
+        if (ws?.T !== n) {
+          drop();
+          ws = createWorkspace(c, this.lora, 1, n, dev, true, false, false);
+        }
+        this.upload({ batch: 1, seq: n, inputIds: Int32Array.from(ids) }, ws, past);
+        this.forward(ws, () => undefined, caches.map((kv) => ({ ...kv, past })));
+        // Only the last row's logits are needed.
+        using last = ws.out.narrow(0, n - 1, 1);
+        using h = Tensor.empty('f32', [1, c.wordEmbedProjDim], dev);
+        using mean = Tensor.empty('f32', [1], dev);
+        using rstd = Tensor.empty('f32', [1], dev);
+        using logits = Tensor.empty('f32', [1, c.vocabSize], dev);
+        k.linear(this.final(last, h, mean, rstd), this.weights.lmHead, undefined, logits);
+        return logits.toArray() as Float32Array;
+      },
+      close: () => {
+        drop();
+        for (const t of owned) t.dispose();
+      },
+    };
   }
 
   private backward(ws: Workspace, dropFor: (layer: number) => LayerDropout | undefined, checkpointing: boolean): void {
@@ -256,7 +318,8 @@ export class OptForCausalLM implements CausalLM {
     }
   }
 
-  private upload(b: ModelBatch, ws: Workspace): void {
+  /** ids, mask, targets and positions of a batch into the workspace; `past` offsets the positions (decoding). */
+  private upload(b: ModelBatch, ws: Workspace, past = 0): void {
     const M = ws.M;
     const mask = b.attentionMask ?? new Int32Array(M).fill(1);
     const pos = new Int32Array(M);
@@ -266,7 +329,7 @@ export class OptForCausalLM implements CausalLM {
       for (let t = 0; t < b.seq; t++) {
         const i = r * b.seq + t;
         run += mask[i] ? 1 : 0;
-        pos[i] = (mask[i] ? run : 0) - 1 + 2;
+        pos[i] = (mask[i] ? run : 0) - 1 + 2 + past;
       }
     }
     const targets = new Int32Array(M).fill(IGNORE_INDEX);

@@ -3,7 +3,32 @@
 import { native, type DeviceName, type NativeTensor } from '@lora/core-native';
 
 import type { OptConfig } from '../config/opt-config.js';
-import type { LoraAdapter } from './lora.js';
+import type { LoraAdapter, LoraLayer } from './lora.js';
+
+/**
+ * What one layer's forward keeps for its backward, decided here once from the layer's LoRA modules:
+ * the workspace allocates by it and the block reads it (see LayerCache for why each is kept).
+ */
+export interface LayerPlan {
+  /** The attention sublayer's layer-norm output per layer (pre-LN: qkv has LoRA; post-LN: it feeds fc1, which has). */
+  keepLn1Y: boolean;
+  /** Pre-LN: the FFN's layer-norm output per layer (fc1 has LoRA). */
+  keepLn2Y: boolean;
+  /** The attention output per layer (out_proj has LoRA); else the backward recomputes D from q, k, v, lse. */
+  keepO: boolean;
+  /** fc1/relu's output per layer (fc2 has LoRA, whose dA reads it). */
+  keepH1: boolean;
+}
+
+export function planLayer(c: OptConfig, l: LoraLayer | undefined): LayerPlan {
+  const pre = c.doLayerNormBefore;
+  return {
+    keepLn1Y: pre ? l?.qkv !== undefined : l?.fc1 !== undefined,
+    keepLn2Y: pre && l?.fc1 !== undefined,
+    keepO: l?.out_proj !== undefined,
+    keepH1: l?.fc2 !== undefined,
+  };
+}
 
 /**
  * What one decoder layer's forward keeps for its backward. A frozen linear's backward needs no
@@ -24,8 +49,8 @@ export interface LayerCache {
   ln1Rstd: NativeTensor;
   qkv: NativeTensor; // [M, 3C] (bf16 under autocast)
   xaQkv?: NativeTensor; // [M, 3r] LoRA cache
-  o: NativeTensor; // [M, C] attention output (before out_proj): per layer when oKept, else the shared one
-  oKept: boolean; // o holds this layer's output in the backward (out_proj has a LoRA branch)
+  o: NativeTensor; // [M, C] attention output (before out_proj): per layer when plan.keepO, else the shared one
+  plan: LayerPlan;
   lse: NativeTensor; // [B, H, T]
   xaOut?: NativeTensor;
   sum1: NativeTensor; // [M, C] xIn + drop(out_proj(o))
@@ -61,7 +86,6 @@ export interface Workspace {
   // kept anyway), so its input sum2 is scratch.
   ln2FromOutput: boolean;
   h1: NativeTensor; // [M, F] fc1/relu output when no fc2 LoRA branch needs it later (bf16 under autocast)
-  proj?: NativeTensor; // [M, C] out_proj / fc2 output before dropout + residual (only when one has a LoRA branch; else fused)
   dOut: NativeTensor; // [M, C] grad flowing down the layers (two buffers, alternating)
   dOutB: NativeTensor;
   dTmp: NativeTensor; // [M, C]
@@ -129,16 +153,14 @@ export function createWorkspace(
   const sum2 = fromOut ? f32(M, C) : undefined;
   const cacheFor = (i: number, xIn: NativeTensor): LayerCache => {
     const l = lora?.layers[i];
-    // pre-LN: ln1Y feeds qkv, ln2Y feeds fc1; post-LN: ln1Y feeds fc1.
-    const keep1 = pre ? l?.qkv !== undefined : l?.fc1 !== undefined;
-    const keep2 = pre && l?.fc1 !== undefined;
+    const plan = planLayer(c, l);
     return {
-      xIn,
-      ln1Y: keep1 ? f32(M, C) : lnY, ln1Mean: f32(M), ln1Rstd: f32(M),
+      xIn, plan,
+      ln1Y: plan.keepLn1Y ? f32(M, C) : lnY, ln1Mean: f32(M), ln1Rstd: f32(M),
       qkv: make(bf16Qkv ? 'bf16' : 'f32', [M, 3 * C]), xaQkv: l?.qkv ? f32(M, 3 * r) : undefined,
-      o: l?.out_proj ? f32(M, C) : oShared, oKept: l?.out_proj !== undefined, lse: f32(B * H * T), xaOut: l?.out_proj ? f32(M, r) : undefined,
-      sum1: f32(M, C), ln2Y: pre ? (keep2 ? f32(M, C) : lnY) : undefined, ln2Mean: f32(M), ln2Rstd: f32(M),
-      h1: l?.fc2 ? f32(M, F) : h1, h1Bits: bits(M * F), xaFc1: l?.fc1 ? f32(M, r) : undefined, xaFc2: l?.fc2 ? f32(M, r) : undefined,
+      o: plan.keepO ? f32(M, C) : oShared, lse: f32(B * H * T), xaOut: l?.out_proj ? f32(M, r) : undefined,
+      sum1: f32(M, C), ln2Y: pre ? (plan.keepLn2Y ? f32(M, C) : lnY) : undefined, ln2Mean: f32(M), ln2Rstd: f32(M),
+      h1: plan.keepH1 ? f32(M, F) : h1, h1Bits: bits(M * F), xaFc1: l?.fc1 ? f32(M, r) : undefined, xaFc2: l?.fc2 ? f32(M, r) : undefined,
       sum2: pre ? undefined : (sum2 ?? f32(M, C)),
     };
   };
@@ -157,7 +179,7 @@ export function createWorkspace(
     embedOut: f32(M, E), posOut: f32(M, C),
     caches, out: f32(M, C), hFinal: f32(M, E), finalMean: f32(M), finalRstd: f32(M), recompute: checkpointing ? f32(M, C) : undefined,
     lnY, h1, ln2FromOutput: fromOut,
-    proj: lora?.layers.some((l) => l.out_proj !== undefined || l.fc2 !== undefined) ? f32(M, C) : undefined, dOut: f32(M, C), dOutB: f32(M, C), dTmp: f32(M, C), dTmp2: f32(M, C), dH1: h1, dQkv: inH1(3 * C), dFinal: f32(M, E),
+    dOut: f32(M, C), dOutB: f32(M, C), dTmp: f32(M, C), dTmp2: f32(M, C), dH1: h1, dQkv: inH1(3 * C), dFinal: f32(M, E),
     all,
   };
 }

@@ -19,13 +19,13 @@ describe('npm pack tarballs', () => {
   it('install into an empty project, build the addon, and run', () => {
     const env: NodeJS.ProcessEnv = { ...process.env, LORA_CUDA: 'off', LORA_BUILD_FROM_SOURCE: '1', npm_config_update_notifier: 'false' };
     delete env.LORA_NATIVE_PATH; // the installed package must find its own binary
-    execFileSync('npm', ['pack', '-w', '@lora/core-native', '-w', '@lora/sdk', '-w', 'lora', '--pack-destination', work], {
+    execFileSync('npm', ['pack', '-w', '@lora/core-native', '-w', '@lora/sdk', '-w', '@lora/cli', '--pack-destination', work], {
       cwd: repo,
       env,
       stdio: 'pipe',
     });
     const tarballs = readdirSync(work).filter((f) => f.endsWith('.tgz'));
-    expect(tarballs.sort()).toEqual(['lora-0.1.0.tgz', 'lora-core-native-0.1.0.tgz', 'lora-sdk-0.1.0.tgz']);
+    expect(tarballs.sort()).toEqual(['lora-cli-0.1.0.tgz', 'lora-core-native-0.1.0.tgz', 'lora-sdk-0.1.0.tgz']);
     const proj = join(work, 'proj');
     execFileSync('mkdir', ['-p', proj]);
     writeFileSync(join(proj, 'package.json'), JSON.stringify({ name: 'pack-check', version: '1.0.0', type: 'module', private: true }));

@@ -3,65 +3,72 @@
 // kernel benchmarks.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 
 import { native } from '@lora/core-native';
-import { runSweep, type BaseDType, type DeviceOption, type LoraTarget, type SweepEvent } from '@lora/sdk';
+import { EMBEDDED_DEFAULTS, runSweep, TRAINING_DEFAULTS as D, type BaseDType, type DeviceOption, type LoraTarget, type SweepEvent } from '@lora/sdk';
 
 import { UsageError, type Command } from '../command.js';
+import { formatNumber, parseFlags, type CommandSpec } from '../flags.js';
+import { kernelsSubcommand, runKernelBenchCli } from './bench-kernels.js';
+import { BASE_FORMATS, TARGET_CHOICES, deviceFlag, dtypeFlag, expandTargets, jsonFlag, seedFlag, splitFlag } from './common-flags.js';
 import { formatSummaryTable, writeReport } from '../report/index.js';
 import { Progress } from '../progress.js';
 
-const USAGE = `lora bench [options]            the LoRA rank sweep (embedded tiny model + data unless --model/--data)
-lora bench kernels [options]    kernel benchmarks (see bench/kernels)
-
-  --model DIR|ID        Hugging Face model folder or hub id (default: embedded tiny OPT, opt-350m layout)
-  --data FILE|ID        CodeAlpaca-style JSON/JSONL/Parquet or hub dataset id (default: embedded synthetic data)
-  --preset seed         the seed experiment: facebook/opt-350m, sahil2801/CodeAlpaca-20k, split 0.5, r 8/128/256
-  --sweep rank|quant    rank sweep, or the same training with the base in f32/bf16/f16/int8/int4/nf4
-  --ranks 8,128,256     --alpha-mult 4   --dropout 0.1   --targets q_proj,k_proj,v_proj
-  --steps N | --epochs N   --batch N   --seq N   --lr X   --split 0.5   --seed N
-  --dtype f32|bf16|f16|int8|int4|nf4   base weight format (rank sweep)
-  --device auto|cpu|cuda   --gpu (= --device cuda)
-  --eval N              after each run, evaluate its adapter on N held-out records (BLEU/ROUGE/METEOR, latency)
-  --out DIR             results.json, report.html, charts/ (default bench/results/run-<time>)
-  --json                print results.json instead of the table`;
-
 const SEED_PRESET = { model: 'facebook/opt-350m', data: 'sahil2801/CodeAlpaca-20k', split: 0.5, ranks: [8, 128, 256], alphaMult: 4, dropout: 0.1, seq: 256, batch: 4, epochs: 1 };
 
-const list = (s: string | undefined) => (s === undefined ? undefined : s.split(',').map((x) => x.trim()).filter(Boolean));
-function num(s: string | undefined, name: string, integer = false): number | undefined {
-  if (s === undefined) return undefined;
-  const v = Number(s);
-  if (!Number.isFinite(v) || (integer && !Number.isInteger(v))) throw new UsageError(`--${name} must be ${integer ? 'an integer' : 'a number'}, got '${s}'`);
-  return v;
-}
+const BENCH_SPEC: CommandSpec = {
+  command: 'lora bench',
+  synopsis: 'lora bench [options]          the LoRA rank sweep (embedded tiny model + data unless --model/--data)',
+  description: 'Trains one LoRA adapter per rank (or per base format) on the same model, data, seed and steps, then prints the\n' +
+    'seed experiment\'s table and writes results.json, report.html and SVG charts. With no --model/--data it runs on an\n' +
+    `embedded tiny OPT and synthetic data: ${EMBEDDED_DEFAULTS.steps} steps, batch ${EMBEDDED_DEFAULTS.batch}, seq ${EMBEDDED_DEFAULTS.seq}, lr ${EMBEDDED_DEFAULTS.lr} (its random-init model needs\n` +
+    `the larger lr to separate the ranks in ${EMBEDDED_DEFAULTS.steps} steps); otherwise the training defaults of lora train apply.`,
+  flags: [
+    { name: 'model', kind: 'string', metavar: 'DIR|ID', help: 'Hugging Face model folder or hub id', defaultText: 'embedded tiny OPT (opt-350m layout)' },
+    { name: 'data', kind: 'string', metavar: 'FILE|ID', help: 'CodeAlpaca-style JSON/JSONL/Parquet or hub dataset id', defaultText: 'embedded synthetic records' },
+    { name: 'preset', kind: 'enum', choices: ['seed'], help: `the seed experiment: ${SEED_PRESET.model}, ${SEED_PRESET.data}, split ${SEED_PRESET.split}, r ${SEED_PRESET.ranks.join('/')}, 1 epoch` },
+    { name: 'sweep', kind: 'enum', choices: ['rank', 'quant'], default: 'rank', help: 'rank sweep, or the same training with the base in each format' },
+    { name: 'ranks', kind: 'list', metavar: 'R,R,...', default: ['8', '128', '256'], help: 'LoRA ranks (the quant sweep uses the first)' },
+    { name: 'alpha-mult', kind: 'number', min: 0, minExclusive: true, default: D.alphaPerRank, help: 'alpha = this × r' },
+    { name: 'dropout', kind: 'number', min: 0, max: 0.99, default: D.dropout, help: 'dropout on the LoRA branch input', aliases: ['lora_dropout'] },
+    { name: 'targets', kind: 'list', itemName: 'target', choices: TARGET_CHOICES, default: ['q_proj', 'k_proj', 'v_proj'], help: 'linears that get a LoRA branch (the seed\'s q/k/v)', aliases: ['target_modules'] },
+    { name: 'steps', kind: 'int', min: 1, defaultText: `${EMBEDDED_DEFAULTS.steps} embedded, else one epoch`, help: 'optimizer steps per run', aliases: ['max_steps'] },
+    { name: 'epochs', kind: 'int', min: 1, help: 'passes over the training records', aliases: ['num_train_epochs'] },
+    { name: 'batch', kind: 'int', min: 1, defaultText: `${EMBEDDED_DEFAULTS.batch} embedded, else ${D.batchSize}`, help: 'sequences per step', aliases: ['per_device_train_batch_size'] },
+    { name: 'seq', kind: 'int', min: 2, defaultText: `${EMBEDDED_DEFAULTS.seq} embedded, else ${D.seq}`, help: 'tokens per sequence', aliases: ['max_seq_length'] },
+    { name: 'lr', kind: 'number', min: 0, minExclusive: true, defaultText: `${EMBEDDED_DEFAULTS.lr} embedded, else ${formatNumber(D.lr)}`, help: 'peak learning rate', aliases: ['learning_rate'] },
+    splitFlag(),
+    seedFlag(),
+    dtypeFlag('base weight format of the rank sweep'),
+    deviceFlag(),
+    { name: 'gpu', kind: 'boolean', help: 'same as --device cuda' },
+    { name: 'eval', kind: 'int', min: 1, metavar: 'N', help: 'after each run, evaluate its adapter on N held-out records (BLEU/ROUGE/METEOR, latency)' },
+    { name: 'out', kind: 'string', metavar: 'DIR', defaultText: 'bench/results/run-<time>', help: 'results.json, report.html, charts/' },
+    jsonFlag('print results.json instead of the table'),
+  ],
+  exclusive: [['steps', 'epochs'], ['gpu', 'device']],
+};
 
 export const benchCommand: Command = {
   name: 'bench',
   summary: 'Run the LoRA rank sweep (or quant sweep, or kernel benchmarks) and write a report',
-  usage: USAGE,
+  spec: BENCH_SPEC,
+  subcommands: [kernelsSubcommand],
   async run(argv) {
-    if (argv[0] === 'kernels') {
-      const { runKernelBenchCli } = await import('./bench-kernels.js');
-      return runKernelBenchCli(argv.slice(1));
-    }
-    const { values } = parseArgs({
-      args: argv,
-      strict: true,
-      options: {
-        model: { type: 'string' }, data: { type: 'string' }, preset: { type: 'string' }, sweep: { type: 'string' },
-        ranks: { type: 'string' }, 'alpha-mult': { type: 'string' }, dropout: { type: 'string' }, targets: { type: 'string' },
-        steps: { type: 'string' }, epochs: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' },
-        lr: { type: 'string' }, split: { type: 'string' }, seed: { type: 'string' }, dtype: { type: 'string' },
-        device: { type: 'string' }, gpu: { type: 'boolean' }, out: { type: 'string' }, json: { type: 'boolean' },
-        eval: { type: 'string' },
-      },
-    });
-    if (values.preset && values.preset !== 'seed') throw new UsageError(`unknown preset '${values.preset}' (known: seed)`);
+    if (argv[0] === 'kernels') return runKernelBenchCli(argv.slice(1));
+    const { values: v, given } = parseFlags(BENCH_SPEC, argv);
+    const values = v as {
+      model?: string; data?: string; preset?: string; sweep: 'rank' | 'quant'; ranks: string[]; 'alpha-mult': number; dropout: number;
+      targets: string[]; steps?: number; epochs?: number; batch?: number; seq?: number; lr?: number; split: number; seed: number;
+      dtype: BaseDType; device: DeviceOption; gpu?: boolean; eval?: number; out?: string; json?: boolean;
+    };
     const preset = values.preset === 'seed' ? SEED_PRESET : undefined;
-    const device = (values.gpu ? 'cuda' : (values.device ?? 'auto')) as DeviceOption;
-    if (!['auto', 'cpu', 'cuda', 'ref', 'emu'].includes(device)) throw new UsageError(`--device must be auto, cpu or cuda, got '${device}'`);
+    const ranks = values.ranks.map((r) => {
+      const n = Number(r);
+      if (!Number.isInteger(n) || n < 1) throw new UsageError(`--ranks takes positive integers, got '${r}'`);
+      return n;
+    });
+    const device: DeviceOption = values.gpu ? 'cuda' : values.device;
     if (device === 'cuda') {
       const cuda = native().backends().find((b) => b.name === 'cuda');
       if (!cuda?.usable) {
@@ -70,10 +77,9 @@ export const benchCommand: Command = {
         return 1;
       }
     }
-    const sweep = values.sweep ?? 'rank';
-    if (sweep !== 'rank' && sweep !== 'quant') throw new UsageError(`--sweep must be rank or quant, got '${sweep}'`);
-    const dtype = values.dtype as BaseDType | undefined;
-    if (dtype && !['f32', 'bf16', 'f16', 'int8', 'int4', 'nf4'].includes(dtype)) throw new UsageError(`--dtype must be one of f32, bf16, f16, int8, int4, nf4`);
+    const sweep = values.sweep;
+    if (sweep === 'quant' && given.has('dtype')) throw new UsageError(`--dtype sets the base of the rank sweep; the quant sweep trains every format (${BASE_FORMATS.join(', ')})`);
+    const dtype = given.has('dtype') ? values.dtype : undefined;
     const out = resolve(values.out ?? join('bench', 'results', `run-${new Date().toISOString().replace(/[:.]/g, '-')}`));
     const progress = new Progress(process.stderr);
     const onEvent = (e: SweepEvent) => {
@@ -91,18 +97,18 @@ export const benchCommand: Command = {
         model: values.model ?? preset?.model,
         data: values.data ?? preset?.data,
         sweep,
-        split: num(values.split, 'split') ?? preset?.split,
-        ranks: list(values.ranks)?.map((r) => num(r, 'ranks', true)!) ?? preset?.ranks,
-        alphaMult: num(values['alpha-mult'], 'alpha-mult') ?? preset?.alphaMult,
-        dropout: num(values.dropout, 'dropout') ?? preset?.dropout,
-        targets: list(values.targets) as LoraTarget[] | undefined,
-        steps: num(values.steps, 'steps', true),
-        epochs: num(values.epochs, 'epochs', true) ?? (values.steps ? undefined : preset?.epochs),
-        batch: num(values.batch, 'batch', true) ?? preset?.batch,
-        seq: num(values.seq, 'seq', true) ?? preset?.seq,
-        lr: num(values.lr, 'lr'),
-        seed: num(values.seed, 'seed', true),
-        eval: num(values.eval, 'eval', true),
+        split: given.has('split') ? values.split : (preset?.split ?? values.split),
+        ranks: given.has('ranks') ? ranks : (preset?.ranks ?? ranks),
+        alphaMult: given.has('alpha-mult') ? values['alpha-mult'] : (preset?.alphaMult ?? values['alpha-mult']),
+        dropout: given.has('dropout') ? values.dropout : (preset?.dropout ?? values.dropout),
+        targets: expandTargets(values.targets) as LoraTarget[],
+        steps: values.steps,
+        epochs: values.epochs ?? (values.steps ? undefined : preset?.epochs),
+        batch: values.batch ?? preset?.batch,
+        seq: values.seq ?? preset?.seq,
+        lr: values.lr,
+        seed: values.seed,
+        eval: values.eval,
         dtype,
         device,
         signal: ac.signal,

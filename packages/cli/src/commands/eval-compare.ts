@@ -2,22 +2,27 @@
 // the best value per column marked; Markdown on stdout, and with --html FILE a self-contained page.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 
 import { compareTable, loadExperiments, type CompareTable } from '@lora/sdk';
 
-import { UsageError } from '../command.js';
+import { parseFlags, type CommandSpec } from '../flags.js';
 import { escapeXml } from '../report/svg.js';
 
-export const COMPARE_USAGE = [
-  'lora eval compare PATH... [--html FILE] [--json]',
-  '',
-  'PATH: a lora eval --out folder (or its summary.json), or a lora bench --out folder (or its results.json;',
-  'each run with --eval metrics is one row). Prints one Markdown table, best value per column marked *',
-  '(highest BLEU/ROUGE/METEOR/judge scores; lowest latency, errors and loss).',
-  '  --html FILE   also write the table as a self-contained HTML page',
-  '  --json        print the experiments and table as JSON instead',
-].join('\n');
+export const COMPARE_SPEC: CommandSpec = {
+  command: 'lora eval compare',
+  synopsis: 'lora eval compare PATH... [--html FILE] [--json]',
+  description: [
+    'PATH: a lora eval --out folder (or its summary.json), a lora bench --out folder (or its results.json; each run is',
+    'one row), or a lora train --out folder (train_results.json and trainer_log.jsonl: final metrics and loss curve).',
+    'Prints one Markdown table with the runs\' config (data, split, n) beside their metrics, the best value per column',
+    'marked * (ties are not marked), and a warning when the rows were measured on different data, splits or sizes.',
+  ].join('\n'),
+  flags: [
+    { name: 'html', kind: 'string', metavar: 'FILE', help: 'also write the table as a self-contained HTML page' },
+    { name: 'json', kind: 'boolean', help: 'print the experiments and table as JSON instead' },
+  ],
+  positionals: { name: 'at least one lora eval or lora bench output folder (or lora train --out folder)', min: 1, max: Infinity },
+};
 
 const LEGEND = '* best in its column (highest BLEU, ROUGE, METEOR and judge scores; lowest latency, errors and loss; n and token counts are not ranked).';
 
@@ -103,13 +108,8 @@ ${t.notes.length ? `<ul class="notes">${t.notes.map((n) => `<li>${escapeXml(n)}<
 }
 
 export async function runCompare(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: { html: { type: 'string' }, json: { type: 'boolean', default: false } },
-  });
-  if (!positionals.length) throw new UsageError('give at least one lora eval or lora bench output folder');
+  const { values: v, positionals } = parseFlags(COMPARE_SPEC, argv);
+  const values = v as { html?: string; json?: boolean };
   const { experiments, notes } = await loadExperiments(positionals);
   const table = compareTable(experiments, notes);
   if (values.html) {

@@ -2,18 +2,18 @@
 // --data that training with the same --split and --seed did not use), scored with BLEU/ROUGE/METEOR,
 // optionally judged by an LLM; writes OUT/traces.jsonl and OUT/summary.json.
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 
 import {
   chatCompletionsUrl,
   evaluateModel,
   generationErrorNote,
-  heldOutRecords,
   loadWordNet,
   METRIC_NAMES,
   OptForCausalLM,
   OptTokenizer,
   readEvalRecords,
+  splitTrainTest,
+  TRAINING_DEFAULTS,
   writeEvalOutputs,
   type BaseDType,
   type DeviceOption,
@@ -23,42 +23,52 @@ import {
 } from '@lora/sdk';
 
 import { UsageError } from '../command.js';
+import { parseFlags, type CommandSpec } from '../flags.js';
+import { deviceFlag, dtypeFlag, modelFlag } from './common-flags.js';
+import { checkOverlap, EvalSplitError, fileSha256, findTrainingRecord } from './eval-split.js';
 
-export const RUN_USAGE = [
-  'lora eval --model DIR|ID [--adapter DIR] --data FILE [--split 0.5] [--seed 42] [--limit N] [--max-new-tokens 64]',
-  '          [--metrics bleu,rouge,meteor] [--out DIR] [--json] [--name NAME]',
-  '          [--temperature 0] [--top-p 1] [--top-k 0] [--dtype f32|bf16|...] [--device auto|cpu|cuda]',
-  '          [--stemmer] [--no-synonyms] [--wordnet DIR] [--replace-invalid-utf8]',
-  '          [--judge-url URL --judge-model NAME] [--judge-concurrency 4] [--judge-retries 3] [--judge-timeout 60]',
-  '',
-  'Generates for each held-out record (prompt from the training template), scores the output against',
-  "the record's output and writes OUT/traces.jsonl (one LangSmith-style run per example) and",
-  'OUT/summary.json (mean metrics, P50/P95 latency, token totals, config).',
-  '  --split F               train fraction used in training; the held-out rest is evaluated (0: every record)',
-  '  --seed N                the split seed (same as training; default 42); sampling uses seed + example index',
-  '  --limit N               evaluate the first N held-out records',
-  '  --out DIR               default eval/results/run-<time>',
-  '  --judge-url URL         OpenAI-compatible endpoint (http://host:port, …/v1 or …/v1/chat/completions);',
-  '                          key from $LORA_JUDGE_API_KEY; rubrics: correctness, helpfulness (0..1)',
-].join('\n');
-
-function parseMetrics(spec: string): MetricName[] {
-  const names = spec.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s.length > 0);
-  if (names.length === 0) throw new UsageError('--metrics needs at least one of bleu, rouge, meteor');
-  for (const n of names) {
-    if (!(METRIC_NAMES as readonly string[]).includes(n)) throw new UsageError(`unknown metric '${n}' in --metrics (expected ${METRIC_NAMES.join(', ')})`);
-  }
-  return [...new Set(names)] as MetricName[];
-}
-
-function number(s: string | undefined, name: string, o: { integer?: boolean; min?: number; max?: number } = {}): number | undefined {
-  if (s === undefined) return undefined;
-  const v = Number(s);
-  if (s.trim() === '' || !Number.isFinite(v) || (o.integer && !Number.isInteger(v))) throw new UsageError(`--${name} must be ${o.integer ? 'an integer' : 'a number'}, got '${s}'`);
-  if (o.min !== undefined && v < o.min) throw new UsageError(`--${name} must be >= ${o.min}, got ${v}`);
-  if (o.max !== undefined && v > o.max) throw new UsageError(`--${name} must be <= ${o.max}, got ${v}`);
-  return v;
-}
+export const RUN_SPEC: CommandSpec = {
+  command: 'lora eval',
+  synopsis: 'lora eval --model DIR|ID [--adapter DIR] [--data FILE] [options]',
+  description: [
+    'Generates for each held-out record (prompt from the training template), scores the output against the record\'s',
+    'output and writes OUT/traces.jsonl (one LangSmith-style run per example) and OUT/summary.json (mean metrics,',
+    'P50/P95 latency, token totals, config).',
+    '',
+    'Honest by default: with --adapter, the training run\'s training_args.json (next to the adapter or in its run folder)',
+    'gives the data, split and seed, and the records the adapter never saw are evaluated. A request that would score',
+    'records the adapter was trained on (another --split or --seed, other data holding training records) is refused',
+    'unless --allow-train-overlap is given.',
+  ].join('\n'),
+  flags: [
+    modelFlag(),
+    { name: 'adapter', kind: 'string', metavar: 'DIR', help: 'PEFT adapter folder (lora train --out, or one of its checkpoints)' },
+    { name: 'data', kind: 'string', metavar: 'FILE', defaultText: 'the adapter\'s training data', help: 'CodeAlpaca-style JSON/JSONL/Parquet records' },
+    { name: 'split', kind: 'number', min: 0, max: 1, defaultText: `the adapter's training split, else ${TRAINING_DEFAULTS.split}`, help: 'train fraction used in training; the held-out rest is evaluated (0: every record)' },
+    { name: 'seed', kind: 'int', min: 0, defaultText: `the adapter's training seed, else ${TRAINING_DEFAULTS.seed}`, help: 'the split seed; sampling uses seed + example index' },
+    { name: 'allow-train-overlap', kind: 'boolean', help: 'score records the adapter was trained on anyway (recorded in summary.json)' },
+    { name: 'limit', kind: 'int', min: 1, help: 'evaluate the first N held-out records' },
+    { name: 'max-new-tokens', kind: 'int', min: 1, default: 64, help: 'tokens to generate per record at most' },
+    { name: 'metrics', kind: 'list', itemName: 'metric', choices: METRIC_NAMES, default: [...METRIC_NAMES], help: 'which metrics' },
+    { name: 'out', kind: 'string', metavar: 'DIR', defaultText: 'eval/results/run-<time>', help: 'where traces.jsonl and summary.json go' },
+    { name: 'json', kind: 'boolean', help: 'print the summary as JSON' },
+    { name: 'name', kind: 'string', help: 'experiment name in summary.json and lora eval compare' },
+    { name: 'temperature', kind: 'number', min: 0, default: 0, help: '0 = greedy' },
+    { name: 'top-p', kind: 'number', min: 0, max: 1, default: 1, help: 'nucleus sampling mass' },
+    { name: 'top-k', kind: 'int', min: 0, default: 0, help: 'sample from the k most likely tokens (0 = all)' },
+    dtypeFlag(),
+    deviceFlag(),
+    { name: 'stemmer', kind: 'boolean', help: 'Porter-stem ROUGE tokens' },
+    { name: 'no-synonyms', kind: 'boolean', help: 'METEOR without WordNet synonyms' },
+    { name: 'wordnet', kind: 'string', metavar: 'DIR', defaultText: '$LORA_WORDNET_DIR, /usr/share/wordnet', help: 'WordNet 3.0 dict directory' },
+    { name: 'replace-invalid-utf8', kind: 'boolean', help: 'replace bytes that are not UTF-8 with U+FFFD and warn (default: error)' },
+    { name: 'judge-url', kind: 'string', metavar: 'URL', help: 'OpenAI-compatible endpoint (http://host:port, …/v1 or …/v1/chat/completions); key from $LORA_JUDGE_API_KEY' },
+    { name: 'judge-model', kind: 'string', metavar: 'NAME', help: 'the judge model; rubrics: correctness, helpfulness (0..1)' },
+    { name: 'judge-concurrency', kind: 'int', min: 1, default: 4, help: 'judge requests in flight' },
+    { name: 'judge-retries', kind: 'int', min: 0, default: 3, help: 'retries per judge request' },
+    { name: 'judge-timeout', kind: 'number', min: 0, minExclusive: true, default: 60, help: 'seconds per judge request' },
+  ],
+};
 
 function f(x: number | undefined, d: number): string {
   return x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(d);
@@ -101,45 +111,36 @@ export function formatEvalSummary(r: EvalResult, paths: { traces: string; summar
 }
 
 export async function runEval(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      model: { type: 'string' }, adapter: { type: 'string' }, data: { type: 'string' }, split: { type: 'string' },
-      seed: { type: 'string' }, limit: { type: 'string' }, 'max-new-tokens': { type: 'string' }, metrics: { type: 'string' },
-      out: { type: 'string' }, json: { type: 'boolean', default: false }, name: { type: 'string' },
-      temperature: { type: 'string' }, 'top-p': { type: 'string' }, 'top-k': { type: 'string' },
-      dtype: { type: 'string' }, device: { type: 'string' },
-      stemmer: { type: 'boolean', default: false }, 'no-synonyms': { type: 'boolean', default: false }, wordnet: { type: 'string' },
-      'replace-invalid-utf8': { type: 'boolean', default: false },
-      'judge-url': { type: 'string' }, 'judge-model': { type: 'string' }, 'judge-concurrency': { type: 'string' },
-      'judge-retries': { type: 'string' }, 'judge-timeout': { type: 'string' },
-    },
-  });
-  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}' (subcommands: score, compare)`);
+  const { values: v, given } = parseFlags(RUN_SPEC, argv);
+  const values = v as {
+    model?: string; adapter?: string; data?: string; split?: number; seed?: number; 'allow-train-overlap'?: boolean; limit?: number;
+    'max-new-tokens': number; metrics: MetricName[]; out?: string; json?: boolean; name?: string; temperature: number; 'top-p': number;
+    'top-k': number; dtype: BaseDType; device: DeviceOption; stemmer?: boolean; 'no-synonyms'?: boolean; wordnet?: string;
+    'replace-invalid-utf8'?: boolean; 'judge-url'?: string; 'judge-model'?: string; 'judge-concurrency': number; 'judge-retries': number;
+    'judge-timeout': number;
+  };
   if (!values.model) throw new UsageError('--model DIR|ID is required');
-  if (!values.data) throw new UsageError('--data FILE is required');
-  const split = number(values.split, 'split', { min: 0, max: 1 }) ?? 0.5;
-  if (split === 1) throw new UsageError('--split 1 trains on every record and leaves none held out to evaluate (use the split training used, e.g. 0.5, or 0 to evaluate every record)');
-  const seed = number(values.seed, 'seed', { integer: true }) ?? 42;
-  const limit = number(values.limit, 'limit', { integer: true, min: 1 });
-  const maxNewTokens = number(values['max-new-tokens'], 'max-new-tokens', { integer: true, min: 1 }) ?? 64;
-  const metrics = values.metrics !== undefined ? parseMetrics(values.metrics) : [...METRIC_NAMES];
+  const training = values.adapter ? findTrainingRecord(values.adapter) : undefined;
+  const dataPath = values.data ?? training?.dataPath;
+  if (!dataPath) throw new UsageError(values.adapter ? `--data FILE is required (${values.adapter} has no training_args.json that names its data)` : '--data FILE is required');
+  const split = given.has('split') ? values.split! : (training?.split ?? TRAINING_DEFAULTS.split);
+  if (split === 1 && given.has('split')) throw new UsageError('--split 1 trains on every record and leaves none held out to evaluate (use the split training used, e.g. 0.5, or 0 to evaluate every record)');
+  const seed = given.has('seed') ? values.seed! : (training?.seed ?? TRAINING_DEFAULTS.seed);
+  const limit = values.limit;
+  const maxNewTokens = values['max-new-tokens'];
+  const metrics = [...new Set(values.metrics)];
   const judgeUrl = values['judge-url'];
   if ((judgeUrl === undefined) !== (values['judge-model'] === undefined)) throw new UsageError('--judge-url and --judge-model go together');
-  const device = (values.device ?? 'auto') as DeviceOption;
-  if (!['auto', 'cpu', 'cuda', 'ref', 'emu'].includes(device)) throw new UsageError(`--device must be auto, cpu or cuda, got '${device}'`);
-  const dtype = (values.dtype ?? 'f32') as BaseDType;
-  if (!['f32', 'bf16', 'f16', 'int8', 'int4', 'nf4'].includes(dtype)) throw new UsageError('--dtype must be one of f32, bf16, f16, int8, int4, nf4');
+  const device = values.device;
+  const dtype = values.dtype;
   const judge: JudgeOptions | undefined = judgeUrl
     ? {
         url: judgeUrl,
         model: values['judge-model']!,
         apiKey: process.env.LORA_JUDGE_API_KEY || undefined,
-        concurrency: number(values['judge-concurrency'], 'judge-concurrency', { integer: true, min: 1 }) ?? 4,
-        retries: number(values['judge-retries'], 'judge-retries', { integer: true, min: 0 }) ?? 3,
-        timeoutMs: (number(values['judge-timeout'], 'judge-timeout', { min: 0.001 }) ?? 60) * 1000,
+        concurrency: values['judge-concurrency'],
+        retries: values['judge-retries'],
+        timeoutMs: values['judge-timeout'] * 1000,
       }
     : undefined;
   // Missing WordNet (METEOR's synonyms) and a bad --judge-url are reported before any generation runs.
@@ -147,16 +148,40 @@ export async function runEval(argv: string[]): Promise<number> {
   if (judge) chatCompletionsUrl(judge.url);
   const out = resolve(values.out ?? join('eval', 'results', `run-${new Date().toISOString().replace(/[:.]/g, '-')}`));
 
-  const { records, warnings } = await readEvalRecords(values.data, { invalidUtf8: values['replace-invalid-utf8'] ? 'replace' : 'error' });
+  const readOpts = { invalidUtf8: values['replace-invalid-utf8'] ? ('replace' as const) : ('error' as const) };
+  const { records, warnings } = await readEvalRecords(dataPath, readOpts);
   for (const w of warnings) process.stderr.write(`lora eval: warning: ${w}\n`);
   if (!records.length) {
-    process.stderr.write(`lora eval: ${values.data} holds no records\n`);
+    process.stderr.write(`lora eval: ${dataPath} holds no records\n`);
     return 1;
   }
-  const held = heldOutRecords(records, split, seed, limit);
-  if (!held.length) {
+  // The held-out records by position, as splitTrainTest deals them (split 0: every record).
+  const indices = records.map((_, i) => i);
+  const heldAll = split === 0 ? indices : splitTrainTest(indices, split, seed).test;
+  const heldIdx = limit === undefined ? heldAll : heldAll.slice(0, limit);
+  if (!heldIdx.length) {
+    if (training && !given.has('split')) {
+      throw new EvalSplitError('E_EVAL_NO_HELD_OUT', `the adapter was trained with split ${split} on ${dataPath} (${training.file}), so none of its records is held out; ` +
+        'evaluate other data with --data, or pass --split 0 --allow-train-overlap to score training records knowingly');
+    }
     process.stderr.write(`lora eval: --split ${split} of ${records.length} record${records.length === 1 ? '' : 's'} leaves none held out to evaluate\n`);
     return 1;
+  }
+  const held = heldIdx.map((i) => records[i]);
+  const overlap = training
+    ? await checkOverlap(training, { path: dataPath, sha256: fileSha256(dataPath), records }, heldIdx, async (p) => (await readEvalRecords(p, readOpts)).records)
+    : undefined;
+  if (overlap?.overlap) {
+    const what = `${overlap.overlap} of the ${held.length} records to evaluate ${overlap.overlap === 1 ? 'was' : 'were'} in the adapter's training set ` +
+      `(trained with split ${training!.split}, seed ${training!.seed} on ${training!.dataPath}; evaluating split ${split}, seed ${seed} of ${dataPath})`;
+    if (!values['allow-train-overlap']) {
+      throw new EvalSplitError('E_EVAL_TRAIN_OVERLAP', `${what}. Leave out --split/--seed to evaluate the held-out records, or pass --allow-train-overlap to score them anyway`);
+    }
+    process.stderr.write(`lora eval: WARNING: ${what}; its scores are inflated (--allow-train-overlap)\n`);
+  } else if (overlap?.note) {
+    process.stderr.write(`lora eval: warning: cannot check for training records: ${overlap.note}\n`);
+  } else if (values.adapter && !training) {
+    process.stderr.write(`lora eval: warning: ${values.adapter} has no training_args.json, so its training records are unknown; using split ${split}, seed ${seed}\n`);
   }
 
   const tok = await OptTokenizer.fromPretrained(values.model);
@@ -166,7 +191,7 @@ export async function runEval(argv: string[]): Promise<number> {
   process.once('SIGINT', onSigint);
   try {
     if (values.adapter) await model.loadAdapter(values.adapter);
-    process.stderr.write(`lora eval: ${held.length} held-out record${held.length === 1 ? '' : 's'} of ${records.length} (split ${split}, seed ${seed})\n`);
+    process.stderr.write(`lora eval: ${held.length} held-out record${held.length === 1 ? '' : 's'} of ${records.length} (split ${split}, seed ${seed}${training ? `, from ${training.file}` : ''})\n`);
     const plain = !process.stderr.isTTY;
     const result = await evaluateModel(
       model,
@@ -174,17 +199,18 @@ export async function runEval(argv: string[]): Promise<number> {
       held,
       {
         maxNewTokens, seed, metrics,
-        temperature: number(values.temperature, 'temperature', { min: 0 }) ?? 0,
-        topP: number(values['top-p'], 'top-p', { min: 0, max: 1 }) ?? 1,
-        topK: number(values['top-k'], 'top-k', { integer: true, min: 0 }) ?? 0,
+        temperature: values.temperature,
+        topP: values['top-p'],
+        topK: values['top-k'],
         score: {
-          rougeStemmer: values.stemmer,
+          rougeStemmer: values.stemmer === true,
           meteor: { synonyms: !values['no-synonyms'], ...(values.wordnet ? { wordnet: values.wordnet } : {}) },
         },
         ...(judge ? { judge } : {}),
         name: values.name ?? 'lora-eval',
         config: {
-          model: values.model, adapter: values.adapter ?? null, data: values.data, split, seed, limit: limit ?? null,
+          model: values.model, adapter: values.adapter ?? null, data: dataPath, split, seed, limit: limit ?? null,
+          trainingArgs: training?.file ?? null, trainOverlap: overlap ? { records: overlap.overlap, method: overlap.method } : null,
           heldOut: held.length, records: records.length, dtype, device: model.device.backend,
           ...(judge ? { judge: { url: judge.url, model: judge.model, concurrency: judge.concurrency, retries: judge.retries, timeoutMs: judge.timeoutMs } } : {}),
         },

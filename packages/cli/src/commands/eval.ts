@@ -1,7 +1,6 @@
 // `lora eval <subcommand>`: evaluation of generated text. `lora eval score` scores existing
 // predictions against references, as the sacreBLEU command line does, with no model involved.
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 
 import {
   EvalError,
@@ -14,51 +13,42 @@ import {
   type ScoreReport,
 } from '@lora/sdk';
 
-import type { Command } from '../command.js';
+import type { Command, Subcommand } from '../command.js';
 import { UsageError } from '../command.js';
-import { COMPARE_USAGE, runCompare } from './eval-compare.js';
-import { RUN_USAGE, runEval } from './eval-run.js';
-
-const SCORE_USAGE = [
-  'lora eval score --input FILE.jsonl [--metrics bleu,rouge,meteor] [--stemmer] [--json]',
-  '                [--tokenize 13a|intl|char|none] [--smooth exp|floor|add-k|none] [--smooth-value N] [--lowercase]',
-  '                [--no-synonyms] [--wordnet DIR] [--meteor-tokenize treebank|whitespace] [--replace-invalid-utf8]',
-  '',
-  'Each line of FILE is a JSON object with "prediction" and "reference" (a string) or "references" (a list).',
-  'Prints corpus BLEU (sacreBLEU), mean ROUGE-1/2/L/Lsum F (rouge-score) and mean METEOR (NLTK);',
-  '--json prints {corpus, examples} with per-example sentence BLEU, ROUGE P/R/F and METEOR.',
-  '  --stemmer               Porter-stem ROUGE tokens (rouge-score use_stemmer=True)',
-  '  --no-synonyms           METEOR without the WordNet synonym stage (no WordNet needed)',
-  '  --wordnet DIR           WordNet 3.0 dict directory (default: $LORA_WORDNET_DIR, /usr/share/wordnet)',
-  "  --meteor-tokenize T     METEOR words: treebank (default, NLTK word_tokenize) or whitespace (str.split)",
-  '  --replace-invalid-utf8  replace bytes that are not UTF-8 with U+FFFD and warn (default: error)',
-].join('\n');
-
-const USAGE = [
-  'lora eval score --input FILE.jsonl [options]      score existing predictions',
-  'lora eval --model DIR --data FILE [options]      generate on held-out records and score them',
-  'lora eval compare PATH... [--html FILE]           one table across eval/bench outputs',
-  '',
-  RUN_USAGE,
-  '',
-  SCORE_USAGE,
-  '',
-  COMPARE_USAGE,
-].join('\n');
+import { closest, parseFlags, type CommandSpec } from '../flags.js';
+import { jsonFlag } from './common-flags.js';
+import { COMPARE_SPEC, runCompare } from './eval-compare.js';
+import { RUN_SPEC, runEval } from './eval-run.js';
 
 const TOKENIZERS: readonly BleuTokenizer[] = ['13a', 'intl', 'char', 'none'];
 const SMOOTHING: readonly BleuSmoothMethod[] = ['exp', 'floor', 'add-k', 'none'];
 
-function parseMetrics(spec: string): MetricName[] {
-  const names = spec.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s.length > 0);
-  if (names.length === 0) throw new UsageError('--metrics needs at least one of bleu, rouge, meteor');
-  for (const n of names) {
-    if (!(METRIC_NAMES as readonly string[]).includes(n)) {
-      throw new UsageError(`unknown metric '${n}' in --metrics (expected ${METRIC_NAMES.join(', ')})`);
-    }
-  }
-  return [...new Set(names)] as MetricName[];
-}
+const SCORE_SPEC: CommandSpec = {
+  command: 'lora eval score',
+  synopsis: 'lora eval score --input FILE.jsonl [options]',
+  description: 'Each line of FILE is a JSON object with "prediction" and "reference" (a string) or "references" (a list).\n' +
+    'Prints corpus BLEU (sacreBLEU), mean ROUGE-1/2/L/Lsum F (rouge-score) and mean METEOR (NLTK); no model is involved.\n' +
+    '--json prints {corpus, examples} with per-example sentence BLEU, ROUGE P/R/F and METEOR.',
+  flags: [
+    { name: 'input', kind: 'string', metavar: 'FILE.jsonl', help: 'predictions and references' },
+    { name: 'metrics', kind: 'list', itemName: 'metric', choices: METRIC_NAMES, default: [...METRIC_NAMES], help: 'which metrics' },
+    { name: 'stemmer', kind: 'boolean', help: 'Porter-stem ROUGE tokens (rouge-score use_stemmer=True)' },
+    { name: 'tokenize', kind: 'enum', choices: TOKENIZERS, default: '13a', help: 'BLEU tokenizer (sacreBLEU --tokenize)' },
+    { name: 'smooth', kind: 'enum', choices: SMOOTHING, default: 'exp', help: 'BLEU smoothing (sacreBLEU --smooth-method)' },
+    { name: 'smooth-value', kind: 'number', min: 0, help: 'the smoothing\'s value (floor: 0.1, add-k: 1 by default)' },
+    { name: 'lowercase', kind: 'boolean', help: 'case-insensitive BLEU' },
+    { name: 'no-synonyms', kind: 'boolean', help: 'METEOR without the WordNet synonym stage (no WordNet needed)' },
+    { name: 'wordnet', kind: 'string', metavar: 'DIR', defaultText: '$LORA_WORDNET_DIR, /usr/share/wordnet', help: 'WordNet 3.0 dict directory' },
+    { name: 'meteor-tokenize', kind: 'enum', choices: ['treebank', 'whitespace'], default: 'treebank', help: 'METEOR words: NLTK word_tokenize or str.split' },
+    { name: 'replace-invalid-utf8', kind: 'boolean', help: 'replace bytes that are not UTF-8 with U+FFFD and warn (default: error)' },
+    jsonFlag('print corpus and per-example scores as JSON'),
+  ],
+};
+
+const EVAL_SUBCOMMANDS: Subcommand[] = [
+  { name: 'score', summary: 'score existing predictions (BLEU, ROUGE, METEOR)', spec: SCORE_SPEC },
+  { name: 'compare', summary: 'one table across eval, bench and train outputs', spec: COMPARE_SPEC },
+];
 
 function f2(x: number): string {
   return x.toFixed(2);
@@ -105,39 +95,18 @@ export function formatScoreTable(report: ScoreReport, source: string, lines?: re
 }
 
 async function runScore(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: {
-      input: { type: 'string' },
-      metrics: { type: 'string' },
-      stemmer: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      tokenize: { type: 'string' },
-      smooth: { type: 'string' },
-      'smooth-value': { type: 'string' },
-      lowercase: { type: 'boolean', default: false },
-      'no-synonyms': { type: 'boolean', default: false },
-      wordnet: { type: 'string' },
-      'meteor-tokenize': { type: 'string' },
-      'replace-invalid-utf8': { type: 'boolean', default: false },
-    },
-    strict: true,
-    allowPositionals: true,
-  });
-  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const { values: v } = parseFlags(SCORE_SPEC, argv);
+  const values = v as {
+    input?: string; metrics: MetricName[]; stemmer?: boolean; json?: boolean; tokenize: BleuTokenizer; smooth: BleuSmoothMethod;
+    'smooth-value'?: number; lowercase?: boolean; 'no-synonyms'?: boolean; wordnet?: string; 'meteor-tokenize': 'treebank' | 'whitespace';
+    'replace-invalid-utf8'?: boolean;
+  };
   if (!values.input) throw new UsageError('--input FILE.jsonl is required');
-  const metrics = values.metrics !== undefined ? parseMetrics(values.metrics) : [...METRIC_NAMES];
-  const tokenize = (values.tokenize ?? '13a') as BleuTokenizer;
-  if (!TOKENIZERS.includes(tokenize)) throw new UsageError(`--tokenize must be one of ${TOKENIZERS.join(', ')}`);
-  const smooth = (values.smooth ?? 'exp') as BleuSmoothMethod;
-  if (!SMOOTHING.includes(smooth)) throw new UsageError(`--smooth must be one of ${SMOOTHING.join(', ')}`);
-  const meteorTokenize = values['meteor-tokenize'] ?? 'treebank';
-  if (meteorTokenize !== 'treebank' && meteorTokenize !== 'whitespace') throw new UsageError('--meteor-tokenize must be treebank or whitespace');
-  let smoothValue: number | undefined;
-  if (values['smooth-value'] !== undefined) {
-    smoothValue = Number(values['smooth-value']);
-    if (!Number.isFinite(smoothValue) || smoothValue < 0) throw new UsageError('--smooth-value must be a non-negative number');
-  }
+  const metrics = [...new Set(values.metrics)];
+  const tokenize = values.tokenize;
+  const smooth = values.smooth;
+  const meteorTokenize = values['meteor-tokenize'];
+  const smoothValue = values['smooth-value'];
 
   let data: Buffer;
   try {
@@ -159,8 +128,8 @@ async function runScore(argv: string[]): Promise<number> {
     }
     const report = scorePredictions(parsed.examples, {
       metrics,
-      rougeStemmer: values.stemmer,
-      bleu: { tokenize, smoothMethod: smooth, smoothValue, lowercase: values.lowercase },
+      rougeStemmer: values.stemmer === true,
+      bleu: { tokenize, smoothMethod: smooth, smoothValue, lowercase: values.lowercase === true },
       meteor: {
         synonyms: !values['no-synonyms'],
         tokenize: meteorTokenize,
@@ -191,7 +160,8 @@ const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
 export const evalCommand: Command = {
   name: 'eval',
   summary: 'Evaluate a model/adapter on held-out records, score predictions, compare experiments (BLEU, ROUGE, METEOR, judge)',
-  usage: USAGE,
+  spec: RUN_SPEC,
+  subcommands: EVAL_SUBCOMMANDS,
   async run(argv) {
     const [sub, ...rest] = argv;
     // `lora eval --model …` (no subcommand) runs the generation-based evaluation.
@@ -200,7 +170,10 @@ export const evalCommand: Command = {
       return runEval(argv);
     }
     const run = SUBCOMMANDS[sub];
-    if (!run) throw new UsageError(`unknown subcommand '${sub}' (available: ${Object.keys(SUBCOMMANDS).join(', ')})`);
+    if (!run) {
+      const near = closest(sub, Object.keys(SUBCOMMANDS));
+      throw new UsageError(`unknown subcommand '${sub}' (available: ${Object.keys(SUBCOMMANDS).join(', ')})${near ? `; did you mean '${near}'?` : ''}`);
+    }
     return run(rest);
   },
 };

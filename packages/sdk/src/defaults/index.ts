@@ -1,1 +1,2 @@
 export { ensureTinyModel, describeTinyModel, TINY_DEFAULTS, type TinyModelOptions } from './tiny-model.js';
+export { TRAINING_DEFAULTS, defaultAlpha } from './training-defaults.js';

@@ -15,6 +15,7 @@ import {
   generationErrorNote,
   heldOutRecords,
   latencyStats,
+  LoraError,
   OptForCausalLM,
   OptTokenizer,
   percentile,
@@ -144,6 +145,38 @@ describe('evaluateModel with a stand-in model', () => {
     expect(r.summary.latency.totalMs).toEqual({ mean: 2, p50: 2, p95: 2, max: 2 });
     expect(generationErrorNote(r)).toBe('1 of 2 generations failed and scored 0 (first error: device lost)');
     expect(benchEvalMetrics(r.summary).errors).toBe(1);
+  });
+
+  it('warns in the summary (and summary.json) when outputs are empty or logits went non-finite, instead of a silent 0', async () => {
+    const tok = await OptTokenizer.fromPretrained(modelDir);
+    const word = tok.encode(' return', { addSpecialTokens: false });
+    let call = 0;
+    const fake = {
+      generate: async () => {
+        call++;
+        if (call === 1) throw new LoraError('E_NON_FINITE', 'generate: the logits of step 1 are not finite (NaN or Inf)');
+        if (call === 2) return { tokens: [tok.eosTokenId], stoppedBy: 'stop-token', timeToFirstTokenMs: 1, totalMs: 1 };
+        return { tokens: word, stoppedBy: 'max-new-tokens', timeToFirstTokenMs: 1, totalMs: 1 };
+      },
+    } as unknown as OptForCausalLM;
+    const r = await evaluateModel(fake, tok, [records[0], records[1], records[4]], { metrics: ['bleu', 'rouge'] });
+    expect(r.examples[0]).toMatchObject({ errorCode: 'E_NON_FINITE', output: '' });
+    expect(r.summary.warnings).toEqual([
+      '1 of 3 generations stopped on non-finite (NaN/Inf) logits: the model or adapter is broken, and those examples\' scores of 0 measure nothing',
+      '1 of 3 outputs is empty (the model stopped at once), scored 0 on every metric',
+    ]);
+    const out = await writeEvalOutputs(r, join(dir, 'warned'));
+    expect(JSON.parse(readFileSync(out.summary, 'utf8')).warnings).toEqual(r.summary.warnings);
+
+    // An all-NaN adapter's run: every output empty, BLEU 0.00 - now said to measure nothing.
+    const silent = { generate: async () => ({ tokens: [tok.eosTokenId], stoppedBy: 'stop-token', timeToFirstTokenMs: 1, totalMs: 1 }) } as unknown as OptForCausalLM;
+    const all = await evaluateModel(silent, tok, records.slice(0, 4).filter((x) => x.output), { metrics: ['bleu'] });
+    expect(all.summary.metrics.bleu).toBe(0);
+    expect(all.summary.warnings).toEqual([expect.stringMatching(/^every output is empty \(3 of 3\): BLEU\/ROUGE\/METEOR of 0 say nothing/)]);
+
+    // A healthy run has no warnings.
+    const fine = { generate: async () => ({ tokens: word, stoppedBy: 'max-new-tokens', timeToFirstTokenMs: 1, totalMs: 1 }) } as unknown as OptForCausalLM;
+    expect((await evaluateModel(fine, tok, [records[0]], { metrics: ['bleu'] })).summary.warnings).toEqual([]);
   });
 });
 

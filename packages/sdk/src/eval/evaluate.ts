@@ -17,6 +17,7 @@ import type { CausalLM } from '../models/causal-lm.js';
 import type { OptTokenizer } from '../tokenizer/opt-tokenizer.js';
 import { judgeExamples, JUDGE_RUBRICS, type JudgeOptions, type JudgeRubric, type JudgeVerdict } from './judge.js';
 import { METRIC_NAMES, scorePredictions, type CorpusScores, type MetricName, type ScoreOptions } from './score.js';
+import { evalWarnings } from './warnings.js';
 
 export const EVAL_SCHEMA = 'lora-eval/1' as const;
 
@@ -72,6 +73,8 @@ export interface EvalExample {
   notes?: string[];
   /** Why generation failed, if it did. */
   error?: string;
+  /** The failure's stable code when it had one (E_NON_FINITE: the logits went NaN/Inf). */
+  errorCode?: string;
   judge?: EvalExampleJudge;
 }
 
@@ -105,6 +108,8 @@ export interface EvalSummary {
   /** Generated tokens per second of generation time. */
   outputTokensPerSec: number;
   judge?: { model: string; url: string; rubrics: JudgeRubric[]; judged: number; errors: number; unreachable?: string };
+  /** Sentences saying when scores measure nothing (empty or non-finite outputs); see eval/warnings.ts. */
+  warnings: string[];
   wallSec: number;
 }
 
@@ -174,6 +179,7 @@ export async function evaluateModel(
       ex.endTime = new Date(startTime.getTime() + g.totalMs).toISOString();
     } catch (e) {
       ex.error = e instanceof Error ? e.message : String(e);
+      if (typeof (e as { code?: unknown })?.code === 'string') ex.errorCode = (e as { code: string }).code;
       ex.endTime = new Date().toISOString();
     }
     examples.push(ex);
@@ -264,6 +270,7 @@ export async function scoreEvaluation(examples: EvalExample[], opts: EvaluateOpt
     tokens: { in: tokensIn, out: tokensOut, total: tokensIn + tokensOut },
     outputTokensPerSec: genMs > 0 ? (1000 * ok.reduce((a, e) => a + e.tokensOut, 0)) / genMs : 0,
     ...(judgeSummary ? { judge: judgeSummary } : {}),
+    warnings: evalWarnings({ examples, emptyOutputs: c.emptyPredictions, metrics: summaryMetrics }),
     wallSec: (performance.now() - t0) / 1000,
   };
   return { examples, summary };

@@ -25,6 +25,7 @@ export {
   evaluateModel, scoreEvaluation, traceRecord, tracesJsonl, writeEvalOutputs, benchEvalMetrics, generationErrorNote, percentile, latencyStats, EVAL_SCHEMA,
   type EvaluateOptions, type EvalExample, type EvalExampleJudge, type EvalSummary, type EvalResult, type EvalProgress, type LatencyStats,
 } from './evaluate.js';
+export { evalWarnings, type WarningInput } from './warnings.js';
 export {
   judgeExamples, parseJudgeReply, chatCompletionsUrl, judgeUserMessage, JudgeError, JUDGE_RUBRICS,
   type JudgeOptions, type JudgeRubric, type JudgeVerdict, type JudgeItem, type JudgeRunResult, type JudgeErrorCode,

@@ -44,7 +44,7 @@ function takeLock(path: string): void {
         // unreadable: treated as stale below
       }
       if (pid !== process.pid && pidAlive(pid)) {
-        throw new LoraError('E_OUTPUT_LOCKED', `${path}: another training run (pid ${pid}) is writing to this folder; wait for it or use another --out`);
+        throw new LoraError('E_OUTPUT_LOCKED', `${path}: another training run (pid ${pid}) is writing to this folder; wait for it or use another --out (if no run is using the folder, delete the lock file)`);
       }
       try {
         unlinkSync(path); // stale: its process is gone

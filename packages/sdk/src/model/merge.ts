@@ -43,7 +43,7 @@ function addDelta(w: Float32Array, lora: LoraAdapter, m: LoraModule): void {
 /** What merging reads of a model: its parameters, where they live, the adapter and a kernel to dequantize. */
 export interface MergeSource {
   readonly params: readonly Param[];
-  readonly weights: { layers: object[] };
+  readonly weights: { readonly layers: readonly object[] };
   readonly lora: LoraAdapter | undefined;
   readonly kernels: Kernels;
 }

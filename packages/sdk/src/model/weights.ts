@@ -1,50 +1,19 @@
-// The frozen base of an OPT model in native memory. q/k/v are stacked into one [3C, C] weight so a
-// layer's three projections run as one matmul (and one fused LoRA over G = 3 groups). Linear
-// weights take the base dtype (quantized at load for int8/int4/nf4); biases, layer norms and the
-// position table stay f32. The token table is the tied lm_head (also gathered from when it is f32
-// or bf16; a quantised head keeps an f32 copy for the gather).
+// The frozen base of a model in native memory, loaded from its family's parameter table: linear
+// weights take the base dtype (quantized at load for int8/int4/nf4), everything else stays f32;
+// tensors sharing a role are stacked (OPT's q/k/v into one [3C, C] weight, so a layer's three
+// projections run as one matmul and one fused LoRA over G = 3 groups).
 import { native, type DeviceName, type NativeTensor } from '@lora/core-native';
 
-import type { OptConfig } from '../config/opt-config.js';
-import { assertOptWeights } from '../config/opt-weights.js';
 import type { WeightReport } from '../config/weights-check.js';
 import { LoraError } from '../io/errors.js';
 import { toF32 } from '../io/dtype.js';
 import type { WeightSource } from '../io/tensor.js';
-import { OPT_PARAMS } from '../models/opt-params.js';
-import { expandParams, type Param } from '../models/params.js';
+import type { Param } from '../models/params.js';
 import type { BaseDType } from './device.js';
 import type { Kernels } from './kernels.js';
-import { logicalShapes, quantBlockFor, quantizedTensor, readQuantizedRaw, type QuantizationConfig } from './quantized-io.js';
+import { quantBlockFor, quantizedTensor, readQuantizedRaw, type QuantizationConfig } from './quantized-io.js';
 
 export { QUANT_BLOCK, quantBlockFor } from './quantized-io.js';
-
-export interface LayerWeights {
-  qkvW: NativeTensor; // [3C, C] base dtype: rows q | k | v
-  qkvB: NativeTensor; // [3C] f32
-  outW: NativeTensor; // [C, C]
-  outB: NativeTensor;
-  fc1W: NativeTensor; // [F, C]
-  fc1B: NativeTensor;
-  fc2W: NativeTensor; // [C, F]
-  fc2B: NativeTensor;
-  ln1G?: NativeTensor; // self_attn_layer_norm
-  ln1B?: NativeTensor;
-  ln2G?: NativeTensor; // final_layer_norm (of the layer)
-  ln2B?: NativeTensor;
-}
-
-export interface ModelWeights {
-  embed: NativeTensor; // [V, E] for the input gather: lmHead itself when f32/bf16, else an f32 copy
-  lmHead: NativeTensor; // [V, E] base dtype (tied to embed), for the output projection
-  pos: NativeTensor; // [P + 2, C] f32
-  projIn?: NativeTensor; // [C, E]
-  projOut?: NativeTensor; // [E, C]
-  finalLnG?: NativeTensor;
-  finalLnB?: NativeTensor;
-  layers: LayerWeights[];
-  dtype: BaseDType;
-}
 
 /**
  * Makes a weight tensor of the base dtype from f32 values [rows, cols]. With `pack` (the cpu and
@@ -167,25 +136,10 @@ export async function loadWeights(params: readonly Param[], report: WeightReport
   }
 }
 
-/** Loads and validates every base tensor of an OPT model; the source is read one tensor at a time. */
-export async function loadModelWeights(config: OptConfig, source: WeightSource, k: Kernels, o: Omit<LoadWeightOptions, 'tiedEmbedding'>): Promise<ModelWeights> {
-  const params = expandParams(OPT_PARAMS, config);
-  const report = assertOptWeights(config, o.quant ? logicalShapes(source, params) : source);
-  const loaded = await loadWeights(params, report, source, k, { ...o, tiedEmbedding: 'embed' });
-  // Without biases (enable_bias false) the linears add zeros: one f32 vector per missing bias.
-  const { Tensor } = native();
-  const zeros = (n: number) => Tensor.fromArray(new Float32Array(n), [n], 'f32', o.device);
-  const C = config.hiddenSize;
-  const layers = loaded.layers.map((l) => ({
-    ...l,
-    qkvB: l.qkvB ?? zeros(3 * C), outB: l.outB ?? zeros(C), fc1B: l.fc1B ?? zeros(config.ffnDim), fc2B: l.fc2B ?? zeros(C),
-  })) as unknown as LayerWeights[];
-  return { ...(loaded.globals as unknown as Omit<ModelWeights, 'layers' | 'dtype'>), layers, dtype: o.dtype };
-}
-
 /** Every tensor of the base, once each (embed may be lmHead itself), for dispose() and memory accounting. */
-export function weightTensors(w: ModelWeights): NativeTensor[] {
-  const out = [w.embed, w.lmHead, w.pos, w.projIn, w.projOut, w.finalLnG, w.finalLnB];
-  for (const l of w.layers) out.push(...Object.values(l));
-  return [...new Set(out.filter((t): t is NativeTensor => t !== undefined))];
+export function weightTensors(w: { layers: readonly object[] }): NativeTensor[] {
+  const isTensor = (t: unknown): t is NativeTensor => typeof t === 'object' && t !== null && 'dispose' in t;
+  const out = Object.values(w as Record<string, unknown>).filter(isTensor);
+  for (const l of w.layers) out.push(...Object.values(l as Record<string, unknown>).filter(isTensor));
+  return [...new Set(out)];
 }

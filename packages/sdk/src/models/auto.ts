@@ -7,7 +7,7 @@ import { MODEL_FILES } from '../hub/selection.js';
 import type { HubProgressEvent } from '../hub/progress.js';
 import { LoraError } from '../io/errors.js';
 import { readJsonFile } from '../io/safe-file.js';
-import { OptForCausalLM } from '../model/opt.js';
+import { OptForCausalLM } from './opt.js';
 import type { CausalLM, LoadOptions } from './causal-lm.js';
 
 interface Family {

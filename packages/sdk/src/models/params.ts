@@ -64,7 +64,7 @@ export function paramShapes(params: readonly Param[]): Map<string, number[]> {
 }
 
 /** Where a param lives in loaded weights: the role's tensor and, when stacked, its row range. */
-export function slotOf(weights: { layers: object[] }, p: Param): { tensor: NativeTensor | undefined; rows?: [number, number] } {
+export function slotOf(weights: { readonly layers: readonly object[] }, p: Param): { tensor: NativeTensor | undefined; rows?: [number, number] } {
   const owner = (p.layer === undefined ? weights : weights.layers[p.layer]) as Record<string, NativeTensor | undefined>;
   const tensor = owner[p.role];
   if (!p.stack) return { tensor };

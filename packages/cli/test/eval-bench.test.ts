@@ -49,7 +49,7 @@ describe('lora bench --eval', () => {
     expect(c.stderr).toBe('');
     expect(c.status).toBe(0);
     const lines = c.stdout.split('\n');
-    expect(lines[0]).toMatch(/^\| experiment +\| +n \| +BLEU \| +ROUGE-1 \| +ROUGE-2 \| +ROUGE-L \|.*METEOR \|.*TTFT P50 ms \|.*latency P50 ms \|/);
+    expect(lines[0]).toMatch(/^\| experiment +\| data +\| split +\| seed +\| +n \| +BLEU \| +ROUGE-1 \| +ROUGE-2 \| +ROUGE-L \|.*METEOR \|.*TTFT P50 ms \|.*latency P50 ms \|/);
     for (const name of ['sweep/r=2', 'sweep/r=4', 'sweep/r=8', 'base']) expect(c.stdout).toMatch(new RegExp(`^\\| ${name.replace(/[=/]/g, '\\$&')} +\\|`, 'm'));
     // The lowest P50 latency is marked, and the legend explains the mark.
     expect(lines.slice(2, 6).some((l) => /\d\*/.test(l))).toBe(true);

@@ -3,10 +3,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
-import { compareTable, loadExperiments, type CompareTable } from '@lora/sdk';
+import { compareTable, loadExperiments, type CompareTable, type Experiment } from '@lora/sdk';
 
 import { parseFlags, type CommandSpec } from '../flags.js';
-import { escapeXml } from '../report/svg.js';
+import { escapeXml, lineChart, runColor } from '../report/svg.js';
+import { CONFIG_HEADERS, configCells, configOfExperiment, configWarnings, isTrainFolder, loadTrainRun, type RunConfig, type TrainRun } from './compare-runs.js';
 
 export const COMPARE_SPEC: CommandSpec = {
   command: 'lora eval compare',
@@ -24,22 +25,66 @@ export const COMPARE_SPEC: CommandSpec = {
   positionals: { name: 'at least one lora eval or lora bench output folder (or lora train --out folder)', min: 1, max: Infinity },
 };
 
-const LEGEND = '* best in its column (highest BLEU, ROUGE, METEOR and judge scores; lowest latency, errors and loss; n and token counts are not ranked).';
+const LEGEND = '* best in its column (highest BLEU, ROUGE, METEOR, judge scores and throughput; lowest latency, errors and loss; n, token counts and config are not ranked; a tie for best is not marked).';
+
+/** The runs' config beside the metrics, and what differs between them. */
+export interface CompareContext {
+  configs: RunConfig[];
+  warnings: string[];
+  /** Train folders' loss curves (for the HTML page). */
+  curves?: Array<{ experiment: Experiment; name: string; curve: TrainRun['curve']; evalCurve: TrainRun['evalCurve'] }>;
+}
+
+/** Readable headers for the metrics HF's Trainer writes (train_results.json, eval_results.json). */
+const TRAIN_HEADERS: Record<string, string> = {
+  train_loss: 'train loss (mean)', train_runtime: 'train runtime s', train_samples_per_second: 'train samples/s',
+  train_tokens_per_second: 'train tokens/s', train_steps_per_second: 'train steps/s', eval_loss: 'eval loss', perplexity: 'eval perplexity',
+  eval_runtime: 'eval runtime s', eval_samples: 'eval samples', train_samples: 'train samples', total_flos: 'total FLOs', last_logged_loss: 'last logged loss',
+};
+const HIGHER_IS_BETTER = /per_second|throughput/;
+const UNRANKED = /^(eval_samples|train_samples|total_flos|epoch)$/;
+
+/** Train-metric headers and directions; a tie for best marks no cell (nothing stands out). */
+export function refineTable(t: CompareTable): CompareTable {
+  const columns = t.columns.map((c) => ({
+    ...c,
+    header: TRAIN_HEADERS[c.key] ?? c.header,
+    best: UNRANKED.test(c.key) ? null : HIGHER_IS_BETTER.test(c.key) ? ('max' as const) : c.best,
+    decimals: /samples$|flos$/.test(c.key) ? 0 : c.decimals,
+  }));
+  const rows = t.rows.map((r) => ({ ...r, cells: r.cells.map((cell) => ({ ...cell })) }));
+  columns.forEach((c, i) => {
+    const vals = rows.map((r) => r.cells[i].value).filter((v): v is number => v !== null);
+    if (c.decimals === 0) for (const r of rows) if (r.cells[i].value !== null) r.cells[i].text = Math.round(r.cells[i].value!).toLocaleString('en-US');
+    for (const r of rows) r.cells[i].best = false;
+    if (!c.best || vals.length < 2) return;
+    const best = c.best === 'min' ? Math.min(...vals) : Math.max(...vals);
+    const at = rows.filter((r) => r.cells[i].value === best);
+    if (at.length === 1) at[0].cells[i].best = true;
+  });
+  return { ...t, columns, rows };
+}
 
 /** The comparison as a Markdown table (padded so that it also reads as plain text). */
-export function formatCompareMarkdown(t: CompareTable): string {
-  const headers = ['experiment', ...t.columns.map((c) => c.header)];
+export function formatCompareMarkdown(t: CompareTable, ctx?: CompareContext): string {
+  const cfg = ctx ? CONFIG_HEADERS : [];
+  const headers = ['experiment', ...cfg, ...t.columns.map((c) => c.header)];
   const marked = t.columns.map((_, i) => t.rows.some((r) => r.cells[i].best));
-  const body = t.rows.map((r) => [r.experiment.name.replace(/\|/g, '\\|'), ...r.cells.map((c, i) => (c.best ? `${c.text}*` : marked[i] ? `${c.text} ` : c.text))]);
+  const body = t.rows.map((r, ri) => [
+    r.experiment.name.replace(/\|/g, '\\|'),
+    ...(ctx ? configCells(ctx.configs[ri]).map((c) => c.replace(/\|/g, '\\|')) : []),
+    ...r.cells.map((c, i) => (c.best ? `${c.text}*` : marked[i] ? `${c.text} ` : c.text)),
+  ]);
   const widths = headers.map((h, i) => Math.max(h.length, 3, ...body.map((row) => row[i].length)));
-  const pad = (s: string, i: number) => (i === 0 ? s.padEnd(widths[i]) : s.padStart(widths[i]));
+  const pad = (s: string, i: number) => (i <= cfg.length ? s.padEnd(widths[i]) : s.padStart(widths[i]));
   const lines = [
     `| ${headers.map(pad).join(' | ')} |`,
-    `|${widths.map((w, i) => (i === 0 ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
+    `|${widths.map((w, i) => (i <= cfg.length ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
     ...body.map((row) => `| ${row.map(pad).join(' | ')} |`),
   ];
   if (!t.rows.length) lines.push('(no experiments)');
   if (marked.some(Boolean)) lines.push('', LEGEND);
+  for (const w of ctx?.warnings ?? []) lines.push(`warning: ${w}`);
   for (const n of t.notes) lines.push(`note: ${n}`);
   return `${lines.join('\n')}\n`;
 }
@@ -63,24 +108,42 @@ tbody tr:hover td { background: #f3f6fb; }
 tr:last-child td { border-bottom: none; }
 .legend-note { color: #555; font-size: 13px; margin: 6px 2px 0; }
 ul.notes { color: #7a4b00; font-size: 13px; }
+ul.warnings { color: #9b1c1c; font-size: 14px; font-weight: 600; }
+td.cfg, th.cfg { color: #555; background: #fafbfc; }
+.chart svg { max-width: 100%; height: auto; }
 footer { margin-top: 30px; color: #777; font-size: 12px; }
 `;
 
 /** The comparison as a self-contained HTML page (inline CSS, no scripts, a CSP that forbids fetches). */
-export function renderCompareHtml(t: CompareTable): string {
-  const head = `<th class="left" scope="col">experiment</th>${t.columns
+export function renderCompareHtml(t: CompareTable, ctx?: CompareContext): string {
+  const cfgHead = ctx ? CONFIG_HEADERS.map((h) => `<th class="left cfg" scope="col" title="not ranked">${h}</th>`).join('') : '';
+  const head = `<th class="left" scope="col">experiment</th>${cfgHead}${t.columns
     .map((c) => `<th scope="col" title="${escapeXml(c.best ? `${c.best === 'max' ? 'higher' : 'lower'} is better` : 'not ranked')}">${escapeXml(c.header)}</th>`)
     .join('')}`;
   const body = t.rows.length
     ? t.rows
         .map(
-          (r) =>
-            `<tr><td class="left" title="${escapeXml(r.experiment.source)}">${escapeXml(r.experiment.name)}</td>${r.cells
+          (r, ri) =>
+            `<tr><td class="left" title="${escapeXml(r.experiment.source)}">${escapeXml(r.experiment.name)}</td>${
+              ctx ? configCells(ctx.configs[ri]).map((c) => `<td class="left cfg">${escapeXml(c)}</td>`).join('') : ''
+            }${r.cells
               .map((c) => `<td${c.best ? ' class="best"' : ''}>${escapeXml(c.text)}</td>`)
               .join('')}</tr>`,
         )
         .join('\n')
-    : `<tr><td class="left" colspan="${t.columns.length + 1}">no experiments</td></tr>`;
+    : `<tr><td class="left" colspan="${t.columns.length + 1 + (ctx ? CONFIG_HEADERS.length : 0)}">no experiments</td></tr>`;
+  const curves = (ctx?.curves ?? []).filter((c) => c.curve.length > 0);
+  const chart = curves.length
+    ? lineChart({
+        id: 'train-loss', title: 'Training loss per step (train folders)', xLabel: 'step', yLabel: 'loss',
+        series: curves.flatMap((c, i) => [
+          { name: c.name, color: runColor(i), points: c.curve.map((p) => ({ x: p.step, y: p.loss })), legendKey: c.name },
+          ...(c.evalCurve.length ? [{ name: `${c.name} eval`, color: runColor(i), points: c.evalCurve.map((p) => ({ x: p.step, y: p.loss })), style: 'dashed' as const, markers: true, legendKey: c.name }] : []),
+        ]),
+        legend: curves.map((c, i) => ({ name: c.name, color: runColor(i) })),
+        styleKey: curves.some((c) => c.evalCurve.length) ? [{ label: 'train loss', style: 'solid' }, { label: 'eval loss', style: 'dashed' }] : undefined,
+      })
+    : '';
   return `<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -99,6 +162,8 @@ export function renderCompareHtml(t: CompareTable): string {
 ${body}
 </tbody></table></div>
 <p class="legend-note">Marked <b>*</b>: ${escapeXml(LEGEND.slice(2))} "n/a": not recorded.</p>
+${ctx?.warnings.length ? `<ul class="warnings">${ctx.warnings.map((w) => `<li>warning: ${escapeXml(w)}</li>`).join('')}</ul>` : ''}
+${chart ? `<div class="chart">${chart}</div>` : ''}
 ${t.notes.length ? `<ul class="notes">${t.notes.map((n) => `<li>${escapeXml(n)}</li>`).join('')}</ul>` : ''}
 <footer>Generated by lora eval compare. Self-contained: no scripts, fonts or network requests.</footer>
 </main>
@@ -110,17 +175,46 @@ ${t.notes.length ? `<ul class="notes">${t.notes.map((n) => `<li>${escapeXml(n)}<
 export async function runCompare(argv: string[]): Promise<number> {
   const { values: v, positionals } = parseFlags(COMPARE_SPEC, argv);
   const values = v as { html?: string; json?: boolean };
-  const { experiments, notes } = await loadExperiments(positionals);
-  const table = compareTable(experiments, notes);
+  const experiments: Experiment[] = [];
+  const configs: RunConfig[] = [];
+  const kinds: string[] = [];
+  const notes: string[] = [];
+  const curves: NonNullable<CompareContext['curves']> = [];
+  for (const p of positionals) {
+    if (isTrainFolder(p)) {
+      const run = loadTrainRun(p, notes);
+      experiments.push(run.experiment);
+      configs.push(run.config);
+      kinds.push('train');
+      curves.push({ experiment: run.experiment, name: run.experiment.name, curve: run.curve, evalCurve: run.evalCurve });
+      continue;
+    }
+    const loaded = await loadExperiments([p]);
+    notes.push(...loaded.notes);
+    for (const e of loaded.experiments) {
+      experiments.push(e);
+      configs.push(configOfExperiment(e));
+      kinds.push(e.kind);
+    }
+  }
+  // Same name twice across paths (two folders called "out"): add the path so that rows can be told apart.
+  const seen = new Map<string, number>();
+  for (const e of experiments) seen.set(e.name, (seen.get(e.name) ?? 0) + 1);
+  for (const e of experiments) if ((seen.get(e.name) ?? 0) > 1) e.name = `${e.name} (${e.source})`;
+  for (const c of curves) c.name = c.experiment.name;
+  const table = refineTable(compareTable(experiments, notes));
+  const warnings = configWarnings(experiments.map((e, i) => ({ name: e.name, kind: kinds[i], config: configs[i] })));
+  const ctx: CompareContext = { configs, warnings, curves };
+  for (const w of warnings) process.stderr.write(`lora eval compare: warning: ${w}\n`);
   if (values.html) {
     const file = resolve(values.html);
     await mkdir(dirname(file), { recursive: true });
-    await writeFile(file, renderCompareHtml(table));
+    await writeFile(file, renderCompareHtml(table, ctx));
   }
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ experiments, columns: table.columns, rows: table.rows.map((r) => ({ name: r.experiment.name, cells: r.cells })), notes }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ experiments, columns: table.columns, rows: table.rows.map((r, i) => ({ name: r.experiment.name, config: configs[i], cells: r.cells })), warnings, notes }, null, 2)}\n`);
   } else {
-    process.stdout.write(formatCompareMarkdown(table));
+    process.stdout.write(formatCompareMarkdown(table, ctx));
     if (values.html) process.stdout.write(`\nWrote ${resolve(values.html)}\n`);
   }
   return 0;

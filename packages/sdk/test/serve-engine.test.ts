@@ -1,5 +1,6 @@
 // The serve engine's ragged batches (rows of different adapters, prefill chunks beside decode rows)
-// give each row exactly what generate() gives that row alone: greedy tokens equal, on both layouts.
+// give each row exactly what generate() gives that row alone: greedy tokens equal, on both layouts,
+// with the shared base product (S-LoRA) and with one fused product per adapter segment.
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -12,7 +13,7 @@ const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
 const greedy = (l: Float32Array) => sampleToken(l, { temperature: 0, topP: 1, topK: 0 }, () => 0);
 
 describe.each(['opt-tiny-preln', 'opt-tiny-postln'])('serve engine on %s', (name) => {
-  it('batched rows with different adapters and chunked prefill equal generate() per row', async () => {
+  it.each([true, false])('batched rows with different adapters and chunked prefill equal generate() per row (shareBase %s)', async (shareBase) => {
     using m = await OptForCausalLM.fromPretrained(join(fixtures, name, 'model'), { device: 'cpu' });
     const other = new LoraAdapter(m.config, { r: 4, alpha: 8, targetModules: [...LORA_TARGETS], initLoraWeights: false, seed: 3 }, m.device.memory);
     const loaded = await m.loadAdapter(join(fixtures, name, 'adapter'));
@@ -27,7 +28,7 @@ describe.each(['opt-tiny-preln', 'opt-tiny-postln'])('serve engine on %s', (name
         expected.push((await m.generate(p, { maxNewTokens: steps, stopTokens: [] })).tokens);
       }
       m.lora = loaded;
-      const engine = new OptDecodeEngine(m);
+      const engine = new OptDecodeEngine(m, { shareBase });
       const caches: KvCache[] = prompts.map((p) => engine.allocate(p.length + steps));
       try {
         const got: number[][] = prompts.map(() => []);
@@ -56,6 +57,7 @@ describe.each(['opt-tiny-preln', 'opt-tiny-postln'])('serve engine on %s', (name
         expect(expected[0]).not.toEqual(expected[1]);
       } finally {
         for (const c of caches) c.dispose();
+        engine.dispose();
       }
     } finally {
       other.dispose();

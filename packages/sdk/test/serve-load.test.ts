@@ -46,8 +46,8 @@ describe('lora serve under load', () => {
         for (const p of PROMPTS) want.set(`${name}|${p}`, (await ref.generate(tok.encode(p), { maxNewTokens: MAX })).tokens);
       }
     }
-    const idle = native().memoryStats('cpu').allocated;
     const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'x', maxRetries: 0 });
+    const idle = native().memoryStats('cpu').allocated;
     const kinds = ['plain', 'stream', 'cancel', 'malformed'] as const;
     const jobs = Array.from({ length: 96 }, (_, i) => ({ kind: kinds[i % 7 === 3 ? 3 : i % 5 === 2 ? 2 : i % 2], name: NAMES[i % 4], prompt: PROMPTS[(i >> 2) % 4] }));
     const counts = { ok: 0, cancelled: 0, completedBeforeCancel: 0, malformed: 0, wrong: [] as string[] };

@@ -23,7 +23,17 @@ export class AdapterRegistry {
   private readonly served = new Map<string, Served>();
   private readonly loading = new Set<string>();
 
-  constructor(private readonly model: OptForCausalLM, private readonly baseName: string) {}
+  constructor(
+    private readonly model: OptForCausalLM,
+    private readonly baseName: string,
+    /** The engine's view of each adapter: prepared after loading, forgotten before the weights are freed. */
+    private readonly hooks: { loaded?: (lora: LoraAdapter) => void; disposing?: (lora: LoraAdapter) => void } = {},
+  ) {}
+
+  private free(s: Served): void {
+    this.hooks.disposing?.(s.lora);
+    s.lora.dispose();
+  }
 
   get size(): number {
     return this.served.size;
@@ -52,7 +62,9 @@ export class AdapterRegistry {
         const options = await readAdapterConfig(path);
         lora = new LoraAdapter(m.config, { ...options, dropout: 0, initLoraWeights: 'gaussian' }, m.device.memory);
         await loadAdapterWeights(lora, path, m.config);
+        this.hooks.loaded?.(lora);
       } catch (e) {
+        if (lora) this.hooks.disposing?.(lora);
         lora?.dispose();
         const why = e instanceof Error ? e.message : String(e);
         throw new ServeError(400, e instanceof LoraError ? `adapter_${e.code.toLowerCase()}` : 'adapter_load_failed', `cannot load adapter '${name}' from ${path}: ${why}`, 'lora_path');
@@ -68,7 +80,7 @@ export class AdapterRegistry {
     if (!s) throw new ServeError(404, 'adapter_not_found', `no adapter named '${name}' is loaded`, 'lora_name');
     this.served.delete(name);
     s.unloaded = true;
-    if (s.leases === 0) s.lora.dispose();
+    if (s.leases === 0) this.free(s);
   }
 
   /** The adapter for a request; released when the request finishes (the scheduler does it). */
@@ -83,7 +95,7 @@ export class AdapterRegistry {
         if (released) return;
         released = true;
         s.leases--;
-        if (s.unloaded && s.leases === 0) s.lora.dispose();
+        if (s.unloaded && s.leases === 0) this.free(s);
       },
     };
   }

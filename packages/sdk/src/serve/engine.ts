@@ -3,14 +3,13 @@
 // token (decode) or a chunk of its prompt (chunked prefill), so one call can mix both.
 //
 // Built only on the model's public pieces (config, weights, kernels; LoraAdapter for each served
-// adapter), in the order model/generate.ts runs them, so a row's math is generate()'s math: the
-// layer norms, attention and GEMM rows are row-independent, which the serve tests check token for
-// token against generate(). What the batch shares: every linear without an adapter, and every linear
-// of a run of rows with the same adapter, is one product over all those rows (the base weights are
-// read once per adapter segment and step). Rows of different adapters do NOT share the base product
-// yet: the fused LoRA kernel takes one adapter per call. True S-LoRA/Punica batching needs a segmented
-// LoRA op from the model layer (see serve/README.md).
-import { native, type NativeTensor } from '@lora/core-native';
+// adapter), in the order model/generate.ts runs them, so a row's math is generate()'s math: layer
+// norms, attention and GEMM rows are row-independent, which the serve tests check token for token
+// against generate(). Every linear is one base product over all rows of the batch; rows of different
+// adapters then add their own low-rank part on their own row segment (S-LoRA / Punica) with two
+// small products each. The model layer has no segmented LoRA op yet, so this costs an extra pass
+// over each segment's rows and an unfused add (see serve/README.md for what a fused op would save).
+import { native, type DeviceName, type NativeTensor } from '@lora/core-native';
 
 import { LoraError } from '../io/errors.js';
 import type { LoraSpec } from '../model/kernels.js';
@@ -46,14 +45,68 @@ export interface DecodeEngine {
   allocate(capacity: number): KvCache;
   /** Runs every row's tokens; returns each row's last-token logits (undefined where not wanted) and advances the caches. */
   forward(rows: readonly ForwardRow[]): (Float32Array | undefined)[];
+  /** Derives what the engine needs from a newly loaded adapter (so its memory is counted from load on). */
+  prepare?(adapter: LoraAdapter): void;
+  /** Drops anything derived from an adapter (called before the adapter is disposed). */
+  forget?(adapter: LoraAdapter): void;
+  dispose?(): void;
 }
 
 interface OptKvCache extends KvCache {
   layers: { k: NativeTensor; v: NativeTensor }[];
 }
 
+export interface EngineOptions {
+  /**
+   * Rows of different adapters share each base product (S-LoRA / Punica; default true). Off: one
+   * fused base+LoRA product per adapter segment, bit-identical to generate() but reading the base
+   * weights once per adapter in the batch.
+   */
+  shareBase?: boolean;
+}
+
 export class OptDecodeEngine implements DecodeEngine {
-  constructor(private readonly model: OptForCausalLM) {}
+  private readonly shareBase: boolean;
+  /** B_bd per LoRA module (made by prepare() or on first use; freed by forget() when its adapter is unloaded). */
+  private readonly bdCache = new Map<LoraModule, NativeTensor>();
+
+  constructor(private readonly model: OptForCausalLM, o: EngineOptions = {}) {
+    this.shareBase = o.shareBase ?? true;
+  }
+
+  /** Makes the adapter's B_bd blocks now rather than on its first mixed batch. */
+  prepare(adapter: LoraAdapter): void {
+    if (this.shareBase) for (const m of adapter.modules()) this.blockDiagonalB(m, adapter.r);
+  }
+
+  /** Frees what the engine derived from an adapter's weights (call before disposing the adapter). */
+  forget(adapter: LoraAdapter): void {
+    for (const m of adapter.modules()) {
+      this.bdCache.get(m)?.dispose();
+      this.bdCache.delete(m);
+    }
+  }
+
+  dispose(): void {
+    for (const t of this.bdCache.values()) t.dispose();
+    this.bdCache.clear();
+  }
+
+  /** [G·N, G·r] with group g's B [N, r] at rows g·N, columns g·r (zeros elsewhere); B itself when G = 1. */
+  private blockDiagonalB(m: LoraModule, r: number): NativeTensor {
+    if (m.groups === 1) return m.b;
+    let bd = this.bdCache.get(m);
+    if (!bd) {
+      const N = m.outFeatures;
+      const G = m.groups;
+      const b = m.b.toArray() as Float32Array;
+      const out = new Float32Array(G * N * G * r);
+      for (let g = 0; g < G; g++) for (let n = 0; n < N; n++) out.set(b.subarray((g * N + n) * r, (g * N + n + 1) * r), (g * N + n) * G * r + g * r);
+      bd = native().Tensor.fromArray(out, [G * N, G * r], 'f32', m.b.device as DeviceName);
+      this.bdCache.set(m, bd);
+    }
+    return bd;
+  }
 
   get vocabSize(): number {
     return this.model.config.vocabSize;
@@ -158,18 +211,35 @@ export class OptDecodeEngine implements DecodeEngine {
       const proj = tmp(M, C);
       const h1 = tmp(M, F);
       const sum = tmp(M, C);
-      // One product per adapter segment; a segment without an adapter (or without this module) plain.
+      // A linear over the batch. One segment with an adapter: the fused LoRA kernel, exactly
+      // generate()'s call. Several segments (S-LoRA / Punica): one base product over every row, then
+      // each adapter's low-rank part on its own rows, y_s += scale·(x_s·Aᵀ)·B_bdᵀ, where B_bd holds
+      // the G groups' B blocks on its diagonal, so the q/k/v groups land in their own columns.
       type Pick = (l: LoraAdapter['layers'][number]) => LoraModule | undefined;
       const linear = (layer: number, xIn: NativeTensor, wt: NativeTensor, bias: NativeTensor, y: NativeTensor, pick: Pick) => {
-        const plainAll = segments.every((s) => !s.adapter || !pick(s.adapter.layers[layer]));
-        if (plainAll) return k.linear(xIn, wt, bias, y);
-        for (const s of segments) {
-          const mod = s.adapter ? pick(s.adapter.layers[layer]) : undefined;
-          const xs = rowsOf(xIn, s.start, s.len);
-          const ys = rowsOf(y, s.start, s.len);
-          if (!mod || !s.adapter) k.linear(xs, wt, bias, ys);
-          else k.linear(xs, wt, bias, ys, { spec: s.adapter.spec(mod) as LoraSpec, xa: tmp(s.len, mod.groups * s.adapter.r) });
+        const mods = segments.map((s) => (s.adapter ? pick(s.adapter.layers[layer]) : undefined));
+        if (mods.every((mod) => !mod)) return k.linear(xIn, wt, bias, y);
+        if (segments.length === 1 || !this.shareBase) {
+          segments.forEach((s, i) => {
+            const mod = mods[i];
+            const xs = rowsOf(xIn, s.start, s.len);
+            const ys = rowsOf(y, s.start, s.len);
+            if (!mod || !s.adapter) k.linear(xs, wt, bias, ys);
+            else k.linear(xs, wt, bias, ys, { spec: s.adapter.spec(mod) as LoraSpec, xa: tmp(s.len, mod.groups * s.adapter.r) });
+          });
+          return;
         }
+        k.linear(xIn, wt, bias, y);
+        segments.forEach((s, i) => {
+          const mod = mods[i];
+          if (!mod || !s.adapter) return;
+          const xa = tmp(s.len, mod.groups * s.adapter.r);
+          k.linear(rowsOf(xIn, s.start, s.len), mod.a, undefined, xa);
+          const delta = tmp(s.len, mod.groups * mod.outFeatures);
+          k.linear(xa, this.blockDiagonalB(mod, s.adapter.r), undefined, delta);
+          const ys = rowsOf(y, s.start, s.len);
+          k.add(ys, delta, ys, s.adapter.scale);
+        });
       };
       const caches = rows.map((r) => r.cache as OptKvCache);
       for (let i = 0; i < c.numHiddenLayers; i++) {

@@ -54,7 +54,8 @@ export class LoraServer {
 
   constructor(readonly model: OptForCausalLM, private readonly o: ServeOptions) {
     this.modelName = o.modelName ?? model.source ?? 'base';
-    this.scheduler = new Scheduler(o.engine ?? new OptDecodeEngine(model), {
+    const engine = o.engine ?? new OptDecodeEngine(model);
+    this.scheduler = new Scheduler(engine, {
       ...o.scheduler,
       observer: {
         firstToken: (ms) => this.metrics.ttft.observe(ms / 1000),
@@ -62,7 +63,7 @@ export class LoraServer {
         step: (_rows, _tokens, ms) => this.metrics.stepTime.observe(ms / 1000),
       },
     });
-    this.adapters = new AdapterRegistry(model, this.modelName);
+    this.adapters = new AdapterRegistry(model, this.modelName, { loaded: (lora) => engine.prepare?.(lora), disposing: (lora) => engine.forget?.(lora) });
     this.metrics = new ServerMetrics({
       queueDepth: () => this.scheduler.queueDepth,
       running: () => this.scheduler.runningRows,
@@ -94,6 +95,7 @@ export class LoraServer {
     this.http.closeIdleConnections();
     await closed;
     this.adapters.dispose();
+    this.scheduler.engine.dispose?.();
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

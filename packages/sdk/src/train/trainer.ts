@@ -14,6 +14,8 @@
 // Abort convention (HF's: a stop request ends training gracefully): when `signal` aborts, the
 // current optimizer step finishes, a checkpoint is written (when checkpointDir is set), and
 // train() resolves with reason 'aborted'; it does not reject.
+import { join } from 'node:path';
+
 import { native, type NativeTensor } from '@lora/core-native';
 
 import { makeBatches, type Batch, type Example } from '../data/batches.js';
@@ -282,7 +284,11 @@ export class Trainer {
         const { lora_trainer: saved, ...hf } = found.state;
         step = found.state.global_step;
         lossHistory = saved.loss_history.slice(0, step);
-        state = { ...state, ...hf, max_steps: this.totalSteps, log_history: hf.log_history.filter((h) => h.step <= step) };
+        // What the run so far produced carries over; the settings-derived fields stay this run's.
+        state = {
+          ...state, log_history: hf.log_history.filter((h) => h.step <= step), best_metric: hf.best_metric, best_global_step: hf.best_global_step ?? null,
+          best_model_checkpoint: hf.best_model_checkpoint, num_input_tokens_seen: hf.num_input_tokens_seen ?? 0, global_step: step, epoch: hf.epoch,
+        };
         bestEval = state.best_metric ?? Number.POSITIVE_INFINITY;
         bestEvalStep = state.best_global_step ?? -1;
         lastCheckpoint = found.path;
@@ -305,7 +311,7 @@ export class Trainer {
         const adapter = adapterTensors(lora);
         const full: TrainerState = { ...state, lora_trainer: { seed: o.seed, loss_history: lossHistory, settings: settings!, files: {} } };
         const bestHere = bestEvalStep === step;
-        if (bestHere) full.best_model_checkpoint = `${o.checkpointDir}/checkpoint-${step}`;
+        if (bestHere) full.best_model_checkpoint = join(o.checkpointDir!, `checkpoint-${step}`);
         const path = await writeCheckpoint(o.checkpointDir!, lora, adapter, this.optimizerState(), full, model.source ?? null);
         if (bestHere) state.best_model_checkpoint = path;
         lastCheckpoint = path;

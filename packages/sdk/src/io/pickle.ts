@@ -108,7 +108,14 @@ class Machine {
     return Number(n);
   };
   private raw = (n: number) => this.bytes.subarray(this.need(n), this.pos);
-  private utf8 = (n: number) => new TextDecoder('utf-8', { fatal: true }).decode(this.raw(n));
+  private utf8 = (n: number) => {
+    const at = this.pos;
+    try {
+      return new TextDecoder('utf-8', { fatal: true }).decode(this.raw(n));
+    } catch {
+      throw this.fail(`string at byte ${at} is not valid UTF-8`);
+    }
+  };
   // Buffer's latin1 is ISO-8859-1 (TextDecoder's 'latin1' would be windows-1252), decoded in one step.
   private latin1 = (n: number) => Buffer.from(this.raw(n)).toString('latin1');
   private line(): string {

@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 
 import { BENCH_SCHEMA, type BenchResults } from '../bench/results.js';
+import { jsonSyntaxError } from '../io/safe-file.js';
 import { EvalError } from './errors.js';
 import { EVAL_SCHEMA, type EvalSummary } from './evaluate.js';
 
@@ -114,7 +115,7 @@ export async function loadExperiments(paths: readonly string[]): Promise<{ exper
     try {
       data = JSON.parse(await readFile(file, 'utf8'));
     } catch (e) {
-      throw new EvalError('E_EVAL_INPUT', `${file}: not valid JSON (${(e as Error).message})`);
+      throw new EvalError('E_EVAL_INPUT', `${file}: not valid JSON (${jsonSyntaxError(e)})`);
     }
     if (!isObject(data)) throw new EvalError('E_EVAL_INPUT', `${file}: expected a JSON object`);
     if (data.schema === EVAL_SCHEMA) experiments.push(experimentFromSummary(data as unknown as EvalSummary, file));

@@ -4,10 +4,10 @@
  * (splitTrainTest with the same fraction and seed). Bytes that are not UTF-8 in a JSON/JSONL file are
  * an error naming the line, or with `invalidUtf8: 'replace'` become U+FFFD with a warning per line.
  */
-import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 
-import { LoraError } from '../io/errors.js';
+import { isLoraError, LoraError } from '../io/errors.js';
+import { readSmallFile } from '../io/safe-file.js';
 import { parseRecords, readRecords, type InstructionRecord } from '../data/records.js';
 import { splitTrainTest } from '../data/split.js';
 import { EvalError } from './errors.js';
@@ -15,6 +15,9 @@ import { EvalError } from './errors.js';
 export interface ReadEvalRecordsOptions {
   invalidUtf8?: 'error' | 'replace';
 }
+
+/** Held-out records for generation; CodeAlpaca-20k is 8 MB. */
+const MAX_EVAL_FILE_BYTES = 256 * 1024 * 1024;
 
 const strict = new TextDecoder('utf-8', { fatal: true });
 const lossy = new TextDecoder('utf-8', { fatal: false });
@@ -26,13 +29,10 @@ export async function readEvalRecords(path: string, o: ReadEvalRecordsOptions = 
   if (ext !== '.json' && ext !== '.jsonl' && ext !== '.ndjson') {
     throw new EvalError('E_EVAL_INPUT', `${path}: cannot tell the format from the extension '${ext}' (use .json, .jsonl or .parquet)`);
   }
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new LoraError('E_FILE_NOT_FOUND', `${path}: no such file`);
-    throw e;
-  }
+  // A FIFO or device is refused, not waited on; past 256 MiB the text could not be one JS string anyway.
+  const bytes = Buffer.from(await readSmallFile(path, MAX_EVAL_FILE_BYTES).catch((e: unknown) => {
+    throw isLoraError(e, 'E_FILE_NOT_FOUND') ? new LoraError('E_FILE_NOT_FOUND', `${path}: no such file`) : e;
+  }));
   const warnings: string[] = [];
   let text: string;
   try {

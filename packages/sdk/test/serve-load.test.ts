@@ -64,7 +64,7 @@ describe('lora serve under load', () => {
           const ac = new AbortController();
           const r = await fetch(`${base}/v1/completions`, {
             method: 'POST', signal: ac.signal,
-            body: JSON.stringify({ model: j.name, prompt: j.prompt, max_tokens: 200, temperature: 0, stream: true, return_token_ids: true }),
+            body: JSON.stringify({ model: j.name, prompt: j.prompt, max_tokens: 200, ignore_eos: true, temperature: 0, stream: true, return_token_ids: true }),
           });
           const reader = r.body!.getReader();
           let text = '';
@@ -103,7 +103,7 @@ describe('lora serve under load', () => {
     expect(counts.ok).toBe(jobs.filter((j) => j.kind === 'plain' || j.kind === 'stream').length);
     expect(counts.malformed).toBe(jobs.filter((j) => j.kind === 'malformed').length);
     expect(counts.cancelled + counts.completedBeforeCancel).toBe(cancels);
-    expect(counts.cancelled).toBeGreaterThan(cancels / 2);
+    expect(counts.cancelled).toBe(cancels); // 200 tokens past eos: none can finish before its abort
     expect(maxRunning).toBeGreaterThanOrEqual(4);
     // Every KV cache and every step's buffers are freed.
     expect(server.scheduler.inFlight).toBe(0);

@@ -166,7 +166,7 @@ describe('lora serve with the openai client', () => {
   it('a client that disconnects mid-stream frees its row at once', async () => {
     const ac = new AbortController();
     const before = server.metrics.finished.get({ finished_reason: 'cancelled' });
-    const s = await client.completions.create({ model: 'beta', prompt: PROMPTS[0], max_tokens: 200, temperature: 0, stream: true, return_token_ids: true } as OpenAI.CompletionCreateParamsStreaming, { signal: ac.signal });
+    const s = await client.completions.create({ model: 'beta', prompt: PROMPTS[0], max_tokens: 200, ignore_eos: true, temperature: 0, stream: true, return_token_ids: true } as OpenAI.CompletionCreateParamsStreaming, { signal: ac.signal });
     let chunks = 0;
     try {
       for await (const _ of s) if (++chunks === 2) ac.abort();

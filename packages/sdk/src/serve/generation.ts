@@ -54,7 +54,7 @@ export async function handleGeneration(ctx: GenerationContext, kind: Kind, p: Co
   try {
     const pending = ctx.scheduler.submit({
       prompt: ids,
-      sampling: { temperature: p.temperature, topP: p.topP, topK: p.topK, seed: p.seed, maxTokens: p.maxTokens },
+      sampling: { temperature: p.temperature, topP: p.topP, topK: p.topK, seed: p.seed, maxTokens: p.maxTokens, ...(p.ignoreEos ? { stopTokenIds: [] } : {}) },
       adapter: lease,
       signal: abort.signal,
       ready: p.stream ? () => streamReady(res) : undefined,

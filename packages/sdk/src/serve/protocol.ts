@@ -1,7 +1,7 @@
 // Request validation for /v1/completions and /v1/chat/completions, with OpenAI's parameter names and
 // defaults (max_tokens 16 for completions, as OpenAI and vLLM; temperature 1, top_p 1), and vLLM's
-// top_k extension. A field this server cannot honour is refused by name (n > 1, logprobs, echo,
-// penalties, tools), never silently ignored.
+// top_k, ignore_eos and return_token_ids extensions. A field this server cannot honour is refused by
+// name (n > 1, logprobs, echo, penalties, tools), never silently ignored.
 import { randomInt } from 'node:crypto';
 
 import type { ChatMessage } from './chat.js';
@@ -19,6 +19,8 @@ export interface GenerationParams {
   includeUsage: boolean;
   /** vLLM's return_token_ids: the prompt's and the output's token ids in the response. */
   returnTokenIds: boolean;
+  /** vLLM's ignore_eos: generate max_tokens even past the eos token. */
+  ignoreEos: boolean;
 }
 
 export interface CompletionParams extends GenerationParams {
@@ -90,6 +92,7 @@ function common(b: Record<string, unknown>, limits: Limits, defaultMaxTokens: nu
     stream: b.stream === true,
     includeUsage: isObj(so) && so.include_usage === true,
     returnTokenIds: b.return_token_ids === true,
+    ignoreEos: b.ignore_eos === true,
   };
 }
 

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import {
   chatCompletionsUrl,
   evaluateModel,
+  evaluateTarget,
   generationErrorNote,
   loadWordNet,
   METRIC_NAMES,
@@ -26,6 +27,7 @@ import { UsageError } from '../command.js';
 import { parseFlags, type CommandSpec } from '../flags.js';
 import { deviceFlag, dtypeFlag, modelFlag } from './common-flags.js';
 import { checkOverlap, EvalSplitError, fileSha256, findTrainingRecord } from './eval-split.js';
+import { TARGET_FLAGS, targetFromFlags } from './eval-target.js';
 
 export const RUN_SPEC: CommandSpec = {
   command: 'lora eval',
@@ -67,6 +69,7 @@ export const RUN_SPEC: CommandSpec = {
     { name: 'judge-concurrency', kind: 'int', min: 1, default: 4, help: 'judge requests in flight' },
     { name: 'judge-retries', kind: 'int', min: 0, default: 3, help: 'retries per judge request' },
     { name: 'judge-timeout', kind: 'number', min: 0, minExclusive: true, default: 60, help: 'seconds per judge request' },
+    ...TARGET_FLAGS,
   ],
 };
 
@@ -119,7 +122,8 @@ export async function runEval(argv: string[]): Promise<number> {
     'replace-invalid-utf8'?: boolean; 'judge-url'?: string; 'judge-model'?: string; 'judge-concurrency': number; 'judge-retries': number;
     'judge-timeout': number;
   };
-  if (!values.model) throw new UsageError('--model DIR|ID is required');
+  const target = targetFromFlags(v);
+  if (!values.model && !target) throw new UsageError('--model DIR|ID (or --target-url URL --target-model NAME) is required');
   const training = values.adapter ? findTrainingRecord(values.adapter) : undefined;
   const dataPath = values.data ?? training?.dataPath;
   if (!dataPath) throw new UsageError(values.adapter ? `--data FILE is required (${values.adapter} has no training_args.json that names its data)` : '--data FILE is required');
@@ -184,18 +188,17 @@ export async function runEval(argv: string[]): Promise<number> {
     process.stderr.write(`lora eval: warning: ${values.adapter} has no training_args.json, so its training records are unknown; using split ${split}, seed ${seed}\n`);
   }
 
-  const tok = await OptTokenizer.fromPretrained(values.model);
-  const model = await OptForCausalLM.fromPretrained(values.model, { device, dtype });
+  const tok = target ? undefined : await OptTokenizer.fromPretrained(values.model!);
+  const model = target ? undefined : await OptForCausalLM.fromPretrained(values.model!, { device, dtype });
   const ac = new AbortController();
   const onSigint = () => ac.abort(new Error('interrupted'));
   process.once('SIGINT', onSigint);
   try {
-    if (values.adapter) await model.loadAdapter(values.adapter);
+    if (values.adapter) await model!.loadAdapter(values.adapter);
     process.stderr.write(`lora eval: ${held.length} held-out record${held.length === 1 ? '' : 's'} of ${records.length} (split ${split}, seed ${seed}${training ? `, from ${training.file}` : ''})\n`);
     const plain = !process.stderr.isTTY;
-    const result = await evaluateModel(
-      model,
-      tok,
+    // The same pipeline either way; only where the outputs come from differs.
+    const result = await (target ? evaluateTarget.bind(null, target) : evaluateModel.bind(null, model!, tok!))(
       held,
       {
         maxNewTokens, seed, metrics,
@@ -211,7 +214,8 @@ export async function runEval(argv: string[]): Promise<number> {
         config: {
           model: values.model, adapter: values.adapter ?? null, data: dataPath, split, seed, limit: limit ?? null,
           trainingArgs: training?.file ?? null, trainOverlap: overlap ? { records: overlap.overlap, method: overlap.method } : null,
-          heldOut: held.length, records: records.length, dtype, device: model.device.backend,
+          heldOut: held.length, records: records.length, dtype, device: model?.device.backend ?? null,
+          ...(target ? { model: v['target-model'] as string, targetUrl: target.endpoint, targetApi: target.api } : {}),
           ...(judge ? { judge: { url: judge.url, model: judge.model, concurrency: judge.concurrency, retries: judge.retries, timeoutMs: judge.timeoutMs } } : {}),
         },
         signal: ac.signal,
@@ -259,6 +263,6 @@ export async function runEval(argv: string[]): Promise<number> {
     throw e;
   } finally {
     process.off('SIGINT', onSigint);
-    model.dispose();
+    model?.dispose();
   }
 }

@@ -5,6 +5,7 @@ import { checkCommand } from './check.js';
 import { envCommand } from './env.js';
 import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
+import { serveCommand } from './serve.js';
 import { trainCommand } from './train.js';
 
-export const commands: Command[] = [benchCommand, trainCommand, generateCommand, checkCommand, evalCommand, envCommand];
+export const commands: Command[] = [benchCommand, trainCommand, generateCommand, checkCommand, evalCommand, serveCommand, envCommand];

@@ -22,6 +22,8 @@ export interface GgufImage {
   tensors: GgufTensorSpec[];
 }
 
+const utf8 = new TextEncoder();
+
 /** A little-endian byte sink that grows as needed. */
 class Bytes {
   private buf = new Uint8Array(1 << 16);
@@ -47,7 +49,13 @@ class Bytes {
   i64(v: number | bigint) { this.room(8); this.view.setBigInt64(this.length, BigInt(v), true); this.length += 8; }
   raw(b: Uint8Array) { this.room(b.length); this.buf.set(b, this.length); this.length += b.length; }
   /** gguf_string: u64 byte length, then UTF-8 bytes with no terminator. */
-  str(s: string) { const b = new TextEncoder().encode(s); this.u64(b.length); this.raw(b); }
+  str(s: string) {
+    // At most 3 bytes per UTF-16 unit; encode straight into the buffer after the length field.
+    this.room(8 + s.length * 3);
+    const { written } = utf8.encodeInto(s, this.buf.subarray(this.length + 8));
+    this.view.setBigUint64(this.length, BigInt(written), true);
+    this.length += 8 + written;
+  }
   zeros(n: number) { this.room(n); this.buf.fill(0, this.length, this.length + n); this.length += n; }
   bytes(): Uint8Array { return this.buf.slice(0, this.length); }
 }
@@ -117,7 +125,7 @@ export function ggufHead(image: GgufImage): { head: Uint8Array; offsets: number[
   for (const t of image.tensors) {
     if (seen.has(t.name)) throw new LoraError('E_DUPLICATE_KEY', `GGUF tensor "${t.name}" appears twice`);
     seen.add(t.name);
-    if (new TextEncoder().encode(t.name).length >= 64) throw new LoraError('E_CONFIG', `GGUF tensor name "${t.name}" is longer than ggml's 63-byte limit`);
+    if (utf8.encode(t.name).length >= 64) throw new LoraError('E_CONFIG', `GGUF tensor name "${t.name}" is longer than ggml's 63-byte limit`);
     let size: number;
     try { size = ggmlTensorBytes(t.type, t.shape); } catch (e) { throw new LoraError('E_SHAPE', `GGUF tensor "${t.name}" [${t.shape.join(', ')}]: ${(e as Error).message}`); }
     out.str(t.name);

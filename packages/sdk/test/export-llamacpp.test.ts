@@ -1,0 +1,139 @@
+// The GGUF export checked by the real consumer: llama.cpp (the prebuilt binary node-llama-cpp
+// 3.21.1 ships) loads our files, and its next-token logits and greedy continuation match a PyTorch
+// port of transformers' eager Llama / Qwen2 / Qwen3 forward on the same HF folder; the LoRA adapter
+// GGUF applied by llama.cpp changes the model as the merged export does.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { exportModel } from '../src/export/export-model.js';
+import type { GgmlTypeName } from '../src/export/gguf-format.js';
+import { hasTorch, makeTinyAdapter, makeTinyModel, torchReference, type Family, type Reference } from './export-tiny-models.js';
+
+const dir = await mkdtemp(join(tmpdir(), 'gguf-llamacpp-'));
+const torch = await hasTorch();
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+let llama: any;
+try {
+  const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
+  // build: 'never' — the prebuilt linux-x64 binary from the npm package, no download, no compile.
+  llama = await getLlama({ gpu: false, build: 'never', progressLogs: false, logLevel: LlamaLogLevel.error });
+} catch (e) {
+  llama = undefined;
+  console.warn(`node-llama-cpp unavailable: ${(e as Error).message}`);
+}
+afterAll(async () => { await llama?.dispose(); await rm(dir, { recursive: true, force: true }); });
+
+const PROMPT = [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000];
+
+interface CppRun { logprobs: Float64Array; greedy: number[] }
+
+/**
+ * llama.cpp's log-softmax over the whole vocab at the last prompt position, and 16 greedy tokens,
+ * for the model alone and with each LoRA adapter given (one load, one context each).
+ * Flash attention off and an f32 K/V cache: llama.cpp's CPU flash attention and its default f16
+ * cache round K, V and the scores to f16 (measured 8e-3 on these log-probs for an f32 file, 6e-6
+ * without), so with them on the comparison would measure the cache, not the file.
+ */
+async function runLlamaCpp(modelPath: string, vocab: number, loras: (string | undefined)[] = [undefined]): Promise<CppRun[]> {
+  const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
+  try {
+    const runs: CppRun[] = [];
+    for (const lora of loras) {
+      const ctx = await model.createContext({
+        contextSize: 64, batchSize: 64, threads: 2, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32',
+        ...(lora ? { lora: { adapters: [{ filePath: lora }] } } : {}),
+      });
+      const seq = ctx.getSequence();
+      // No temperature: node-llama-cpp's greedy sampler, whose candidates are the full vocab with raw
+      // logits; the probabilities it returns are their softmax.
+      const first = await seq.controlledEvaluate([...PROMPT.slice(0, -1), [PROMPT.at(-1), { generateNext: { token: true, probabilities: true } }]]);
+      const out = first.at(-1).next;
+      const probs: Map<number, number> = out.probabilities;
+      expect(probs.size).toBe(vocab);
+      const logprobs = new Float64Array(vocab);
+      for (const [id, p] of probs) logprobs[id] = Math.log(p);
+      const greedy = [out.token as number];
+      while (greedy.length < 16) {
+        const r = await seq.controlledEvaluate([[greedy.at(-1), { generateNext: { token: true } }]]);
+        greedy.push(r[0].next.token);
+      }
+      await ctx.dispose();
+      runs.push({ logprobs, greedy });
+    }
+    return runs;
+  } finally {
+    await model.dispose();
+  }
+}
+
+function logSoftmax(x: number[]): Float64Array {
+  let m = -Infinity;
+  for (const v of x) m = Math.max(m, v);
+  let s = 0;
+  for (const v of x) s += Math.exp(v - m);
+  const lse = m + Math.log(s);
+  return Float64Array.from(x, (v) => v - lse);
+}
+
+/** Max |Δ| of log-probabilities over the tokens the reference gives at least 1e-6 (smaller ones are noise in llama.cpp's f32 softmax). */
+function maxLogprobError(cpp: Float64Array, ref: Reference): number {
+  const want = logSoftmax(ref.logits);
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) if (want[i] > Math.log(1e-6)) worst = Math.max(worst, Math.abs(cpp[i] - want[i]));
+  return worst;
+}
+
+const FAMILIES: Family[] = ['llama', 'qwen2', 'qwen3'];
+const VOCAB: Record<Family, number> = { llama: 128256, qwen2: 151936, qwen3: 151936 };
+
+// Tolerances on next-token log-probabilities (max |Δ| over tokens with p >= 1e-6; logits here have
+// std ~4), against a float64 PyTorch forward of the weights the file holds (f16-rounded for 16-bit
+// and quantized files), llama.cpp run with an f32 K/V cache and no flash attention:
+// - f32: llama.cpp computes in f32; measured 6e-6..4e-5 (qwen2/qwen3) and 5e-4 for llama, whose
+//   llama3 rope factors reach ggml as an f32 tensor and divide f32 angles. Bound 2e-3.
+// - f16: ggml rounds each matmul's activations to f16 too (2^-11 relative) before the dot products;
+//   measured 1.2e-2..1.8e-2. Bound 5e-2.
+// - q8_0: 8-bit weight blocks (|err| <= d/2 + the f16 scale, d = amax/127) and activations quantized
+//   to q8_0 as well (vec_dot_q8_0_q8_0); measured 0.19..0.51. Bound 1.
+// - q4_0: 4-bit blocks (error up to d = amax/8 per weight); measured 2.8. Bound 5 — loose, but a
+//   block layout error (nibble order, scale sign) scrambles whole rows and costs far more.
+const TOL: Record<string, number> = { f32: 2e-3, f16: 5e-2, q8_0: 1, q4_0: 5 };
+
+describe.skipIf(!llama || !torch)('GGUF export loaded by llama.cpp', () => {
+  for (const family of FAMILIES) {
+    it(`${family}: llama.cpp gives PyTorch's logits and greedy tokens (f32, f16), q8_0 close; the LoRA GGUF acts like the merged model`, async () => {
+      const hf = await makeTinyModel(join(dir, `${family}-hf`), family, 11);
+      const adapter = await makeTinyAdapter(join(dir, `${family}-lora`), hf, { r: 8, alpha: 16, rslora: family !== 'llama' });
+      const ref = await torchReference(hf, PROMPT, join(dir, `${family}-ref.json`), {
+        base: {}, base16: { weights_dtype: 'f16' }, lora: { adapter }, lora16: { adapter, weights_dtype: 'f16' },
+      });
+      const errors: Record<string, number> = {};
+      const check = (name: string, dtype: string, cpp: CppRun, want: Reference) => {
+        errors[name] = maxLogprobError(cpp.logprobs, want);
+        expect(errors[name], `${name} log-prob error`).toBeLessThanOrEqual(TOL[dtype]);
+        if (dtype === 'f32' || dtype === 'f16') expect(cpp.greedy, `${name} greedy (reference gaps ${want.gaps.map((g) => g.toFixed(3))})`).toEqual(want.greedy);
+      };
+      // The adapter must matter: its greedy continuation differs from the base's.
+      expect(ref.lora.greedy).not.toEqual(ref.base.greedy);
+
+      // Unmerged: the f32 base and the adapter as separate GGUF files (what --lora loads).
+      const sep = join(dir, `${family}-sep`);
+      await exportModel({ model: hf, adapter, adapterOnly: true, format: 'gguf', dtype: 'f32', out: sep });
+      const [base, withLora] = await runLlamaCpp(join(sep, 'model.gguf'), VOCAB[family], [undefined, join(sep, 'adapter.gguf')]);
+      check('f32', 'f32', base, ref.base);
+      check('f32+lora', 'f32', withLora, ref.lora);
+      // Merged, 16-bit: the same tokens as llama.cpp's --lora and as PyTorch's base + adapter.
+      const merged = join(dir, `${family}-merged16`);
+      await exportModel({ model: hf, adapter, format: 'gguf', dtype: 'f16', out: merged });
+      check('f16 merged', 'f16', (await runLlamaCpp(join(merged, 'model.gguf'), VOCAB[family]))[0], ref.lora16);
+      for (const dtype of ['q8_0', ...(family === 'llama' ? ['q4_0'] : [])] as GgmlTypeName[]) {
+        const out = join(dir, `${family}-${dtype}`);
+        await exportModel({ model: hf, format: 'gguf', dtype, out });
+        check(dtype, dtype, (await runLlamaCpp(join(out, 'model.gguf'), VOCAB[family]))[0], ref.base16);
+      }
+      console.log(`${family} max |Δ log p| vs PyTorch: ${JSON.stringify(errors)}`);
+    });
+  }
+});

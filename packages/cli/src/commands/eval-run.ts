@@ -237,6 +237,7 @@ export async function runEval(argv: string[]): Promise<number> {
     const paths = await writeEvalOutputs(result, out);
     if (values.json) process.stdout.write(`${JSON.stringify({ summary: result.summary, traces: paths.traces }, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
     else process.stdout.write(`${formatEvalSummary(result, paths)}\n`);
+    for (const w of result.summary.warnings) process.stderr.write(`lora eval: warning: ${w}\n`);
     const failed = generationErrorNote(result);
     if (failed && result.summary.errors === result.summary.count) {
       process.stderr.write(`lora eval: every generation failed: ${failed}; nothing was really scored [E_EVAL_GENERATE]\n`);

@@ -143,7 +143,9 @@ describe('lora train: the record in OUT', () => {
     // Off a TTY: plain progress lines (the first step, then every --progress-seconds, and the last) with epoch, smoothed loss, elapsed and ETA.
     expect(r.stderr).toMatch(/step 1\/12 +epoch 0\.\d+ +loss [\d.]+ \(smoothed [\d.]+\) .* elapsed, ETA \d\d:\d\d/);
     expect(r.stderr).toMatch(/step 12\/12 +epoch/);
+    expect(r.stderr).toMatch(/data\.jsonl: 64 records; --split 0\.75 \(seed 42\) trains on 48 and holds out 16/);
     expect(r.stderr).toMatch(/data: 48 records → 48 training examples/);
+    expect(r.stderr).toMatch(/model loaded in [\d.]+ s: [\d,]+ parameters, f32 on cpu/);
     expect(r.stderr).toMatch(/12 steps per epoch \(batch 4 × grad-accum 1\)/);
   });
 

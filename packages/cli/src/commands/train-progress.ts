@@ -1,7 +1,8 @@
 // `lora train`'s progress: PEFT's trainable-parameter line at the start, then on a terminal one
 // redrawn bar (step, epoch, smoothed loss, lr, tok/s, elapsed, ETA), off a terminal one plain line
 // every N seconds (CI logs stay short); evaluations, checkpoints and warnings each get a line.
-import type { TrainEvent } from '@lora/sdk';
+// Model downloads and loading report through the SDK's onProgress the same way.
+import type { LoadProgressEvent, TrainEvent } from '@lora/sdk';
 
 function clock(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
@@ -28,6 +29,35 @@ export class TrainProgress {
   line(text: string): void {
     this.out.write(this.tty && this.drawn ? `\r\x1b[2K${text}\n` : `${text}\n`);
     this.drawn = false;
+  }
+
+  private lastLoad = -Infinity;
+  private loadStart = 0;
+
+  /** Hub download and weight loading (the SDK's LoadOptions.onProgress). */
+  load(e: LoadProgressEvent): void {
+    const now = performance.now();
+    if (!this.loadStart) this.loadStart = now;
+    const due = this.tty || now - this.lastLoad >= this.everySeconds * 1000;
+    const redraw = (text: string) => {
+      if (this.tty) {
+        this.out.write(`\r\x1b[2K${text}`);
+        this.drawn = true;
+      } else if (due) {
+        this.lastLoad = now;
+        this.line(text);
+      }
+    };
+    if (e.type === 'resolve') {
+      const h = e.event;
+      if (h.type === 'file-start') this.line(`downloading ${h.repo}: ${h.file} (${h.index + 1}/${h.count})`);
+      if (h.type === 'file-progress') redraw(`  ${h.file}: ${(h.loaded / 2 ** 20).toFixed(1)}${h.total ? ` of ${(h.total / 2 ** 20).toFixed(1)}` : ''} MiB`);
+      if (h.type === 'cache-hit') this.line(`model ${h.repo} from the cache (${h.dir})`);
+    } else if (e.type === 'weights') {
+      redraw(`loading weights: ${e.index + 1}/${e.total} ${e.name}`);
+    } else if (e.type === 'ready') {
+      this.line(`model loaded in ${((now - this.loadStart) / 1000).toFixed(1)} s: ${e.parameters.toLocaleString('en-US')} parameters, ${e.dtype} on ${e.device.backend}`);
+    }
   }
 
   event(e: TrainEvent): void {

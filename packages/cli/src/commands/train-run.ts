@@ -119,16 +119,17 @@ export async function runTrain(o: TrainRunOptions): Promise<number> {
     const { train, test } = splitTrainTest(records, o.split, o.seed);
     const tok = await OptTokenizer.fromPretrained(o.model);
     const prepared = prepareExamples(tok, train, { seq: o.seq, responseOnly: o.responseOnly });
+    process.stderr.write(`${o.data}: ${records.length} records; --split ${o.split} (seed ${o.seed}) trains on ${train.length} and holds out ${test.length}\n`);
     process.stderr.write(`${describeData(prepared.summary, o.seq)}\n`);
     if (!prepared.examples.length) throw new LoraError('E_DATA', `${o.data}: no training example has a label token left at --seq ${o.seq}${o.responseOnly ? ' with --response-only' : ''}`);
     const evalExamples = o.evalSteps ? prepareExamples(tok, test, { seq: o.seq, responseOnly: o.responseOnly }).examples : undefined;
     if (o.evalSteps && !evalExamples?.length) throw new UsageError(`--eval-steps: the ${test.length} held-out records give no example with a label token`);
 
-    const model = await OptForCausalLM.fromPretrained(o.model, { device: o.device, dtype: o.dtype });
+    const progress = new TrainProgress(process.stderr, o.progressSeconds);
+    const model = await OptForCausalLM.fromPretrained(o.model, { device: o.device, dtype: o.dtype, onProgress: (e) => progress.load(e) });
     try {
       checkSeq(model.config.maxPositionEmbeddings);
       model.addLora({ r: o.r, alpha: o.alpha, dropout: o.dropout, targetModules: o.targets, useRslora: o.rslora, seed: o.seed });
-      const progress = new TrainProgress(process.stderr, o.progressSeconds);
       const ac = new AbortController();
       let interrupts = 0;
       const onSigint = () => {

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONFIG_INT_LIMITS } from '../src/config/bounds.js';
 import { loadOptConfig, openOptCheckpoint, parseOptConfig } from '../src/config/index.js';
 import { openWeights, SafetensorsFile, ShardedSafetensors } from '../src/io/index.js';
-import { AutoModelForCausalLM } from '../src/index.js';
+import { AutoModelForCausalLM, OptForCausalLM, OptTokenizer } from '../src/index.js';
 
 const tiny = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'opt-tiny-preln', 'model');
 const SECRET = 'root:x:0:0:SECRET-TEXT-OF-ANOTHER-FILE';
@@ -57,6 +57,19 @@ describe('model folder files', () => {
     execFileSync('mkfifo', [join(m, 'config.json')]);
     await expect(loadOptConfig(m)).rejects.toMatchObject({ code: 'E_FILE_TYPE', message: expect.stringMatching(/FIFO/) });
     await expect(AutoModelForCausalLM.fromPretrained(m, { device: 'cpu' })).rejects.toMatchObject({ code: 'E_FILE_TYPE' });
+    await expect(OptForCausalLM.fromPretrained(m, { device: 'cpu' })).rejects.toMatchObject({ code: 'E_FILE_TYPE' });
+  });
+
+  it('refuses FIFO and outside-linked tokenizer files', async () => {
+    const t = join(dir, `tok${n++}`);
+    await mkdir(t);
+    execFileSync('mkfifo', [join(t, 'tokenizer.json')]);
+    await expect(OptTokenizer.fromPretrained(t)).rejects.toMatchObject({ code: 'E_FILE_TYPE', message: expect.stringMatching(/FIFO/) });
+    await rm(join(t, 'tokenizer.json'));
+    await symlink(await secretFile(), join(t, 'tokenizer.json'));
+    const err = await OptTokenizer.fromPretrained(t).then(() => undefined, (e: Error) => e);
+    expect(err).toMatchObject({ code: 'E_FILE_TYPE' });
+    expect(err!.message).not.toContain('SECRET');
   });
 
   it('refuses devices and folders where a weights file belongs', async () => {

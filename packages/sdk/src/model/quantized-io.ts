@@ -9,13 +9,14 @@
 //                     one per row for int8); everything else F32.
 // Which tensors are stored quantized is the family's parameter table's answer (its quantizable
 // linears). A tied lm_head is not stored: it is re-quantized from embed_tokens at load.
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { native, type DeviceName, type NativeTensor } from '@lora/core-native';
 
 import { writeFileAtomic } from '../io/atomic-write.js';
 import { LoraError } from '../io/errors.js';
+import { readJsonFile } from '../io/safe-file.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 import type { RawTensor, WeightSource } from '../io/tensor.js';
 import type { Param } from '../models/params.js';
@@ -44,7 +45,7 @@ export interface QuantizationConfig {
 export async function readQuantizationConfig(dir: string): Promise<QuantizationConfig | undefined> {
   let json: Record<string, unknown>;
   try {
-    json = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    json = (await readJsonFile(join(dir, 'config.json'))) as Record<string, unknown>; // never blocks on a FIFO
   } catch {
     return undefined;
   }

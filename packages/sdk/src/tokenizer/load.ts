@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LoraError } from '../io/errors.js';
+import { isLoraError, LoraError } from '../io/errors.js';
+import { jsonSyntaxError, readSmallFile } from '../io/safe-file.js';
 import { OPT_SPECIAL_TOKENS, OPT_TOKEN_ROLES, type TokenizerSpec } from './spec.js';
 
 type Json = Record<string, unknown>;
@@ -13,15 +13,17 @@ async function readJson(dir: string, name: string, required: boolean): Promise<J
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
     return v as Json;
   } catch (err) {
-    throw new LoraError('E_TOKENIZER', `${join(dir, name)}: ${(err as Error).message}`);
+    // V8's JSON messages quote the text; say only where it broke.
+    throw new LoraError('E_TOKENIZER', `${join(dir, name)}: ${err instanceof SyntaxError ? `not valid JSON (${jsonSyntaxError(err)})` : (err as Error).message}`);
   }
 }
 
 async function readText(dir: string, name: string, required: boolean): Promise<string | undefined> {
   try {
-    return await readFile(join(dir, name), 'utf8');
+    // FIFOs, devices and symlinks out of the folder are refused (E_FILE_TYPE); tokenizer.json is < 64 MiB.
+    return new TextDecoder().decode(await readSmallFile(join(dir, name), 64 * 1024 * 1024));
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if (!isLoraError(err, 'E_FILE_NOT_FOUND')) throw err;
     if (required) throw new LoraError('E_TOKENIZER', `tokenizer file missing: ${join(dir, name)}`);
     return undefined;
   }

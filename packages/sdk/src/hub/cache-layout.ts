@@ -1,6 +1,7 @@
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { getHFHubCachePath } from '@huggingface/hub';
+import { readSmallFile } from '../io/safe-file.js';
 
 export type RepoType = 'model' | 'dataset';
 
@@ -28,7 +29,8 @@ export async function cachedSnapshotDir(cacheDir: string, repo: string, type: Re
   let commit = revision;
   if (!COMMIT_HASH.test(revision)) {
     try {
-      commit = (await readFile(join(storage, 'refs', revision), 'utf8')).trim();
+      // A ref file holds a 40-character hash; 4 kB is plenty, and a FIFO there is refused, not waited on.
+      commit = new TextDecoder().decode(await readSmallFile(join(storage, 'refs', revision), 4096)).trim();
     } catch {
       return undefined;
     }

@@ -7,7 +7,7 @@
 // parent fsynced after), so a checkpoint that exists is complete and good. On load, every file is
 // checked against its recorded sha256; a corrupt newest checkpoint falls back to the previous one.
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { writeFileAtomic } from '../io/atomic-write.js';
@@ -196,12 +196,4 @@ export async function pruneCheckpoints(dir: string, limit: number, keep: string 
     removed.push(c.path);
   }
   return removed;
-}
-
-export async function isDirectory(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isDirectory();
-  } catch {
-    return false;
-  }
 }

@@ -38,8 +38,8 @@ describe('lora eval compare with train folders', () => {
     const row64 = lines.find((l) => l.startsWith('| r64 '))!;
     expect(row8).toMatch(/\| code_alpaca\.json \| 0\.5 +\| 42 +\|/);
     expect(row64).toMatch(/1\.9333\*/); // lowest mean loss
-    expect(row8).toMatch(/12\.5000\*/); // highest throughput
-    expect(r.stdout).not.toMatch(/30\.0000\*/); // equal runtimes: a tie, no star
+    expect(row8).toMatch(/12\.50\*/); // highest throughput
+    expect(r.stdout).not.toMatch(/30\.00\*/); // equal runtimes: a tie, no star
     expect(r.stderr).toMatch(/warning: the rows use different splits \(r8: 0\.5, r64: 0\.9\)/);
     expect(r.stdout).toMatch(/warning: the rows use different splits/);
     const page = readFileSync(html, 'utf8');

@@ -39,8 +39,8 @@ describe('lora bench --eval', () => {
       expect(Object.keys(run.eval ?? {}).sort()).toEqual(['bleu', 'errors', 'latency_p50_ms', 'meteor', 'rouge1', 'rouge2', 'rougeL', 'ttft_p50_ms']);
       for (const v of Object.values(run.eval!)) expect(Number.isFinite(v)).toBe(true);
     }
-    expect(r.stdout).toContain('eval rouge1');
-    expect(readFileSync(join(out, 'report.html'), 'utf8')).toContain('eval meteor');
+    expect(r.stdout).toContain('eval ROUGE-1 F');
+    expect(readFileSync(join(out, 'report.html'), 'utf8')).toContain('eval METEOR');
 
     const eo = join(dir, 'eval-base');
     expect(lora('eval', '--model', model, '--data', data, '--limit', '3', '--max-new-tokens', '8', '--out', eo, '--name', 'base').status).toBe(0);

@@ -93,8 +93,8 @@ describe('renderReport on the fixture (3 ranks, a NaN loss and an empty memory s
     const colours = ['#0072B2', '#E69F00', '#009E73'];
     for (const c of colours) expect(svg).toContain(`stroke="${c}"`);
     expect(svg).toMatch(/<g class="legend">.*r=8.*r=128.*r=256.*<\/g>/s);
-    expect(svg).toContain('loss 1.5');
-    expect(svg).toContain('loss 1.75');
+    expect(svg).toContain('loss 1.80'); // thresholds from the runs' own range (report/loss-stats.ts)
+    expect(svg).toContain('loss 1.90');
     expect(svg).toContain('r=128: 1 step with a non-finite loss (NaN/Infinity) not drawn.');
     expect((svg.match(/class="marker"/g) ?? []).length).toBe(30);
     expect(svg).toContain('>step<');
@@ -149,7 +149,7 @@ describe('renderReport on the fixture (3 ranks, a NaN loss and an empty memory s
     // Clip-path ids are unique across the page's inline SVGs.
     const ids = [...html.matchAll(/ id="([^"]+)"/g)].map((m) => m[1]);
     expect(new Set(ids).size).toBe(ids.length);
-    expect(html).toContain('eval bleu');
+    expect(html).toContain('eval BLEU');
     expect(html).toContain('GPU mem access %');
   });
 });
@@ -181,15 +181,15 @@ describe('formatSummaryTable', () => {
     expect(col('runtime s')[0]).toMatch(/^761\.\d\*$/);
     expect(col('tokens/s')[0]).toMatch(/\*$/);
     expect(col('MFU %')[0]).toMatch(/\*$/);
-    // Steps to a threshold: "never" when not reached; the fewest steps win, ties both marked.
-    expect(col('steps to 1.75')).toEqual(['200', '75*', '75*']);
-    expect(col('steps to 1.5')).toEqual(['never', '125', '100*']);
+    // Steps to a threshold from the runs' own range (each run reaches it): the fewest steps win; a tie marks nothing.
+    expect(col('steps to 1.90')).toEqual(['125', '75', '50*']);
+    expect(col('steps to 1.80')).toEqual(['150', '75', '75']);
     // r=128 has no memory samples: n/a, and the best is among the others.
     expect(col('RSS mean MB')[1]).toBe('n/a');
     expect(col('RSS mean MB')[0]).toMatch(/^1,90\d\.\d\*$/);
     expect(col('RSS max MB')[0]).not.toMatch(/\*/);
     expect(col('dev alloc % mean')).toEqual([expect.stringMatching(/\*$/), 'n/a', expect.stringMatching(/^\d+\.\d$/)]);
-    expect(col('eval bleu')[2]).toMatch(/\*$/);
+    expect(col('eval BLEU')[2]).toMatch(/\*$/);
     expect(col('eval loss')[2]).toMatch(/\*$/);
     expect(col('GPU mem access %').join('')).not.toContain('*');
     expect(text).toContain('* best in its column');

@@ -12,6 +12,7 @@ import { formatNumber, parseFlags, type CommandSpec } from '../flags.js';
 import { kernelsSubcommand, runKernelBenchCli } from './bench-kernels.js';
 import { BASE_FORMATS, TARGET_CHOICES, deviceFlag, dtypeFlag, expandTargets, jsonFlag, seedFlag, splitFlag } from './common-flags.js';
 import { formatSummaryTable, writeReport } from '../report/index.js';
+import { noiseNotes } from '../report/loss-stats.js';
 import { Progress } from '../progress.js';
 
 const SEED_PRESET = { model: 'facebook/opt-350m', data: 'sahil2801/CodeAlpaca-20k', split: 0.5, ranks: [8, 128, 256], alphaMult: 4, dropout: 0.1, seq: 256, batch: 4, epochs: 1 };
@@ -127,7 +128,7 @@ export const benchCommand: Command = {
           process.stdout.write(`${r.label}: trainable params: ${r.trainableParams.toLocaleString('en-US')} || all params: ${r.allParams.toLocaleString('en-US')} || trainable%: ${r.trainablePercent.toFixed(4)}\n`);
         }
         process.stdout.write(`\n${formatSummaryTable(results, { maxWidth: process.stdout.columns })}\n\n`);
-        for (const c of results.conclusions) process.stdout.write(`- ${c}\n`);
+        for (const c of [...results.conclusions, ...noiseNotes(results)]) process.stdout.write(`- ${c}\n`);
         process.stdout.write(`\nWrote ${join(out, 'results.json')} and ${report.html}\n`);
       }
       return ac.signal.aborted ? 130 : 0;

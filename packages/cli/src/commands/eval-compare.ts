@@ -39,7 +39,7 @@ export interface CompareContext {
 const TRAIN_HEADERS: Record<string, string> = {
   train_loss: 'train loss (mean)', train_runtime: 'train runtime s', train_samples_per_second: 'train samples/s',
   train_tokens_per_second: 'train tokens/s', train_steps_per_second: 'train steps/s', eval_loss: 'eval loss', perplexity: 'eval perplexity',
-  eval_runtime: 'eval runtime s', eval_samples: 'eval samples', train_samples: 'train samples', total_flos: 'total FLOs', last_logged_loss: 'last logged loss',
+  eval_runtime: 'eval runtime s', eval_samples: 'eval samples', loss: 'eval loss', train_samples: 'train samples', total_flos: 'total FLOs', last_logged_loss: 'last logged loss',
 };
 const HIGHER_IS_BETTER = /per_second|throughput/;
 const UNRANKED = /^(eval_samples|train_samples|total_flos|epoch)$/;
@@ -50,12 +50,17 @@ export function refineTable(t: CompareTable): CompareTable {
     ...c,
     header: TRAIN_HEADERS[c.key] ?? c.header,
     best: UNRANKED.test(c.key) ? null : HIGHER_IS_BETTER.test(c.key) ? ('max' as const) : c.best,
-    decimals: /samples$|flos$/.test(c.key) ? 0 : c.decimals,
+    decimals: /samples$|flos$/.test(c.key) ? 0 : /runtime|per_second/.test(c.key) ? 2 : c.decimals,
   }));
   const rows = t.rows.map((r) => ({ ...r, cells: r.cells.map((cell) => ({ ...cell })) }));
   columns.forEach((c, i) => {
     const vals = rows.map((r) => r.cells[i].value).filter((v): v is number => v !== null);
-    if (c.decimals === 0) for (const r of rows) if (r.cells[i].value !== null) r.cells[i].text = Math.round(r.cells[i].value!).toLocaleString('en-US');
+    if (c.decimals !== t.columns[i].decimals) {
+      for (const r of rows) {
+        const v = r.cells[i].value;
+        if (v !== null) r.cells[i].text = v.toLocaleString('en-US', { minimumFractionDigits: c.decimals, maximumFractionDigits: c.decimals });
+      }
+    }
     for (const r of rows) r.cells[i].best = false;
     if (!c.best || vals.length < 2) return;
     const best = c.best === 'min' ? Math.min(...vals) : Math.max(...vals);
@@ -97,7 +102,10 @@ main { max-width: 1580px; margin: 0 auto; }
 h1 { font-size: 26px; margin: 0 0 4px; }
 .sub { color: #555; margin: 0 0 18px; }
 .table-wrap { overflow-x: auto; background: #fff; border: 1px solid #dde1e6; border-radius: 8px; }
-table { border-collapse: collapse; font-size: 13px; white-space: nowrap; width: 100%; }
+/* Headers wrap and numbers do not, so that about twenty metric columns fit 1300 px; more scroll inside .table-wrap. */
+table { border-collapse: collapse; font-size: 13px; width: 100%; }
+th { white-space: normal; overflow-wrap: break-word; vertical-align: bottom; }
+td { white-space: nowrap; }
 th, td { padding: 6px 10px; border-bottom: 1px solid #eceef1; }
 th { background: #f0f2f5; font-weight: 600; text-align: right; }
 th.left, td.left { text-align: left; }

@@ -3,6 +3,7 @@
 import type { BenchResults, RunResult } from '@lora/sdk';
 
 import { barChart, escapeXml, isFiniteNumber, lineChart, num, runColor, type LineSeries, type Point } from './svg.js';
+import { noiseNotes } from './loss-stats.js';
 import { fmt, MiB, summaryTable, thresholdKeys } from './table.js';
 
 export interface Chart {
@@ -173,17 +174,22 @@ dl.what { display: grid; grid-template-columns: max-content 1fr; gap: 4px 18px; 
 dl.what dt { font-weight: 600; color: #444; }
 dl.what dd { margin: 0; }
 .table-wrap { overflow-x: auto; background: #fff; border: 1px solid #dde1e6; border-radius: 8px; }
-table { border-collapse: collapse; font-size: 13px; white-space: nowrap; width: 100%; }
+/* Fits 1300 px with six runs: run labels and long cells wrap at spaces, numbers never break, and the
+   metric column gives way first; a wider sweep scrolls inside .table-wrap, never the page. */
+table { border-collapse: collapse; font-size: 13px; width: 100%; }
+thead th { white-space: normal; overflow-wrap: break-word; vertical-align: bottom; }
+td { white-space: normal; }
 td { min-width: 120px; }
 th, td { padding: 6px 10px; border-bottom: 1px solid #eceef1; }
 th { background: #f0f2f5; font-weight: 600; text-align: right; }
 th.metric { background: #fafbfc; font-weight: 600; }
+th.metric { min-width: 170px; }
 th.metric .why { display: block; font-weight: 400; color: #666; font-size: 12px; white-space: normal; max-width: 640px; }
 tbody tr:hover td, tbody tr:hover th { background: #f3f6fb; }
 th.left, td.left { text-align: left; }
 td { text-align: right; font-variant-numeric: tabular-nums; }
 td.best { font-weight: 700; background: #e7f5ec; color: #0b5d2a; }
-td.best::after { content: " *"; }
+td.best::after { content: "\\00a0*"; }
 tr:last-child td { border-bottom: none; }
 .legend-note { color: #555; font-size: 13px; margin: 6px 2px 0; }
 ul.conclusions { margin: 0; padding-left: 22px; }
@@ -267,7 +273,7 @@ export function renderReport(results: BenchResults): RenderedReport {
   const subtitle = `${runs(results).length} run${runs(results).length === 1 ? '' : 's'}: ${runs(results)
     .map((r, i) => label(r, i))
     .join(', ')}`;
-  const conclusions = Array.isArray(results.conclusions) ? results.conclusions : [];
+  const conclusions = [...(Array.isArray(results.conclusions) ? results.conclusions : []), ...noiseNotes(results)];
   const html = `<!DOCTYPE html>
 <html lang="en">
 <head>

@@ -53,6 +53,8 @@ const W = 760;
 const PLOT_H = 300;
 const M = { top: 40, right: 190, bottom: 52, left: 74 };
 const NOTE_LINE = 16;
+/** Least vertical distance between two reference-line labels (11 px text + 2 px). */
+const LABEL_GAP = 13;
 const FONT = 'font-family="system-ui, -apple-system, Segoe UI, Roboto, Helvetica, Arial, sans-serif"';
 
 /** Colour-blind-safe palette (Okabe–Ito without yellow), then golden-angle hues. */
@@ -284,11 +286,16 @@ export function lineChart(spec: LineChartSpec): string {
   const clip = `clip-${spec.id}`;
   s += `<defs><clipPath id="${escapeXml(clip)}"><rect x="${f.x0}" y="${f.y1 - 4}" width="${f.x1 - f.x0 + 4}" height="${f.y0 - f.y1 + 8}"/></clipPath></defs>`;
   s += `<g clip-path="url(#${escapeXml(clip)})">`;
-  for (const h of hl) {
-    if (h.y < yt.lo || h.y > yt.hi) continue;
-    const y = sy(h.y).toFixed(1);
+  // Labels sit at the right end of their line, each at least LABEL_GAP px from the one above, with
+  // a white halo so that curves crossing them stay readable.
+  const shown = hl.filter((h) => h.y >= yt.lo && h.y <= yt.hi).map((h) => ({ ...h, py: sy(h.y) })).sort((a, b) => a.py - b.py);
+  let prev = -Infinity;
+  for (const h of shown) {
+    const y = h.py.toFixed(1);
+    const ly = Math.max(h.py - 4, prev + LABEL_GAP);
+    prev = ly;
     s += `<line class="hline" x1="${f.x0}" x2="${f.x1}" y1="${y}" y2="${y}" stroke="#999" stroke-dasharray="2 4"/>`;
-    s += `<text x="${f.x0 + 6}" y="${Number(y) - 4}" fill="#777" font-size="11">${escapeXml(h.label)}</text>`;
+    s += `<text class="hline-label" x="${f.x1 - 4}" y="${ly.toFixed(1)}" text-anchor="end" fill="#666" font-size="11" stroke="#fff" stroke-width="3" paint-order="stroke">${escapeXml(h.label)}</text>`;
   }
   for (const ser of series) {
     const segs: Point[][] = [];

@@ -3,6 +3,7 @@
 // best value per column is marked when at least two runs have a finite value there.
 import type { BenchResults, RunResult } from '@lora/sdk';
 
+import { finalLossNoise, ownRangeThresholds, stepsToLoss, thresholdLabel, withinNoise } from './loss-stats.js';
 import { isFiniteNumber, num } from './svg.js';
 
 export const MiB = 1024 * 1024;
@@ -66,12 +67,31 @@ function numeric(key: string, header: string, title: string, best: Column['best'
   };
 }
 
-/** Thresholds in stepsToLoss across runs, highest first (the order a falling loss reaches them). */
+/**
+ * The "steps to loss X" thresholds, highest first (the order a falling loss reaches them): taken from
+ * the runs' own logged curves when there are any, else the ones recorded in results.json.
+ */
 export function thresholdKeys(results: BenchResults): string[] {
+  const own = ownRangeThresholds(results);
+  if (own.length) return own.map(thresholdLabel);
   const keys = new Set<string>();
   for (const r of results.runs ?? []) for (const k of Object.keys(r.stepsToLoss ?? {})) keys.add(k);
   return [...keys].sort((a, b) => num(b) - num(a) || a.localeCompare(b));
 }
+
+/** Steps to a threshold: from the run's curve when thresholds come from the curves, else as recorded. */
+function stepsTo(results: BenchResults, r: RunResult, key: string): number | null | undefined {
+  if (ownRangeThresholds(results).length) return stepsToLoss(r, Number(key));
+  return r.stepsToLoss?.[key];
+}
+
+/** Readable names of the eval metrics a bench run records (benchEvalMetrics), and which are counts. */
+const EVAL_NAMES: Record<string, string> = {
+  bleu: 'eval BLEU', rouge1: 'eval ROUGE-1 F', rouge2: 'eval ROUGE-2 F', rougeL: 'eval ROUGE-L F', rougeLsum: 'eval ROUGE-Lsum F',
+  meteor: 'eval METEOR', ttft_p50_ms: 'eval time to first token P50 ms', latency_p50_ms: 'eval generation latency P50 ms',
+  errors: 'eval failed generations', count: 'eval examples', tokens_in: 'eval tokens in', tokens_out: 'eval tokens out',
+};
+const EVAL_COUNTS = /^(errors|count|tokens_in|tokens_out)$/;
 
 /** Eval metrics where lower is better; every other metric ranks higher-is-better. */
 const LOWER_IS_BETTER = /loss|perplexity|ppl|latency|time|_ms$|ms_|error|wer|cer/i;
@@ -98,7 +118,8 @@ export function summaryColumns(results: BenchResults): Column[] {
       text: (r) => `${fmt(r.trainableParams, 0)} (${fmtPct(r.trainablePercent)}%)`,
     },
     numeric('runtime', 'runtime s', 'wall-clock training time in seconds', 'min', (r) => r.runtimeSec, (v) => fmt(v, 1)),
-    numeric('finalLoss', 'final loss', 'train loss at the last step', 'min', (r) => r.finalLoss, (v) => fmt(v, 4)),
+    numeric('finalLoss', 'final loss', 'train loss at the last step (one noisy step: compare with the loss noise sd)', 'min', (r) => r.finalLoss, (v) => fmt(v, 4)),
+    numeric('finalNoise', 'loss noise sd', 'standard deviation of the per-step loss over the last steps: final losses closer than this are not told apart', null, (r) => finalLossNoise(r), (v) => fmt(v, 4)),
     numeric('tokensPerSec', 'tokens/s', 'training tokens (non-padding) per second', 'max', (r) => r.tokensPerSec, rate),
     numeric('mfu', 'MFU %', 'achieved model FLOP/s as % of the peak measured in the same run', 'max', (r) => r.mfuPercent, (v) => fmt(v, Math.abs(num(v)) < 10 ? 2 : 1)),
   );
@@ -110,11 +131,11 @@ export function summaryColumns(results: BenchResults): Column[] {
       align: 'right',
       best: 'min',
       value: (r) => {
-        const v = r.stepsToLoss?.[k];
+        const v = stepsTo(results, r, k);
         return isFiniteNumber(v) ? v : null;
       },
       text: (r) => {
-        const v = r.stepsToLoss?.[k];
+        const v = stepsTo(results, r, k);
         return v === null || v === undefined ? 'never' : fmt(v, 0);
       },
     });
@@ -137,7 +158,10 @@ export function summaryColumns(results: BenchResults): Column[] {
   for (const r of runs) for (const k of Object.keys(r.eval ?? {})) evalKeys.add(k);
   for (const k of [...evalKeys].sort()) {
     const best = LOWER_IS_BETTER.test(k) ? 'min' : 'max';
-    cols.push(numeric(`eval:${k}`, `eval ${k}`, `held-out ${k} (${best === 'min' ? 'lower' : 'higher'} is better)`, best, (r) => r.eval?.[k], (v) => (r0(v))));
+    const count = EVAL_COUNTS.test(k);
+    const name = EVAL_NAMES[k] ?? `eval ${k}`;
+    cols.push(numeric(`eval:${k}`, name, `held-out ${name.replace(/^eval /, '')} (${count && k !== 'errors' ? 'a count, not ranked' : `${best === 'min' ? 'lower' : 'higher'} is better`})`,
+      count && k !== 'errors' ? null : best, (r) => r.eval?.[k], (v) => (count ? fmt(v, 0) : r0(v))));
   }
   if (runs.some((r) => r.quant)) {
     cols.push(
@@ -179,8 +203,10 @@ export function summaryTable(results: BenchResults): SummaryTable {
     const vals = runs.map((r) => c.value(r)).filter((v): v is number => v !== null && Number.isFinite(v));
     if (vals.length < 2) return null;
     const b = c.best === 'min' ? Math.min(...vals) : Math.max(...vals);
-    // Nothing to single out when every run has the same value.
-    return vals.every((v) => v === b) ? null : b;
+    // A tie for best singles nothing out; nor does a final loss whose runner-up is within the noise.
+    if (vals.filter((v) => v === b).length > 1) return null;
+    if (c.key === 'finalLoss' && withinNoise(results, b, vals)) return null;
+    return b;
   });
   const rows = runs.map((r) =>
     columns.map((c, i) => {

@@ -123,7 +123,7 @@ export async function runEval(argv: string[]): Promise<number> {
     'judge-timeout': number;
   };
   const target = targetFromFlags(v);
-  if (!values.model && !target) throw new UsageError('--model DIR|ID (or --target-url URL --target-model NAME) is required');
+  if (!values.model && !target) throw new UsageError('--model DIR|ID is required (or --target-url URL with --target-model NAME)');
   const training = values.adapter ? findTrainingRecord(values.adapter) : undefined;
   const dataPath = values.data ?? training?.dataPath;
   if (!dataPath) throw new UsageError(values.adapter ? `--data FILE is required (${values.adapter} has no training_args.json that names its data)` : '--data FILE is required');

@@ -41,8 +41,10 @@ async function runLlamaCpp(modelPath: string, vocab: number, loras: (string | un
   try {
     const runs: CppRun[] = [];
     for (const lora of loras) {
+      // One thread: a tiny model gains nothing from two, and ggml's spinning workers lose badly on a
+      // shared 2-core machine (62 s -> 40 s for one family under load).
       const ctx = await model.createContext({
-        contextSize: 64, batchSize: 64, threads: 2, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32',
+        contextSize: 64, batchSize: 64, threads: 1, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32',
         ...(lora ? { lora: { adapters: [{ filePath: lora }] } } : {}),
       });
       const seq = ctx.getSequence();

@@ -1,9 +1,9 @@
 // `--format hf`: a merged Hugging Face folder (safetensors, sharded above a size, config.json,
 // generation_config.json, tokenizer files) that our loader and transformers read without LoRA code.
 // Any family: the merge is plain tensor arithmetic on the checkpoint's own names (W += scale·B·A),
-// so OPT and Llama-shaped folders go through the same path. A quantized base (--base-dtype, OPT:
-// the families the SDK can load quantized) is loaded as QLoRA trained on it, dequantized and merged
-// through model/merge.ts, and the logits error that costs is measured against the f32 base + adapter.
+// so OPT and Llama-shaped folders go through the same path. A quantized base (--base-dtype) is loaded
+// by the SDK's model layer as QLoRA trained on it, dequantized and merged through model/merge.ts, and
+// the logits error that costs is measured against the f32 base + adapter.
 import { copyFile, rename, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,7 +14,8 @@ import { openWeights } from '../io/open-weights.js';
 import type { RawTensor } from '../io/tensor.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 import { SAFETENSORS_INDEX } from '../io/sharded.js';
-import { OptForCausalLM } from '../model/opt.js';
+import { AutoModelForCausalLM } from '../models/auto.js';
+import type { CausalLM } from '../models/causal-lm.js';
 import { mergedTensors } from '../model/merge.js';
 import { addLoraDelta, checkAdapterFits, readPeftAdapter } from './peft-adapter.js';
 
@@ -65,8 +66,9 @@ async function* plainMerge(o: HfExportOptions): AsyncGenerator<[string, RawTenso
 }
 
 /** Through the SDK's quantized loading: the base as QLoRA saw it, dequantized, merged by model/merge.ts. */
-async function* quantizedMerge(o: HfExportOptions, model: OptForCausalLM): AsyncGenerator<[string, RawTensor]> {
-  for (const [name, t] of mergedTensors(model)) yield [`model.${name}`, encode(o.dtype, t.shape, t.data as Float32Array)];
+async function* quantizedMerge(o: HfExportOptions, model: CausalLM): AsyncGenerator<[string, RawTensor]> {
+  // The parameter table names tensors under the base model (no "model." prefix); the head is top-level.
+  for (const [name, t] of mergedTensors(model)) yield [name.startsWith('lm_head') ? name : `model.${name}`, encode(o.dtype, t.shape, t.data as Float32Array)];
 }
 
 /** Writes shards of at most maxShardBytes (one tensor may exceed it alone), plus the index when there is more than one. */
@@ -113,11 +115,10 @@ async function writeShards(out: string, tensors: AsyncIterable<[string, RawTenso
 }
 
 export async function exportHfFolder(o: HfExportOptions): Promise<HfExportReport> {
-  let quantModel: OptForCausalLM | undefined;
+  let quantModel: CausalLM | undefined;
   if (o.baseDtype) {
-    if (o.config.model_type !== 'opt') throw new LoraError('E_CONFIG', `a quantized base is loaded through the SDK's model layer, which loads ${String(o.config.model_type)} only in f32 here; export from the f32 folder`);
     if (!o.adapterDir) throw new LoraError('E_CONFIG', '--base-dtype needs --adapter (it says what merging into the quantized base costs)');
-    quantModel = await OptForCausalLM.fromPretrained(o.modelDir, { dtype: o.baseDtype, device: 'cpu' });
+    quantModel = await AutoModelForCausalLM.fromPretrained(o.modelDir, { dtype: o.baseDtype, device: 'cpu' });
     await quantModel.loadAdapter(o.adapterDir);
   }
   const files: HfExportReport['files'] = [];
@@ -148,8 +149,8 @@ export async function exportHfFolder(o: HfExportOptions): Promise<HfExportReport
 
 /** Logits of the export (merged into the dequantized base) against the f32 base + adapter, on a fixed probe batch. */
 async function measureQuantizedMerge(o: HfExportOptions): Promise<NonNullable<HfExportReport['quantization']>> {
-  const merged = await OptForCausalLM.fromPretrained(o.out, { dtype: 'f32', device: 'cpu' });
-  const ref = await OptForCausalLM.fromPretrained(o.modelDir, { dtype: 'f32', device: 'cpu' });
+  const merged = await AutoModelForCausalLM.fromPretrained(o.out, { dtype: 'f32', device: 'cpu' });
+  const ref = await AutoModelForCausalLM.fromPretrained(o.modelDir, { dtype: 'f32', device: 'cpu' });
   try {
     await ref.loadAdapter(o.adapterDir!);
     const V = ref.config.vocabSize;
@@ -157,7 +158,7 @@ async function measureQuantizedMerge(o: HfExportOptions): Promise<NonNullable<Hf
     const T = 16;
     const ids = Int32Array.from({ length: B * T }, (_, i) => (2 + ((i * 7919) % (V - 2))) | 0);
     const labels = new Int32Array(B * T).fill(-100);
-    const run = (m: OptForCausalLM) => {
+    const run = (m: CausalLM) => {
       const logits = new Float32Array(B * T * V);
       m.step({ batch: B, seq: T, inputIds: ids, labels }, { training: false, logits });
       return logits;

@@ -4,8 +4,9 @@ import { benchCommand } from './bench.js';
 import { checkCommand } from './check.js';
 import { envCommand } from './env.js';
 import { evalCommand } from './eval.js';
+import { exportCommand } from './export.js';
 import { generateCommand } from './generate.js';
 import { serveCommand } from './serve.js';
 import { trainCommand } from './train.js';
 
-export const commands: Command[] = [benchCommand, trainCommand, generateCommand, checkCommand, evalCommand, serveCommand, envCommand];
+export const commands: Command[] = [benchCommand, trainCommand, generateCommand, checkCommand, evalCommand, serveCommand, exportCommand, envCommand];

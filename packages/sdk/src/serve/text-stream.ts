@@ -18,12 +18,14 @@ export class TextStream {
   push(id: number): string {
     this.ids.push(id);
     this.text = this.tok.decode(this.ids, { skipSpecialTokens: true });
+    let cut = -1;
     for (const s of this.stops) {
       const at = this.text.indexOf(s, Math.max(0, this.emitted - s.length + 1));
-      if (at >= 0) {
-        this.text = this.text.slice(0, at);
-        this.stopped = true;
-      }
+      if (at >= 0 && (cut < 0 || at < cut)) cut = at; // the earliest stop string wins
+    }
+    if (cut >= 0) {
+      this.text = this.text.slice(0, cut);
+      this.stopped = true;
     }
     if (this.stopped) return this.take(this.text.length);
     let safe = this.text.length;

@@ -11,6 +11,7 @@ set -uo pipefail
 PACKAGES=(
   "chromium /usr/bin/chromium headless browser for the report.html web-page test (packages/cli/test/report-*.test.ts)"
   "wordnet-base - WordNet 3.0 dictionary files in /usr/share/wordnet for METEOR synonym matching (packages/sdk/test/eval-*.test.ts)"
+  "python3-torch - PyTorch reference forward of llama/qwen2/qwen3 for the GGUF export tests (scripts/fixtures/llama_reference.py, packages/sdk/test/export-*.test.ts)"
 )
 
 log() { echo "setup-system: $*"; }

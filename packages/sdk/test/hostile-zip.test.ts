@@ -114,6 +114,28 @@ describe('zip bombs and pickle budgets', () => {
     expect(b.ms).toBeLessThan(3000);
   });
 
+  it('charges a call for the lists it walks: one memoized 50,000-pair list passed to OrderedDict over and over', async () => {
+    // Each REDUCE used to cost the same however long its arguments: 100,000 calls here walk 5e9 pairs.
+    const op = (...parts: (string | number[])[]) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))));
+    const pairs: Buffer[] = [];
+    for (let batch = 0; batch < 50; batch++) pairs.push(op('('), Buffer.alloc(1000 * 5).fill(op('K', [1], 'K', [2], '\x86')), op('e'));
+    const pkl = op(
+      PROTO2, 'ccollections\nOrderedDict\n', 'q', [0], '0', // the global, memo 0
+      ']', ...pairs.map((b) => [...b]), 'q', [1], '0', // a list of 50,000 (1, 2) pairs, memo 1
+      ']', // the results
+      Buffer.alloc(100_000 * 6).fill(op('h', [0], 'h', [1], '\x85', 'R')).toString('latin1'), // ... OrderedDict(pairs) x 100,000
+      '.',
+    );
+    const t0 = performance.now();
+    const { err } = await refusal('walks.bin', hostileZip([{ name: 'archive/data.pkl', data: pkl, deflate: true }]));
+    expect(err).toMatchObject({ code: 'E_TOO_LARGE', message: expect.stringMatching(/builds more than 1000000 objects/) });
+    // Refused in the calls (after the ~250 kB list), after some dozens of them, not a million.
+    const at = Number(/at byte (\d+)/.exec(err.message)![1]);
+    expect(at).toBeGreaterThan(250_100);
+    expect(at).toBeLessThan(250_100 + 6 * 100);
+    expect(performance.now() - t0).toBeLessThan(5000);
+  });
+
   it('stays within 256 MB of extra memory through every case above', () => {
     // Goal from the issue: at most 10x the file or 256 MB, whichever is larger (the files are <= 4 MB).
     const peak = process.resourceUsage().maxRSS * 1024;

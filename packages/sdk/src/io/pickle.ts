@@ -300,6 +300,9 @@ class Machine {
       throw this.fail(`refusing to call ${describe(fn)}`, 'E_PICKLE_FORBIDDEN');
     }
     if (!isTuple(args)) throw this.fail(`REDUCE on ${fn.module}.${fn.name} without an argument tuple`);
+    // A call may copy or walk the lists it is given (sizes, strides, OrderedDict's pairs), and one memoized
+    // list can be passed to a million calls: charge what it can touch, two levels deep.
+    this.spend(reach(args, 2, this.maxUnits - this.units + 1));
     return fn.call([...args]);
   }
 
@@ -354,6 +357,14 @@ const COST = new Uint8Array(256);
 for (const op of [0x58, 0x8c, 0x8d, 0x54, 0x55, 0x42, 0x43, 0x8e, 0x96, 0x8a, 0x8b, 0x49, 0x4c]) COST[op] = 1; // strings, bytes, big ints
 for (const op of [0x29, 0x74, 0x85, 0x86, 0x87, 0x5d, 0x6c, 0x63, 0x93, 0x52, 0x51, 0x50]) COST[op] = 2; // tuples, lists, globals, calls
 for (const op of [0x7d, 0x64, 0x8f, 0x91]) COST[op] = 4; // dicts and sets
+
+/** Elements of `v` and of the lists inside it, down to `depth` levels; counting stops past `limit`. */
+function reach(v: unknown, depth: number, limit: number): number {
+  if (!Array.isArray(v) || depth === 0) return 0;
+  let n = v.length;
+  for (let i = 0; i < v.length && n <= limit; i++) n += reach(v[i], depth - 1, limit - n);
+  return n;
+}
 
 export function isPyGlobal(v: unknown): v is PyGlobal {
   return typeof v === 'object' && v !== null && (v as PyGlobal).kind === 'global';

@@ -38,6 +38,9 @@ const DTYPE_CONSTANTS = new Set([
   'int16', 'short', 'int8', 'uint8', 'bool',
 ]);
 
+/** PyTorch's own limit on tensor dimensions. */
+const MAX_DIMS = 64;
+
 export const isTensorRef = (v: unknown): v is TorchTensorRef =>
   typeof v === 'object' && v !== null && (v as TorchTensorRef).kind === 'tensor';
 
@@ -56,6 +59,7 @@ export function unpickleTorchStateDict(bytes: Uint8Array, where: string): PyDict
     const strides = intList(stride, 'stride');
     if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) throw bad(`bad storage offset ${String(offset)}`);
     if (shape.length !== strides.length) throw bad(`size has ${shape.length} dims but stride has ${strides.length}`);
+    if (shape.length > MAX_DIMS) throw bad(`tensor with ${shape.length} dims; at most ${MAX_DIMS} are accepted`);
     if (numel(shape) > 0) {
       const last = shape.reduce((acc, d, i) => acc + (d - 1) * strides[i], offset);
       if (last >= storage.numel) {

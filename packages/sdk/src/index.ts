@@ -1,13 +1,9 @@
-export * from './io/index.js';
-export * from './tokenizer/index.js';
-export * from './hub/index.js';
-export * from './data/index.js';
-export * from './config/index.js';
-export * from './model/index.js';
-export * from './eval/index.js';
-export * from './check/index.js';
-export * from './train/index.js';
-export * from './bench/index.js';
-export * from './defaults/index.js';
-export * from './serve/index.js';
-export * from './export/index.js';
+// The public surface of @lora/sdk, one file per section of the API reference (src/public/*.ts, the
+// typedoc entry points). Parsers and helpers used inside (zip, pickle, stemmers, metric tokenizers)
+// are importable from their own modules in this repository but are not part of the package's API.
+export * from './public/models.js';
+export * from './public/data.js';
+export * from './public/training.js';
+export * from './public/evaluation.js';
+export * from './public/files.js';
+export * from './public/serving.js';

@@ -7,3 +7,4 @@ export * from './public/training.js';
 export * from './public/evaluation.js';
 export * from './public/files.js';
 export * from './public/serving.js';
+export * from './export/index.js';

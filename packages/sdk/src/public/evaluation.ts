@@ -34,3 +34,4 @@ export {
   type Experiment, type CompareColumn, type CompareTable,
 } from '../eval/compare.js';
 export * from '../check/index.js';
+export { OpenAITarget, evaluateTarget, targetEndpoint, type OpenAITargetOptions, type TargetApi, type TargetGeneration, type TargetRequest } from '../eval/openai-target.js';

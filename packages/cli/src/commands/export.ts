@@ -52,7 +52,8 @@ export const exportCommand: Command = {
       return 0;
     }
     process.stdout.write(`wrote ${r.out} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
-    for (const f of r.files) process.stdout.write(`  ${f.name}${f.bytes ? `  ${(f.bytes / 1024 / 1024).toFixed(1)} MiB` : ''}\n`);
+    const size = (b: number) => (b >= 1024 * 1024 ? `${(b / 1024 / 1024).toFixed(1)} MiB` : `${(b / 1024).toFixed(1)} KiB`);
+    for (const f of r.files) process.stdout.write(`  ${f.name}${f.bytes ? `  ${size(f.bytes)}` : ''}\n`);
     if (r.quantization) {
       const q = r.quantization;
       process.stdout.write(`merged into the dequantized ${q.baseDtype} base: logits differ from the f32 base + adapter by max ${q.maxAbsLogitError.toExponential(2)}, rel. RMS ${q.relRmsLogitError.toExponential(2)} (${q.probeTokens} probe tokens)\n`);

@@ -4,7 +4,7 @@
 // so OPT and Llama-shaped folders go through the same path. A quantized base (--base-dtype) is loaded
 // by the SDK's model layer as QLoRA trained on it, dequantized and merged through model/merge.ts, and
 // the logits error that costs is measured against the f32 base + adapter.
-import { copyFile, rename, writeFile } from 'node:fs/promises';
+import { copyFile, rename, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -133,14 +133,14 @@ export async function exportHfFolder(o: HfExportOptions): Promise<HfExportReport
   await put('config.json', `${JSON.stringify(config, null, 2)}\n`);
   if (existsSync(join(o.modelDir, 'generation_config.json'))) {
     await copyFile(join(o.modelDir, 'generation_config.json'), join(o.out, 'generation_config.json'));
-    files.push({ name: 'generation_config.json', bytes: 0 });
+    files.push({ name: 'generation_config.json', bytes: (await stat(join(o.out, 'generation_config.json'))).size });
   } else {
     const gen: Record<string, unknown> = {};
     for (const k of ['bos_token_id', 'eos_token_id', 'pad_token_id']) if (o.config[k] !== undefined) gen[k] = o.config[k];
     await put('generation_config.json', `${JSON.stringify(gen, null, 2)}\n`);
   }
   for (const f of TOKENIZER_FILES) {
-    if (existsSync(join(o.modelDir, f))) { await copyFile(join(o.modelDir, f), join(o.out, f)); files.push({ name: f, bytes: 0 }); }
+    if (existsSync(join(o.modelDir, f))) { await copyFile(join(o.modelDir, f), join(o.out, f)); files.push({ name: f, bytes: (await stat(join(o.out, f))).size }); }
   }
   const report: HfExportReport = { files };
   if (o.baseDtype) report.quantization = await measureQuantizedMerge(o);

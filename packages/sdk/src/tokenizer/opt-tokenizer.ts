@@ -87,7 +87,8 @@ export class OptTokenizer {
     parts.forEach((part, i) => {
       // split() with a capture group puts the matched special tokens at odd indices.
       if (i % 2 === 1) out.push(part);
-      else for (const piece of pretokenize(part)) out.push(...this.merger.merge(textToByteChars(piece)));
+      // A loop, not push(...tokens): one 1M-character word spread as arguments overflowed the stack.
+      else for (const piece of pretokenize(part)) for (const token of this.merger.merge(textToByteChars(piece))) out.push(token);
     });
     return out;
   }

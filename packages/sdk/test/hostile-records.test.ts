@@ -13,11 +13,10 @@ const OPT_DIR = fileURLToPath(new URL('../../../../shared/data/opt-tokenizer/', 
 describe('1 M-character records', () => {
   it.skipIf(!existsSync(join(OPT_DIR, 'vocab.json')))('tokenizes a 1,000,000-character word (was RangeError: call stack)', async () => {
     const tok = await OptTokenizer.fromPretrained(OPT_DIR);
-    for (const text of ['a'.repeat(1_000_000)]) {
-      const ids = tok.encode(text, { addSpecialTokens: false });
-      expect(ids.length).toBeGreaterThan(1000);
-      expect(tok.decode(ids)).toBe(text);
-    }
+    const text = 'a'.repeat(1_000_000);
+    const ids = tok.encode(text, { addSpecialTokens: false });
+    expect(ids.length).toBeGreaterThan(1000);
+    expect(tok.decode(ids)).toBe(text);
   });
 
   it('scores a 1,000,000-character prediction and reference with every metric', () => {

@@ -101,7 +101,8 @@ function checkTargetsPresent(raw: unknown, modules: Map<string, unknown>, path: 
   const targets = typeof raw === 'string' ? [raw] : Array.isArray(raw) ? raw : [];
   const names = [...modules.keys()].map((m) => m.slice(m.lastIndexOf('.') + 1));
   for (const t of targets) {
-    if (typeof t !== 'string' || t === 'all-linear') continue;
+    // 'all-linear', regex strings and non-strings are left to readAdapterConfig's own refusal.
+    if (typeof t !== 'string' || !/^\w+$/.test(t) || t === 'all-linear') continue;
     if (!names.includes(t)) throw new LoraError('E_WEIGHTS_MISMATCH', `${configPath} targets ${t}, but ${path} holds no ${t} tensors`);
   }
 }

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { writeGguf, kv, ggufHead, type GgufImage } from '../src/export/gguf-writer.js';
 import { readGguf, ggufTensorF32 } from '../src/export/gguf-reader.js';
-import { quantizeQ4_0, quantizeQ8_0 } from '../src/export/gguf-quant.js';
+import { encodeTensor, encodeTensorYielding, quantizeQ4_0, quantizeQ8_0 } from '../src/export/gguf-quant.js';
 import type { GgufValue } from '../src/export/gguf-format.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'gguf-fmt-'));
@@ -103,6 +103,18 @@ describe('GGUF writer and reader', () => {
     expect(d4.getUint16(0, true)).toBe(0x4000); // d = -16 / -8 = 2
     expect(q4[2]).toBe(0x80); // element 0 -> 0 (low nibble), element 16 -> 8 (high nibble)
     expect(q4[2 + 15]).toBe(0xf8); // element 15 = -1 -> trunc(-0.5 + 8.5) = 8 (low); element 31 = 15 -> 16, clamped to 15 (high)
+  });
+
+  it('encodes large tensors in slices between event-loop turns, to the same bytes', async () => {
+    const x = ramp(2.5 * 2 ** 20 + 64, (i) => Math.sin(i * 0.013) * (1 + (i % 7)));
+    for (const t of ['f16', 'bf16', 'q8_0', 'q4_0'] as const) {
+      let turns = 0;
+      const timer = setInterval(() => turns++, 0);
+      const sliced = await encodeTensorYielding(t, x);
+      clearInterval(timer);
+      expect(Buffer.compare(Buffer.from(sliced), Buffer.from(encodeTensor(t, x)))).toBe(0);
+      expect(turns).toBeGreaterThan(0);
+    }
   });
 
   it('decodes quantized tensors within half a step of the input', async () => {

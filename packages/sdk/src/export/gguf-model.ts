@@ -6,7 +6,7 @@ import { LoraError } from '../io/errors.js';
 import { toF32 } from '../io/dtype.js';
 import type { WeightSource } from '../io/tensor.js';
 import { GGML_BLOCK, type GgmlTypeName, type GgufValue } from './gguf-format.js';
-import { encodeTensor } from './gguf-quant.js';
+import { encodeTensor, encodeTensorYielding } from './gguf-quant.js';
 import { ggufTensorName, llamaPermuteHeads, permuteRows } from './gguf-names.js';
 import { kv, writeGguf, type GgufTensorSpec } from './gguf-writer.js';
 import { tokenizerMetadata, type TokenizerFiles } from './gguf-tokenizer.js';
@@ -89,7 +89,7 @@ export function modelTensors(src: GgufModelSource, dtype: GgmlTypeName): GgufTen
     const type = storedType(dtype, shape);
     specs.push({
       name: g, shape, type,
-      data: async () => encodeTensor(type, await hfTensorForGguf(src, hf, shape)),
+      data: async () => encodeTensorYielding(type, await hfTensorForGguf(src, hf, shape)),
     });
   }
   const hf = (key: string) => weights.has(key) || weights.has(key.replace(/^model\./, ''));

@@ -66,3 +66,23 @@ export function encodeTensor(type: GgmlTypeName, values: Float32Array): Uint8Arr
     case 'q4_0': return quantizeQ4_0(values);
   }
 }
+
+const CHUNK_VALUES = 1 << 20;
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * encodeTensor in slices of ~1M values with a turn of the event loop between them: a 128k x 960
+ * embedding is 123M values (~1-2 s of quantizing), far longer than one decode step.
+ */
+export async function encodeTensorYielding(type: GgmlTypeName, values: Float32Array): Promise<Uint8Array> {
+  if (type === 'f32' || values.length <= CHUNK_VALUES) return encodeTensor(type, values);
+  const { elements, bytes } = GGML_BLOCK[type];
+  const step = CHUNK_VALUES - (CHUNK_VALUES % elements);
+  const out = new Uint8Array((values.length / elements) * bytes);
+  for (let start = 0; start < values.length; start += step) {
+    const end = Math.min(values.length, start + step);
+    out.set(encodeTensor(type, values.subarray(start, end)), (start / elements) * bytes);
+    await yieldToEventLoop();
+  }
+  return out;
+}

@@ -1,6 +1,7 @@
 // What users install: @lora/cli with its `lora` bin, a README per package (what it is, install, a
 // minimal example, docs), and an SDK whose public index leaves its parsers' internals out.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -36,6 +37,23 @@ describe('packaging', () => {
     }
     for (const name of ['OptForCausalLM', 'Trainer', 'TRAINING_DEFAULTS', 'scorePredictions', 'LoraError', 'SafetensorsFile']) expect(name in sdk, name).toBe(true);
   });
+
+  it('the SDK Trainer and lora train share one default learning rate (TRAINING_DEFAULTS.lr)', async () => {
+    const records = Array.from({ length: 8 }, (_, i) => ({ instruction: `Say ${i}.`, input: '', output: `${i}` }));
+    const { dir } = await sdk.ensureTinyModel(join(mkdtempSync(join(tmpdir(), 'lora-defaults-')), 'model'), records, { hidden: 32, ffn: 64, layers: 1, heads: 2, embedDim: 16, merges: 0, maxPositions: 128, warmupRounds: 0 });
+    const tok = await sdk.OptTokenizer.fromPretrained(dir);
+    const model = await sdk.OptForCausalLM.fromPretrained(dir, { device: 'cpu' });
+    try {
+      model.addLora({ r: 2, alpha: 8 });
+      const lrs: number[] = [];
+      const examples = records.map((r) => sdk.tokenizeRecord(tok, r, { maxLength: 32 }));
+      await new sdk.Trainer(model, { examples, batchSize: 4, seq: 32, maxSteps: 1, schedule: 'constant', onEvent: (e) => e.type === 'step' && lrs.push(e.lr) }).train();
+      expect(lrs).toEqual([sdk.TRAINING_DEFAULTS.lr]);
+      expect(sdk.TRAINING_DEFAULTS.lr).toBe(2e-4);
+    } finally {
+      model.dispose();
+    }
+  }, 60_000);
 
   it('has a typedoc config with the package README as landing page and one entry per API section', () => {
     const cfg = json('packages/sdk/typedoc.json');

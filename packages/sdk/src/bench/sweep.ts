@@ -13,6 +13,7 @@ import { syntheticCodeInstructions } from '../data/synthetic.js';
 import { benchEvalMetrics, evaluateModel, generationErrorNote } from '../eval/evaluate.js';
 import { findWordNetDir } from '../eval/wordnet.js';
 import { ensureTinyModel } from '../defaults/tiny-model.js';
+import { TRAINING_DEFAULTS } from '../defaults/training-defaults.js';
 import { LoraError } from '../io/errors.js';
 import { resolveDatasetDir } from '../hub/resolve.js';
 import type { BaseDType, DeviceOption } from '../model/device.js';
@@ -110,7 +111,7 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
   const formats = sweep === 'quant' ? (o.formats ?? ['f32', 'bf16', 'f16', 'int8', 'int4', 'nf4']) : [o.dtype ?? 'f32'];
   const alphaMult = o.alphaMult ?? 4;
   const targets = o.targets ?? ['q_proj', 'k_proj', 'v_proj'];
-  const lr = o.lr ?? (embedded ? EMBEDDED_DEFAULTS.lr : 2e-4);
+  const lr = o.lr ?? (embedded ? EMBEDDED_DEFAULTS.lr : TRAINING_DEFAULTS.lr);
   const loggingSteps = o.loggingSteps ?? 5;
   // The seed's thresholds suit a pretrained OPT on CodeAlpaca; the embedded random-init model starts
   // near ln(vocab), so its thresholds are derived from its own curves after the runs.

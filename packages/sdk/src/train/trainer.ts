@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { native, type NativeTensor } from '@lora/core-native';
 
 import { makeBatches, type Batch, type Example } from '../data/batches.js';
+import { TRAINING_DEFAULTS as D } from '../defaults/training-defaults.js';
 import { isLoraError, LoraError } from '../io/errors.js';
 import type { RawTensor } from '../io/tensor.js';
 import { adapterTensors, loadAdapterWeights } from '../model/adapter-io.js';
@@ -40,11 +41,14 @@ export interface TrainerOptions {
   seq: number;
   padding?: 'longest' | 'max_length';
   packing?: boolean;
+  /** Micro-batches per optimizer step (default 1). */
   gradAccum?: number;
   /** Stop after this many optimizer steps; like HF's max_steps it overrides `epochs`. */
   maxSteps?: number;
   epochs?: number;
+  /** Peak learning rate (default 2e-4, TRAINING_DEFAULTS.lr: the usual LoRA rate; HF Trainer's 5e-5 is for full fine-tuning). */
   lr?: number;
+  /** Decay after warmup (default 'linear'). */
   schedule?: ScheduleKind;
   warmupSteps?: number;
   /** Used when warmupSteps is not given: a fraction of the total steps. */
@@ -55,11 +59,12 @@ export interface TrainerOptions {
   eps?: number;
   /** Global grad-norm clip (HF default 1.0; 0 disables). */
   maxGradNorm?: number;
+  /** Seed of the data order and the dropout masks (default 42). */
   seed?: number;
-  /** Mean loss is reported every loggingSteps steps as a 'log' event. */
+  /** Mean loss is reported every loggingSteps steps as a 'log' event (default 10). */
   loggingSteps?: number;
   checkpointDir?: string;
-  /** Write a checkpoint every saveSteps steps (and at the end, and on abort) when checkpointDir is set. */
+  /** Write a checkpoint every saveSteps steps (and at the end, and on abort) when checkpointDir is set (default 100). */
   saveSteps?: number;
   /** Keep at most this many checkpoints (the best one is never deleted), like HF's save_total_limit. */
   saveTotalLimit?: number;
@@ -131,8 +136,9 @@ export class Trainer {
   ) {
     if (!model.lora) throw new LoraError('E_CONFIG', 'Trainer: the model has no LoRA adapter (call model.addLora first)');
     this.o = {
-      padding: 'longest', packing: false, gradAccum: 1, lr: 5e-5, schedule: 'linear', warmupRatio: 0, weightDecay: 0,
-      beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm: 1.0, seed: 42, loggingSteps: 10, saveSteps: 500, loadBestModelAtEnd: false,
+      // The documented defaults lora train shares (TRAINING_DEFAULTS); AdamW's betas/eps are HF's.
+      padding: 'longest', packing: false, gradAccum: D.gradAccum, lr: D.lr, schedule: D.schedule, warmupRatio: 0, weightDecay: D.weightDecay,
+      beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm: D.maxGradNorm, seed: D.seed, loggingSteps: D.loggingSteps, saveSteps: D.saveSteps, loadBestModelAtEnd: false,
       activationCheckpointing: false,
       ...options,
     };

@@ -96,7 +96,7 @@ describe('lora serve under load', () => {
     const probe = setInterval(() => (maxRunning = Math.max(maxRunning, server.scheduler.runningRows)), 2);
     await Promise.all(Array.from({ length: 12 }, worker));
     clearInterval(probe);
-    for (let i = 0; i < 200 && server.scheduler.inFlight; i++) await new Promise((r) => setTimeout(r, 5));
+    for (let i = 0; i < 200 && (server.scheduler.inFlight || server.scheduler.kvBytesInUse); i++) await new Promise((r) => setTimeout(r, 5));
 
     expect(counts.wrong).toEqual([]);
     const cancels = jobs.filter((j) => j.kind === 'cancel').length;

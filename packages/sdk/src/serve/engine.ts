@@ -45,6 +45,8 @@ export interface DecodeEngine {
   allocate(capacity: number): KvCache;
   /** Runs every row's tokens; returns each row's last-token logits (undefined where not wanted) and advances the caches. */
   forward(rows: readonly ForwardRow[]): (Float32Array | undefined)[];
+  /** forward() in pieces (e.g. one layer each) with the same result; the scheduler yields between them. */
+  forwardSteps?(rows: readonly ForwardRow[]): Generator<void, (Float32Array | undefined)[], void>;
   /** Derives what the engine needs from a newly loaded adapter (so its memory is counted from load on). */
   prepare?(adapter: LoraAdapter): void;
   /** Drops anything derived from an adapter (called before the adapter is disposed). */
@@ -150,6 +152,19 @@ export class OptDecodeEngine implements DecodeEngine {
   }
 
   forward(input: readonly ForwardRow[]): (Float32Array | undefined)[] {
+    const steps = this.forwardSteps(input);
+    for (;;) {
+      const r = steps.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  /**
+   * The same forward, pausing after each layer: the scheduler yields to the event loop at every
+   * pause, so a step blocks the loop for one layer at most. The caches and adapters of the rows must
+   * stay alive until the generator is done (the scheduler defers their release).
+   */
+  *forwardSteps(input: readonly ForwardRow[]): Generator<void, (Float32Array | undefined)[], void> {
     if (!input.length) return [];
     const m = this.model;
     const c = m.config;
@@ -268,6 +283,7 @@ export class OptDecodeEngine implements DecodeEngine {
           k.layerNorm(sum, l.ln2G, l.ln2B, LN_EPS, next, mean, rstd);
         }
         x = next;
+        yield;
       }
       for (const r of rows) r.cache.past += r.ids.length;
       // The last row of each row that wants logits, gathered (an exact copy: ×1) for one lm_head product.

@@ -102,6 +102,8 @@ export class Scheduler {
   private readonly running: Entry[] = [];
   private kvInUse = 0;
   private looping = false;
+  private stepping = false;
+  private deferred: (() => void)[] = [];
   private closed = false;
   private idleWaiters: (() => void)[] = [];
 
@@ -214,7 +216,7 @@ export class Scheduler {
           rows.push({ cache: x.cache!, ids: [x.tokens.at(-1)!], adapter: x.req.adapter?.lora, wantLogits: true });
         }
         if (rows.length) {
-          this.step(batch, rows);
+          await this.step(batch, rows);
           await tick();
         } else {
           await pause(); // every row waits for its client (or for KV room): do not spin
@@ -226,16 +228,31 @@ export class Scheduler {
     }
   }
 
-  private step(batch: Entry[], rows: ForwardRow[]): void {
+  private async step(batch: Entry[], rows: ForwardRow[]): Promise<void> {
     const t0 = performance.now();
     let logits: (Float32Array | undefined)[];
+    this.stepping = true;
     try {
-      logits = this.engine.forward(rows);
+      if (this.engine.forwardSteps) {
+        // One layer at a time, with the event loop served between layers.
+        const steps = this.engine.forwardSteps(rows);
+        for (let r = steps.next(); ; r = steps.next()) {
+          if (r.done) {
+            logits = r.value;
+            break;
+          }
+          await tick();
+        }
+      } else {
+        logits = this.engine.forward(rows);
+      }
     } catch (err) {
       // A failed step fails the requests in it, not the server; their caches are freed.
+      this.endStep();
       for (const x of batch) this.finish(x, 'error', err as Error);
       return;
     }
+    this.endStep();
     const now = performance.now();
     this.o.observer?.step?.(rows.length, rows.reduce((a, r) => a + r.ids.length, 0), now - t0);
     batch.forEach((x, j) => {
@@ -266,6 +283,12 @@ export class Scheduler {
     });
   }
 
+  /** The step is over: free what requests finished during it still lent to it. */
+  private endStep(): void {
+    this.stepping = false;
+    for (const release of this.deferred.splice(0)) release();
+  }
+
   private finish(x: Entry, reason: FinishReason, error?: Error): void {
     if (x.done) return;
     x.done = true;
@@ -274,12 +297,19 @@ export class Scheduler {
     if (qi >= 0) this.queue.splice(qi, 1);
     const ri = this.running.indexOf(x);
     if (ri >= 0) this.running.splice(ri, 1);
-    if (x.cache) {
-      this.kvInUse -= x.cache.bytes;
-      x.cache.dispose();
-      x.cache = undefined;
-    }
-    x.req.adapter?.release();
+    const cache = x.cache;
+    x.cache = undefined;
+    const release = () => {
+      if (cache) {
+        this.kvInUse -= cache.bytes;
+        cache.dispose();
+      }
+      x.req.adapter?.release();
+    };
+    // A request cancelled while a step is paused between layers answers now; its cache and adapter
+    // are still in that step's hands until it ends.
+    if (this.stepping && ri >= 0) this.deferred.push(release);
+    else release();
     const now = performance.now();
     x.resolve({
       tokens: x.tokens, finishReason: reason, timeToFirstTokenMs: x.ttft, queuedMs: (x.admitted || now) - x.submitted, totalMs: now - x.submitted,

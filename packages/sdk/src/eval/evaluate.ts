@@ -12,6 +12,7 @@
 import { randomUUID } from 'node:crypto';
 
 import type { InstructionRecord } from '../data/records.js';
+import { writeFileAtomic } from '../io/atomic-write.js';
 import { alpacaPrompt } from '../data/template.js';
 import type { CausalLM } from '../models/causal-lm.js';
 import type { OptTokenizer } from '../tokenizer/opt-tokenizer.js';
@@ -313,13 +314,15 @@ export function tracesJsonl(result: EvalResult): string {
 
 /** Writes OUT/traces.jsonl and OUT/summary.json; returns their paths. */
 export async function writeEvalOutputs(result: EvalResult, outDir: string): Promise<{ traces: string; summary: string }> {
-  const { mkdir, writeFile } = await import('node:fs/promises');
+  const { mkdir } = await import('node:fs/promises');
   const { join } = await import('node:path');
   await mkdir(outDir, { recursive: true });
   const traces = join(outDir, 'traces.jsonl');
   const summary = join(outDir, 'summary.json');
-  await writeFile(traces, tracesJsonl(result));
-  await writeFile(summary, `${JSON.stringify(result.summary, jsonSafe, 2)}\n`);
+  // Atomic, so an interrupted run never leaves a half-written summary that eval compare would read.
+  const utf8 = (text: string) => [new TextEncoder().encode(text)];
+  await writeFileAtomic(traces, utf8(tracesJsonl(result)));
+  await writeFileAtomic(summary, utf8(`${JSON.stringify(result.summary, jsonSafe, 2)}\n`));
   return { traces, summary };
 }
 

@@ -4,5 +4,6 @@
 #include "cross_entropy.cuh"
 #include "elementwise.cuh"
 #include "gemm.cuh"
+#include "llama.cuh"
 #include "lora.cuh"
 #include "norm.cuh"

@@ -242,27 +242,47 @@ export function layerNormBackwardFromOutput(dy: NativeTensor, y: NativeTensor, g
 // ---- attention ----
 
 export interface AttentionCommon extends OpOptions {
+  /** Query heads; the KV heads follow from k's width (k, v [B, Tk, kvHeads·headDim], GQA when fewer). */
   heads: number;
   /** Score scale (default head_dim^-0.5, OPT's q scaling). */
   scale?: number;
   /** Per-batch visible key count (i32 [B]): keys j >= kvLens[b] are padding. */
   kvLens?: NativeTensor;
-  /** Attention mask (i32 [B, T], 0 = padding key), as Hugging Face's attention_mask. */
+  /** Attention mask over the keys (i32 [B, Tk], 0 = padding key), as Hugging Face's attention_mask. */
   mask?: NativeTensor;
+  /**
+   * Position of query row 0 among the keys: row i sees keys j <= qOffset + i (default Tk - T, the
+   * queries are the last T positions; 0 in training, where Tk = T).
+   */
+  qOffset?: number;
+}
+export interface KvCache {
+  /** [B, S, kvHeads·headDim] contiguous, q's dtype: rows [0, offset) hold earlier tokens' keys / values. */
+  k: NativeTensor;
+  v: NativeTensor;
+  /** Tokens already cached (the new rows go to [offset, offset + T); offset + T <= S). */
+  offset: number;
 }
 export interface AttentionOptions extends AttentionCommon {
   out?: NativeTensor;
   lse?: NativeTensor;
+  /**
+   * KV-cached decoding with the same op: k and v are the T new rows [B, T, kvHeads·headDim]; they
+   * are written into the cache at `offset`, and the queries (at positions offset..offset+T-1)
+   * attend causally over cache rows [0, offset + T) (`mask` is then [B, S]). Works on every backend.
+   */
+  cache?: KvCache;
 }
 /**
- * Causal attention. q, k, v [B, T, C], all f32 or all bf16 (widened exactly; column slices of a
- * fused [B, T, 3C] buffer work). Returns o [B, T, C] f32 and lse [B, H, T] (cached for the
- * backward). Rows with no visible key give 0.
+ * Causal attention with grouped KV heads. q [B, T, C] (C = heads·D), k, v [B, Tk, Ckv], all f32 or
+ * all bf16 (widened exactly; column slices of a fused qkv buffer work). Returns o [B, T, C] f32
+ * and lse [B, heads, T] (cached for the backward). Rows with no visible key give 0.
  */
 export function attention(q: NativeTensor, k: NativeTensor, v: NativeTensor, o: AttentionOptions): { o: NativeTensor; lse: NativeTensor } {
   const out = o.out ?? empty('f32', q.shape, q);
   const lse = o.lse ?? empty('f32', [q.shape[0], o.heads, q.shape[1]], q);
-  op('opAttention')(q, k, v, out, lse, o.heads, o.scale ?? null, o.kvLens ?? null, o.mask ?? null, o.backend);
+  const c = o.cache;
+  op('opAttention')(q, k, v, out, lse, o.heads, o.scale ?? null, o.kvLens ?? null, o.mask ?? null, o.backend, c ? c.offset : (o.qOffset ?? null), c?.k ?? null, c?.v ?? null);
   return { o: out, lse };
 }
 export interface AttentionBackwardOptions extends AttentionCommon {
@@ -270,17 +290,139 @@ export interface AttentionBackwardOptions extends AttentionCommon {
   dk?: NativeTensor;
   dv?: NativeTensor;
 }
-/** Returns dq, dk, dv f32 (overwritten; they may be column slices of one [B, T, 3C] buffer). q, k, v as for attention. */
 /**
- * dq, dk, dv of `attention`. `out` is the forward's output, for D = rowsum(dO∘O); pass null when
- * it was not kept, and D is recomputed from q, k, v and lse (one more pass over the keys).
+ * dq, dk, dv (f32, overwritten; dk/dv summed over each KV head's query heads; they may be column
+ * slices of one buffer). q, k, v as for `attention`. `out` is the forward's output, for
+ * D = rowsum(dO∘O); pass null when it was not kept, and D is recomputed from q, k, v and lse (one
+ * more pass over the keys).
  */
 export function attentionBackward(dout: NativeTensor, q: NativeTensor, k: NativeTensor, v: NativeTensor, out: NativeTensor | null, lse: NativeTensor, o: AttentionBackwardOptions): { dq: NativeTensor; dk: NativeTensor; dv: NativeTensor } {
   const dq = o.dq ?? empty('f32', q.shape, q);
   const dk = o.dk ?? empty('f32', k.shape, k);
   const dv = o.dv ?? empty('f32', v.shape, v);
-  op('opAttentionBackward')(dout, q, k, v, out, lse, dq, dk, dv, o.heads, o.scale ?? null, o.kvLens ?? null, o.mask ?? null, o.backend);
+  op('opAttentionBackward')(dout, q, k, v, out, lse, dq, dk, dv, o.heads, o.scale ?? null, o.kvLens ?? null, o.mask ?? null, o.backend, o.qOffset ?? null);
   return { dq, dk, dv };
+}
+
+// ---- Llama-shaped blocks: RMSNorm, rotary embeddings, SwiGLU (f32) ----
+
+export interface RmsNormOptions extends OpOptions {
+  /** The scale w [width] (omit for none). */
+  w?: NativeTensor;
+  /** Default 1e-6 (Llama/Qwen's rms_norm_eps is read from config.json by the caller). */
+  eps?: number;
+  /**
+   * Normalised width within each row (default: w's length, else the whole row). A head dim over a
+   * q/k slice [..., heads·headDim] is QK-norm (Qwen3), one rstd per (row, head).
+   */
+  width?: number;
+  /** Output (may be x itself: in place; the backward then needs x from elsewhere). */
+  out?: NativeTensor;
+  rstd?: NativeTensor;
+}
+/**
+ * RMSNorm as transformers' LlamaRMSNorm computes it in f32: y = x · rsqrt(mean(x²) + eps) · w over
+ * groups of `width`. x [..., N] f32 (column slices work). Returns y and the cached rstd [rows · N/width].
+ */
+export function rmsNorm(x: NativeTensor, o: RmsNormOptions = {}): { y: NativeTensor; rstd: NativeTensor } {
+  const n = x.shape[x.shape.length - 1];
+  const width = o.w ? o.w.shape[0] : (o.width ?? n);
+  const y = o.out ?? empty('f32', x.shape, x);
+  const rstd = o.rstd ?? empty('f32', [rows(x) * Math.max(1, Math.floor(n / width))], x);
+  op('opRmsNorm')(x, o.w ?? null, y, rstd, o.eps ?? 1e-6, o.width ?? null, o.backend);
+  return { y, rstd };
+}
+export interface RmsNormBackwardOptions extends OpOptions {
+  w?: NativeTensor;
+  width?: number;
+  dx?: NativeTensor;
+  /** dw [width] f32 accumulates when given (the frozen base skips it). */
+  dw?: NativeTensor;
+}
+/** dx of `rmsNorm` (overwritten) from dy, the forward's input x and its rstd. */
+export function rmsNormBackward(dy: NativeTensor, x: NativeTensor, rstd: NativeTensor, o: RmsNormBackwardOptions = {}): NativeTensor {
+  const dx = o.dx ?? empty('f32', x.shape, x);
+  op('opRmsNormBackward')(dy, x, o.w ?? null, rstd, dx, o.dw ?? null, o.width ?? null, o.backend);
+  return dx;
+}
+
+export interface RopeOptions extends OpOptions {
+  heads: number;
+  /** Output (default: a new tensor; pass x itself to rotate in place). */
+  out?: NativeTensor;
+  /** Rotate by -θ: the backward (dx = rope(dy, {inverse: true})). */
+  inverse?: boolean;
+}
+/**
+ * Rotary embeddings, transformers' rotate-half layout (first half / second half of each head):
+ * x [..., heads·D] f32 (q or k, column slices work), positions i32 [rows] (per row: left padding and
+ * a decode offset are in the ids), invFreq f32 [D/2] (`ropeInvFreq`).
+ */
+export function rope(x: NativeTensor, positions: NativeTensor, invFreq: NativeTensor, o: RopeOptions): NativeTensor {
+  const y = o.out ?? empty('f32', x.shape, x);
+  op('opRope')(x, y, positions, invFreq, o.heads, o.inverse ?? false, o.backend);
+  return y;
+}
+/** rope_scaling as config.json spells it (`rope_type` or the older `type`). */
+export interface RopeScaling {
+  rope_type?: string;
+  type?: string;
+  factor?: number;
+  low_freq_factor?: number;
+  high_freq_factor?: number;
+  original_max_position_embeddings?: number;
+}
+/**
+ * inv_freq[i] = theta^(-2i/dim) in f32, as transformers forms it (`default`), adjusted for
+ * rope_scaling `llama3` (wavelengths above original_max/low_freq_factor divided by factor, below
+ * original_max/high_freq_factor kept, a smooth blend between). Other types throw
+ * ERR_LORA_UNSUPPORTED naming the supported ones.
+ */
+export function ropeInvFreq(dim: number, theta: number, scaling?: RopeScaling | null): Float32Array {
+  const half = dim / 2;
+  const inv = new Float32Array(half);
+  // torch: 1 / (base ** (arange(0, dim, 2, int64).float() / dim)), all in f32.
+  for (let i = 0; i < half; ++i) inv[i] = 1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / dim)));
+  const type = scaling?.rope_type ?? scaling?.type ?? 'default';
+  if (type === 'default') return inv;
+  if (type !== 'llama3') {
+    throw Object.assign(new Error(`rope_scaling type '${type}' is not supported (supported: default, llama3)`), { code: 'ERR_LORA_UNSUPPORTED' });
+  }
+  const factor = scaling!.factor ?? 8, lowF = scaling!.low_freq_factor ?? 1, highF = scaling!.high_freq_factor ?? 4;
+  const oldCtx = scaling!.original_max_position_embeddings ?? 8192;
+  const lowWavelen = oldCtx / lowF, highWavelen = oldCtx / highF;
+  const out = new Float32Array(half);
+  for (let i = 0; i < half; ++i) {
+    const wavelen = (2 * Math.PI) / inv[i];
+    if (wavelen > lowWavelen) out[i] = inv[i] / factor;
+    else if (wavelen < highWavelen) out[i] = inv[i];
+    else {
+      const smooth = (oldCtx / wavelen - lowF) / (highF - lowF);
+      out[i] = (1 - smooth) * (inv[i] / factor) + smooth * inv[i];
+    }
+  }
+  return out;
+}
+
+export interface SwiGluOptions extends OpOptions {
+  out?: NativeTensor;
+}
+/** y = silu(gate) · up (f32 [..., F] each; column slices of one gate_up buffer work). */
+export function swiGlu(gate: NativeTensor, up: NativeTensor, o: SwiGluOptions = {}): NativeTensor {
+  const y = o.out ?? empty('f32', gate.shape, gate);
+  op('opSwiGlu')(gate, up, y, o.backend);
+  return y;
+}
+export interface SwiGluBackwardOptions extends OpOptions {
+  dgate?: NativeTensor;
+  dup?: NativeTensor;
+}
+/** dgate = dy·up·silu'(gate), dup = dy·silu(gate) (both overwritten). */
+export function swiGluBackward(gate: NativeTensor, up: NativeTensor, dy: NativeTensor, o: SwiGluBackwardOptions = {}): { dgate: NativeTensor; dup: NativeTensor } {
+  const dgate = o.dgate ?? empty('f32', gate.shape, gate);
+  const dup = o.dup ?? empty('f32', up.shape, up);
+  op('opSwiGluBackward')(gate, up, dy, dgate, dup, o.backend);
+  return { dgate, dup };
 }
 
 // ---- elementwise ----
@@ -434,7 +576,7 @@ export interface OpSupport {
 export function opSupports(backend: Exclude<OpBackend, 'auto'>, opName: string, dtypes: DType[], sizes: number[] = []): OpSupport {
   return op('opSupports')(backend, opName, dtypes, sizes) as OpSupport;
 }
-/** Threads of the cpu backend's pool (LORA_NUM_THREADS, default: logical cores). */
+/** Threads of the cpu backend's pool (LORA_NUM_THREADS, default: logical cores), in [1, maxNumThreads()]. */
 export function setNumThreads(n: number): void {
   op('setNumThreads')(n);
 }

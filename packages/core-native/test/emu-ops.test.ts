@@ -306,6 +306,71 @@ describe.skipIf(!hasEmu)(`${target} backend vs ref (LORA_EMU_ORDER=${order})`, (
         }, 1e-9);
       }
     });
+    it('attention with grouped KV heads, a query offset and a KV cache (decode)', () => {
+      // 4 query heads over 2 KV heads; 3 query rows at positions 6..8 over 9 key rows (a mask hides
+      // key 2 of batch 1); then the decode form: the 3 new k/v rows appended to a [B, 12, Ckv] cache
+      // at offset 6 (cache checked too, so the append kernel is compared).
+      const B = 2, T_ = 3, Tk = 9, H = 4, Hkv = 2, D = 8, C = H * D, Ckv = Hkv * D, S = 12, off = 6;
+      const mask = new Int32Array(B * Tk).fill(1);
+      mask[Tk + 2] = 0;
+      const cmask = new Int32Array(B * S).fill(1);
+      cmask[S + 2] = 0;
+      for (const dt of ['f32', 'bf16']) {
+        check(`attention GQA ${H}/${Hkv} qOffset=${off} ${dt} fwd+bwd`, (be, T) => {
+          const q = T(randn(B * T_ * C, 52), [B, T_, C], dt), k = T(randn(B * Tk * Ckv, 53), [B, Tk, Ckv], dt), v = T(randn(B * Tk * Ckv, 54), [B, Tk, Ckv], dt);
+          const o = T(new Float32Array(B * T_ * C), [B, T_, C]), lse = T(new Float32Array(B * H * T_), [B, H, T_]);
+          addon.opAttention(q, k, v, o, lse, H, null, null, T(mask, [B, Tk]), be, off);
+          const dq = T(new Float32Array(B * T_ * C), [B, T_, C]), dk = T(new Float32Array(B * Tk * Ckv), [B, Tk, Ckv]), dv = T(new Float32Array(B * Tk * Ckv), [B, Tk, Ckv]);
+          addon.opAttentionBackward(T(randn(B * T_ * C, 55), [B, T_, C]), q, k, v, null, lse, dq, dk, dv, H, null, null, T(mask, [B, Tk]), be, off);
+          return { o, lse, dq, dk, dv };
+        }, 1e-9);
+        check(`attention GQA ${H}/${Hkv} KV cache offset=${off} ${dt}`, (be, T) => {
+          const q = T(randn(B * T_ * C, 56), [B, T_, C], dt), k = T(randn(B * T_ * Ckv, 57), [B, T_, Ckv], dt), v = T(randn(B * T_ * Ckv, 58), [B, T_, Ckv], dt);
+          const kc = T(randn(B * S * Ckv, 59), [B, S, Ckv], dt), vc = T(randn(B * S * Ckv, 60), [B, S, Ckv], dt);
+          const o = T(new Float32Array(B * T_ * C), [B, T_, C]), lse = T(new Float32Array(B * H * T_), [B, H, T_]);
+          addon.opAttention(q, k, v, o, lse, H, null, null, T(cmask, [B, S]), be, off, kc, vc);
+          const widen = (t: any) => {
+            if (dt === 'f32') return t;
+            const w = T(new Float32Array(B * S * Ckv), [B, S, Ckv]);
+            addon.opCast(t, w, be);
+            return w;
+          };
+          return { o, lse, kCache: widen(kc), vCache: widen(vc) };
+        }, { o: 1e-9, lse: 1e-9, kCache: 0, vCache: 0 });
+      }
+    });
+    it('rmsnorm (and QK-norm per head), rope, swiglu fwd/bwd', () => {
+      const M = 5, N = 48, D = 16, H = N / D;
+      const x = randn(M * N, 61), w = randn(N, 62), wd = randn(D, 63), dy = randn(M * N, 64);
+      for (const [width, wt] of [[N, w], [D, wd]] as [number, Float32Array][]) {
+        check(`rmsnorm width=${width} fwd+bwd`, (be, T) => {
+          const xt = T(x, [M, N]), wT = T(wt, [width]);
+          const y = T(new Float32Array(M * N), [M, N]), rstd = T(new Float32Array(M * (N / width)), [M * (N / width)]);
+          addon.opRmsNorm(xt, wT, y, rstd, 1e-6, null, be);
+          const dx = T(new Float32Array(M * N), [M, N]), dw = T(new Float32Array(width), [width]);
+          addon.opRmsNormBackward(T(dy, [M, N]), xt, wT, rstd, dx, dw, null, be);
+          return { y, rstd, dx, dw };
+        }, 1e-11);
+      }
+      const inv = Float32Array.from({ length: D / 2 }, (_, i) => Math.fround(1 / Math.pow(10000, (2 * i) / D)));
+      const pos = Int32Array.from({ length: M }, (_, m) => 3 * m + 1);
+      for (const inverse of [false, true]) {
+        check(`rope heads=${H} D=${D}${inverse ? ' inverse' : ''}`, (be, T) => {
+          const y = T(new Float32Array(M * N), [M, N]);
+          addon.opRope(T(x, [M, N]), y, T(pos, [M]), T(inv, [D / 2]), H, inverse, be);
+          return { y };
+        }, 1e-12);
+      }
+      check('swiglu fwd+bwd (gate/up halves)', (be, T) => {
+        const gu = T(randn(M * N, 65, 4), [M, N]);
+        const g = gu.narrow(1, 0, N / 2), u = gu.narrow(1, N / 2, N / 2);
+        const y = T(new Float32Array((M * N) / 2), [M, N / 2]);
+        addon.opSwiGlu(g, u, y, be);
+        const dg = T(new Float32Array((M * N) / 2), [M, N / 2]), du = T(new Float32Array((M * N) / 2), [M, N / 2]);
+        addon.opSwiGluBackward(g, u, T(randn((M * N) / 2, 66), [M, N / 2]), dg, du, be);
+        return { y, dgate: dg, dup: du };
+      }, 1e-11);
+    });
     it('elementwise: relu, relu_bwd, add, scale, dropout', () => {
       const n = 1000;
       const x = randn(n, 60), y = randn(n, 61);

@@ -45,6 +45,47 @@ describe('op bindings reject bad input with clear errors', () => {
       expect(code(() => ops.attentionBackward(f.o, q, k, v, f.o, f.lse, { heads: 2 }))).toBe('NO_ERROR');
     }
     expect(code(() => ops.add(f32(rand(4, 8), [4]), f32(rand(5, 8), [5])))).toBe('ERR_LORA_SHAPE');
+    // RMSNorm / RoPE / SwiGLU: widths that do not divide a row, odd head dims, short tables, bf16 rows.
+    {
+      const x6 = f32(rand(12, 11), [2, 6]);
+      expect(code(() => ops.rmsNorm(x6, { w: f32(rand(4, 1), [4]) }))).toBe('ERR_LORA_SHAPE');  // 4 does not divide 6
+      expect(code(() => ops.rmsNorm(x6, { width: 3, rstd: f32(new Float32Array(2), [2]) }))).toBe('ERR_LORA_SHAPE');  // rstd needs 2 x 2
+      expect(code(() => ops.rmsNorm(x6, { eps: 0 }))).toBe('ERR_LORA_INVALID_ARG');
+      expect(code(() => ops.rmsNorm(f32(rand(12, 11), [2, 6], 'bf16')))).toBe('ERR_LORA_DTYPE');
+      expect(code(() => ops.rmsNorm(x6, { width: 3, out: x6 }))).toBe('NO_ERROR');  // in place
+      const r = ops.rmsNorm(x6, { width: 3 });
+      expect(code(() => ops.rmsNormBackward(x6, x6, r.rstd, { width: 3, dx: x6 }))).toBe('ERR_LORA_INVALID_ARG');  // dx aliases x
+      const pos = i32([0, 5], [2]);
+      expect(code(() => ops.rope(x6, pos, f32(rand(3, 1), [3]), { heads: 2 }))).toBe('ERR_LORA_SHAPE');  // head dim 3 is odd
+      expect(code(() => ops.rope(x6, pos, f32(rand(2, 1), [2]), { heads: 1 }))).toBe('ERR_LORA_SHAPE');  // invFreq needs D/2 = 3
+      expect(code(() => ops.rope(x6, i32([0], [1]), f32(rand(3, 1), [3]), { heads: 1 }))).toBe('ERR_LORA_SHAPE');  // one position per row
+      expect(code(() => ops.rope(x6, pos, f32(rand(3, 1), [3]), { heads: 1, out: x6 }))).toBe('NO_ERROR');  // in place
+      expect(code(() => ops.swiGlu(x6, f32(rand(10, 1), [2, 5])))).toBe('ERR_LORA_SHAPE');
+      expect(code(() => ops.swiGlu(x6, x6, { out: x6 }))).toBe('ERR_LORA_INVALID_ARG');
+      expect(code(() => ops.swiGluBackward(x6, x6, x6, { dgate: f32(new Float32Array(12), [2, 6]), dup: f32(new Float32Array(10), [2, 5]) }))).toBe('ERR_LORA_SHAPE');
+      expect(code(() => ops.ropeInvFreq(8, 10000, { rope_type: 'yarn', factor: 4 }))).toBe('ERR_LORA_UNSUPPORTED');
+    }
+    // Grouped KV heads, query offsets and KV caches: k's width must be whole KV heads dividing the
+    // query heads; qOffset + T <= Tk; a cache comes as a pair, with an offset, and must hold the rows.
+    {
+      const q = f32(rand(1 * 2 * 8, 9), [1, 2, 8]);  // 4 heads of D = 2
+      const kv = (rows: number, w: number) => f32(rand(rows * w, 10), [1, rows, w]);
+      expect(code(() => ops.attention(q, kv(2, 6), kv(2, 6), { heads: 4 }))).toBe('ERR_LORA_SHAPE');  // 3 KV heads do not divide 4
+      expect(code(() => ops.attention(q, kv(2, 3), kv(2, 3), { heads: 4 }))).toBe('ERR_LORA_SHAPE');  // not whole heads
+      expect(code(() => ops.attention(q, kv(1, 4), kv(1, 4), { heads: 4 }))).toBe('ERR_LORA_SHAPE');  // fewer keys than queries
+      expect(code(() => ops.attention(q, kv(5, 4), kv(5, 4), { heads: 4, qOffset: 4 }))).toBe('ERR_LORA_INVALID_ARG');
+      expect(code(() => ops.attention(q, kv(5, 4), kv(5, 4), { heads: 4, qOffset: 3 }))).toBe('NO_ERROR');
+      expect(code(() => ops.attention(q, kv(5, 4), kv(5, 4), { heads: 4, mask: i32([1, 1], [1, 2]) }))).toBe('ERR_LORA_SHAPE');  // mask is [B, Tk]
+      const cache = (rows: number) => ({ k: kv(rows, 4), v: kv(rows, 4) });
+      expect(code(() => ops.attention(q, kv(2, 4), kv(2, 4), { heads: 4, cache: { ...cache(6), offset: 5 } }))).toBe('ERR_LORA_INVALID_ARG');  // past the capacity
+      expect(code(() => ops.attention(q, kv(3, 4), kv(3, 4), { heads: 4, cache: { ...cache(6), offset: 1 } }))).toBe('ERR_LORA_SHAPE');  // k is the T new rows
+      expect(code(() => ops.attention(q, kv(2, 4), kv(2, 4), { heads: 4, cache: { k: kv(6, 4), v: kv(6, 6), offset: 1 } }))).toBe('ERR_LORA_SHAPE');
+      expect(code(() => ops.attention(q, kv(2, 4), kv(2, 4), { heads: 4, cache: { k: kv(6, 4), v: kv(6, 4).narrow(1, 0, 6), offset: 1 } }))).toBe('NO_ERROR');
+      expect(code(() => A.opAttention(q, kv(2, 4), kv(2, 4), f32(new Float32Array(16), [1, 2, 8]), f32(new Float32Array(8), [1, 4, 2]), 4, null, null, null, 'ref', 1, kv(6, 4), null))).toBe('ERR_LORA_INVALID_ARG');
+      expect(code(() => A.opAttention(q, kv(2, 4), kv(2, 4), f32(new Float32Array(16), [1, 2, 8]), f32(new Float32Array(8), [1, 4, 2]), 4, null, null, null, 'ref', null, kv(6, 4), kv(6, 4)))).toBe('ERR_LORA_INVALID_ARG');
+      const c = cache(6);
+      expect(code(() => ops.attention(q, kv(2, 4), kv(2, 4), { heads: 4, cache: { k: c.k, v: c.k, offset: 1 } }))).toBe('ERR_LORA_INVALID_ARG');
+    }
     // The backward from the output divides by gamma: a zero gamma is refused.
     const lnx = f32(rand(8, 8), [2, 4]);
     const lns = ops.layerNorm(lnx, { gamma: f32(Float32Array.of(1, 2, 3, 4), [4]) });

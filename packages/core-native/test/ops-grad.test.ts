@@ -137,6 +137,80 @@ for (const pad of ['none', 'mask'] as const) {
 }
 
 {
+  // Grouped KV heads (4 query heads over 2 KV heads) and a query offset: 3 query rows at positions
+  // 2..4 over 5 key rows, so dK/dV sum over each KV head's two query heads and the first two keys
+  // are seen by every query.
+  const [B, T, Tk, Hh, Hkv, D] = [2, 3, 5, 4, 2, 2];
+  const C = Hh * D, Ckv = Hkv * D;
+  const R = rand(B * T * C, 135);
+  const o = { heads: Hh, qOffset: 2, mask: i32([1, 1, 1, 1, 1, 1, 0, 1, 1, 1], [B, Tk]), ...be };
+  cases.push({
+    name: 'attention (GQA 4/2 heads, query offset 2, mask): dQ, dK, dV',
+    inputs: [rand(B * T * C, 136), rand(B * Tk * Ckv, 137), rand(B * Tk * Ckv, 138)],
+    check: [[0, 'dq'], [1, 'dk'], [2, 'dv']],
+    loss: ([q, k, v]) => dotR(arr(ops.attention(f32(q, [B, T, C]), f32(k, [B, Tk, Ckv]), f32(v, [B, Tk, Ckv]), o).o), R),
+    analytic: ([q, k, v]) => {
+      const qt = f32(q, [B, T, C]),
+        kt = f32(k, [B, Tk, Ckv]),
+        vt = f32(v, [B, Tk, Ckv]);
+      const f = ops.attention(qt, kt, vt, o);
+      const g = ops.attentionBackward(f32(R, [B, T, C]), qt, kt, vt, f.o, f.lse, o);
+      return [arr(g.dq), arr(g.dk), arr(g.dv)];
+    },
+  });
+}
+
+{
+  // RMSNorm as QK-norm: 2 rows x 2 groups of 3 (rstd per group), dx and dw.
+  const [M, G, C] = [2, 2, 3];
+  const R = rand(M * G * C, 141);
+  cases.push({
+    name: 'rmsnorm (2 groups per row): dX, dw',
+    inputs: [rand(M * G * C, 142, -2, 2), rand(C, 143)],
+    check: [[0, 'dx'], [1, 'dw']],
+    loss: ([x, w]) => dotR(arr(ops.rmsNorm(f32(x, [M, G * C]), { w: f32(w, [C]), ...be }).y), R),
+    analytic: ([x, w]) => {
+      const xt = f32(x, [M, G * C]),
+        wt = f32(w, [C]);
+      const f = ops.rmsNorm(xt, { w: wt, ...be });
+      const dw = f32(new Float32Array(C), [C]);
+      const dx = ops.rmsNormBackward(f32(R, [M, G * C]), xt, f.rstd, { w: wt, dw, ...be });
+      return [arr(dx), arr(dw)];
+    },
+  });
+}
+
+{
+  // RoPE (2 rows at positions 3 and 11, 2 heads of 4): the backward is the inverse rotation.
+  const [M, Hh, D] = [2, 2, 4];
+  const R = rand(M * Hh * D, 144);
+  const pos = i32([3, 11], [M]);
+  const inv = f32(ops.ropeInvFreq(D, 10000), [D / 2]);
+  cases.push({
+    name: 'rope: dX (inverse rotation)',
+    inputs: [rand(M * Hh * D, 145)],
+    check: [[0, 'dx']],
+    loss: ([x]) => dotR(arr(ops.rope(f32(x, [M, Hh * D]), pos, inv, { heads: Hh, ...be })), R),
+    analytic: () => [arr(ops.rope(f32(R, [M, Hh * D]), pos, inv, { heads: Hh, inverse: true, ...be }))],
+  });
+}
+
+{
+  const [M, F] = [3, 4];
+  const R = rand(M * F, 146);
+  cases.push({
+    name: 'swiglu: dgate, dup',
+    inputs: [rand(M * F, 147, -3, 3), rand(M * F, 148)],
+    check: [[0, 'dgate'], [1, 'dup']],
+    loss: ([g, u]) => dotR(arr(ops.swiGlu(f32(g, [M, F]), f32(u, [M, F]), be)), R),
+    analytic: ([g, u]) => {
+      const r = ops.swiGluBackward(f32(g, [M, F]), f32(u, [M, F]), f32(R, [M, F]), be);
+      return [arr(r.dgate), arr(r.dup)];
+    },
+  });
+}
+
+{
   const n = 12;
   const R = rand(n, 141);
   // Inputs kept at least 0.1 away from ReLU's kink so ±h never crosses it.
@@ -208,6 +282,26 @@ describe('gradient mode: ref backwards vs finite differences', () => {
       }
     });
   }
+  it("ropeInvFreq: theta^(-2i/d), and llama3 scaling's three bands", () => {
+    // dim 8, theta 10000: 1, 0.1, 0.01, 0.001 (f32).
+    expect(Array.from(ops.ropeInvFreq(8, 10000))).toEqual([1, 0.1, 0.01, 0.001].map(Math.fround));
+    // llama3 (factor 8, low 1, high 4, original 8192): wavelengths 2π/inv < 2048 kept, > 8192 divided
+    // by 8, between blended with smooth = (8192/wavelen - 1) / 3.
+    const sc = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
+    const base = ops.ropeInvFreq(64, 500000);
+    const got = ops.ropeInvFreq(64, 500000, sc);
+    let kept = 0, divided = 0, blended = 0;
+    for (let i = 0; i < 32; ++i) {
+      const wl = (2 * Math.PI) / base[i];
+      const smooth = (8192 / wl - 1) / 3;
+      const want = wl < 2048 ? base[i] : wl > 8192 ? base[i] / 8 : (1 - smooth) * (base[i] / 8) + smooth * base[i];
+      if (wl < 2048) kept++;
+      else if (wl > 8192) divided++;
+      else blended++;
+      expect(got[i]).toBeCloseTo(Math.fround(want), 12);
+    }
+    expect(kept * divided * blended).toBeGreaterThan(0);
+  });
   it('adamw matches PyTorch semantics (closed form, 2 steps)', () => {
     const p = f32(Float32Array.of(1, -2, 0.5), [3]);
     const g = f32(Float32Array.of(0.1, -0.3, 0), [3]);

@@ -519,6 +519,150 @@ for (const s of [
   });
 }
 
+// ---- attention: grouped KV heads, a query offset, a KV cache ----
+// T query rows at positions qOffset.. over Tk key rows with Hkv < H KV heads (GQA; Hkv = 1 is
+// multi-query), across the cpu kernel's 64-row blocks on both sides (queries and keys), and the
+// decode form: the new rows appended to a [B, S, Ckv] cache at `offset`, attention over the cache
+// (checked: o, lse and the cache contents, so the append itself is compared too).
+for (const s of [
+  { B: 2, T: 7, Tk: 7, H: 4, Hkv: 2, D: 8, off: 0, pad: 'kvLens' },
+  { B: 2, T: 70, Tk: 150, H: 4, Hkv: 2, D: 24, off: 80, pad: 'mask' },
+  { B: 1, T: 1, Tk: 33, H: 6, Hkv: 1, D: 16, off: 32, pad: 'none' },
+  { B: 3, T: 5, Tk: 68, H: 3, Hkv: 3, D: 32, off: 40, pad: 'mask' },
+] as const) for (const dt of ['f32', 'bf16'] as const) {
+  const C = s.H * s.D, Ckv = s.Hkv * s.D;
+  const tag = `${dt} B=${s.B} T=${s.T} Tk=${s.Tk} H=${s.H} Hkv=${s.Hkv} D=${s.D} qOffset=${s.off} pad=${s.pad}`;
+  const padFor = (Tk: number) => {
+    const pad: { kvLens?: NativeTensor; mask?: NativeTensor } = {};
+    if (s.pad === 'kvLens') pad.kvLens = i32(Array.from({ length: s.B }, (_, b) => Tk - 2 * b), [s.B]);
+    if (s.pad === 'mask') pad.mask = i32(Array.from({ length: s.B * Tk }, (_, i) => (i % Tk < 3 && Math.floor(i / Tk) === 1) || i % 11 === 5 ? 0 : 1), [s.B, Tk]);
+    return pad;
+  };
+  const make = () => ({
+    q: f32(rand(s.B * s.T * C, 151, -2, 2), [s.B, s.T, C], dt),
+    k: f32(rand(s.B * s.Tk * Ckv, 152, -2, 2), [s.B, s.Tk, Ckv], dt),
+    v: f32(rand(s.B * s.Tk * Ckv, 153), [s.B, s.Tk, Ckv], dt),
+    pad: padFor(s.Tk),
+  });
+  cases.push({
+    name: `attention ${tag}`,
+    tol: 1e-10,
+    why: 'streaming f32 softmax vs f64 full-row softmax',
+    run(b) {
+      const { q, k, v, pad } = make();
+      const r = ops.attention(q, k, v, { heads: s.H, qOffset: s.off, ...pad, backend: b });
+      return concat([arr(r.o), arr(r.lse)]);
+    },
+  });
+  cases.push({
+    name: `attention_bwd ${tag} (with and without a kept O)`,
+    tol: 1e-9,
+    why: 'f32 accumulation of dK/dV over queries and grouped heads vs f64',
+    run(b) {
+      const { q, k, v, pad } = make();
+      const r = ops.attention(q, k, v, { heads: s.H, qOffset: s.off, ...pad, backend: 'ref' });
+      const dout = f32(rand(s.B * s.T * C, 154), [s.B, s.T, C]);
+      const g = ops.attentionBackward(dout, q, k, v, r.o, r.lse, { heads: s.H, qOffset: s.off, ...pad, backend: b });
+      const g2 = ops.attentionBackward(dout, q, k, v, null, r.lse, { heads: s.H, qOffset: s.off, ...pad, backend: b });
+      return concat([arr(g.dq), arr(g.dk), arr(g.dv), arr(g2.dq), arr(g2.dk), arr(g2.dv)]);
+    },
+  });
+  const S = s.Tk + 3;  // cache capacity past the last position used
+  cases.push({
+    name: `attention with a KV cache ${dt} B=${s.B} T=${s.T} S=${S} H=${s.H} Hkv=${s.Hkv} D=${s.D} offset=${s.off} pad=${s.pad} (o, lse, cache)`,
+    tol: 1e-10,
+    why: 'streaming f32 softmax vs f64 full-row softmax; the appended rows are copied exactly',
+    run(b) {
+      const q = f32(rand(s.B * s.T * C, 155, -2, 2), [s.B, s.T, C], dt);
+      const kv = f32(rand(s.B * s.T * 2 * Ckv, 156, -2, 2), [s.B, s.T, 2 * Ckv], dt);
+      const [k, v] = [0, 1].map((g) => kv.narrow(2, g * Ckv, Ckv));
+      const cache = { k: f32(rand(s.B * S * Ckv, 157, -2, 2), [s.B, S, Ckv], dt), v: f32(rand(s.B * S * Ckv, 158), [s.B, S, Ckv], dt), offset: s.off };
+      const r = ops.attention(q, k, v, { heads: s.H, cache, ...padFor(S), backend: b });
+      return concat([arr(r.o), arr(r.lse), arr(ops.cast(cache.k, 'f32', { backend: 'ref' })), arr(ops.cast(cache.v, 'f32', { backend: 'ref' }))]);
+    },
+  });
+}
+
+// ---- Llama-shaped ops: RMSNorm (+ QK-norm over head_dim), RoPE, SwiGLU ----
+// RMSNorm rows over 16-lane tails (C = 7, 33, 130) and the QK-norm form: a column slice of a fused
+// qkv buffer normalised per head (width = head dim, rstd per (row, head)); dw accumulates onto a
+// nonzero start. RoPE on a q slice with per-row positions (a left-padded row's ids and a decode
+// offset), forward and inverse (the backward), in place. SwiGLU on the two halves of a gate_up buffer.
+for (const [M, N, width, w] of [[1, 7, 7, true], [9, 33, 33, true], [17, 130, 130, false], [6, 96, 24, true]] as [number, number, number, boolean][]) {
+  const fused = width !== N;  // QK-norm: q = columns [0, N) of a [M, 3N] buffer
+  const tag = `M=${M} N=${N} width=${width}${w ? ' +w' : ''}${fused ? ' (QK-norm on a qkv slice)' : ''}`;
+  const make = () => {
+    const x = fused ? f32(rand(M * 3 * N, 161, -2, 2), [M, 3 * N]).narrow(1, 0, N) : f32(rand(M * N, 161, -2, 2), [M, N]);
+    return { x, w: w ? f32(rand(width, 162), [width]) : undefined };
+  };
+  cases.push({
+    name: `rmsnorm ${tag}`,
+    tol: 1e-12,
+    why: 'f32 sum of squares and products vs f64',
+    run(b) {
+      const { x, w: wt } = make();
+      const r = ops.rmsNorm(x, { w: wt, width, eps: 1e-6, backend: b });
+      return concat([arr(r.y), arr(r.rstd)]);
+    },
+  });
+  cases.push({
+    name: `rmsnorm_bwd ${tag} (dx, dw +=)`,
+    tol: 1e-11,
+    why: 'f32 row sums and a column sum over rows vs f64',
+    run(b) {
+      const { x, w: wt } = make();
+      const r = ops.rmsNorm(x, { w: wt, width, backend: 'ref' });
+      const dw = w ? f32(rand(width, 163), [width]) : undefined;
+      const dx = ops.rmsNormBackward(f32(rand(M * N, 164), [M, N]), x, r.rstd, { w: wt, width, dw, backend: b });
+      return concat([arr(dx), dw ? arr(dw) : []]);
+    },
+  });
+}
+for (const [M, H, D] of [[1, 1, 2], [5, 2, 8], [9, 3, 64], [4, 2, 40]] as [number, number, number][]) {
+  const C = H * D;
+  const inv = f32(ops.ropeInvFreq(D, 10000), [D / 2]);
+  const positions = i32(Array.from({ length: M }, (_, m) => (m === 1 ? 1 : m + 37)), [M]);
+  for (const inverse of [false, true]) {
+    cases.push({
+      name: `rope${inverse ? ' inverse (backward)' : ''} M=${M} H=${H} D=${D} (q slice of qkv; and in place)`,
+      tol: 1e-13,
+      why: 'cos/sin of the same f32 angle rounded to f32; f32 products vs f64 (a few ulp)',
+      run(b) {
+        const q = f32(rand(M * 3 * C, 165, -2, 2), [M, 3 * C]).narrow(1, 0, C);
+        const y = ops.rope(q, positions, inv, { heads: H, inverse, backend: b });
+        const z = f32(rand(M * C, 166), [M, C]);
+        ops.rope(z, positions, inv, { heads: H, inverse, out: z, backend: b });
+        return concat([arr(y), arr(z)]);
+      },
+    });
+  }
+}
+for (const [M, F] of [[1, 7], [9, 33], [17, 130]] as [number, number][]) {
+  const halves = () => {
+    const gu = f32(rand(M * 2 * F, 167, -6, 6), [M, 2 * F]);
+    return [gu.narrow(1, 0, F), gu.narrow(1, F, F)];
+  };
+  cases.push({
+    name: `swiglu M=${M} F=${F} (gate/up halves of one buffer)`,
+    tol: 1e-12,
+    why: 'f32 sigmoid (exp ~1 ulp) vs f64',
+    run(b) {
+      const [g, u] = halves();
+      return arr(ops.swiGlu(g, u, { backend: b }));
+    },
+  });
+  cases.push({
+    name: `swiglu_bwd M=${M} F=${F}`,
+    tol: 1e-12,
+    why: 'f32 sigmoid and products vs f64',
+    run(b) {
+      const [g, u] = halves();
+      const r = ops.swiGluBackward(g, u, f32(rand(M * F, 168), [M, F]), { backend: b });
+      return concat([arr(r.dgate), arr(r.dup)]);
+    },
+  });
+}
+
 // ---- elementwise ----
 for (const n of [1, 7, 33, 65, 1030, 70001]) {
   cases.push({ name: `relu f32 n=${n}`, tol: TOL_EXACT, why: WHY_EXACT, run: (b) => arr(ops.relu(f32(rand(n, 61), [n]), { backend: b })) });

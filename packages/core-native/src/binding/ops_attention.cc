@@ -1,9 +1,16 @@
-// Bindings of causal multi-head attention (ops.h AttnFwd / AttnBwd).
-//   opAttention(q, k, v, o, lse, heads, scale|null, kvLens|null, mask|null, backend?)
-//   opAttentionBackward(dout, q, k, v, o|null, lse, dq, dk, dv, heads, scale|null, kvLens|null, mask|null, backend?)
+// Bindings of causal attention with grouped KV heads and a query offset (ops.h AttnFwd / AttnBwd).
+//   opAttention(q, k, v, o, lse, heads, scale|null, kvLens|null, mask|null, backend?, qOffset|null,
+//               kCache|null, vCache|null)
+//   opAttentionBackward(dout, q, k, v, o|null, lse, dq, dk, dv, heads, scale|null, kvLens|null,
+//                       mask|null, backend?, qOffset|null)
 //     (o null: the backward recomputes D = rowsum(dO∘O) from q, k, v, lse instead)
-// q, k, v, o: [B, T, C], each may be a column slice (narrow) of a wider [B, T, n*C] buffer; q, k
-// and v all f32 or all bf16, everything else f32.
+// q, o, dout, dq: [B, T, C] (C = heads·D); k, v, dk, dv: [B, Tk, Ckv] (Ckv = kvHeads·D, the KV heads
+// read from k's width; heads % kvHeads == 0). Query row i sits at position qOffset + i (default
+// Tk - T: the queries are the last T of the Tk positions). With kCache/vCache ([B, S, Ckv]
+// contiguous, q's dtype), k and v are the T new rows [B, T, Ckv]: the op writes them into cache rows
+// [qOffset, qOffset + T) and attends over the caches (Tk = S; qOffset is then required): KV-cached
+// decoding. kvLens [B] in [0, Tk] and mask [B, Tk] describe padding keys. q/k/v may be column
+// slices of one wider buffer; q, k, v (and caches) all f32 or all bf16, everything else f32.
 #include <cmath>
 
 #include "errors_js.h"
@@ -15,21 +22,44 @@ namespace lora::binding {
 namespace {
 
 struct AttnDims {
-  int64_t B, T, H, D;
+  int64_t B, T, H, D, Hkv, Tk, off;
 };
 
-AttnDims attn_dims(const Args& a, const Tensor& q, size_t heads_arg) {
+// Sizes from q (B, T, C = H·D) and the key tensor (Tk rows, Ckv = Hkv·D columns).
+AttnDims attn_dims(const Args& a, const Tensor& q, const Tensor& keys, const char* keys_name, size_t heads_arg, size_t off_arg, bool off_required) {
   expect_rank(q, 3, "q");
+  expect_rank(keys, 3, keys_name);
   const int64_t H = a.integer(heads_arg, "heads", 1, 1 << 16);
   const int64_t C = q.shape[2];
   if (C % H) throw Error(LORA_ERR_SHAPE, "heads: " + std::to_string(H) + " does not divide the model width " + std::to_string(C), "heads");
-  return {q.shape[0], q.shape[1], H, C / H};
+  const int64_t D = C / H, Ckv = keys.shape[2], Tk = keys.shape[1];
+  if (keys.shape[0] != q.shape[0]) throw Error(LORA_ERR_SHAPE, std::string(keys_name) + ": batch " + std::to_string(keys.shape[0]) + " != q's batch " + std::to_string(q.shape[0]), keys_name);
+  if (Ckv == 0 || Ckv % D || H % (Ckv / D)) {
+    throw Error(LORA_ERR_SHAPE, std::string(keys_name) + ": width " + std::to_string(Ckv) + " is not a whole number of KV heads of head dim " + std::to_string(D) +
+                " dividing the " + std::to_string(H) + " query heads", keys_name);
+  }
+  const int64_t T = q.shape[1];
+  if (T > Tk) throw Error(LORA_ERR_SHAPE, std::string(keys_name) + ": " + std::to_string(Tk) + " key rows < " + std::to_string(T) + " query rows", keys_name);
+  if (off_required && !a.has(off_arg)) a.bad("qOffset", "the number of cached positions before these rows (required with a KV cache)");
+  const int64_t off = a.integer_or(off_arg, "qOffset", 0, Tk - T, Tk - T);
+  return {q.shape[0], T, H, D, Ckv / D, Tk, off};
 }
 
-int64_t f32_rows(const Tensor& t, const char* name, const AttnDims& d) {
+// An f32 [B, rows, cols] activation (o, dout, dq, dk, dv); returns its row stride.
+int64_t f32_rows(const Tensor& t, const char* name, int64_t B, int64_t rows, int64_t cols) {
   expect_dtype(t, DType::F32, name);
   expect_rank(t, 3, name);
-  expect_shape(t, {d.B, d.T, d.H * d.D}, name);
+  expect_shape(t, {B, rows, cols}, name);
+  return matrix_view(t, name).ld;
+}
+
+// q, k, v: all f32 or all bf16 (q's dtype; k and v must match it). Returns the row stride.
+int64_t qkv_rows(const Tensor& t, const char* name, int64_t B, int64_t rows, int64_t cols, DType dt) {
+  if (dt != DType::F32 && dt != DType::BF16)
+    throw Error(LORA_ERR_DTYPE, std::string(name) + ": q, k and v must be f32 or bf16, got " + dtype_name(dt), name);
+  expect_dtype(t, dt, name);
+  expect_rank(t, 3, name);
+  expect_shape(t, {B, rows, cols}, name);
   return matrix_view(t, name).ld;
 }
 
@@ -40,23 +70,13 @@ void read_padding(const Args& a, size_t i, const AttnDims& d, const int32_t** kv
     *kv = i32_data(*t, "kvLens", d.B);
     const HostI32 lens(*t, *kv, d.B);  // a host copy for a 'cuda' tensor
     for (int64_t b = 0; b < d.B; ++b)
-      if (lens[b] < 0 || lens[b] > d.T) throw Error(LORA_ERR_INVALID_ARG, "kvLens[" + std::to_string(b) + "] = " + std::to_string(lens[b]) + " is outside [0, " + std::to_string(d.T) + "]", "kvLens");
+      if (lens[b] < 0 || lens[b] > d.Tk) throw Error(LORA_ERR_INVALID_ARG, "kvLens[" + std::to_string(b) + "] = " + std::to_string(lens[b]) + " is outside [0, " + std::to_string(d.Tk) + "]", "kvLens");
     ins->push_back(span_of(*t, "kvLens"));
   }
   if (Tensor* t = a.optional_tensor(i + 1, "mask")) {
-    *mask = i32_data(*t, "mask", d.B * d.T);
+    *mask = i32_data(*t, "mask", d.B * d.Tk);
     ins->push_back(span_of(*t, "mask"));
   }
-}
-
-// q, k, v: all f32 or all bf16 (q's dtype; k and v must match it). Returns the row stride.
-int64_t qkv_rows(const Tensor& t, const char* name, const AttnDims& d, DType dt) {
-  if (dt != DType::F32 && dt != DType::BF16)
-    throw Error(LORA_ERR_DTYPE, std::string(name) + ": q, k and v must be f32 or bf16, got " + dtype_name(dt), name);
-  expect_dtype(t, dt, name);
-  expect_rank(t, 3, name);
-  expect_shape(t, {d.B, d.T, d.H * d.D}, name);
-  return matrix_view(t, name).ld;
 }
 
 float read_scale(const Args& a, size_t i, const AttnDims& d) {
@@ -71,20 +91,35 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
     Tensor& v = a.tensor(2, "v");
     Tensor& o = a.tensor(3, "o");
     Tensor& lse = a.tensor(4, "lse");
-    const AttnDims d = attn_dims(a, q, 5);
+    Tensor* kc = a.optional_tensor(11, "kCache");
+    Tensor* vc = a.optional_tensor(12, "vCache");
+    if (!kc != !vc) a.bad(kc ? "vCache" : "kCache", "given together with the other cache");
+    const AttnDims d = kc ? attn_dims(a, q, *kc, "kCache", 5, 10, true) : attn_dims(a, q, k, "k", 5, 10, false);
+    const int64_t C = d.H * d.D, Ckv = d.Hkv * d.D, Tnew = kc ? d.T : d.Tk;
     ops::AttnFwd p{};
-    p.B = d.B; p.T = d.T; p.H = d.H; p.D = d.D;
+    p.B = d.B; p.T = d.T; p.H = d.H; p.D = d.D; p.Hkv = d.Hkv; p.Tk = d.Tk; p.q_offset = d.off;
     p.scale = read_scale(a, 6, d);
     p.qkv_dtype = q.dtype;
-    p.ldq = qkv_rows(q, "q", d, q.dtype); p.q = q.data();
-    p.ldk = qkv_rows(k, "k", d, q.dtype); p.k = k.data();
-    p.ldv = qkv_rows(v, "v", d, q.dtype); p.v = v.data();
-    p.ldo = f32_rows(o, "o", d); p.o = o.data_as<float>();
+    p.ldq = qkv_rows(q, "q", d.B, d.T, C, q.dtype); p.q = q.data();
+    p.ldk = qkv_rows(k, "k", d.B, Tnew, Ckv, q.dtype); p.k = k.data();
+    p.ldv = qkv_rows(v, "v", d.B, Tnew, Ckv, q.dtype); p.v = v.data();
+    p.ldo = f32_rows(o, "o", d.B, d.T, C); p.o = o.data_as<float>();
     p.lse = f32_data(lse, "lse", d.B * d.H * d.T);
     std::vector<Span> ins = {span_of(q, "q"), span_of(k, "k"), span_of(v, "v")};
     read_padding(a, 7, d, &p.kv_len, &p.mask, &ins);
-    check_no_alias({span_of(o, "o"), span_of(lse, "lse")}, ins);
-    const ops::OpTable& t = pick_backend(a, 9, "attention", {q.dtype}, {d.B, d.T, d.H, d.D});
+    std::vector<Span> outs = {span_of(o, "o"), span_of(lse, "lse")};
+    if (kc) {
+      for (auto [t, name] : {std::pair<Tensor*, const char*>{kc, "kCache"}, {vc, "vCache"}}) {
+        qkv_rows(*t, name, d.B, d.Tk, Ckv, q.dtype);
+        expect_contiguous(*t, name);
+        outs.push_back(span_of(*t, name));
+      }
+      p.k_cache = kc->data();
+      p.v_cache = vc->data();
+    }
+    check_no_alias(outs, ins);
+    if (kc) check_no_alias({span_of(*kc, "kCache")}, {span_of(*vc, "vCache"), span_of(o, "o"), span_of(lse, "lse")});
+    const ops::OpTable& t = pick_backend(a, 9, "attention", {q.dtype}, {d.B, d.T, d.H, d.D, d.Hkv, d.Tk});
     t.attn_fwd(op_ctx(a, t), p);
     return info.Env().Undefined();
   });
@@ -102,25 +137,26 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     Tensor& dq = a.tensor(6, "dq");
     Tensor& dk = a.tensor(7, "dk");
     Tensor& dv = a.tensor(8, "dv");
-    const AttnDims d = attn_dims(a, q, 9);
+    const AttnDims d = attn_dims(a, q, k, "k", 9, 14, false);
+    const int64_t C = d.H * d.D, Ckv = d.Hkv * d.D;
     ops::AttnBwd p{};
-    p.B = d.B; p.T = d.T; p.H = d.H; p.D = d.D;
+    p.B = d.B; p.T = d.T; p.H = d.H; p.D = d.D; p.Hkv = d.Hkv; p.Tk = d.Tk; p.q_offset = d.off;
     p.scale = read_scale(a, 10, d);
     p.qkv_dtype = q.dtype;
-    p.ldq = qkv_rows(q, "q", d, q.dtype); p.q = q.data();
-    p.ldk = qkv_rows(k, "k", d, q.dtype); p.k = k.data();
-    p.ldv = qkv_rows(v, "v", d, q.dtype); p.v = v.data();
-    if (o) { p.ldo = f32_rows(*o, "o", d); p.o = o->data_as<float>(); } else { p.ldo = 0; p.o = nullptr; }
-    p.lddo = f32_rows(dout, "dout", d); p.dout = dout.data_as<float>();
-    p.lddq = f32_rows(dq, "dq", d); p.dq = dq.data_as<float>();
-    p.lddk = f32_rows(dk, "dk", d); p.dk = dk.data_as<float>();
-    p.lddv = f32_rows(dv, "dv", d); p.dv = dv.data_as<float>();
+    p.ldq = qkv_rows(q, "q", d.B, d.T, C, q.dtype); p.q = q.data();
+    p.ldk = qkv_rows(k, "k", d.B, d.Tk, Ckv, q.dtype); p.k = k.data();
+    p.ldv = qkv_rows(v, "v", d.B, d.Tk, Ckv, q.dtype); p.v = v.data();
+    if (o) { p.ldo = f32_rows(*o, "o", d.B, d.T, C); p.o = o->data_as<float>(); } else { p.ldo = 0; p.o = nullptr; }
+    p.lddo = f32_rows(dout, "dout", d.B, d.T, C); p.dout = dout.data_as<float>();
+    p.lddq = f32_rows(dq, "dq", d.B, d.T, C); p.dq = dq.data_as<float>();
+    p.lddk = f32_rows(dk, "dk", d.B, d.Tk, Ckv); p.dk = dk.data_as<float>();
+    p.lddv = f32_rows(dv, "dv", d.B, d.Tk, Ckv); p.dv = dv.data_as<float>();
     p.lse = f32_data(lse, "lse", d.B * d.H * d.T);
     std::vector<Span> ins = {span_of(dout, "dout"), span_of(q, "q"), span_of(k, "k"), span_of(v, "v"), span_of(lse, "lse")};
     if (o) ins.push_back(span_of(*o, "o"));
     read_padding(a, 11, d, &p.kv_len, &p.mask, &ins);
     check_no_alias({span_of(dq, "dq"), span_of(dk, "dk"), span_of(dv, "dv")}, ins);
-    const ops::OpTable& t = pick_backend(a, 13, "attention_bwd", {q.dtype}, {d.B, d.T, d.H, d.D});
+    const ops::OpTable& t = pick_backend(a, 13, "attention_bwd", {q.dtype}, {d.B, d.T, d.H, d.D, d.Hkv, d.Tk});
     t.attn_bwd(op_ctx(a, t), p);
     return info.Env().Undefined();
   });

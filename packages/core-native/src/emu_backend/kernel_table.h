@@ -83,17 +83,19 @@ inline void attn_fwd(const ops::Ctx& c, const ops::AttnFwd& p) {
   AttnArgs a{};
   a.B = p.B; a.T = p.T; a.H = p.H; a.D = p.D; a.scale = p.scale;
   a.q = p.q; a.k = p.k; a.v = p.v; a.ldq = p.ldq; a.ldk = p.ldk; a.ldv = p.ldv; a.qkv_t = et(p.qkv_dtype);
+  a.Hkv = p.Hkv; a.Tk = p.Tk; a.q_offset = p.q_offset;
   a.kv_len = p.kv_len; a.mask = p.mask; a.o = p.o; a.ldo = p.ldo; a.lse = p.lse;
-  LORA_KNS::attn_fwd(a, stream_of(c));
+  LORA_KNS::attn_fwd(a, stream_of(c), p.k_cache, p.v_cache);
   sync(c);
 }
 inline void attn_bwd(const ops::Ctx& c, const ops::AttnBwd& p) {
   AttnArgs a{};
   a.B = p.B; a.T = p.T; a.H = p.H; a.D = p.D; a.scale = p.scale;
   a.q = p.q; a.k = p.k; a.v = p.v; a.ldq = p.ldq; a.ldk = p.ldk; a.ldv = p.ldv; a.qkv_t = et(p.qkv_dtype);
+  a.Hkv = p.Hkv; a.Tk = p.Tk; a.q_offset = p.q_offset;
   a.kv_len = p.kv_len; a.mask = p.mask; a.o = const_cast<float*>(p.o); a.ldo = p.ldo; a.lse = const_cast<float*>(p.lse);
   a.dout = p.dout; a.lddo = p.lddo; a.dq = p.dq; a.lddq = p.lddq; a.dk = p.dk; a.lddk = p.lddk; a.dv = p.dv; a.lddv = p.lddv;
-  DeviceBuffer delta(sizeof(float) * static_cast<size_t>(p.B * p.H * p.T));
+  DeviceBuffer delta(sizeof(float) * static_cast<size_t>(p.B * p.H * p.T + 1));  // + 1: never empty
   a.delta = delta.as<float>();
   LORA_KNS::attn_bwd(a, stream_of(c));
   sync(c);
@@ -135,6 +137,27 @@ inline void sum_squares(const ops::Ctx& c, const ops::SumSquares& p) {
   LORA_CUDA_CHECK(cudaMemcpyAsync(&s, out.as<double>(), sizeof s, cudaMemcpyDeviceToHost, stream_of(c)));
   sync(c);
   *p.out = s;
+}
+
+inline void rmsnorm_fwd(const ops::Ctx& c, const ops::RmsNormFwd& p) {
+  LORA_KNS::rmsnorm_fwd(p.M, p.G, p.C, p.eps, p.x, p.ldx, p.w, p.y, p.ldy, p.rstd, stream_of(c));
+  sync(c);
+}
+inline void rmsnorm_bwd(const ops::Ctx& c, const ops::RmsNormBwd& p) {
+  LORA_KNS::rmsnorm_bwd(p.M, p.G, p.C, p.dy, p.lddy, p.x, p.ldx, p.w, p.rstd, p.dx, p.lddx, p.dw, stream_of(c));
+  sync(c);
+}
+inline void rope(const ops::Ctx& c, const ops::Rope& p) {
+  LORA_KNS::rope(p.M, p.H, p.D, p.x, p.ldx, p.y, p.ldy, p.pos, p.inv_freq, p.inverse, stream_of(c));
+  sync(c);
+}
+inline void swiglu(const ops::Ctx& c, const ops::SwiGlu& p) {
+  LORA_KNS::swiglu(p.M, p.F, p.gate, p.ldg, p.up, p.ldu, p.y, p.ldy, stream_of(c));
+  sync(c);
+}
+inline void swiglu_bwd(const ops::Ctx& c, const ops::SwiGluBwd& p) {
+  LORA_KNS::swiglu_bwd(p.M, p.F, p.gate, p.ldg, p.up, p.ldu, p.dy, p.lddy, p.dgate, p.lddg, p.dup, p.lddu, stream_of(c));
+  sync(c);
 }
 
 // Honest support answers (the binding has already validated dtypes and shapes).

@@ -27,7 +27,12 @@
   X(dropout, DropoutOp, "dropout")                \
   X(cross_entropy, CrossEntropy, "cross_entropy") \
   X(adamw, AdamW, "adamw")                        \
-  X(sum_squares, SumSquares, "sum_squares")
+  X(sum_squares, SumSquares, "sum_squares")       \
+  X(rmsnorm_fwd, RmsNormFwd, "rmsnorm")           \
+  X(rmsnorm_bwd, RmsNormBwd, "rmsnorm_bwd")       \
+  X(rope, Rope, "rope")                           \
+  X(swiglu, SwiGlu, "swiglu")                     \
+  X(swiglu_bwd, SwiGluBwd, "swiglu_bwd")
 
 // Declarations of one backend's functions (inside its namespace): void field(const Ctx&, const Params&);
 #define LORA_OP_DECLARE(field, Params, name) void field(const Ctx&, const Params&);

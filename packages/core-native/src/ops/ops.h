@@ -142,24 +142,35 @@ struct LayerNormBwd {
   const float* y = nullptr; const float* beta = nullptr;
 };
 
-// ---- causal multi-head attention, rows [B*T] with C = H*D (q, k, v may be strided views) ----
-// S = scale · q·kᵀ over keys j <= i that are not padding; O = softmax(S) · v, streamed over keys
-// (no [T, T] buffer). Padding: key j of batch b is visible iff j < kv_len[b] (kv_len may be
-// null = T) and (mask == null or mask[b*T + j] != 0). A query row with no visible key outputs 0.
+// ---- causal multi-head attention with grouped KV heads and a query offset ----
+// Query rows [B*T] hold H heads of D (C = H*D); key/value rows [B*Tk] hold Hkv heads of D
+// (Ckv = Hkv*D, H % Hkv == 0): query head h reads KV head h / (H / Hkv) (GQA; Hkv = H is plain
+// multi-head attention). Query row i of batch b sits at position q_offset + i (q_offset + T <= Tk)
+// and sees keys j <= q_offset + i that are not padding: S = scale · q·kᵀ, O = softmax(S) · v,
+// streamed over keys (no [T, Tk] buffer). Training is q_offset = 0, Tk = T; KV-cached decoding is
+// the same op over a cache (below) with q_offset = the tokens already cached.
+// Padding: key j of batch b is visible iff j < kv_len[b] (kv_len may be null = Tk) and
+// (mask == null or mask[b*Tk + j] != 0). A query row with no visible key outputs 0.
 // Caches lse[B, H, T] = log Σ exp(S) (-inf for rows with no visible key).
 // q, k, v are all f32 or all bf16 (`qkv_dtype`; bf16 values are widened exactly and the math is
 // the f32 math on them), so a model can keep the q/k/v a bf16 linear produces without a widened
 // copy; o, lse and every gradient are f32.
+// KV cache (forward only): with k_cache/v_cache set ([B, Tk, Ckv] contiguous, qkv_dtype), k and v
+// are the T new rows: they are first copied into cache rows [q_offset, q_offset + T) of each batch,
+// and the caches are then the keys and values (k, v, ldk, ldv are ignored after the copy).
 struct AttnFwd {
   int64_t B, T, H, D; float scale;
   const void* q; int64_t ldq; const void* k; int64_t ldk; const void* v; int64_t ldv;
   const int32_t* kv_len; const int32_t* mask;
   float* o; int64_t ldo; float* lse;
   DType qkv_dtype = DType::F32;
+  int64_t Hkv = 0, Tk = 0, q_offset = 0;  // always set by the caller (Hkv = H, Tk = T without GQA or offset)
+  void* k_cache = nullptr; void* v_cache = nullptr;
 };
-// Backward: dq, dk, dv OVERWRITE (activation grads). Needs lse from the forward, and o for
-// D_i = dO_i·O_i; with o = null, D_i = Σ_j P_ij (dO_i·V_j) is computed in a first pass over the
-// keys instead (one more S and dP per block: the forward's O need not be kept).
+// Backward: dq, dk, dv OVERWRITE (activation grads; dk, dv [B*Tk, Ckv], summed over the query
+// heads of a group). Needs lse from the forward, and o for D_i = dO_i·O_i; with o = null,
+// D_i = Σ_j P_ij (dO_i·V_j) is computed in a first pass over the keys instead (one more S and dP
+// per block: the forward's O need not be kept).
 struct AttnBwd {
   int64_t B, T, H, D; float scale;
   const void* q; int64_t ldq; const void* k; int64_t ldk; const void* v; int64_t ldv;
@@ -167,7 +178,11 @@ struct AttnBwd {
   const float* o; int64_t ldo; const float* lse; const float* dout; int64_t lddo;
   float* dq; int64_t lddq; float* dk; int64_t lddk; float* dv; int64_t lddv;
   DType qkv_dtype = DType::F32;
+  int64_t Hkv = 0, Tk = 0, q_offset = 0;  // as AttnFwd
 };
+// The forward over its cache: copies the new k/v rows into the caches (host memory) and returns
+// the same call with k/v pointing at the caches (Tk rows per batch). No cache: p unchanged.
+AttnFwd attn_append_cache_host(const AttnFwd& p);
 
 // ---- elementwise (n elements, f32; y may equal x exactly = in place) ----
 // relu: y = max(x, 0); caches nothing (the backward takes y). Backward: dx = dy * (y > 0), OVERWRITES.
@@ -205,6 +220,37 @@ struct CrossEntropy {
 struct AdamW { int64_t n; float* p; const float* g; float* m; float* v; float lr, beta1, beta2, eps, wd, grad_scale; int64_t step; };
 // Σ x² of n floats in f64 (for the global grad norm).
 struct SumSquares { int64_t n; const float* x; double* out; };
+
+// ---- Llama-shaped blocks: RMSNorm, rotary embeddings, SwiGLU (f32, rows with strides) ----
+// RMSNorm over groups of C: row m of x holds G groups of C values (x [M, G*C], row stride ldx;
+// G = 1 for a model's norms, G = heads for QK-norm over head_dim on a q/k slice of a qkv buffer).
+// y = x · rstd · w, rstd = 1/sqrt(mean(x²) + eps) per (row, group), computed in f32 as transformers'
+// LlamaRMSNorm does; w [C] may be null (no scale). Caches rstd[M*G] (index m*G + g). y may be x
+// exactly (in place; the backward then needs x kept elsewhere).
+struct RmsNormFwd { int64_t M, G, C; float eps; const float* x; int64_t ldx; const float* w; float* y; int64_t ldy; float* rstd; };
+// Backward, x̂ = x·rstd, g = w∘dy: dx = rstd · (g - x̂ · mean(g∘x̂)) OVERWRITES; dw += Σ dy∘x̂ over
+// every row and group ACCUMULATES when dw is non-null (the frozen base passes null).
+struct RmsNormBwd {
+  int64_t M, G, C; const float* dy; int64_t lddy; const float* x; int64_t ldx; const float* w; const float* rstd;
+  float* dx; int64_t lddx; float* dw;
+};
+// Rotary embeddings, transformers' rotate-half layout: row m of x holds H heads of D (D even,
+// half = D/2); for head element i < half, angle θ = inv_freq[i] · pos[m] (an f32 product, as
+// transformers forms it), cos and sin of θ rounded to f32, and
+//   y[i] = x[i]·cos - x[i + half]·sin,   y[i + half] = x[i + half]·cos + x[i]·sin.
+// inverse = true rotates by -θ: the backward (dx = Rᵀ dy, the rotation being orthogonal). pos [M]
+// are position ids per row (left padding and a decode offset are the caller's ids); inv_freq
+// [half] is theta^(-2i/D), scaled as rope_scaling says (the caller's). y may be x (in place).
+struct Rope { int64_t M, H, D; const float* x; int64_t ldx; float* y; int64_t ldy; const int32_t* pos; const float* inv_freq; bool inverse; };
+// SwiGLU: y = silu(gate) · up, silu(g) = g / (1 + e^-g); gate, up [M, F] (column slices of one
+// gate_up buffer work), caches nothing (the backward takes gate and up).
+struct SwiGlu { int64_t M, F; const float* gate; int64_t ldg; const float* up; int64_t ldu; float* y; int64_t ldy; };
+// Backward: dgate = dy · up · silu'(gate), silu'(g) = s(g)·(1 + g·(1 - s(g))), s the sigmoid;
+// dup = dy · silu(gate). Both OVERWRITE.
+struct SwiGluBwd {
+  int64_t M, F; const float* gate; int64_t ldg; const float* up; int64_t ldu; const float* dy; int64_t lddy;
+  float* dgate; int64_t lddg; float* dup; int64_t lddu;
+};
 
 // ---- the backend interface ----
 struct Support {

@@ -6,11 +6,13 @@
 // transposed, Sᵀ[keys, queries], so the per-query softmax reductions run down the columns as plain
 // vector max/add and the per-query lse / D values load as vectors.
 //
+// Query row i sits at position q_offset + i over Tk key rows; query head h reads KV head
+// h / (H / Hkv) (GQA).
 // Forward: one task per (batch, head, 64-query block); keys stream in blocks of 64 up to the causal
 // diagonal (and kv_len) with an online softmax (running max and sum per query). Caches lse[B, H, T];
-// no [T, T] buffer exists.
-// Backward: one task per (batch, head), so dQ, dK and dV rows of a task belong to it alone (no
-// atomics): per query block, the P and dP tiles of the key blocks at or below the diagonal are made
+// no [T, Tk] buffer exists. A KV cache is appended to first (attn_append_cache_host).
+// Backward: one task per (batch, KV head), looping over the query heads of its group, so dQ, dK and
+// dV rows of a task belong to it alone (no atomics): per query head and query block, the P and dP tiles of the key blocks at or below the diagonal are made
 // (P recomputed from q, k and lse) and kept while D sums when O was not kept, then dQ accumulates
 // their dS·K and dK/dV their dSᵀ·Q / Pᵀ·dO.
 // GCC 12 reports false "uninitialized" warnings inside the masked intrinsics.
@@ -38,8 +40,8 @@ constexpr int64_t kAhead = 8;  // rows prefetched ahead while packing
 
 inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
-inline bool visible(const int32_t* kv_len, const int32_t* mask, int64_t T, int64_t b, int64_t j) {
-  return !(kv_len && j >= kv_len[b]) && !(mask && mask[b * T + j] == 0);
+inline bool visible(const int32_t* kv_len, const int32_t* mask, int64_t Tk, int64_t b, int64_t j) {
+  return !(kv_len && j >= kv_len[b]) && !(mask && mask[b * Tk + j] == 0);
 }
 
 // C[MR, 16·NV] (+)= A[MR, K]·B[K, 16·NV]; A(r, k) = A[r·ars + k·aks], B rows ldb apart.
@@ -152,8 +154,9 @@ inline __m512i lane_index(int64_t base) {
 }
 }  // namespace
 
-void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
-  const int64_t T = p.T, D = p.D, Dp = round16(D);
+void attn_fwd(const Ctx& ctx, const AttnFwd& call) {
+  const AttnFwd p = attn_append_cache_host(call);
+  const int64_t T = p.T, Tk = p.Tk, off = p.q_offset, group = p.H / p.Hkv, D = p.D, Dp = round16(D);
   const int64_t nqb = (T + kBlk - 1) / kBlk;
   // bf16 q/k/v: one task per (batch, head) widens that head's q/k/v rows once into [T, Dp] f32
   // packs (zero padded) and runs all its query blocks on them; f32: one task per (batch, head,
@@ -165,10 +168,10 @@ void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
   parallel_range(ctx, p.B * p.H * nqb / per, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> qt(static_cast<size_t>(D * kBlk)), st(static_cast<size_t>(kBlk * kBlk)), vp(static_cast<size_t>(kBlk * Dp)),
         oacc(static_cast<size_t>(kBlk * Dp));
-    std::vector<float> vw(bf ? static_cast<size_t>(T * Dp) : 0), qw(bf && !bfp ? vw.size() : 0), kw(qw.size());
+    std::vector<float> vw(bf ? static_cast<size_t>(Tk * Dp) : 0), qw(bf && !bfp ? static_cast<size_t>(T * Dp) : 0), kw(bf && !bfp ? vw.size() : 0);
     alignas(64) float mrun[kBlk], lrun[kBlk], alpha[kBlk];
     for (int64_t task = t0 * per; task < t1 * per; ++task) {
-      const int64_t bh = task / nqb, qb = task % nqb, b = bh / p.H, h = bh % p.H;
+      const int64_t bh = task / nqb, qb = task % nqb, b = bh / p.H, h = bh % p.H, g = h / group;
       const int64_t i0 = qb * kBlk, bq = std::min(kBlk, T - i0), bqp = round16(bq);
       // This head's q, k, v rows: (src, ld) in place, or the widened packs.
       const float *qs, *ks, *vs;
@@ -177,16 +180,16 @@ void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
         if (qb == 0) {
           if (!bfp) {
             widen_rows(static_cast<const uint16_t*>(p.q) + b * T * p.ldq + h * D, p.ldq, T, D, qw.data(), Dp);
-            widen_rows(static_cast<const uint16_t*>(p.k) + b * T * p.ldk + h * D, p.ldk, T, D, kw.data(), Dp);
+            widen_rows(static_cast<const uint16_t*>(p.k) + b * Tk * p.ldk + g * D, p.ldk, Tk, D, kw.data(), Dp);
           }
-          widen_rows(static_cast<const uint16_t*>(p.v) + b * T * p.ldv + h * D, p.ldv, T, D, vw.data(), Dp);
+          widen_rows(static_cast<const uint16_t*>(p.v) + b * Tk * p.ldv + g * D, p.ldv, Tk, D, vw.data(), Dp);
         }
         qs = qw.data(), ks = kw.data(), vs = vw.data();
         ldq = ldk = ldv = Dp;
       } else {
         qs = static_cast<const float*>(p.q) + b * T * p.ldq + h * D;
-        ks = static_cast<const float*>(p.k) + b * T * p.ldk + h * D;
-        vs = static_cast<const float*>(p.v) + b * T * p.ldv + h * D;
+        ks = static_cast<const float*>(p.k) + b * Tk * p.ldk + g * D;
+        vs = static_cast<const float*>(p.v) + b * Tk * p.ldv + g * D;
         ldq = p.ldq, ldk = p.ldk, ldv = p.ldv;
       }
       // Qᵀ block [D, 64] (padding columns zero); with bf16 pairs, [D/2, 64] pair rows: the dword
@@ -195,14 +198,14 @@ void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
       if (bfp) {
         const uint16_t* qh = static_cast<const uint16_t*>(p.q) + (b * T + i0) * p.ldq + h * D;
         transpose_to(reinterpret_cast<const float*>(qh), p.ldq / 2, bq, D / 2, qt.data(), kBlk);
-        kpairs = reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(p.k) + b * T * p.ldk + h * D);
+        kpairs = reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(p.k) + b * Tk * p.ldk + g * D);
       } else {
         transpose_to(qs + i0 * ldq, ldq, bq, D, qt.data(), kBlk);
       }
       std::fill(oacc.begin(), oacc.end(), 0.f);
       for (int64_t i = 0; i < kBlk; ++i) mrun[i] = kNegInf, lrun[i] = 0.f;
       __mmask16 nan[4] = {0, 0, 0, 0};
-      const int64_t kend = std::min<int64_t>(i0 + bq, p.kv_len ? std::min<int64_t>(T, p.kv_len[b]) : T);
+      const int64_t kend = std::min<int64_t>(off + i0 + bq, p.kv_len ? std::min<int64_t>(Tk, p.kv_len[b]) : Tk);
       const __m512 vscale = _mm512_set1_ps(p.scale), vninf = _mm512_set1_ps(kNegInf);
       for (int64_t j0 = 0; j0 < kend; j0 += kBlk) {
         const int64_t jn = std::min(kBlk, kend - j0);
@@ -213,15 +216,15 @@ void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
         __m512 bmax[4];
         for (int c = 0; c < 4; ++c) bmax[c] = vninf;
         // Only blocks reaching past the diagonal need the causal compare.
-        const bool diag = j0 + jn - 1 > i0;
+        const bool diag = j0 + jn - 1 > off + i0;
         for (int64_t j = 0; j < jn; ++j) {
           const int64_t jg = j0 + j;
           float* srow = st.data() + j * kBlk;
-          const bool vis = visible(p.kv_len, p.mask, T, b, jg);
+          const bool vis = visible(p.kv_len, p.mask, Tk, b, jg);
           for (int64_t c = 0; c < bqp / 16; ++c) {
             __m512 s = _mm512_mul_ps(_mm512_loadu_ps(srow + 16 * c), vscale);
             const __mmask16 ok = !vis ? 0
-                                 : diag ? _mm512_cmp_epi32_mask(lane_index(i0 + 16 * c), _mm512_set1_epi32(static_cast<int32_t>(jg)), _MM_CMPINT_NLT)
+                                 : diag ? _mm512_cmp_epi32_mask(lane_index(off + i0 + 16 * c), _mm512_set1_epi32(static_cast<int32_t>(jg)), _MM_CMPINT_NLT)
                                         : static_cast<__mmask16>(0xFFFF);
             s = _mm512_mask_mov_ps(vninf, ok, s);
             nan[c] |= _mm512_cmp_ps_mask(s, s, _CMP_UNORD_Q);
@@ -295,156 +298,163 @@ void attn_fwd(const Ctx& ctx, const AttnFwd& p) {
 }
 
 // Gradient contract: dq, dk, dv overwrite. Per tile: P = exp(S - lse), Dᵢ = dOᵢ·Oᵢ,
-// dV += Pᵀ·dO, dS = P∘(dO·Vᵀ - D), dQ += scale·dS·K, dK += scale·dSᵀ·Q.
+// dV += Pᵀ·dO, dS = P∘(dO·Vᵀ - D), dQ += scale·dS·K, dK += scale·dSᵀ·Q (a KV head's dK/dV sum over
+// the query heads of its group, in head order).
 void attn_bwd(const Ctx& ctx, const AttnBwd& p) {
-  const int64_t T = p.T, D = p.D, Dp = round16(D), Tp = round16(T);
+  const int64_t T = p.T, Tk = p.Tk, off = p.q_offset, group = p.H / p.Hkv, D = p.D, Dp = round16(D), Tp = round16(T), Tkp = round16(Tk);
   // bf16 q/k/v: K and V blocks are read from the widened row packs kr, vr instead of in place.
   const bool bf = p.qkv_dtype == DType::BF16;
   const bool bfp = bf && pairs_ok(p.q, p.ldq, p.k, p.ldk, D);  // S through vdpbf16ps, as the forward
   const DType qd = p.qkv_dtype;
-  parallel_range(ctx, p.B * p.H, 1, [&](int64_t t0, int64_t t1) {
-    const size_t td = static_cast<size_t>(T * Dp);
-    std::vector<float> qt(static_cast<size_t>(D * Tp)), dot(static_cast<size_t>(D * Tp)), qr(td), dor(td), kr(td), dqa(td), vr(bf ? td : 0);
+  parallel_range(ctx, p.B * p.Hkv, 1, [&](int64_t t0, int64_t t1) {
+    const size_t td = static_cast<size_t>(T * Dp), tkd = static_cast<size_t>(Tk * Dp);
+    std::vector<float> qt(static_cast<size_t>(D * Tp)), dot(static_cast<size_t>(D * Tp)), qr(td), dor(td), kr(tkd), dqa(td), vr(bf ? tkd : 0);
     std::vector<float> lse(static_cast<size_t>(Tp)), dvec(static_cast<size_t>(Tp));
     std::vector<float> ptiles, dtiles, dkall, dvall;  // a query block's P / dP tiles, the dK / dV sums
     for (int64_t task = t0; task < t1; ++task) {
-      const int64_t b = task / p.H, h = task % p.H;
-      // Packs: Qᵀ, dOᵀ [D, Tp]; Q, dO, K rows [T, Dp]; lse (+inf for rows without keys, so their
-      // P is 0) and D = rowsum(dO∘O), padding 0.
-      if (!bf) transpose_to(static_cast<const float*>(p.q) + b * T * p.ldq + h * D, p.ldq, T, D, qt.data(), Tp);
-      transpose_to(p.dout + b * T * p.lddo + h * D, p.lddo, T, D, dot.data(), Tp);
-      for (int64_t i = 0; i < T; ++i) {
-        const int64_t r = b * T + i;
-        const int64_t qi = r * p.ldq + h * D, ki = r * p.ldk + h * D, vi = r * p.ldv + h * D;
-        const float* g = p.dout + r * p.lddo + h * D;
-        const float* o = p.o ? p.o + r * p.ldo + h * D : nullptr;
-        float* qrow = qr.data() + i * Dp;
-        float* drow = dor.data() + i * Dp;
-        float* krow = kr.data() + i * Dp;
-        // The rows sit a whole qkv row apart (new pages): fetch a few rows ahead.
-        if (i + kAhead < T) {
-          const int64_t ra = r + kAhead;
+      const int64_t b = task / p.Hkv, g = task % p.Hkv;
+      // The KV head's K rows (and V rows for bf16) widened into [Tk, Dp] packs, zero padded.
+      for (int64_t j = 0; j < Tk; ++j) {
+        const int64_t r = b * Tk + j, ki = r * p.ldk + g * D, vi = r * p.ldv + g * D;
+        if (j + kAhead < Tk) {
           const int64_t es = bf ? 2 : 4;
-          const char* qb = static_cast<const char*>(p.q) + (ra * p.ldq + h * D) * es;
-          const char* kb = static_cast<const char*>(p.k) + (ra * p.ldk + h * D) * es;
+          const char* kb = static_cast<const char*>(p.k) + ((r + kAhead) * p.ldk + g * D) * es;
           for (int64_t d = 0; d < D; d += 16) {
-            _mm_prefetch(qb + d * es, _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(p.dout + ra * p.lddo + h * D + d), _MM_HINT_T0);
-            if (p.o) _mm_prefetch(reinterpret_cast<const char*>(p.o + ra * p.ldo + h * D + d), _MM_HINT_T0);
             _mm_prefetch(kb + d * es, _MM_HINT_T0);
-            if (bf) _mm_prefetch(static_cast<const char*>(p.v) + (ra * p.ldv + h * D + d) * es, _MM_HINT_T0);
+            if (bf) _mm_prefetch(static_cast<const char*>(p.v) + ((r + kAhead) * p.ldv + g * D + d) * es, _MM_HINT_T0);
           }
         }
-        __m512 dacc = _mm512_setzero_ps();
         for (int64_t d = 0; d < Dp; d += 16) {
           const __mmask16 kd = tail_mask16(D - d);
-          const __m512 gv = _mm512_maskz_loadu_ps(kd, g + d);
-          _mm512_storeu_ps(qrow + d, load_qkv(kd, p.q, qd, qi + d));
-          _mm512_storeu_ps(drow + d, gv);
-          _mm512_storeu_ps(krow + d, load_qkv(kd, p.k, qd, ki + d));
-          if (bf) _mm512_storeu_ps(vr.data() + i * Dp + d, load_qkv(kd, p.v, qd, vi + d));
-          if (o) dacc = _mm512_fmadd_ps(gv, _mm512_maskz_loadu_ps(kd, o + d), dacc);
+          _mm512_storeu_ps(kr.data() + j * Dp + d, load_qkv(kd, p.k, qd, ki + d));
+          if (bf) _mm512_storeu_ps(vr.data() + j * Dp + d, load_qkv(kd, p.v, qd, vi + d));
         }
-        const float l = p.lse[(b * p.H + h) * T + i];
-        lse[i] = l == kNegInf ? kPosInf : l;
-        dvec[i] = _mm512_reduce_add_ps(dacc);
       }
-      for (int64_t i = T; i < Tp; ++i) lse[i] = kPosInf, dvec[i] = 0.f;
-      const uint32_t* kpairs = nullptr;
-      if (bfp) {
-        // Qᵀ as pair rows [D/2, Tp] (the dword transpose of the q rows), K pairs in place.
-        transpose_to(reinterpret_cast<const float*>(static_cast<const uint16_t*>(p.q) + b * T * p.ldq + h * D), p.ldq / 2, T, D / 2, qt.data(), Tp);
-        kpairs = reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(p.k) + b * T * p.ldk + h * D);
-      } else if (bf) {
-        transpose_to(qr.data(), Dp, T, D, qt.data(), Tp);
-      }
-      // Sᵀ = K·Qᵀ for key block j0 (jn keys) and query block i0 (bqp columns) into out (rows kBlk apart).
-      auto scores = [&](int64_t j0, int64_t jn, int64_t i0, int64_t bqp, float* out) {
-        if (bfp) gemm_tile_bf(jn, bqp, D / 2, kpairs + j0 * (p.ldk / 2), p.ldk / 2, reinterpret_cast<const uint32_t*>(qt.data()) + i0, Tp, out, kBlk);
-        else gemm_tile(jn, bqp, D, bf ? kr.data() + j0 * Dp : static_cast<const float*>(p.k) + (b * T + j0) * p.ldk + h * D, bf ? Dp : p.ldk, 1, qt.data() + i0, Tp, out, kBlk, false);
-      };
-      std::fill(dqa.begin(), dqa.end(), 0.f);
-      const int64_t kend = p.kv_len ? std::min<int64_t>(T, p.kv_len[b]) : T;
-      const __m512 vscale = _mm512_set1_ps(p.scale);
-      // The causal/padding visibility of 16 queries from i0 + 16c to key jg.
-      auto seen = [&](int64_t jg, int64_t i0, int64_t c, bool vis) -> __mmask16 {
-        return vis ? _mm512_cmp_epi32_mask(lane_index(i0 + 16 * c), _mm512_set1_epi32(static_cast<int32_t>(jg)), _MM_CMPINT_NLT) : 0;
-      };
-      // P (masked, kept as 0 where a key is hidden) of key block j0 for query block i0 in place of S.
-      auto probs = [&](int64_t j0, int64_t jn, int64_t i0, int64_t bqp, float* tile) {
-        for (int64_t j = 0; j < jn; ++j) {
-          const int64_t jg = j0 + j;
-          float* prow = tile + j * kBlk;
-          const bool vis = visible(p.kv_len, p.mask, T, b, jg);
-          for (int64_t c = 0; c < bqp / 16; ++c) {
-            const __m512 e = exp_ps(_mm512_fmsub_ps(_mm512_loadu_ps(prow + 16 * c), vscale, _mm512_loadu_ps(lse.data() + i0 + 16 * c)));
-            _mm512_storeu_ps(prow + 16 * c, _mm512_maskz_mov_ps(seen(jg, i0, c, vis), e));
-          }
-        }
-      };
-      auto vblock = [&](int64_t j0) { return bf ? vr.data() + j0 * Dp : static_cast<const float*>(p.v) + (b * T + j0) * p.ldv + h * D; };
-      const int64_t ldvb = bf ? Dp : p.ldv;
-      // Query blocks outermost. Pass 1 keeps each key block's P and dP tiles for this query block
-      // (L2-sized: T/64 pairs of 64x64) and, without a kept O, sums D_i = Σ_j P_ij dP_ij from them;
-      // pass 2 turns them into dS and the three products. dK and dV accumulate over the query
-      // blocks in [T, Dp] buffers (in the same order as a key-block-outer loop would). Nothing is
-      // computed twice.
+      const int64_t kend = p.kv_len ? std::min<int64_t>(Tk, p.kv_len[b]) : Tk;
       const int64_t nkb = (kend + kBlk - 1) / kBlk;
       ptiles.assign(static_cast<size_t>(std::max<int64_t>(nkb, 1) * kBlk * kBlk), 0.f);
       dtiles.assign(ptiles.size(), 0.f);
-      dkall.assign(static_cast<size_t>(Tp * Dp), 0.f);
+      dkall.assign(static_cast<size_t>(Tkp * Dp), 0.f);
       dvall.assign(dkall.size(), 0.f);
-      for (int64_t i0 = 0; i0 < T; i0 += kBlk) {
-        const int64_t bq = std::min(kBlk, T - i0), bqp = round16(bq);
-        const int64_t jend = std::min(kend, i0 + bq);
-        for (int64_t j0 = 0; j0 < jend; j0 += kBlk) {
-          const int64_t jn = std::min(kBlk, kend - j0);
-          float* pj = ptiles.data() + (j0 / kBlk) * kBlk * kBlk;
-          float* dj = dtiles.data() + (j0 / kBlk) * kBlk * kBlk;
-          scores(j0, jn, i0, bqp, pj);                                                           // Sᵀ = K·Qᵀ
-          gemm_tile(jn, bqp, D, vblock(j0), ldvb, 1, dot.data() + i0, Tp, dj, kBlk, false);  // dPᵀ = V·dOᵀ
-          probs(j0, jn, i0, bqp, pj);
-          if (p.o) continue;
-          for (int64_t c = 0; c < bqp; c += 16) {
-            __m512 acc = _mm512_loadu_ps(dvec.data() + i0 + c);
-            for (int64_t j = 0; j < jn; ++j) acc = _mm512_fmadd_ps(_mm512_loadu_ps(pj + j * kBlk + c), _mm512_loadu_ps(dj + j * kBlk + c), acc);
-            _mm512_storeu_ps(dvec.data() + i0 + c, acc);
-          }
-        }
-        for (int64_t j0 = 0; j0 < jend; j0 += kBlk) {
-          const int64_t jn = std::min(kBlk, kend - j0);
-          float* pj = ptiles.data() + (j0 / kBlk) * kBlk * kBlk;
-          float* dj = dtiles.data() + (j0 / kBlk) * kBlk * kBlk;
-          for (int64_t j = 0; j < jn; ++j) {
-            const int64_t jg = j0 + j;
-            const bool vis = visible(p.kv_len, p.mask, T, b, jg);
-            for (int64_t c = 0; c < bqp / 16; ++c) {
-              const __m512 pv = _mm512_loadu_ps(pj + j * kBlk + 16 * c);
-              const __m512 ds = _mm512_mul_ps(pv, _mm512_sub_ps(_mm512_loadu_ps(dj + j * kBlk + 16 * c), _mm512_loadu_ps(dvec.data() + i0 + 16 * c)));
-              _mm512_storeu_ps(dj + j * kBlk + 16 * c, _mm512_maskz_mov_ps(seen(jg, i0, c, vis), ds));
+      const uint32_t* kpairs = bfp ? reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(p.k) + b * Tk * p.ldk + g * D) : nullptr;
+      const __m512 vscale = _mm512_set1_ps(p.scale);
+      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+        // Packs: Qᵀ, dOᵀ [D, Tp]; Q, dO rows [T, Dp]; lse (+inf for rows without keys, so their
+        // P is 0) and D = rowsum(dO∘O), padding 0.
+        if (!bf) transpose_to(static_cast<const float*>(p.q) + b * T * p.ldq + h * D, p.ldq, T, D, qt.data(), Tp);
+        transpose_to(p.dout + b * T * p.lddo + h * D, p.lddo, T, D, dot.data(), Tp);
+        for (int64_t i = 0; i < T; ++i) {
+          const int64_t r = b * T + i;
+          const int64_t qi = r * p.ldq + h * D;
+          const float* gr = p.dout + r * p.lddo + h * D;
+          const float* o = p.o ? p.o + r * p.ldo + h * D : nullptr;
+          float* qrow = qr.data() + i * Dp;
+          float* drow = dor.data() + i * Dp;
+          // The rows sit a whole qkv row apart (new pages): fetch a few rows ahead.
+          if (i + kAhead < T) {
+            const int64_t ra = r + kAhead;
+            const int64_t es = bf ? 2 : 4;
+            const char* qb = static_cast<const char*>(p.q) + (ra * p.ldq + h * D) * es;
+            for (int64_t d = 0; d < D; d += 16) {
+              _mm_prefetch(qb + d * es, _MM_HINT_T0);
+              _mm_prefetch(reinterpret_cast<const char*>(p.dout + ra * p.lddo + h * D + d), _MM_HINT_T0);
+              if (p.o) _mm_prefetch(reinterpret_cast<const char*>(p.o + ra * p.ldo + h * D + d), _MM_HINT_T0);
             }
           }
-          gemm_tile(jn, Dp, bq, pj, kBlk, 1, dor.data() + i0 * Dp, Dp, dvall.data() + j0 * Dp, Dp, true);  // dV += Pᵀ·dO
-          gemm_tile(jn, Dp, bq, dj, kBlk, 1, qr.data() + i0 * Dp, Dp, dkall.data() + j0 * Dp, Dp, true);  // dK += dSᵀ·Q
-          gemm_tile(bq, Dp, jn, dj, 1, kBlk, kr.data() + j0 * Dp, Dp, dqa.data() + i0 * Dp, Dp, true);    // dQ += dS·K
+          __m512 dacc = _mm512_setzero_ps();
+          for (int64_t d = 0; d < Dp; d += 16) {
+            const __mmask16 kd = tail_mask16(D - d);
+            const __m512 gv = _mm512_maskz_loadu_ps(kd, gr + d);
+            _mm512_storeu_ps(qrow + d, load_qkv(kd, p.q, qd, qi + d));
+            _mm512_storeu_ps(drow + d, gv);
+            if (o) dacc = _mm512_fmadd_ps(gv, _mm512_maskz_loadu_ps(kd, o + d), dacc);
+          }
+          const float l = p.lse[(b * p.H + h) * T + i];
+          lse[i] = l == kNegInf ? kPosInf : l;
+          dvec[i] = _mm512_reduce_add_ps(dacc);
+        }
+        for (int64_t i = T; i < Tp; ++i) lse[i] = kPosInf, dvec[i] = 0.f;
+        if (bfp) {
+          // Qᵀ as pair rows [D/2, Tp] (the dword transpose of the q rows), K pairs in place.
+          transpose_to(reinterpret_cast<const float*>(static_cast<const uint16_t*>(p.q) + b * T * p.ldq + h * D), p.ldq / 2, T, D / 2, qt.data(), Tp);
+        } else if (bf) {
+          transpose_to(qr.data(), Dp, T, D, qt.data(), Tp);
+        }
+        // Sᵀ = K·Qᵀ for key block j0 (jn keys) and query block i0 (bqp columns) into out (rows kBlk apart).
+        auto scores = [&](int64_t j0, int64_t jn, int64_t i0, int64_t bqp, float* out) {
+          if (bfp) gemm_tile_bf(jn, bqp, D / 2, kpairs + j0 * (p.ldk / 2), p.ldk / 2, reinterpret_cast<const uint32_t*>(qt.data()) + i0, Tp, out, kBlk);
+          else gemm_tile(jn, bqp, D, bf ? kr.data() + j0 * Dp : static_cast<const float*>(p.k) + (b * Tk + j0) * p.ldk + g * D, bf ? Dp : p.ldk, 1, qt.data() + i0, Tp, out, kBlk, false);
+        };
+        std::fill(dqa.begin(), dqa.end(), 0.f);
+        // The causal/padding visibility of 16 queries from i0 + 16c (positions off + i0 + 16c) to key jg.
+        auto seen = [&](int64_t jg, int64_t i0, int64_t c, bool vis) -> __mmask16 {
+          return vis ? _mm512_cmp_epi32_mask(lane_index(off + i0 + 16 * c), _mm512_set1_epi32(static_cast<int32_t>(jg)), _MM_CMPINT_NLT) : 0;
+        };
+        // P (masked, kept as 0 where a key is hidden) of key block j0 for query block i0 in place of S.
+        auto probs = [&](int64_t j0, int64_t jn, int64_t i0, int64_t bqp, float* tile) {
+          for (int64_t j = 0; j < jn; ++j) {
+            const int64_t jg = j0 + j;
+            float* prow = tile + j * kBlk;
+            const bool vis = visible(p.kv_len, p.mask, Tk, b, jg);
+            for (int64_t c = 0; c < bqp / 16; ++c) {
+              const __m512 e = exp_ps(_mm512_fmsub_ps(_mm512_loadu_ps(prow + 16 * c), vscale, _mm512_loadu_ps(lse.data() + i0 + 16 * c)));
+              _mm512_storeu_ps(prow + 16 * c, _mm512_maskz_mov_ps(seen(jg, i0, c, vis), e));
+            }
+          }
+        };
+        auto vblock = [&](int64_t j0) { return bf ? vr.data() + j0 * Dp : static_cast<const float*>(p.v) + (b * Tk + j0) * p.ldv + g * D; };
+        const int64_t ldvb = bf ? Dp : p.ldv;
+        // Query blocks outermost. Pass 1 keeps each key block's P and dP tiles for this query block
+        // (L2-sized: Tk/64 pairs of 64x64) and, without a kept O, sums D_i = Σ_j P_ij dP_ij from them;
+        // pass 2 turns them into dS and the three products. dK and dV accumulate over the query
+        // blocks (and the group's heads) in [Tk, Dp] buffers, in the same order as a key-block-outer
+        // loop would. Nothing is computed twice.
+        for (int64_t i0 = 0; i0 < T; i0 += kBlk) {
+          const int64_t bq = std::min(kBlk, T - i0), bqp = round16(bq);
+          const int64_t jend = std::min(kend, off + i0 + bq);
+          for (int64_t j0 = 0; j0 < jend; j0 += kBlk) {
+            const int64_t jn = std::min(kBlk, kend - j0);
+            float* pj = ptiles.data() + (j0 / kBlk) * kBlk * kBlk;
+            float* dj = dtiles.data() + (j0 / kBlk) * kBlk * kBlk;
+            scores(j0, jn, i0, bqp, pj);                                                           // Sᵀ = K·Qᵀ
+            gemm_tile(jn, bqp, D, vblock(j0), ldvb, 1, dot.data() + i0, Tp, dj, kBlk, false);  // dPᵀ = V·dOᵀ
+            probs(j0, jn, i0, bqp, pj);
+            if (p.o) continue;
+            for (int64_t c = 0; c < bqp; c += 16) {
+              __m512 acc = _mm512_loadu_ps(dvec.data() + i0 + c);
+              for (int64_t j = 0; j < jn; ++j) acc = _mm512_fmadd_ps(_mm512_loadu_ps(pj + j * kBlk + c), _mm512_loadu_ps(dj + j * kBlk + c), acc);
+              _mm512_storeu_ps(dvec.data() + i0 + c, acc);
+            }
+          }
+          for (int64_t j0 = 0; j0 < jend; j0 += kBlk) {
+            const int64_t jn = std::min(kBlk, kend - j0);
+            float* pj = ptiles.data() + (j0 / kBlk) * kBlk * kBlk;
+            float* dj = dtiles.data() + (j0 / kBlk) * kBlk * kBlk;
+            for (int64_t j = 0; j < jn; ++j) {
+              const int64_t jg = j0 + j;
+              const bool vis = visible(p.kv_len, p.mask, Tk, b, jg);
+              for (int64_t c = 0; c < bqp / 16; ++c) {
+                const __m512 pv = _mm512_loadu_ps(pj + j * kBlk + 16 * c);
+                const __m512 ds = _mm512_mul_ps(pv, _mm512_sub_ps(_mm512_loadu_ps(dj + j * kBlk + 16 * c), _mm512_loadu_ps(dvec.data() + i0 + 16 * c)));
+                _mm512_storeu_ps(dj + j * kBlk + 16 * c, _mm512_maskz_mov_ps(seen(jg, i0, c, vis), ds));
+              }
+            }
+            gemm_tile(jn, Dp, bq, pj, kBlk, 1, dor.data() + i0 * Dp, Dp, dvall.data() + j0 * Dp, Dp, true);  // dV += Pᵀ·dO
+            gemm_tile(jn, Dp, bq, dj, kBlk, 1, qr.data() + i0 * Dp, Dp, dkall.data() + j0 * Dp, Dp, true);  // dK += dSᵀ·Q
+            gemm_tile(bq, Dp, jn, dj, 1, kBlk, kr.data() + j0 * Dp, Dp, dqa.data() + i0 * Dp, Dp, true);    // dQ += dS·K
+          }
+        }
+        for (int64_t i = 0; i < T; ++i) {
+          float* dq = p.dq + (b * T + i) * p.lddq + h * D;
+          const float* a = dqa.data() + i * Dp;
+          for (int64_t d = 0; d < D; ++d) dq[d] = a[d] * p.scale;
         }
       }
-      for (int64_t j = 0; j < kend; ++j) {
-        const int64_t r = b * T + j;
-        float* dk = p.dk + r * p.lddk + h * D;
-        float* dv = p.dv + r * p.lddv + h * D;
+      for (int64_t j = 0; j < Tk; ++j) {
+        const int64_t r = b * Tk + j;
+        float* dk = p.dk + r * p.lddk + g * D;
+        float* dv = p.dv + r * p.lddv + g * D;
         for (int64_t d = 0; d < D; ++d) dk[d] = dkall[j * Dp + d] * p.scale, dv[d] = dvall[j * Dp + d];
-      }
-      for (int64_t j = kend; j < T; ++j) {
-        const int64_t r = b * T + j;
-        float* dk = p.dk + r * p.lddk + h * D;
-        float* dv = p.dv + r * p.lddv + h * D;
-        for (int64_t d = 0; d < D; ++d) dk[d] = 0.f, dv[d] = 0.f;
-      }
-      for (int64_t i = 0; i < T; ++i) {
-        float* dq = p.dq + (b * T + i) * p.lddq + h * D;
-        const float* a = dqa.data() + i * Dp;
-        for (int64_t d = 0; d < D; ++d) dq[d] = a[d] * p.scale;
       }
     }
   });

@@ -1,19 +1,38 @@
-// Causal multi-head attention, scalar reference (f64 softmax). Head h of row (b, t) lives at
-// columns [h*D, (h+1)*D) of row b*T + t. Forward caches lse[B, H, T]; only one row of scores
-// exists at a time.
+// Causal multi-head attention with grouped KV heads and a query offset, scalar reference (f64
+// softmax). Head h of query row (b, i) lives at columns [h*D, (h+1)*D) of row b*T + i; its KV head
+// g = h / (H / Hkv) at columns [g*D, (g+1)*D) of key row b*Tk + j. Forward caches lse[B, H, T];
+// only one row of scores exists at a time.
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
 #include "../weight_scalar.h"
 #include "ref.h"
 
-namespace lora::ops::ref {
+namespace lora::ops {
+
+AttnFwd attn_append_cache_host(const AttnFwd& p) {
+  if (!p.k_cache) return p;
+  const int64_t ckv = p.Hkv * p.D, es = dtype_bits(p.qkv_dtype) / 8;
+  for (int64_t b = 0; b < p.B; ++b)
+    for (int64_t i = 0; i < p.T; ++i) {
+      const int64_t dst = ((b * p.Tk) + p.q_offset + i) * ckv * es, src = b * p.T + i;
+      std::memcpy(static_cast<char*>(p.k_cache) + dst, static_cast<const char*>(p.k) + src * p.ldk * es, static_cast<size_t>(ckv * es));
+      std::memcpy(static_cast<char*>(p.v_cache) + dst, static_cast<const char*>(p.v) + src * p.ldv * es, static_cast<size_t>(ckv * es));
+    }
+  AttnFwd c = p;
+  c.k = p.k_cache, c.v = p.v_cache, c.ldk = c.ldv = ckv;
+  c.k_cache = c.v_cache = nullptr;
+  return c;
+}
+
+namespace ref {
 
 namespace {
-bool key_visible(const int32_t* kv_len, const int32_t* mask, int64_t T, int64_t b, int64_t j) {
+bool key_visible(const int32_t* kv_len, const int32_t* mask, int64_t Tk, int64_t b, int64_t j) {
   if (kv_len && j >= kv_len[b]) return false;
-  if (mask && mask[b * T + j] == 0) return false;
+  if (mask && mask[b * Tk + j] == 0) return false;
   return true;
 }
 
@@ -23,18 +42,21 @@ void qkv_row(const void* p, DType dt, int64_t ld, int64_t row, int64_t h, int64_
 }
 }  // namespace
 
-void attn_fwd(const Ctx&, const AttnFwd& p) {
-  std::vector<double> s(static_cast<size_t>(p.T));
-  std::vector<float> qv(static_cast<size_t>(p.D)), kv(static_cast<size_t>(p.D)), vv(static_cast<size_t>(p.T * p.D));
+void attn_fwd(const Ctx&, const AttnFwd& call) {
+  const AttnFwd p = attn_append_cache_host(call);
+  const int64_t group = p.H / p.Hkv;
+  std::vector<double> s(static_cast<size_t>(p.Tk));
+  std::vector<float> qv(static_cast<size_t>(p.D)), kv(static_cast<size_t>(p.D)), vv(static_cast<size_t>(p.Tk * p.D));
   for (int64_t b = 0; b < p.B; ++b)
     for (int64_t h = 0; h < p.H; ++h)
       for (int64_t i = 0; i < p.T; ++i) {
+        const int64_t g = h / group, last = p.q_offset + i;  // the last key this query sees
         qkv_row(p.q, p.qkv_dtype, p.ldq, b * p.T + i, h, p.D, qv.data());
         const float* q = qv.data();
         double mx = -std::numeric_limits<double>::infinity();
-        for (int64_t j = 0; j <= i; ++j) {
-          if (!key_visible(p.kv_len, p.mask, p.T, b, j)) { s[j] = -std::numeric_limits<double>::infinity(); continue; }
-          qkv_row(p.k, p.qkv_dtype, p.ldk, b * p.T + j, h, p.D, kv.data());
+        for (int64_t j = 0; j <= last; ++j) {
+          if (!key_visible(p.kv_len, p.mask, p.Tk, b, j)) { s[j] = -std::numeric_limits<double>::infinity(); continue; }
+          qkv_row(p.k, p.qkv_dtype, p.ldk, b * p.Tk + j, g, p.D, kv.data());
           const float* k = kv.data();
           double d = 0.0;
           for (int64_t c = 0; c < p.D; ++c) d += static_cast<double>(q[c]) * k[c];
@@ -50,11 +72,11 @@ void attn_fwd(const Ctx&, const AttnFwd& p) {
           continue;
         }
         double sum = 0.0;
-        for (int64_t j = 0; j <= i; ++j) sum += std::exp(s[j] - mx);
-        for (int64_t j = 0; j <= i; ++j) qkv_row(p.v, p.qkv_dtype, p.ldv, b * p.T + j, h, p.D, vv.data() + j * p.D);
+        for (int64_t j = 0; j <= last; ++j) sum += std::exp(s[j] - mx);
+        for (int64_t j = 0; j <= last; ++j) qkv_row(p.v, p.qkv_dtype, p.ldv, b * p.Tk + j, g, p.D, vv.data() + j * p.D);
         for (int64_t c = 0; c < p.D; ++c) {
           double acc = 0.0;
-          for (int64_t j = 0; j <= i; ++j) {
+          for (int64_t j = 0; j <= last; ++j) {
             const double pj = std::exp(s[j] - mx);
             if (pj != 0.0 || std::isnan(pj)) acc += pj * vv[j * p.D + c];
           }
@@ -65,12 +87,14 @@ void attn_fwd(const Ctx&, const AttnFwd& p) {
 }
 
 // Gradient contract: dq, dk, dv overwrite. With P = exp(S - lse), Dᵢ = dOᵢ·Oᵢ:
-// dV = Pᵀ·dO, dS = P ⊙ (dO·Vᵀ - D), dQ = scale·dS·K, dK = scale·dSᵀ·Q.
+// dV = Pᵀ·dO, dS = P ⊙ (dO·Vᵀ - D), dQ = scale·dS·K, dK = scale·dSᵀ·Q; a KV head's dK/dV sum
+// over the query heads of its group.
 void attn_bwd(const Ctx&, const AttnBwd& p) {
-  const int64_t C = p.H * p.D;
+  const int64_t ckv = p.Hkv * p.D, group = p.H / p.Hkv;
   for (int64_t row = 0; row < p.B * p.T; ++row)
-    for (int64_t c = 0; c < C; ++c) {
-      p.dq[row * p.lddq + c] = 0.f;
+    for (int64_t c = 0; c < p.H * p.D; ++c) p.dq[row * p.lddq + c] = 0.f;
+  for (int64_t row = 0; row < p.B * p.Tk; ++row)
+    for (int64_t c = 0; c < ckv; ++c) {
       p.dk[row * p.lddk + c] = 0.f;
       p.dv[row * p.lddv + c] = 0.f;
     }
@@ -81,7 +105,7 @@ void attn_bwd(const Ctx&, const AttnBwd& p) {
       for (int64_t i = 0; i < p.T; ++i) {
         const double lse = p.lse[(b * p.H + h) * p.T + i];
         if (lse == -std::numeric_limits<double>::infinity()) continue;
-        const int64_t ri = b * p.T + i;
+        const int64_t ri = b * p.T + i, g = h / group, last = p.q_offset + i;
         qkv_row(p.q, p.qkv_dtype, p.ldq, ri, h, p.D, qv.data());
         const float* q = qv.data();
         const float* dO = p.dout + ri * p.lddo + h * p.D;
@@ -91,30 +115,30 @@ void attn_bwd(const Ctx&, const AttnBwd& p) {
           for (int64_t c = 0; c < p.D; ++c) Di += static_cast<double>(dO[c]) * o[c];
         } else {
           // No kept O: D_i = dO_i·O_i = Σ_j P_ij (dO_i·V_j), a first pass over the keys.
-          for (int64_t j = 0; j <= i; ++j) {
-            if (!key_visible(p.kv_len, p.mask, p.T, b, j)) continue;
-            const int64_t rj = b * p.T + j;
-            qkv_row(p.k, p.qkv_dtype, p.ldk, rj, h, p.D, kv.data());
-            qkv_row(p.v, p.qkv_dtype, p.ldv, rj, h, p.D, vv.data());
+          for (int64_t j = 0; j <= last; ++j) {
+            if (!key_visible(p.kv_len, p.mask, p.Tk, b, j)) continue;
+            const int64_t rj = b * p.Tk + j;
+            qkv_row(p.k, p.qkv_dtype, p.ldk, rj, g, p.D, kv.data());
+            qkv_row(p.v, p.qkv_dtype, p.ldv, rj, g, p.D, vv.data());
             double s = 0.0, dp = 0.0;
             for (int64_t c = 0; c < p.D; ++c) { s += static_cast<double>(q[c]) * kv[c]; dp += static_cast<double>(dO[c]) * vv[c]; }
             Di += std::exp(s * p.scale - lse) * dp;
           }
         }
         for (int64_t c = 0; c < p.D; ++c) dq[c] = 0.0;
-        for (int64_t j = 0; j <= i; ++j) {
-          if (!key_visible(p.kv_len, p.mask, p.T, b, j)) continue;
-          const int64_t rj = b * p.T + j;
-          qkv_row(p.k, p.qkv_dtype, p.ldk, rj, h, p.D, kv.data());
-          qkv_row(p.v, p.qkv_dtype, p.ldv, rj, h, p.D, vv.data());
+        for (int64_t j = 0; j <= last; ++j) {
+          if (!key_visible(p.kv_len, p.mask, p.Tk, b, j)) continue;
+          const int64_t rj = b * p.Tk + j;
+          qkv_row(p.k, p.qkv_dtype, p.ldk, rj, g, p.D, kv.data());
+          qkv_row(p.v, p.qkv_dtype, p.ldv, rj, g, p.D, vv.data());
           const float* k = kv.data();
           const float* v = vv.data();
           double s = 0.0, dp = 0.0;
           for (int64_t c = 0; c < p.D; ++c) { s += static_cast<double>(q[c]) * k[c]; dp += static_cast<double>(dO[c]) * v[c]; }
           const double pj = std::exp(s * p.scale - lse);
           const double ds = pj * (dp - Di);
-          float* dk = p.dk + rj * p.lddk + h * p.D;
-          float* dv = p.dv + rj * p.lddv + h * p.D;
+          float* dk = p.dk + rj * p.lddk + g * p.D;
+          float* dv = p.dv + rj * p.lddv + g * p.D;
           for (int64_t c = 0; c < p.D; ++c) {
             dv[c] += static_cast<float>(pj * dO[c]);
             dk[c] += static_cast<float>(p.scale * ds * q[c]);
@@ -126,4 +150,5 @@ void attn_bwd(const Ctx&, const AttnBwd& p) {
       }
 }
 
-}  // namespace lora::ops::ref
+}  // namespace ref
+}  // namespace lora::ops

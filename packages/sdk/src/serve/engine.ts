@@ -73,6 +73,10 @@ export class OptDecodeEngine implements DecodeEngine {
   private readonly bdCache = new Map<LoraModule, NativeTensor>();
 
   constructor(private readonly model: OptForCausalLM, o: EngineOptions = {}) {
+    const type = (model as { modelType?: string }).modelType ?? 'opt';
+    if (type !== 'opt' || !model.weights.layers[0] || !('qkvW' in model.weights.layers[0])) {
+      throw new LoraError('E_CONFIG', `lora serve's decode engine runs OPT's block; a '${type}' model needs its own DecodeEngine (serve/README.md)`);
+    }
     this.shareBase = o.shareBase ?? true;
   }
 

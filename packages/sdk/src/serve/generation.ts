@@ -20,6 +20,8 @@ export interface GenerationContext {
   tokenizer: Tokenizer;
   chatTemplate: ChatTemplate;
   metrics: ServerMetrics;
+  /** How long a stream may stay unread (socket buffer full) before it is cancelled, ms. */
+  stallMs: number;
   /** The adapter for a request's `model` (undefined: the base); throws 404 for an unknown name. */
   lease(model: string): AdapterLease | undefined;
 }
@@ -47,6 +49,7 @@ export async function handleGeneration(ctx: GenerationContext, kind: Kind, p: Co
   };
   const text = new TextStream(ctx.tokenizer, p.stop);
   const abort = new AbortController();
+  let stalledSince = 0;
   res.on('close', () => {
     if (!res.writableFinished) abort.abort(); // the client went away: free its row now
   });
@@ -57,7 +60,13 @@ export async function handleGeneration(ctx: GenerationContext, kind: Kind, p: Co
       sampling: { temperature: p.temperature, topP: p.topP, topK: p.topK, seed: p.seed, maxTokens: p.maxTokens, ...(p.ignoreEos ? { stopTokenIds: [] } : {}) },
       adapter: lease,
       signal: abort.signal,
-      ready: p.stream ? () => streamReady(res) : undefined,
+      ready: p.stream ? () => {
+        // A client that stops reading holds a row and its KV cache: past stallMs, it is cancelled.
+        if (streamReady(res)) return (stalledSince = 0), true;
+        stalledSince ||= performance.now();
+        if (performance.now() - stalledSince > ctx.stallMs) abort.abort();
+        return false;
+      } : undefined,
       onToken: (t) => {
         unsentIds.push(t);
         const delta = text.push(t);

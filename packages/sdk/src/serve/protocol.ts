@@ -77,7 +77,7 @@ function common(b: Record<string, unknown>, limits: Limits, defaultMaxTokens: nu
   if (typeof b.stop === 'string') stop = [b.stop];
   else if (Array.isArray(b.stop)) stop = b.stop as string[];
   else if (b.stop !== undefined && b.stop !== null) throw badRequest('stop must be a string or an array of strings', 'stop');
-  if (stop.length > 4 || stop.some((s) => typeof s !== 'string' || !s.length)) throw badRequest('stop must hold at most 4 non-empty strings', 'stop');
+  if (stop.length > 4 || stop.some((s) => typeof s !== 'string' || !s.length || s.length > 1000)) throw badRequest('stop must hold at most 4 non-empty strings of at most 1000 characters', 'stop');
   if (b.stream !== undefined && b.stream !== null && typeof b.stream !== 'boolean') throw badRequest('stream must be a boolean', 'stream');
   const so = b.stream_options;
   if (so !== undefined && so !== null && !isObj(so)) throw badRequest('stream_options must be an object', 'stream_options');

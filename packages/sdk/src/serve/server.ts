@@ -33,6 +33,8 @@ export interface ServeOptions {
   maxTokensCap?: number;
   /** Whether POST /v1/load_lora_adapter and /v1/unload_lora_adapter are served (default true). */
   runtimeAdapters?: boolean;
+  /** A stream whose client reads nothing for this long (its socket buffer full) is cancelled (default 30 s). */
+  stallTimeoutMs?: number;
   /** Seconds a 429 asks the client to wait (default 1). */
   retryAfterSec?: number;
   scheduler?: SchedulerOptions;
@@ -158,6 +160,7 @@ export class LoraServer {
     const limits = { maxTokensCap: this.o.maxTokensCap ?? 2048, vocabSize: this.scheduler.engine.vocabSize };
     const ctx = {
       scheduler: this.scheduler, tokenizer: this.o.tokenizer, chatTemplate: this.o.chatTemplate ?? ALPACA_CHAT, metrics: this.metrics,
+      stallMs: this.o.stallTimeoutMs ?? 30_000,
       lease: (name: string) => (name === this.modelName ? undefined : this.adapters.acquire(name)),
     };
     try {

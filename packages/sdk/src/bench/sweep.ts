@@ -85,7 +85,7 @@ async function loadRecords(data: string | undefined, seed: number): Promise<{ re
 }
 
 export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
-  const seed = o.seed ?? 42;
+  const seed = o.seed ?? TRAINING_DEFAULTS.seed;
   const embedded = !o.model;
   const emit = (e: SweepEvent) => o.onEvent?.(e);
   const { records, description: dataDescription } = await loadRecords(o.data, seed);
@@ -99,7 +99,7 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
     modelDescription = tiny.description;
   }
   const tok = await OptTokenizer.fromPretrained(modelDir);
-  const split = o.split ?? 0.5;
+  const split = o.split ?? TRAINING_DEFAULTS.split; // one default split for train, bench and eval
   const { train, test } = splitTrainTest(records, split, seed);
   if (o.eval !== undefined && !(Number.isInteger(o.eval) && o.eval >= 0)) throw new LoraError('E_CONFIG', `--eval must be a whole number of records, got ${o.eval}`);
   if (o.eval && !test.length) throw new LoraError('E_CONFIG', `--eval needs held-out records, but --split ${split} leaves none`);

@@ -47,6 +47,15 @@ describe('evaluateTarget', () => {
     expect(got.summary.config.target).toBe(`${url}/v1/completions`);
   });
 
+  it('chat targets get the instruction as one user message (the same prompt here when input is empty)', async () => {
+    const viaCompletions = await evaluateTarget(new OpenAITarget({ url, model: 'code' }), records, { ...opts, metrics: ['rouge'] });
+    const viaChat = await evaluateTarget(new OpenAITarget({ url: `${url}/v1/chat/completions`, model: 'code', api: 'chat' }), records, { ...opts, metrics: ['rouge'] });
+    expect(viaChat.examples.map((e) => e.error)).toEqual([undefined, undefined, undefined]);
+    expect(viaChat.summary.config.target).toBe(`${url}/v1/chat/completions`);
+    // Records 0 and 2 have no input: the Alpaca chat rule renders exactly the completions prompt.
+    for (const i of [0, 2]) expect(viaChat.examples[i].output).toBe(viaCompletions.examples[i].output);
+  });
+
   it('records a refusing or unreachable target per example, and normalises URLs', async () => {
     const bad = await evaluateTarget(new OpenAITarget({ url, model: 'nope', retries: 0 }), records.slice(0, 1), { ...opts, metrics: ['rouge'] });
     expect(bad.examples[0].error).toMatch(/HTTP 404.*model_not_found/);

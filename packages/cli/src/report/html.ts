@@ -217,7 +217,7 @@ function what(results: BenchResults): string {
         Array.isArray(c.targets) ? `targets ${c.targets.join(', ')}` : '',
         isFiniteNumber(c.steps) ? `${fmt(c.steps, 0)} steps` : '',
         isFiniteNumber(c.batch) && isFiniteNumber(c.seq) ? `batch ${c.batch} × ${c.seq} tokens` : '',
-        isFiniteNumber(c.lr) ? `lr ${c.lr}` : '',
+        isFiniteNumber(c.lr) ? `lr ${c.lr !== 0 && Math.abs(c.lr) < 1e-3 ? c.lr.toExponential() : c.lr}` : '',
         c.dtype ? `compute ${c.dtype}` : '',
         isFiniteNumber(c.seed) ? `seed ${c.seed}` : '',
         isFiniteNumber(c.loggingSteps) ? `logging every ${c.loggingSteps} steps` : '',

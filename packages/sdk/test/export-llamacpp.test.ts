@@ -2,6 +2,7 @@
 // 3.21.1 ships) loads our files, and its next-token logits and greedy continuation match a PyTorch
 // port of transformers' eager Llama / Qwen2 / Qwen3 forward on the same HF folder; the LoRA adapter
 // GGUF applied by llama.cpp changes the model as the merged export does.
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,9 +36,10 @@ interface CppRun { logprobs: Float64Array; greedy: number[] }
  * cache round K, V and the scores to f16 (measured 8e-3 on these log-probs for an f32 file, 6e-6
  * without), so with them on the comparison would measure the cache, not the file.
  */
-async function runLlamaCpp(modelPath: string, vocab: number, loras: (string | undefined)[] = [undefined]): Promise<CppRun[]> {
+async function runLlamaCpp(modelPath: string, vocab: number, loras: (string | undefined)[] = [undefined], inspect?: (model: any) => void): Promise<CppRun[]> {
   const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
   try {
+    inspect?.(model);
     const runs: CppRun[] = [];
     for (const lora of loras) {
       // One thread: a tiny model gains nothing from two, and ggml's spinning workers lose badly on a
@@ -86,6 +88,23 @@ function maxLogprobError(cpp: Float64Array, ref: Reference): number {
   return worst;
 }
 
+/**
+ * llama.cpp's tokenizer from our metadata agrees with tokenizer.json: whole-word tokens, the
+ * pre-tokenizer's digit split (Llama 3: runs of up to 3; Qwen: one digit each), special tokens
+ * parsed as one id, and the bos/eos it reports.
+ */
+function checkTokenizer(model: any, family: Family, hf: string): void {
+  const tj = JSON.parse(readFileSync(join(hf, 'tokenizer.json'), 'utf8'));
+  const id = (t: string) => tj.model.vocab[t] ?? tj.added_tokens.find((a: { content: string }) => a.content === t)?.id;
+  expect(model.tokenize('Hello world')).toEqual([id('Hello'), id('Ġworld')]);
+  expect(model.tokenize('12345')).toEqual(family === 'llama' ? [id('123'), id('45')] : ['1', '2', '3', '4', '5'].map(id));
+  const turnEnd = family === 'llama' ? '<|eot_id|>' : '<|im_end|>';
+  expect(model.tokenize(turnEnd, true)).toEqual([id(turnEnd)]);
+  expect(model.detokenize(model.tokenize('Grüße, 世界! 3.14'))).toBe('Grüße, 世界! 3.14');
+  expect(model.tokens.eos).toBe(family === 'llama' ? id('<|end_of_text|>') : id('<|im_end|>'));
+  if (family === 'llama') expect(model.tokens.bos).toBe(id('<|begin_of_text|>'));
+}
+
 const FAMILIES: Family[] = ['llama', 'qwen2', 'qwen3'];
 const VOCAB: Record<Family, number> = { llama: 128256, qwen2: 151936, qwen3: 151936 };
 
@@ -122,7 +141,7 @@ describe.skipIf(!torch)('GGUF export loaded by llama.cpp', () => {
       // Unmerged: the f32 base and the adapter as separate GGUF files (what --lora loads).
       const sep = join(dir, `${family}-sep`);
       await exportModel({ model: hf, adapter, adapterOnly: true, format: 'gguf', dtype: 'f32', out: sep });
-      const [base, withLora] = await runLlamaCpp(join(sep, 'model.gguf'), VOCAB[family], [undefined, join(sep, 'adapter.gguf')]);
+      const [base, withLora] = await runLlamaCpp(join(sep, 'model.gguf'), VOCAB[family], [undefined, join(sep, 'adapter.gguf')], (m) => checkTokenizer(m, family, hf));
       check('f32', 'f32', base, ref.base);
       check('f32+lora', 'f32', withLora, ref.lora);
       // Merged, 16-bit: the same tokens as llama.cpp's --lora and as PyTorch's base + adapter.

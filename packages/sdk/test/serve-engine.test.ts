@@ -12,9 +12,16 @@ import { OptDecodeEngine, type KvCache } from '../src/serve/engine.js';
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
 const greedy = (l: Float32Array) => sampleToken(l, { temperature: 0, topP: 1, topK: 0 }, () => 0);
 
+// f32 with and without the shared base product; bf16 (autocast) with the engine's default for it.
+const CASES = [
+  { dtype: 'f32', shareBase: true },
+  { dtype: 'f32', shareBase: false },
+  { dtype: 'bf16', shareBase: undefined },
+] as const;
+
 describe.each(['opt-tiny-preln', 'opt-tiny-postln'])('serve engine on %s', (name) => {
-  it.each([true, false])('batched rows with different adapters and chunked prefill equal generate() per row (shareBase %s)', async (shareBase) => {
-    using m = await OptForCausalLM.fromPretrained(join(fixtures, name, 'model'), { device: 'cpu' });
+  it.each(CASES)('batched rows with different adapters and chunked prefill equal generate() per row ($dtype, shareBase $shareBase)', async ({ dtype, shareBase }) => {
+    using m = await OptForCausalLM.fromPretrained(join(fixtures, name, 'model'), { device: 'cpu', dtype });
     const other = new LoraAdapter(m.config, { r: 4, alpha: 8, targetModules: [...LORA_TARGETS], initLoraWeights: false, seed: 3 }, m.device.memory);
     const loaded = await m.loadAdapter(join(fixtures, name, 'adapter'));
     try {

@@ -13,6 +13,7 @@ import { native, type DeviceName, type NativeTensor } from '@lora/core-native';
 
 import { LoraError } from '../io/errors.js';
 import type { LoraSpec } from '../model/kernels.js';
+import { autocast } from '../model/bind-kernels.js';
 import { LN_EPS } from '../model/layer.js';
 import type { LoraAdapter, LoraModule } from '../model/lora.js';
 import type { OptForCausalLM } from '../model/opt.js';
@@ -60,9 +61,10 @@ interface OptKvCache extends KvCache {
 
 export interface EngineOptions {
   /**
-   * Rows of different adapters share each base product (S-LoRA / Punica; default true). Off: one
-   * fused base+LoRA product per adapter segment, bit-identical to generate() but reading the base
-   * weights once per adapter in the batch.
+   * Rows of different adapters share each base product (S-LoRA / Punica; default: on for f32/f16
+   * bases, off under bf16 autocast). Off: one fused base+LoRA product per adapter segment,
+   * bit-identical to generate() on every base format, reading the base weights once per adapter in
+   * the batch.
    */
   shareBase?: boolean;
 }
@@ -77,7 +79,10 @@ export class OptDecodeEngine implements DecodeEngine {
     if (type !== 'opt' || !model.weights.layers[0] || !('qkvW' in model.weights.layers[0])) {
       throw new LoraError('E_CONFIG', `lora serve's decode engine runs OPT's block; a '${type}' model needs its own DecodeEngine (serve/README.md)`);
     }
-    this.shareBase = o.shareBase ?? true;
+    // Under autocast (bf16 or quantized base) the fused kernel runs the LoRA branch in bf16, which the
+    // composed shared-base path does not reproduce bit for bit (greedy tokens differed from generate()
+    // on the pre-LN fixture), so there the default is one fused product per adapter segment.
+    this.shareBase = o.shareBase ?? !autocast(model.weights.layers[0].qkvW);
   }
 
   /** Makes the adapter's B_bd blocks now rather than on its first mixed batch. */

@@ -38,14 +38,17 @@ export function loadAddon(): LoadedAddon {
       skipped.push({ path: c.path, reason: 'not found' });
       continue;
     }
+    let addon: NativeAddon;
     try {
-      const addon = require(c.path) as NativeAddon;
+      addon = require(c.path) as NativeAddon;
       installDisposeSymbol(addon);
-      loaded = { addon, path: c.path, variant: c.variant, skipped };
-      return loaded;
     } catch (e) {
       skipped.push({ path: c.path, reason: (e as Error).message.split('\n')[0] });
+      continue;
     }
+    checkEnvironment(addon);
+    loaded = { addon, path: c.path, variant: c.variant, skipped };
+    return loaded;
   }
   const err = new Error(
     'lora: the native addon could not be loaded. Tried:\n' +
@@ -53,6 +56,25 @@ export function loadAddon(): LoadedAddon {
       '\nBuild it with `npm run build -w @lora/core-native` (needs cmake and a C++17 compiler).',
   ) as Error & { code: string };
   err.code = 'ERR_LORA_NO_ADDON';
+  throw err;
+}
+
+/**
+ * Environment variables the addon reads, checked before any op runs: LORA_NUM_THREADS must be an
+ * integer in [1, maxNumThreads()] (4 per logical core, at most 256). A bad value throws
+ * ERR_LORA_INVALID_ARG naming it (the addon alone would warn and fall back).
+ */
+function checkEnvironment(addon: NativeAddon): void {
+  const raw = process.env.LORA_NUM_THREADS;
+  if (raw === undefined || raw === '') return;
+  const max = typeof addon.maxNumThreads === 'function' ? (addon.maxNumThreads as () => number)() : 256;
+  const n = /^\d{1,4}$/.test(raw) ? Number(raw) : Number.NaN;
+  if (n >= 1 && n <= max) return;
+  const err = new Error(
+    `lora: LORA_NUM_THREADS must be an integer in [1, ${max}] (4 per logical core, at most 256), got '${raw.slice(0, 32)}'`,
+  ) as Error & { code: string; arg: string };
+  err.code = 'ERR_LORA_INVALID_ARG';
+  err.arg = 'LORA_NUM_THREADS';
   throw err;
 }
 

@@ -20,7 +20,17 @@ function mulberry32(seed: number) {
 function garbage(): unknown[] {
   const disposed = Tensor.empty('f32', [2, 2]);
   disposed.dispose();
+  // Look-alikes and odd buffers (issue 18): a proxy of a tensor, an object inheriting from one, a
+  // tensor with no prototype, a detached array, a view tracking a resizable buffer, a sparse shape.
+  const proto = Tensor.fromArray(new Float32Array(4), [2, 2]);
+  const bare = Object.setPrototypeOf(Tensor.fromArray(new Float32Array(6), [2, 3]), null);
+  const detached = new Float32Array(6);
+  structuredClone(detached.buffer, { transfer: [detached.buffer] });
+  const tracking = new Float32Array(new ArrayBuffer(24, { maxByteLength: 48 }));
+  // eslint-disable-next-line no-sparse-arrays
+  const sparse = [2, , 3];
   return [
+    new Proxy(proto, {}), Object.create(proto), bare, detached, tracking, sparse,
     undefined, null, 0, -1, 3, 1e20, Number.NaN, Number.POSITIVE_INFINITY, 2.5, 'x', 'bf16', 'cuda:99', '',
     {}, [], [-1], [1e12, 1e12], [2, 3], [1, 2, 3, 4, 5, 6, 7, 8, 9], 1n, Symbol('s'), () => 1, true,
     new Float32Array(3), new Float64Array(6), new Uint16Array(6), new Int32Array(2), new Uint8Array(0),
@@ -44,7 +54,7 @@ function expectCleanFailure(call: () => unknown, label: string): void {
     if (!(err instanceof Error) || typeof err.code !== 'string' || !err.code.startsWith('ERR_LORA_')) {
       throw new Error(`${label}: threw something without an ERR_LORA_* code: ${String(err?.message ?? err)}`);
     }
-    expect(err.message.length).toBeGreaterThan(5);
+    expect(err.message.length, `${label}: ${err.code}`).toBeGreaterThan(5);
   }
 }
 

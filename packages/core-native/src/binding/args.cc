@@ -28,12 +28,25 @@ void Args::bad(const char* name, const std::string& expected) const {
   throw Error(LORA_ERR_INVALID_ARG, std::string(fn_) + ": argument '" + name + "' must be " + expected, name);
 }
 
-Tensor& Args::tensor(size_t i, const char* name) const {
+Tensor& Args::tensor(size_t i, const char* name) const { return tensor_value(value(i), name); }
+
+Tensor& Args::tensor_value(const Napi::Value& v, const std::string& name) const {
+  if (!TensorWrap::IsTensor(v)) bad(name.c_str(), "a Tensor, got " + type_of(v));
+  held_.push_back(TensorWrap::Get(v, name.c_str()));  // a copy: shares (and so keeps) the storage
+  note(held_.back(), name);
+  return held_.back();
+}
+
+std::vector<Napi::Value> Args::elements(size_t i, const char* name, uint32_t max, const std::string& expected) const {
   Napi::Value v = value(i);
-  if (!TensorWrap::IsTensor(v)) bad(name, "a Tensor, got " + type_of(v));
-  Tensor& t = TensorWrap::Get(v, name);
-  note(t, name);
-  return t;
+  if (!v.IsArray()) bad(name, expected + ", got " + type_of(v));  // false for proxies: no traps run
+  Napi::Array a = v.As<Napi::Array>();
+  const uint32_t n = a.Length();
+  if (n > max) bad(name, expected + " of at most " + std::to_string(max) + " elements, got " + std::to_string(n));
+  std::vector<Napi::Value> out;
+  out.reserve(n);
+  for (uint32_t k = 0; k < n; ++k) out.push_back(a.Get(k));  // may run a getter: read each once
+  return out;
 }
 
 Tensor* Args::optional_tensor(size_t i, const char* name) const {
@@ -102,13 +115,10 @@ Device Args::device_or(size_t i, const char* name, Device fallback) const {
 }
 
 Shape Args::shape(size_t i, const char* name) const {
-  Napi::Value v = value(i);
-  if (!v.IsArray()) bad(name, "an array of non-negative integers, got " + type_of(v));
-  Napi::Array a = v.As<Napi::Array>();
-  if (a.Length() > static_cast<uint32_t>(kMaxRank)) bad(name, "at most " + std::to_string(kMaxRank) + " dimensions");
+  const std::vector<Napi::Value> dims = elements(i, name, static_cast<uint32_t>(kMaxRank), "an array of non-negative integers");
   Shape s;
-  for (uint32_t k = 0; k < a.Length(); ++k) {
-    Napi::Value e = a.Get(k);
+  for (uint32_t k = 0; k < dims.size(); ++k) {
+    const Napi::Value& e = dims[k];
     if (!e.IsNumber()) bad(name, "an array of non-negative integers (element " + std::to_string(k) + " is " + type_of(e) + ")");
     const double d = e.As<Napi::Number>().DoubleValue();
     if (!std::isfinite(d) || std::floor(d) != d || d < 0 || d > static_cast<double>(kMaxNumel)) {

@@ -1,8 +1,16 @@
 // Argument readers for bindings. Each checks the JS value's type and range and throws a
 // lora::Error naming the argument and what was expected; `guard` turns it into a JS error.
+//
+// Re-entrancy: reading an array element may run user code (a getter, a hole read through
+// Array.prototype), which can dispose tensors, detach or resize buffers and grow the array. So
+// arrays are read once with a length snapshotted up front (elements()), tensors are identified by
+// a type tag (never instanceof) and held by value: Args keeps a copy of every tensor it hands out,
+// whose shared storage stays alive for the whole call even if JS disposes the handle meanwhile.
+// Typed-array memory is looked at only after every argument that can run user code was read.
 #pragma once
 #include <napi.h>
 
+#include <deque>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,9 +30,14 @@ class Args {
   bool has(size_t i) const { return i < info_.Length() && !info_[i].IsUndefined() && !info_[i].IsNull(); }
   Napi::Value value(size_t i) const { return i < info_.Length() ? info_[i] : info_.Env().Undefined(); }
 
-  // A live Tensor; optionally constrained to a dtype (pass nullptr for any).
+  // A live Tensor, held by this Args until the binding returns (see above).
   Tensor& tensor(size_t i, const char* name) const;
   Tensor* optional_tensor(size_t i, const char* name) const;
+  // The same for a value read some other way (an element of an array).
+  Tensor& tensor_value(const Napi::Value& v, const std::string& name) const;
+  // The elements of the JS array at argument i, each read once, at most `max` of them (length
+  // snapshotted before any element getter runs). `expected` describes the argument for errors.
+  std::vector<Napi::Value> elements(size_t i, const char* name, uint32_t max, const std::string& expected) const;
   int64_t integer(size_t i, const char* name, int64_t min, int64_t max) const;
   int64_t integer_or(size_t i, const char* name, int64_t min, int64_t max, int64_t fallback) const;
   double number(size_t i, const char* name) const;  // finite
@@ -50,6 +63,7 @@ class Args {
   const Napi::CallbackInfo& info_;
   const char* fn_;
   mutable std::vector<std::pair<std::string, Device>> seen_;
+  mutable std::deque<Tensor> held_;  // a deque: references handed out stay valid as it grows
   mutable Device op_device_{};
 };
 

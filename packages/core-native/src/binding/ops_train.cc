@@ -6,7 +6,7 @@
 //   opSupports(backend, op, dtypes[], sizes[]) -> { ok, reason }
 //   opPlacement(backend, [[argName, device], ...]) -> { backend, device }  (the placement rules of
 //       every op binding, applied to device names: lets tests check them without a GPU)
-//   setNumThreads(n) / getNumThreads()
+//   setNumThreads(n) / getNumThreads() / maxNumThreads()  (n in [1, maxNumThreads()])
 #include "../cpu/thread_pool.h"
 #include "errors_js.h"
 #include "ops_common.h"
@@ -87,19 +87,17 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
 Napi::Value SumSquares(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Args a(info, "sumSquares");
-    if (!a.value(0).IsArray()) a.bad("tensors", "an array of f32 Tensors");
-    Napi::Array arr = a.value(0).As<Napi::Array>();
-    // Every tensor is read and checked before the backend is picked, so that the placement check
-    // sees all of them.
+    // The elements are read once (a getter may grow the array or dispose a tensor), then every
+    // tensor is checked before the backend is picked, so that the placement check sees all of them.
+    const std::vector<Napi::Value> arr = a.elements(0, "tensors", 1u << 24, "an array of f32 Tensors");
     std::vector<ops::SumSquares> parts;
-    std::vector<double> sums(arr.Length(), 0.0);
-    for (uint32_t i = 0; i < arr.Length(); ++i) {
+    std::vector<double> sums(arr.size(), 0.0);
+    for (size_t i = 0; i < arr.size(); ++i) {
       const std::string name = "tensors[" + std::to_string(i) + "]";
-      Tensor& x = TensorWrap::Get(arr.Get(i), name.c_str());
-      a.note(x, name);
+      const Tensor& x = a.tensor_value(arr[i], name);
       parts.push_back(ops::SumSquares{x.numel(), f32_data(x, name.c_str(), x.numel()), &sums[i]});
     }
-    const ops::OpTable& t = pick_backend(a, 1, "sum_squares", {DType::F32}, {static_cast<int64_t>(arr.Length())});
+    const ops::OpTable& t = pick_backend(a, 1, "sum_squares", {DType::F32}, {static_cast<int64_t>(arr.size())});
     double total = 0;
     for (size_t i = 0; i < parts.size(); ++i) {
       t.sum_squares(op_ctx(a, t), parts[i]);
@@ -116,11 +114,9 @@ Napi::Value Supports(const Napi::CallbackInfo& info) {
     const std::string op = a.string(1, "op");
     std::vector<DType> dts;
     std::vector<int64_t> sizes;
-    if (!a.value(2).IsArray()) a.bad("dtypes", "an array of dtype names");
-    Napi::Array d = a.value(2).As<Napi::Array>();
-    for (uint32_t i = 0; i < d.Length(); ++i) {
+    for (const Napi::Value& e : a.elements(2, "dtypes", 64, "an array of dtype names")) {
       DType t;
-      if (!d.Get(i).IsString() || !parse_dtype(d.Get(i).As<Napi::String>().Utf8Value(), &t)) a.bad("dtypes", "an array of dtype names");
+      if (!e.IsString() || !parse_dtype(e.As<Napi::String>().Utf8Value(), &t)) a.bad("dtypes", "an array of dtype names");
       dts.push_back(t);
     }
     if (a.has(3)) sizes = a.shape(3, "sizes");
@@ -143,18 +139,17 @@ Napi::Value Placement(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Args a(info, "opPlacement");
     const std::string backend = a.string(0, "backend");
-    if (!a.value(1).IsArray()) a.bad("tensors", "an array of [argName, device] pairs");
-    Napi::Array arr = a.value(1).As<Napi::Array>();
+    const char* pairs = "an array of [argName, device] pairs";
     std::vector<std::pair<std::string, Device>> list;
-    for (uint32_t i = 0; i < arr.Length(); ++i) {
-      Napi::Value e = arr.Get(i);
-      if (!e.IsArray() || e.As<Napi::Array>().Length() != 2) a.bad("tensors", "an array of [argName, device] pairs");
+    for (const Napi::Value& e : a.elements(1, "tensors", 1024, pairs)) {
+      if (!e.IsArray() || e.As<Napi::Array>().Length() != 2) a.bad("tensors", pairs);
       Napi::Array pair = e.As<Napi::Array>();
+      const Napi::Value name = pair.Get(0u), dev = pair.Get(1u);  // each read once: getters may run
       Device d;
-      if (!pair.Get(0u).IsString() || !pair.Get(1u).IsString() || !parse_device(pair.Get(1u).As<Napi::String>().Utf8Value(), &d)) {
+      if (!name.IsString() || !dev.IsString() || !parse_device(dev.As<Napi::String>().Utf8Value(), &d)) {
         a.bad("tensors", "[argName, device] pairs with a device 'cpu', 'emu', 'cuda' or 'cuda:N'");
       }
-      list.emplace_back(pair.Get(0u).As<Napi::String>().Utf8Value(), d);
+      list.emplace_back(name.As<Napi::String>().Utf8Value(), d);
     }
     const binding::Placement p = resolve_placement(backend, list);
     Napi::Object o = Napi::Object::New(info.Env());
@@ -167,13 +162,17 @@ Napi::Value Placement(const Napi::CallbackInfo& info) {
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Args a(info, "setNumThreads");
-    ops::cpu_pool().resize(static_cast<int>(a.integer(0, "threads", 1, 1024)));
+    ops::cpu_pool().resize(static_cast<int>(a.integer(0, "threads", 1, ops::max_num_threads())));
     return info.Env().Undefined();
   });
 }
 
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), ops::cpu_pool().size());
+}
+
+Napi::Value MaxNumThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), ops::max_num_threads());
 }
 
 void Register(Napi::Env env, Napi::Object exports) {
@@ -184,6 +183,7 @@ void Register(Napi::Env env, Napi::Object exports) {
   exports.Set("opPlacement", Napi::Function::New<Placement>(env, "opPlacement"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
   exports.Set("getNumThreads", Napi::Function::New<GetNumThreads>(env, "getNumThreads"));
+  exports.Set("maxNumThreads", Napi::Function::New<MaxNumThreads>(env, "maxNumThreads"));
 }
 
 const Registrar reg("ops_train", &Register);

@@ -19,6 +19,23 @@ struct EnvData {
   Napi::ObjectReference tag;
 };
 
+// Marks every Tensor object so that bindings recognise one without running user code: instanceof
+// would call a user-defined Tensor[Symbol.hasInstance] or a proxy's getPrototypeOf trap, which
+// can dispose tensors in the middle of a call. The tag is an own private property: proxies and
+// objects inheriting from a tensor are not tensors.
+constexpr napi_type_tag kTensorTag = {0x6c6f72612e74656eULL, 0x9e3779b97f4a7c15ULL};
+
+// The most elements a typed array may have on every engine this addon supports (V8 in Node 20:
+// 2^32). Asking N-API for a longer one is a V8 FATAL ERROR (SIGABRT), not an exception.
+constexpr uint64_t kMaxTypedArrayLength = uint64_t(1) << 32;
+
+void check_typed_array_length(uint64_t n, const char* what) {
+  if (n > kMaxTypedArrayLength) {
+    fail(LORA_ERR_UNSUPPORTED, "this", std::string(what) + ": " + std::to_string(n) + " elements exceed the typed-array limit of " +
+         std::to_string(kMaxTypedArrayLength) + " (read the tensor in parts with narrow())");
+  }
+}
+
 EnvData& env_data(Napi::Env env) {
   EnvData* d = env.GetInstanceData<EnvData>();
   if (!d) fail(LORA_ERR_INTERNAL, "", "the Tensor class is not initialised in this environment");
@@ -32,8 +49,28 @@ int64_t host_bytes(const Tensor& t) {
 }
 
 // Copies host bytes into the tensor's storage on whichever device it lives.
-void upload(Tensor& t, const void* src, size_t bytes) {
+void upload(const Tensor& t, const void* src, size_t bytes) {
   copy_bytes(t.device(), t.data(), Device{}, src, bytes);
+}
+
+// One look at a typed array: its type, element count and first byte, taken after every argument
+// that can run user code was read (a getter may detach or shrink its buffer; a detached array
+// reads as 0 elements).
+struct HostView {
+  napi_typedarray_type type;
+  size_t length;
+  const uint8_t* data;
+};
+
+HostView view_of(const Napi::TypedArray& a) {
+  HostView v{};
+  void* data = nullptr;
+  napi_value buffer;
+  size_t offset = 0;
+  const napi_status st = napi_get_typedarray_info(a.Env(), a, &v.type, &v.length, &data, &buffer, &offset);
+  if (st != napi_ok) throw Napi::Error::New(a.Env());
+  v.data = static_cast<const uint8_t*>(data);  // already advanced by the view's byte offset
+  return v;
 }
 
 std::vector<uint8_t> download(const Tensor& t) {
@@ -44,13 +81,13 @@ std::vector<uint8_t> download(const Tensor& t) {
 
 // Writes a JS typed array into tensor `t` (contiguous), converting float data to f16/bf16 with
 // round-to-nearest-even. The typed array's element count must equal t.numel().
-void write_typed_array(Tensor& t, const Napi::TypedArray& arr, const char* arg) {
+void write_typed_array(const Tensor& t, const HostView& arr, const char* arg) {
   const int64_t n = t.numel();
-  if (static_cast<int64_t>(arr.ElementLength()) != n) {
-    fail(LORA_ERR_SHAPE, arg, "has " + std::to_string(arr.ElementLength()) + " elements but shape " + shape_str(t.shape) + " needs " + std::to_string(n));
+  if (static_cast<int64_t>(arr.length) != n) {
+    fail(LORA_ERR_SHAPE, arg, "has " + std::to_string(arr.length) + " elements but shape " + shape_str(t.shape) + " needs " + std::to_string(n));
   }
-  const napi_typedarray_type at = arr.TypedArrayType();
-  const uint8_t* base = static_cast<const uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+  const napi_typedarray_type at = arr.type;
+  const uint8_t* base = arr.data;
   const DType dt = t.dtype;
   auto mismatch = [&](const char* want) {
     fail(LORA_ERR_DTYPE, arg, std::string("a ") + dtype_name(dt) + " tensor is filled from " + want);
@@ -138,6 +175,7 @@ TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor
   if (!d || info.Length() < 1 || !info[0].IsObject() || !info[0].As<Napi::Object>().StrictEquals(d->tag.Value())) {
     throw make_error(info.Env(), LORA_ERR_INVALID_ARG, "", "Tensor: use Tensor.empty, Tensor.fromArray or Tensor.fromQuantized to make tensors");
   }
+  if (napi_type_tag_object(info.Env(), info.This(), &kTensorTag) != napi_ok) throw Napi::Error::New(info.Env());
 }
 
 TensorWrap::~TensorWrap() { release(true); }
@@ -145,7 +183,10 @@ TensorWrap::~TensorWrap() { release(true); }
 void TensorWrap::release(bool report_to_v8) {
   if (!tensor_) return;
   tensor_.reset();
-  if (report_to_v8 && external_bytes_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -external_bytes_);
+  // The C call, status ignored: this also runs from the finalizer while a worker or the process
+  // shuts down, where node-addon-api's wrapper would turn a failure into a fatal error.
+  int64_t now = 0;
+  if (report_to_v8 && external_bytes_) napi_adjust_external_memory(Env(), -external_bytes_, &now);
   external_bytes_ = 0;
 }
 
@@ -160,9 +201,10 @@ Napi::Object TensorWrap::Wrap(Napi::Env env, Tensor t, bool owns_memory) {
 }
 
 bool TensorWrap::IsTensor(const Napi::Value& v) {
-  if (!v.IsObject()) return false;
-  EnvData* d = v.Env().GetInstanceData<EnvData>();
-  return d && v.As<Napi::Object>().InstanceOf(d->ctor.Value());
+  if (v.Type() != napi_object) return false;
+  bool tagged = false;
+  if (napi_check_object_type_tag(v.Env(), v, &kTensorTag, &tagged) != napi_ok) throw Napi::Error::New(v.Env());
+  return tagged;
 }
 
 Tensor& TensorWrap::Get(const Napi::Value& v, const char* arg) {
@@ -172,7 +214,7 @@ Tensor& TensorWrap::Get(const Napi::Value& v, const char* arg) {
   return *w->tensor_;
 }
 
-Tensor& TensorWrap::live(const char* what) {
+const Tensor& TensorWrap::current(const char* what) {
   if (!tensor_) fail(LORA_ERR_DISPOSED, "this", std::string(what) + ": tensor was disposed");
   return *tensor_;
 }
@@ -195,12 +237,13 @@ Napi::Value TensorWrap::FromArray(const Napi::CallbackInfo& info) {
     Args a(info, "Tensor.fromArray");
     if (!info[0].IsTypedArray()) a.bad("data", "a typed array");
     Napi::TypedArray arr = info[0].As<Napi::TypedArray>();
-    const Shape s = a.shape(1, "shape");
+    const napi_typedarray_type type = arr.TypedArrayType();  // fixed for the array's life, unlike its length
+    const Shape s = a.shape(1, "shape");  // element getters may run here
     DType dt;
     if (a.has(2)) {
       dt = a.dtype(2, "dtype");
     } else {
-      switch (arr.TypedArrayType()) {
+      switch (type) {
         case napi_float32_array: case napi_float64_array: dt = DType::F32; break;
         case napi_int32_array: dt = DType::I32; break;
         case napi_bigint64_array: dt = DType::I64; break;
@@ -212,7 +255,7 @@ Napi::Value TensorWrap::FromArray(const Napi::CallbackInfo& info) {
     reject_weight_only(a, dt);
     const Device d = a.device_or(3, "device", Device{});
     Tensor t = Tensor::empty(dt, s, d);
-    write_typed_array(t, arr, "data");
+    write_typed_array(t, view_of(arr), "data");
     return Wrap(info.Env(), std::move(t));
   });
 }
@@ -252,8 +295,9 @@ Napi::Value TensorWrap::FromQuantized(const Napi::CallbackInfo& info) {
     const Device d = a.device_or(5, "device", Device{});
     size_t need = 0;
     dtype_bytes(dt, n, &need);
-    if (packed.ByteLength() != need) a.bad("packed", std::to_string(need) + " bytes for shape " + shape_str(s) + ", got " + std::to_string(packed.ByteLength()));
-    if (static_cast<int64_t>(scales.ElementLength()) != nscales) a.bad("scales", std::to_string(nscales) + " values, got " + std::to_string(scales.ElementLength()));
+    const HostView pv = view_of(packed), sv = view_of(scales);  // every argument read: no user code from here on
+    if (pv.length != need) a.bad("packed", std::to_string(need) + " bytes for shape " + shape_str(s) + ", got " + std::to_string(pv.length));
+    if (static_cast<int64_t>(sv.length) != nscales) a.bad("scales", std::to_string(nscales) + " values, got " + std::to_string(sv.length));
     Tensor out;
     out.dtype = dt;
     out.shape = s;
@@ -261,14 +305,14 @@ Napi::Value TensorWrap::FromQuantized(const Napi::CallbackInfo& info) {
     out.block_size = t.block_size;
     out.storage = std::make_shared<Storage>(d, need);
     out.scales = std::make_shared<Storage>(d, static_cast<size_t>(nscales) * 4);
-    copy_bytes(d, out.storage->data(), Device{}, static_cast<const uint8_t*>(packed.ArrayBuffer().Data()) + packed.ByteOffset(), need);
-    copy_bytes(d, out.scales->data(), Device{}, scales.Data(), static_cast<size_t>(nscales) * 4);
+    copy_bytes(d, out.storage->data(), Device{}, pv.data, need);
+    copy_bytes(d, out.scales->data(), Device{}, sv.data, static_cast<size_t>(nscales) * 4);
     return Wrap(info.Env(), std::move(out));
   });
 }
 
 Napi::Value TensorWrap::GetDType(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value { return Napi::String::New(info.Env(), dtype_name(live("dtype").dtype)); });
+  return guard(info, [&]() -> Napi::Value { return Napi::String::New(info.Env(), dtype_name(current("dtype").dtype)); });
 }
 
 static Napi::Array to_js_array(Napi::Env env, const Shape& s) {
@@ -278,36 +322,38 @@ static Napi::Array to_js_array(Napi::Env env, const Shape& s) {
 }
 
 Napi::Value TensorWrap::GetShape(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value { return to_js_array(info.Env(), live("shape").shape); });
+  return guard(info, [&]() -> Napi::Value { return to_js_array(info.Env(), current("shape").shape); });
 }
 Napi::Value TensorWrap::GetStrides(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value { return to_js_array(info.Env(), live("strides").strides); });
+  return guard(info, [&]() -> Napi::Value { return to_js_array(info.Env(), current("strides").strides); });
 }
 Napi::Value TensorWrap::GetDevice(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value { return Napi::String::New(info.Env(), device_name(live("device").device())); });
+  return guard(info, [&]() -> Napi::Value { return Napi::String::New(info.Env(), device_name(current("device").device())); });
 }
 Napi::Value TensorWrap::GetNumel(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value { return Napi::Number::New(info.Env(), static_cast<double>(live("numel").numel())); });
+  return guard(info, [&]() -> Napi::Value { return Napi::Number::New(info.Env(), static_cast<double>(current("numel").numel())); });
 }
 Napi::Value TensorWrap::GetNBytes(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value { return Napi::Number::New(info.Env(), static_cast<double>(live("nbytes").nbytes())); });
+  return guard(info, [&]() -> Napi::Value { return Napi::Number::New(info.Env(), static_cast<double>(current("nbytes").nbytes())); });
 }
 Napi::Value TensorWrap::GetDisposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !tensor_); }
 Napi::Value TensorWrap::GetBlockSize(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value { return Napi::Number::New(info.Env(), static_cast<double>(live("blockSize").block_size)); });
+  return guard(info, [&]() -> Napi::Value { return Napi::Number::New(info.Env(), static_cast<double>(current("blockSize").block_size)); });
 }
 Napi::Value TensorWrap::GetContiguous(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value { return Napi::Boolean::New(info.Env(), live("contiguous").is_contiguous()); });
+  return guard(info, [&]() -> Napi::Value { return Napi::Boolean::New(info.Env(), current("contiguous").is_contiguous()); });
 }
 
 // toArray(): a copy as the natural typed array (f16/bf16 widened to Float32Array; packed 4-bit as
 // its raw Uint8Array bytes — use the dequantize op for values).
 Napi::Value TensorWrap::ToArray(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
-    Tensor& t = live("toArray");
+    const Tensor t = live("toArray");
     if (!t.is_contiguous()) fail(LORA_ERR_SHAPE, "this", "toArray needs a contiguous tensor (use clone() first)");
     Napi::Env env = info.Env();
     const size_t n = static_cast<size_t>(t.numel());
+    const bool raw = t.dtype == DType::U8 || dtype_is_packed4(t.dtype);  // returned as their bytes
+    check_typed_array_length(raw ? t.nbytes() : n, "toArray");
     const std::vector<uint8_t> bytes = download(t);
     switch (t.dtype) {
       case DType::F32: return typed_copy<Napi::Float32Array, float>(env, bytes, n);
@@ -338,8 +384,9 @@ Napi::Value TensorWrap::ToArray(const Napi::CallbackInfo& info) {
 // bytes(): the raw element bytes as a Uint8Array copy (f16/bf16 bits, packed nibbles, ...).
 Napi::Value TensorWrap::Bytes(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
-    Tensor& t = live("bytes");
+    const Tensor t = live("bytes");
     if (!t.is_contiguous()) fail(LORA_ERR_SHAPE, "this", "bytes needs a contiguous tensor");
+    check_typed_array_length(t.nbytes(), "bytes");
     const std::vector<uint8_t> b = download(t);
     return typed_copy<Napi::Uint8Array, uint8_t>(info.Env(), b, b.size());
   });
@@ -348,8 +395,9 @@ Napi::Value TensorWrap::Bytes(const Napi::CallbackInfo& info) {
 // scales(): the f32 quantization scales of an i8/int4/nf4 weight, or undefined.
 Napi::Value TensorWrap::Scales(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
-    Tensor& t = live("scales");
+    const Tensor t = live("scales");
     if (!t.scales) return info.Env().Undefined();
+    check_typed_array_length(t.scales->bytes() / 4, "scales");
     Napi::Float32Array out = Napi::Float32Array::New(info.Env(), t.scales->bytes() / 4);
     copy_bytes(Device{}, out.Data(), t.device(), t.scales->data(), t.scales->bytes());
     return out;
@@ -360,10 +408,10 @@ Napi::Value TensorWrap::Scales(const Napi::CallbackInfo& info) {
 Napi::Value TensorWrap::CopyFrom(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Args a(info, "Tensor.copyFrom");
-    Tensor& t = live("copyFrom");
+    const Tensor t = live("copyFrom");
     if (!info[0].IsTypedArray()) a.bad("data", "a typed array");
     if (!t.is_contiguous()) fail(LORA_ERR_SHAPE, "this", "copyFrom needs a contiguous tensor");
-    write_typed_array(t, info[0].As<Napi::TypedArray>(), "data");
+    write_typed_array(t, view_of(info[0].As<Napi::TypedArray>()), "data");
     return info.This();
   });
 }
@@ -385,7 +433,7 @@ static Tensor copy_to_device(const Tensor& src, Device d) {
 Napi::Value TensorWrap::To(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Args a(info, "Tensor.to");
-    Tensor& t = live("to");
+    const Tensor t = live("to");
     if (!a.has(0)) a.bad("device", "a device name");
     const Device d = a.device_or(0, "device", Device{});
     if (!t.is_contiguous()) fail(LORA_ERR_SHAPE, "this", "to() needs a contiguous tensor (use clone() first)");
@@ -395,7 +443,7 @@ Napi::Value TensorWrap::To(const Napi::CallbackInfo& info) {
 
 Napi::Value TensorWrap::Clone(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
-    Tensor& t = live("clone");
+    const Tensor t = live("clone");
     if (t.is_contiguous()) return Wrap(info.Env(), copy_to_device(t, t.device()));
     // Gather a strided view into a contiguous copy (host memory only).
     if (!t.device().is_host_memory()) fail(LORA_ERR_UNSUPPORTED, "this", "clone of a strided CUDA view is not supported");
@@ -422,15 +470,14 @@ Napi::Value TensorWrap::Clone(const Napi::CallbackInfo& info) {
 Napi::Value TensorWrap::Reshape(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Args a(info, "Tensor.reshape");
-    Tensor& t = live("reshape");
-    if (!info[0].IsArray()) a.bad("shape", "an array of integers");
-    Napi::Array arr = info[0].As<Napi::Array>();
-    if (arr.Length() > static_cast<uint32_t>(kMaxRank)) a.bad("shape", "at most " + std::to_string(kMaxRank) + " dimensions");
+    current("reshape");  // disposed before the call: say so first
+    const std::vector<Napi::Value> dims = a.elements(0, "shape", static_cast<uint32_t>(kMaxRank), "an array of integers");
+    const Tensor t = live("reshape");  // after the element getters, which may have disposed it
     Shape s;
     int infer = -1;
     int64_t known = 1;
-    for (uint32_t k = 0; k < arr.Length(); ++k) {
-      Napi::Value e = arr.Get(k);
+    for (uint32_t k = 0; k < dims.size(); ++k) {
+      const Napi::Value& e = dims[k];
       const double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -2;
       if (d == -1 && infer < 0) { infer = static_cast<int>(k); s.push_back(1); continue; }
       if (!(d >= 0) || d != static_cast<double>(static_cast<int64_t>(d)) || d > static_cast<double>(kMaxNumel)) a.bad("shape", "non-negative integers (one -1 allowed)");
@@ -457,7 +504,7 @@ Napi::Value TensorWrap::Reshape(const Napi::CallbackInfo& info) {
 Napi::Value TensorWrap::Narrow(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Args a(info, "Tensor.narrow");
-    Tensor& t = live("narrow");
+    const Tensor t = live("narrow");
     if (dtype_is_weight_only(t.dtype) || t.scales) fail(LORA_ERR_UNSUPPORTED, "this", "quantized or packed tensors cannot be narrowed");
     const int64_t dim = a.integer(0, "dim", 0, t.rank() - 1);
     const int64_t start = a.integer(1, "start", 0, t.shape[dim]);

@@ -46,7 +46,10 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   Napi::Value Narrow(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
-  Tensor& live(const char* what);
+  // The tensor, for getters (they run no user code).
+  const Tensor& current(const char* what);
+  // A copy for methods: it shares the storage, so the memory outlives a dispose() mid-call.
+  Tensor live(const char* what) { return current(what); }
   void release(bool report_to_v8);
 
   std::optional<Tensor> tensor_;

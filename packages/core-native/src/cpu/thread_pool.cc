@@ -1,5 +1,7 @@
 #include "thread_pool.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -108,13 +110,24 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int)>
   if (err) std::rethrow_exception(err);
 }
 
-int default_num_threads() {
-  if (const char* s = std::getenv("LORA_NUM_THREADS")) {
-    const int n = std::atoi(s);
-    if (n >= 1 && n <= 1024) return n;
-  }
+int max_num_threads() {
   const int c = cpu_features().logical_cores;
-  return c >= 1 ? c : 1;
+  return std::min(256, 4 * std::max(c, 1));
+}
+
+int default_num_threads() {
+  const int c = std::max(cpu_features().logical_cores, 1);
+  const char* s = std::getenv("LORA_NUM_THREADS");
+  if (!s || !*s) return c;
+  // The JS loader refuses a bad value with a coded error; a worker that loads the addon directly
+  // gets this warning instead, once, and a pool that cannot oversubscribe the machine.
+  char* end = nullptr;
+  const long n = std::strtol(s, &end, 10);
+  const int hi = max_num_threads();
+  if (*end == '\0' && n >= 1 && n <= hi) return static_cast<int>(n);
+  const int use = *end == '\0' && n > hi ? hi : c;
+  std::fprintf(stderr, "lora: LORA_NUM_THREADS='%.32s' is not an integer in [1, %d] (ERR_LORA_INVALID_ARG); using %d threads\n", s, hi, use);
+  return use;
 }
 
 ThreadPool& cpu_pool() {

@@ -39,7 +39,6 @@ export function bindKernels(backend: Backend): Kernels {
   const layerNormBwdOut = op('opLayerNormBackwardFromOutput');
   const attn = op('opAttention');
   const attnBwd = op('opAttentionBackward');
-  const attnDecode = op('opAttentionDecode');
   const relu = op('opRelu');
   const reluMask = op('opReluMask');
   const reluMaskBwd = op('opReluMaskBackward');
@@ -52,6 +51,13 @@ export function bindKernels(backend: Backend): Kernels {
   const quantize = op('opQuantize');
   const dequantize = op('opDequantize');
   const cast = op('opCast');
+  // The Llama-shaped ops are looked up when first called, so an OPT model runs on an addon without them.
+  const lazy = (name: string): Op => (...args) => op(name)(...args);
+  const rmsNorm = lazy('opRmsNorm');
+  const rmsNormBwd = lazy('opRmsNormBackward');
+  const rope = lazy('opRope');
+  const swiGlu = lazy('opSwiGlu');
+  const swiGluBwd = lazy('opSwiGluBackward');
   const b = backend;
 
   // Autocast, as torch.autocast(bf16) does it: a linear whose frozen weight is bf16 or quantised
@@ -157,7 +163,7 @@ export function bindKernels(backend: Backend): Kernels {
       const o3 = as3(o, s.B, s.T);
       try {
         // Decoding: the attention op with a query offset over the cached keys and values.
-        if (cache) attnDecode(q, k, v, cache.k, cache.v, o3, cache.past, s.H, sc, null, b);
+        if (cache) attn(q, k, v, o3, lse, s.H, sc, null, null, b, cache.past, cache.k, cache.v);
         else attn(q, k, v, o3, lse, s.H, sc, null, mask ?? null, b);
       } finally {
         for (const t of [q, k, v, o3]) t.dispose();
@@ -176,13 +182,51 @@ export function bindKernels(backend: Backend): Kernels {
       }
     },
     attentionDecode(qkv, kCache, vCache, past, s, sc, o) {
+      // The attention op with a query offset; its lse (a backward's cache) is scratch here.
       const [q, k, v] = splitQkv(qkv, s.B, s.T);
       const o3 = as3(o, s.B, s.T);
+      const lse = Tensor.empty('f32', [s.B * s.H * s.T], o.device as DeviceName);
       try {
-        attnDecode(q, k, v, kCache, vCache, o3, past, s.H, sc, null, b);
+        attn(q, k, v, o3, lse, s.H, sc, null, null, b, past, kCache, vCache);
+      } finally {
+        for (const t of [q, k, v, o3, lse]) t.dispose();
+      }
+    },
+    attend(q0, k0, v0, mask, s, sc, o, lse, cache) {
+      const [q, k, v, o3] = [q0, k0, v0, o].map((t) => as3(t, s.B, s.T));
+      try {
+        // Decoding: the same op with a query offset over the cached keys and values (written at past).
+        if (cache) attn(q, k, v, o3, lse, s.H, sc, null, null, b, cache.past, cache.k, cache.v);
+        else attn(q, k, v, o3, lse, s.H, sc, null, mask ?? null, b);
       } finally {
         for (const t of [q, k, v, o3]) t.dispose();
       }
+    },
+    attendBackward(dout, q0, k0, v0, o, lse, mask, s, sc, dq0, dk0, dv0) {
+      const views = [dout, q0, k0, v0, dq0, dk0, dv0].map((t) => as3(t, s.B, s.T));
+      const [do3, q, k, v, dq, dk, dv] = views;
+      const o3 = o ? as3(o, s.B, s.T) : null;
+      try {
+        attnBwd(do3, q, k, v, o3, lse, dq, dk, dv, s.H, sc, null, mask ?? null, b);
+      } finally {
+        for (const t of views) t.dispose();
+        o3?.dispose();
+      }
+    },
+    rmsNorm(x, w, eps, y, rstd, width) {
+      rmsNorm(x, w ?? null, y, rstd, eps, width ?? null, b);
+    },
+    rmsNormBackward(dy, x, w, rstd, dx, width) {
+      rmsNormBwd(dy, x, w ?? null, rstd, dx, null, width ?? null, b);
+    },
+    rope(x, y, positions, invFreq, heads, inverse) {
+      rope(x, y, positions, invFreq, heads, inverse, b);
+    },
+    swiGlu(gate, up, y) {
+      swiGlu(gate, up, y, b);
+    },
+    swiGluBackward(gate, up, dy, dgate, dup) {
+      swiGluBwd(gate, up, dy, dgate, dup, b);
     },
     relu(x, y) {
       relu(x, y, b);

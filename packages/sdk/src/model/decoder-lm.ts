@@ -143,7 +143,7 @@ export abstract class DecoderLM<C extends CausalLMConfig, W extends BaseWeights,
   generate(prompt: readonly number[], o: GenerateOptions = {}): Promise<GenerateResult> {
     this.assertLive();
     const c = this.config;
-    return decode(prompt, o, (capacity) => this.decoder(capacity), { vocabSize: c.vocabSize, maxPositions: c.maxPositionEmbeddings, eosTokenId: c.eosTokenId });
+    return decode(prompt, o, (capacity) => this.decoder(capacity), { vocabSize: c.vocabSize, maxPositions: c.maxPositionEmbeddings, eosTokenIds: c.eosTokenIds ?? [c.eosTokenId] });
   }
 
   /**

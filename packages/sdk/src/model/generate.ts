@@ -59,7 +59,7 @@ const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
  * stops when `signal` aborts (rejecting with its reason), and refuses non-finite logits with
  * E_NON_FINITE rather than sampling garbage from them.
  */
-export async function decode(prompt: readonly number[], o: GenerateOptions, open: (capacity: number) => DecodeTarget, limits: { vocabSize: number; maxPositions: number; eosTokenId: number }): Promise<GenerateResult> {
+export async function decode(prompt: readonly number[], o: GenerateOptions, open: (capacity: number) => DecodeTarget, limits: { vocabSize: number; maxPositions: number; eosTokenIds: readonly number[] }): Promise<GenerateResult> {
   const { vocabSize, maxPositions } = limits;
   if (!prompt.length) throw new LoraError('E_SHAPE', 'generate: the prompt is empty (prompts start with the bos token)');
   for (const id of prompt) if (!Number.isInteger(id) || id < 0 || id >= vocabSize) throw new LoraError('E_SHAPE', `generate: prompt id ${id} is outside the vocabulary [0, ${vocabSize})`);
@@ -67,7 +67,7 @@ export async function decode(prompt: readonly number[], o: GenerateOptions, open
   if (prompt.length > maxPositions) throw new LoraError('E_SHAPE', `generate: prompt of ${prompt.length} tokens exceeds the model's ${maxPositions} positions`);
   o.signal?.throwIfAborted();
   const capacity = Math.min(maxPositions, prompt.length + maxNew);
-  const stop = new Set(o.stopTokens ?? [limits.eosTokenId]);
+  const stop = new Set(o.stopTokens ?? limits.eosTokenIds);
   const sampling = { temperature: o.temperature ?? 0, topP: o.topP ?? 1, topK: o.topK ?? 0 };
   const rand = seededRandom(o.seed ?? 0);
   const t0 = performance.now();

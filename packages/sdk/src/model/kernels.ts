@@ -88,8 +88,32 @@ export interface Kernels {
   /**
    * KV-cached attention for generation: appends the new tokens' k/v (column slices of qkv [B*Tq, 3C])
    * to kCache/vCache [B, S, C] at row `past`, then attends each new query over the cache (causal).
+   * The same as `attention` with a cache; kept for callers written before it took one.
    */
   attentionDecode(qkv: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, past: number, shape: { B: number; T: number; H: number; D: number }, scale: number, o: NativeTensor): void;
+  /**
+   * Causal attention over separate q [B*T, H·D] and k, v [B*T, Hkv·D] (f32; grouped KV heads when
+   * Hkv < H: each KV head serves H/Hkv query heads). mask and cache as for `attention`.
+   */
+  attend(
+    q: NativeTensor, k: NativeTensor, v: NativeTensor, mask: NativeTensor | undefined, shape: { B: number; T: number; H: number; D: number }, scale: number,
+    o: NativeTensor, lse: NativeTensor, cache?: KvCache,
+  ): void;
+  /** dq, dk, dv of `attend` (overwritten; dk/dv summed over each KV head's query heads). o: null when not kept. */
+  attendBackward(
+    dout: NativeTensor, q: NativeTensor, k: NativeTensor, v: NativeTensor, o: NativeTensor | null, lse: NativeTensor, mask: NativeTensor | undefined,
+    shape: { B: number; T: number; H: number; D: number }, scale: number, dq: NativeTensor, dk: NativeTensor, dv: NativeTensor,
+  ): void;
+  /** RMSNorm y = x·rsqrt(mean(x²) + eps)·w in f32 over groups of `width` (default: the row); rstd [rows·groups] cached. */
+  rmsNorm(x: NativeTensor, w: NativeTensor | undefined, eps: number, y: NativeTensor, rstd: NativeTensor, width?: number): void;
+  /** dx of rmsNorm (overwritten); the frozen w gets no grad. */
+  rmsNormBackward(dy: NativeTensor, x: NativeTensor, w: NativeTensor | undefined, rstd: NativeTensor, dx: NativeTensor, width?: number): void;
+  /** Rotary embeddings (rotate-half layout) of x [M, heads·D] by positions i32 [M] and invFreq f32 [D/2]; inverse = the backward. y may be x. */
+  rope(x: NativeTensor, y: NativeTensor, positions: NativeTensor, invFreq: NativeTensor, heads: number, inverse: boolean): void;
+  /** y = silu(gate)·up. */
+  swiGlu(gate: NativeTensor, up: NativeTensor, y: NativeTensor): void;
+  /** dgate = dy·up·silu'(gate), dup = dy·silu(gate) (overwritten). */
+  swiGluBackward(gate: NativeTensor, up: NativeTensor, dy: NativeTensor, dgate: NativeTensor, dup: NativeTensor): void;
   relu(x: NativeTensor, y: NativeTensor): void;
   /** relu that also writes its keep mask (i64 [ceil(n/64)], one bit per element). */
   reluMask(x: NativeTensor, y: NativeTensor, bits: NativeTensor): void;

@@ -51,6 +51,8 @@ export interface LoadWeightOptions {
    * f32 copy under the role for the gather).
    */
   tiedEmbedding?: string;
+  /** The role of an untied output head: kept in the base dtype (not pre-packed; the loss op reads it). */
+  head?: string;
   onTensor?: (name: string, index: number, total: number) => void;
 }
 
@@ -116,6 +118,8 @@ export async function loadWeights(params: readonly Param[], report: WeightReport
         const head = keep(makeWeight(k, values, [shape[0], shape[1]], o.dtype, o.device));
         owner.lmHead = head;
         owner[first.role] = head.dtype === 'f32' || head.dtype === 'bf16' ? head : keep(Tensor.fromArray(values, shape, 'f32', o.device));
+      } else if (first.role === o.head) {
+        owner[first.role] = keep(makeWeight(k, await readAll(parts), [shape[0], shape[1]], o.dtype, o.device));
       } else if (first.quantizable && q) {
         const raws = [];
         for (const p of parts) {

@@ -7,6 +7,7 @@ import { MODEL_FILES } from '../hub/selection.js';
 import type { HubProgressEvent } from '../hub/progress.js';
 import { LoraError } from '../io/errors.js';
 import { readJsonFile } from '../io/safe-file.js';
+import { LlamaForCausalLM } from './llama.js';
 import { OptForCausalLM } from './opt.js';
 import type { CausalLM, LoadOptions } from './causal-lm.js';
 
@@ -17,6 +18,9 @@ interface Family {
 
 const FAMILIES: Record<string, Family> = {
   opt: OptForCausalLM,
+  llama: LlamaForCausalLM,
+  qwen2: LlamaForCausalLM,
+  qwen3: LlamaForCausalLM,
 };
 
 /** The model_type values AutoModelForCausalLM loads. */

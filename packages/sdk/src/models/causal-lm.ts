@@ -97,6 +97,8 @@ export interface CausalLMConfig {
   padTokenId: number;
   bosTokenId: number;
   eosTokenId: number;
+  /** Every id that ends a generation by default, when the config lists several (Llama 3 instruct). */
+  eosTokenIds?: number[];
   torchDtype: string | undefined;
 }
 

@@ -189,7 +189,8 @@ export function parseFlags(spec: CommandSpec, argv: readonly string[]): Parsed {
       // A number may be negative ('-1'); any other value that looks like a flag is a missing value.
       const numeric = f.kind === 'int' || f.kind === 'number';
       if (next === undefined || (next.startsWith('--') && !(numeric && /^--?\d/.test(next))) || (!numeric && /^-[a-zA-Z]/.test(next))) {
-        throw new UsageError(`--${f.name} needs a value${f.choices ? ` (one of ${f.choices.join(', ')})` : ''}`);
+        const hint = next !== undefined && !numeric ? ` (a value that starts with '-' is written --${f.name}=${next})` : '';
+        throw new UsageError(`--${f.name} needs a value${f.choices ? ` (one of ${f.choices.join(', ')})` : ''}${hint}`);
       }
       inline = next;
       i++;

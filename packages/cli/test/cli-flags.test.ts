@@ -66,6 +66,7 @@ describe('lora flags are validated before anything runs', () => {
     refused(lora('train', ...base, '--batch', 'four'), /--batch must be an integer, got 'four'/);
     refused(lora('eval', '--model', 'm', '--top-p', '1.5'), /--top-p must be <= 1/);
     refused(lora('train', ...base, '--lr'), /--lr needs a value/);
+    refused(lora('generate', '--model', 'm', '--prompt', '-x'), /--prompt needs a value \(a value that starts with '-' is written --prompt=-x\)/);
     refused(lora('train', ...base, '--lr', '1e-4', '--lr', '2e-4'), /--lr given twice/);
   });
 

@@ -5,7 +5,7 @@
 // reference loss, greedy decoding through the KV cache against the full forward, adapter and merged
 // round trips, and the refusals. f32 tolerance: rel 1e-4 on logits/loss (f32 sums over K <= 32),
 // 2e-3 on grads (f32 backward vs f64 differences with h = 1e-3, truncation ~1e-6).
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -176,6 +176,13 @@ describe('Llama-shaped bases in other formats', () => {
     q.step(batch, { logits: a });
     back.step(batch, { logits: b });
     expect(Array.from(b)).toEqual(Array.from(a));
+    // A merge from the quantized base exports a plain f32 model (no quantization_config left behind).
+    back.addLora({ r: 2, alpha: 4, targetModules: ['o_proj'], initLoraWeights: false });
+    const mergedDir = join(tmp, 'llama-nf4-merged');
+    await exportMerged(back, mergedDir);
+    expect(JSON.parse(readFileSync(join(mergedDir, 'config.json'), 'utf8')).quantization_config).toBeUndefined();
+    using merged = await AutoModelForCausalLM.fromPretrained(mergedDir, { device: 'cpu' });
+    expect(merged.weights.dtype).toBe('f32');
   });
 });
 

@@ -214,10 +214,14 @@ export function ropeInvFreq(c: Pick<LlamaConfig, 'headDim' | 'ropeTheta' | 'rope
   return inv;
 }
 
-/** The config.json to write for this config (the one read, with the parsed fields restated). */
+/**
+ * The config.json to write for this config: the one read, with the parsed fields restated and
+ * without a quantization_config (the writer of a quantized base adds its own).
+ */
 export function llamaConfigToJson(c: LlamaConfig): Record<string, unknown> {
+  const { quantization_config: _, ...raw } = c.raw;
   return {
-    ...c.raw,
+    ...raw,
     model_type: c.modelType,
     vocab_size: c.vocabSize,
     hidden_size: c.hiddenSize,

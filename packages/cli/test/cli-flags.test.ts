@@ -104,10 +104,11 @@ describe('Hugging Face / PEFT spellings and user-facing names', () => {
     expect(r.stderr).not.toMatch(/\bi8\b|\bu8\b/);
   });
 
-  it('--targets all-linear means every linear LoRA can target', () => {
-    const targets = parseFlags(TRAIN_SPEC, ['--targets', 'all-linear']).values.targets as string[];
-    expect(expandTargets(targets)).toEqual([...LORA_TARGETS]);
-    refused(lora('train', ...base, '--targets', 'q_proj,v_prj'), /unknown target 'v_prj' in --targets \(expected q_proj, .*\); did you mean 'v_proj'\?/);
+  it('--targets takes every family\'s linear names and all-linear (which the model expands)', () => {
+    const targets = parseFlags(TRAIN_SPEC, ['--targets', 'q_proj,all-linear']).values.targets as string[];
+    expect(expandTargets(targets)).toEqual(['all-linear']);
+    expect(parseFlags(TRAIN_SPEC, ['--target_modules', 'q_proj,o_proj,gate_proj,up_proj,down_proj']).values.targets).toEqual(['q_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']);
+    refused(lora('train', ...base, '--targets', 'q_proj,v_prj'), /unknown target 'v_prj' in --targets \(expected q_proj, .*, all-linear\); did you mean 'v_proj'\?/);
   });
 
   it('defaults come from the SDK\'s TRAINING_DEFAULTS', () => {

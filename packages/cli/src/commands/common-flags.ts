@@ -1,6 +1,6 @@
 // Flags several commands share, declared once so that their names, user-facing values and
 // defaults cannot drift apart (the defaults come from the SDK's TRAINING_DEFAULTS).
-import { LORA_TARGETS, TRAINING_DEFAULTS } from '@lora/sdk';
+import { ALL_LINEAR, LORA_TARGETS, TRAINING_DEFAULTS } from '@lora/sdk';
 
 import type { FlagSpec } from '../flags.js';
 
@@ -33,12 +33,16 @@ export const splitFlag = (help = 'fraction of the records used for training; the
   name: 'split', kind: 'number', min: 0, max: 1, minExclusive: true, default: TRAINING_DEFAULTS.split, help,
 });
 
-/** Every LoRA target the OPT family has, plus PEFT's `all-linear`. */
-export const TARGET_CHOICES = [...LORA_TARGETS, 'all-linear'] as const;
+/**
+ * LoRA target names of the families the SDK loads (OPT: q/k/v/out_proj, fc1, fc2; Llama-shaped:
+ * q/k/v/o_proj, gate/up/down_proj) and PEFT's `all-linear`. The flag accepts any of them (with a
+ * did-you-mean for typos); the loaded model then refuses a name it does not have, listing its own.
+ */
+export const TARGET_CHOICES = [...new Set([...LORA_TARGETS, 'o_proj', 'gate_proj', 'up_proj', 'down_proj', ALL_LINEAR])] as const;
 
-/** `all-linear` (PEFT's spelling) means every linear of the family that LoRA can target. */
+/** `all-linear` wins over any other name given with it; the model expands it to its family's linears. */
 export function expandTargets(targets: readonly string[]): string[] {
-  return targets.includes('all-linear') ? [...LORA_TARGETS] : [...new Set(targets)];
+  return targets.includes(ALL_LINEAR) ? [ALL_LINEAR] : [...new Set(targets)];
 }
 
 export const modelFlag = (): FlagSpec => ({ name: 'model', kind: 'string', metavar: 'DIR|ID', help: 'Hugging Face model folder or hub id (e.g. facebook/opt-350m)', aliases: ['model_name_or_path'] });

@@ -3,7 +3,7 @@
 // float64 reference of transformers' eager forward + PEFT LoRA (llama-reference.ts): logits and loss
 // (a left-padded row included), every LoRA grad against central finite differences of the
 // reference loss, greedy decoding through the KV cache against the full forward, adapter and merged
-// round trips, and the refusals. f32 tolerance: rel 1e-4 on logits/loss (f32 sums over K <= 32),
+// round trips, and the refusals, on ref, cpu and the CUDA emulator. f32 tolerance: rel 1e-4 on logits/loss (f32 sums over K <= 32),
 // 2e-3 on grads (f32 backward vs f64 differences with h = 1e-3, truncation ~1e-6).
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -71,7 +71,7 @@ const rel = (got: ArrayLike<number>, want: ArrayLike<number>, keep = (_: number)
   }
   return err / ref;
 };
-const backends = native().backends().filter((b) => b.usable && (b.name === 'ref' || b.name === 'cpu')).map((b) => b.name as 'ref' | 'cpu');
+const backends = native().backends().filter((b) => b.usable && b.name !== 'cuda').map((b) => b.name as 'ref' | 'cpu' | 'emu');
 
 describe.each(Object.keys(CONFIGS))('%s family', (name) => {
   it.each(backends)('matches the float64 reference: logits, loss and every LoRA grad (%s, f32)', async (device) => {

@@ -2,8 +2,6 @@
  * The one set of training defaults that `lora train`, `lora bench`, `lora eval` and the SDK's
  * {@link Trainer} share, so that a flag left out of the command line and an option left out of
  * code mean the same thing. Each value says where it comes from.
- *
- * @category Training
  */
 export const TRAINING_DEFAULTS = {
   /** LoRA rank (PEFT's LoraConfig default is 8). */
@@ -43,7 +41,7 @@ export const TRAINING_DEFAULTS = {
   weightDecay: 0,
 } as const;
 
-/** The alpha used when none is given: {@link TRAINING_DEFAULTS}.alphaPerRank × r. @category Training */
+/** The alpha used when none is given: {@link TRAINING_DEFAULTS}.alphaPerRank × r. */
 export function defaultAlpha(r: number): number {
   return TRAINING_DEFAULTS.alphaPerRank * r;
 }

@@ -55,6 +55,13 @@ export function tinyConfig(family: Family): Record<string, unknown> {
   return { ...common, model_type: 'qwen3', architectures: ['Qwen3ForCausalLM'], vocab_size: 151936, head_dim: 32, rope_theta: 1000000, tie_word_embeddings: true, bos_token_id: 151643, eos_token_id: 151645 };
 }
 
+/**
+ * Gain of the blocks' output projections with a tied head. With a tied head the logits are h·E, and a residual
+ * stream dominated by the input embedding makes every greedy step repeat the last token (seen:
+ * 16 x the same id); blocks that write ~3x the embedding's scale give varied continuations.
+ */
+const TIED_OUT_GAIN = 3;
+
 /** Writes config.json, model.safetensors and the real tokenizer files; returns the folder. */
 export async function makeTinyModel(dir: string, family: Family, seed = 1): Promise<string> {
   const c = tinyConfig(family);
@@ -66,7 +73,8 @@ export async function makeTinyModel(dir: string, family: Family, seed = 1): Prom
   const F = c.intermediate_size as number;
   const V = c.vocab_size as number;
   const t = new Map<string, RawTensor>();
-  // Embeddings N(0, 1) and projections N(0, 1/fan_in): activations keep unit scale through the blocks.
+  const gain = c.tie_word_embeddings ? TIED_OUT_GAIN : 1;
+  // Embeddings N(0, 1), projections N(0, 1/fan_in) (output projections `gain` x that).
   t.set('model.embed_tokens.weight', randn(g, [V, C], 1));
   for (let i = 0; i < (c.num_hidden_layers as number); i++) {
     const p = `model.layers.${i}.`;
@@ -75,11 +83,11 @@ export async function makeTinyModel(dir: string, family: Family, seed = 1): Prom
     t.set(`${p}self_attn.q_proj.weight`, randn(g, [H * D, C], 1 / Math.sqrt(C)));
     t.set(`${p}self_attn.k_proj.weight`, randn(g, [KV * D, C], 1 / Math.sqrt(C)));
     t.set(`${p}self_attn.v_proj.weight`, randn(g, [KV * D, C], 1 / Math.sqrt(C)));
-    t.set(`${p}self_attn.o_proj.weight`, randn(g, [C, H * D], 1 / Math.sqrt(H * D)));
+    t.set(`${p}self_attn.o_proj.weight`, randn(g, [C, H * D], gain / Math.sqrt(H * D)));
     if (family === 'qwen2') {
-      t.set(`${p}self_attn.q_proj.bias`, randn(g, [H * D], 0.5));
-      t.set(`${p}self_attn.k_proj.bias`, randn(g, [KV * D], 0.5));
-      t.set(`${p}self_attn.v_proj.bias`, randn(g, [KV * D], 0.5));
+      t.set(`${p}self_attn.q_proj.bias`, randn(g, [H * D], 0.1));
+      t.set(`${p}self_attn.k_proj.bias`, randn(g, [KV * D], 0.1));
+      t.set(`${p}self_attn.v_proj.bias`, randn(g, [KV * D], 0.1));
     }
     if (family === 'qwen3') {
       t.set(`${p}self_attn.q_norm.weight`, randn(g, [D], 0.1, 1));
@@ -87,7 +95,7 @@ export async function makeTinyModel(dir: string, family: Family, seed = 1): Prom
     }
     t.set(`${p}mlp.gate_proj.weight`, randn(g, [F, C], 1 / Math.sqrt(C)));
     t.set(`${p}mlp.up_proj.weight`, randn(g, [F, C], 1 / Math.sqrt(C)));
-    t.set(`${p}mlp.down_proj.weight`, randn(g, [C, F], 1 / Math.sqrt(F)));
+    t.set(`${p}mlp.down_proj.weight`, randn(g, [C, F], gain / Math.sqrt(F)));
   }
   t.set('model.norm.weight', randn(g, [C], 0.1, 1));
   // A head of std 0.5 over a unit-RMS state gives logits of std ~4: clear winners for greedy steps.

@@ -1,10 +1,11 @@
 // The Llama-shaped families (llama with GQA, an untied head and llama3 rope scaling; qwen2 with q/k/v
 // biases and one KV head; qwen3 with QK-norm and an explicit head_dim) against an independent
 // float64 reference of transformers' eager forward + PEFT LoRA (llama-reference.ts): logits and loss
-// (a left-padded row included), every LoRA grad against central finite differences of the
-// reference loss, greedy decoding through the KV cache against the full forward, adapter and merged
-// round trips, and the refusals, on ref, cpu and the CUDA emulator. f32 tolerance: rel 1e-4 on logits/loss (f32 sums over K <= 32),
-// 2e-3 on grads (f32 backward vs f64 differences with h = 1e-3, truncation ~1e-6).
+// (a left-padded row included), LoRA grads against central finite differences of the reference
+// loss (on ref, cpu and the CUDA emulator), greedy decoding through the KV cache against the full
+// forward, adapter and merged round trips, and the refusals. f32 tolerance: rel 1e-4 on
+// logits/loss (f32 sums over K <= 32), 2e-3 on grads (f32 backward vs f64 differences with
+// h = 1e-3, truncation ~1e-6).
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';

@@ -24,7 +24,7 @@ export function planLlamaLayer(l: LoraLayer | undefined): LlamaLayerPlan {
   return {
     keepAttnIn: l?.q_proj !== undefined || l?.k_proj !== undefined || l?.v_proj !== undefined,
     keepO: l?.o_proj !== undefined,
-    keepMlpIn: l?.gate_proj !== undefined || l?.up_proj !== undefined,
+    keepMlpIn: l?.gate_up !== undefined,
     keepH: l?.down_proj !== undefined,
   };
 }
@@ -46,8 +46,9 @@ export interface LlamaLayerCache {
   s1: NativeTensor; // [M, C] xIn + o_proj(o)
   f: NativeTensor; // [M, C] post_attention_layernorm output
   rstd2: NativeTensor; // [M]
-  gate: NativeTensor; // [M, F]
-  up: NativeTensor; // [M, F]
+  gateUp: NativeTensor; // [M, 2F] gate | up, one product
+  gate: NativeTensor; // [M, F] column views of gateUp
+  up: NativeTensor;
   h: NativeTensor; // [M, F] silu(gate)·up
   xa: Partial<Record<string, NativeTensor>>; // [M, r] per LoRA module
 }
@@ -63,8 +64,9 @@ export interface LlamaWorkspace extends StepWorkspace {
   dQPre?: NativeTensor; // [M, Cq] qwen3
   dKPre?: NativeTensor; // [M, Ckv]
   dH: NativeTensor; // [M, F]
-  dGate: NativeTensor; // [M, F]
-  dUp: NativeTensor; // [M, F]
+  dGateUp: NativeTensor; // [M, 2F]
+  dGate: NativeTensor; // [M, F] column views of dGateUp
+  dUp: NativeTensor;
 }
 
 export function createLlamaWorkspace(c: LlamaConfig, lora: LoraAdapter | undefined, B: number, T: number, device: DeviceName, checkpointing: boolean): LlamaWorkspace {
@@ -76,6 +78,12 @@ export function createLlamaWorkspace(c: LlamaConfig, lora: LoraAdapter | undefin
     return t;
   };
   const f32 = (...shape: number[]) => make('f32', shape);
+  // Columns [at, at + n) of a [M, W] buffer, as a strided [M, n] view.
+  const cols = (t: NativeTensor, at: number, n: number) => {
+    const v = t.narrow(1, at, n);
+    all.push(v);
+    return v;
+  };
   const M = B * T;
   const C = c.hiddenSize;
   const F = c.intermediateSize;
@@ -90,7 +98,8 @@ export function createLlamaWorkspace(c: LlamaConfig, lora: LoraAdapter | undefin
     const q = f32(M, Cq);
     const k = f32(M, Ckv);
     const xa: LlamaLayerCache['xa'] = {};
-    for (const name of Object.keys(l ?? {})) xa[name] = f32(M, r);
+    for (const [name, m] of Object.entries(l ?? {})) xa[name] = f32(M, m!.groups * r);
+    const gateUp = f32(M, 2 * F);
     return {
       plan, xIn,
       a: plan.keepAttnIn ? f32(M, C) : shared.a, rstd1: f32(M),
@@ -98,7 +107,7 @@ export function createLlamaWorkspace(c: LlamaConfig, lora: LoraAdapter | undefin
       qRstd: c.qkNorm ? f32(M * H) : undefined, kRstd: c.qkNorm ? f32(M * c.numKeyValueHeads) : undefined,
       o: plan.keepO ? f32(M, Cq) : shared.o, lse: f32(B * H * T),
       s1: f32(M, C), f: plan.keepMlpIn ? f32(M, C) : shared.f, rstd2: f32(M),
-      gate: f32(M, F), up: f32(M, F), h: plan.keepH ? f32(M, F) : shared.h, xa,
+      gateUp, gate: cols(gateUp, 0, F), up: cols(gateUp, F, F), h: plan.keepH ? f32(M, F) : shared.h, xa,
     };
   };
   const inputs = Array.from({ length: c.numHiddenLayers }, () => f32(M, C));
@@ -110,6 +119,7 @@ export function createLlamaWorkspace(c: LlamaConfig, lora: LoraAdapter | undefin
   } else {
     caches = inputs.map((xIn, i) => cacheFor(i, xIn));
   }
+  const dGateUp = f32(M, 2 * F);
   return {
     B, T, M,
     ids: make('i32', [M]), posIds: make('i32', [M]), mask: make('i32', [M]), targets: make('i32', [M]),
@@ -117,7 +127,7 @@ export function createLlamaWorkspace(c: LlamaConfig, lora: LoraAdapter | undefin
     dOut: f32(M, C), dOutB: f32(M, C), dFinal: f32(M, C), dTmp: f32(M, C), dTmp2: f32(M, C),
     dO: f32(M, Cq), dQ: f32(M, Cq), dK: f32(M, Ckv), dV: f32(M, Ckv),
     dQPre: c.qkNorm ? f32(M, Cq) : undefined, dKPre: c.qkNorm ? f32(M, Ckv) : undefined,
-    dH: f32(M, F), dGate: f32(M, F), dUp: f32(M, F),
+    dH: f32(M, F), dGateUp, dGate: cols(dGateUp, 0, F), dUp: cols(dGateUp, F, F),
     all,
   };
 }

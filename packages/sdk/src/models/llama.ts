@@ -8,7 +8,7 @@
 //   q, k = rope(q), rope(k)                   (rotate-half, positions from the attention mask)
 //   s1  = x + o_proj(attention(q, k, v))      (causal, GQA)
 //   f   = RMSNorm(s1)                         (post_attention_layernorm)
-//   out = s1 + down(silu(gate(f)) · up(f))
+//   out = s1 + down(silu(gate(f)) · up(f))     (gate | up stacked: one product)
 //
 // No residual dropout (the families have none); LoRA dropout on the LoRA branches' inputs.
 import { native, type NativeTensor } from '@lora/core-native';
@@ -47,10 +47,8 @@ export interface LlamaLayerWeights {
   qNormW?: NativeTensor;
   kNormW?: NativeTensor;
   ln2W: NativeTensor;
-  gateW: NativeTensor;
-  gateB?: NativeTensor;
-  upW: NativeTensor;
-  upB?: NativeTensor;
+  gateUpW: NativeTensor; // [2F, C] rows gate | up
+  gateUpB?: NativeTensor;
   downW: NativeTensor;
   downB?: NativeTensor;
 }
@@ -65,7 +63,7 @@ export interface LlamaWeights {
 }
 
 // LoRA dropout sites of a layer (each its own stretch of the RNG's counters).
-const SITE: Record<string, number> = { q_proj: 0, k_proj: 1, v_proj: 2, o_proj: 3, gate_proj: 4, up_proj: 5, down_proj: 6 };
+const SITE: Record<string, number> = { q_proj: 0, k_proj: 1, v_proj: 2, o_proj: 3, gate_up: 4, down_proj: 5 };
 
 export class LlamaForCausalLM extends DecoderLM<LlamaConfig, LlamaWeights, LlamaWorkspace> {
   get modelType(): string {
@@ -167,8 +165,7 @@ export class LlamaForCausalLM extends DecoderLM<LlamaConfig, LlamaWeights, Llama
     k.attend(x.q, x.k, x.v, ws.mask, this.shape(ws), 1 / Math.sqrt(c.headDim), x.o, x.lse, kv);
     linear(k, x.o, w.oW, w.oB, x.s1, { ...lin('o_proj'), residual: x.xIn });
     k.rmsNorm(x.s1, w.ln2W, eps, x.f, x.rstd2);
-    linear(k, x.f, w.gateW, w.gateB, x.gate, lin('gate_proj'));
-    linear(k, x.f, w.upW, w.upB, x.up, lin('up_proj'));
+    linear(k, x.f, w.gateUpW, w.gateUpB, x.gateUp, lin('gate_up'));
     k.swiGlu(x.gate, x.up, x.h);
     linear(k, x.h, w.downW, w.downB, out, { ...lin('down_proj'), residual: x.s1 });
   }
@@ -180,11 +177,10 @@ export class LlamaForCausalLM extends DecoderLM<LlamaConfig, LlamaWeights, Llama
     const w = this.weights.layers[i];
     const x = ws.caches[i];
     const grad = loraGrad(this.lora, i, x, drop);
-    // MLP: dOut -> down -> SwiGLU -> gate, up -> dF -> post_attention_layernorm; s1's grad = dOut + that.
+    // MLP: dOut -> down -> SwiGLU -> gate | up -> dF -> post_attention_layernorm; s1's grad = dOut + that.
     linearGrad(k, dOut, x.h, w.downW, ws.dH, grad('down_proj'));
     k.swiGluBackward(x.gate, x.up, ws.dH, ws.dGate, ws.dUp);
-    linearGrad(k, ws.dGate, x.f, w.gateW, ws.dTmp, grad('gate_proj'));
-    linearGrad(k, ws.dUp, x.f, w.upW, ws.dTmp, { ...grad('up_proj'), accumulate: true });
+    linearGrad(k, ws.dGateUp, x.f, w.gateUpW, ws.dTmp, grad('gate_up'));
     k.rmsNormBackward(ws.dTmp, x.s1, w.ln2W, x.rstd2, ws.dTmp2);
     const dS1 = dOut;
     k.add(dOut, ws.dTmp2, dS1);

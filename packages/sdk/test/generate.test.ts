@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { native } from '@lora/core-native';
 import { describe, expect, it } from 'vitest';
 
 import { AutoModelForCausalLM, OptForCausalLM, sampleToken } from '../src/index.js';
@@ -44,6 +45,21 @@ describe.each(['opt-tiny-preln', 'opt-tiny-postln'])('generation on %s', (name) 
     expect(stopped.stoppedBy).toBe('stop-token');
     await expect(m.generate([], {})).rejects.toThrow(/prompt is empty/);
     await expect(m.generate([2, 100000], {})).rejects.toThrow(/outside the vocabulary/);
+  });
+});
+
+describe('generation on the CUDA emulator', () => {
+  // Decoding is the ordinary attention op with a query offset, so every backend that trains generates.
+  it.skipIf(!native().backends().some((b) => b.name === 'emu' && b.usable))('gives the cpu backend\'s greedy tokens', async () => {
+    for (const name of ['opt-tiny-preln', 'opt-tiny-postln']) {
+      using cpu = await OptForCausalLM.fromPretrained(join(fixtures, name, 'model'), { device: 'cpu' });
+      using emu = await OptForCausalLM.fromPretrained(join(fixtures, name, 'model'), { device: 'emu' });
+      await cpu.loadAdapter(join(fixtures, name, 'adapter'));
+      await emu.loadAdapter(join(fixtures, name, 'adapter'));
+      const want = await cpu.generate([2, 17, 99, 5, 42, 7], { maxNewTokens: 6, stopTokens: [] });
+      const got = await emu.generate([2, 17, 99, 5, 42, 7], { maxNewTokens: 6, stopTokens: [] });
+      expect(got.tokens).toEqual(want.tokens);
+    }
   });
 });
 

@@ -232,8 +232,25 @@ function defaultOf(f: FlagSpec): string | undefined {
   return Array.isArray(f.default) ? f.default.join(',') : String(f.default);
 }
 
-/** `--help` for a command: synopsis, description, one line per flag with its default and aliases. */
-export function formatHelp(spec: CommandSpec): string {
+/** Words of `text` in lines of at most `max` characters (a longer word gets a line of its own). */
+function wrap(text: string, max: number): string[] {
+  const out: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > max) {
+      out.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) out.push(line);
+  return out;
+}
+
+/**
+ * `--help` for a command: synopsis, description, one entry per flag with its default and aliases,
+ * wrapped to `columns` (the terminal's width, 100 when not a terminal).
+ */
+export function formatHelp(spec: CommandSpec, columns = Math.min(process.stdout.columns || 100, 120)): string {
   const shown = spec.flags.filter((f) => !f.hidden);
   const left = shown.map((f) => `  --${f.name}${metavar(f) ? ` ${metavar(f)}` : ''}`);
   const width = Math.min(34, Math.max(...left.map((l) => l.length), 0));
@@ -247,7 +264,7 @@ export function formatHelp(spec: CommandSpec): string {
     if (f.kind === 'list' && f.choices) extra.push(`from ${f.choices.join(', ')}`);
     const also = [...(f.aliases ?? []), ...Object.keys(f.valueAliases ?? {})];
     if (also.length) extra.push(`also ${also.map((a) => `--${a}`).join(', ')}`);
-    const text = `${f.help}${extra.length ? ` (${extra.join('; ')})` : ''}`;
+    const text = wrap(`${f.help}${extra.length ? ` (${extra.join('; ')})` : ''}`, Math.max(40, columns - width - 2)).join(`\n${' '.repeat(width + 2)}`);
     lines.push(left[i].length > width ? `${left[i]}\n${' '.repeat(width + 2)}${text}` : `${left[i].padEnd(width)}  ${text}`);
   });
   lines.push(`  ${'--help'.padEnd(width - 2)}  this help`);

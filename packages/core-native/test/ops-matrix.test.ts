@@ -738,6 +738,43 @@ for (const n of [1, 33, 1030]) {
   });
 }
 
+// Decoding through the KV cache is the same computation as the full causal attention: a prompt of
+// P tokens appended at offset 0, then one token at a time at offsets P, P+1, ..., reproduces the
+// full forward's rows (GQA 4/2 heads, a left-padded batch row masked out of the keys).
+describe('KV-cached decoding equals the full causal attention, step by step', () => {
+  for (const b of ['ref', 'cpu', 'emu'] as const) {
+    it(b, () => {
+      const [B, T, P, H, Hkv, D] = [2, 9, 5, 4, 2, 8];
+      const C = H * D, Ckv = Hkv * D, S = 12;
+      const q = rand(B * T * C, 171), k = rand(B * T * Ckv, 172), v = rand(B * T * Ckv, 173);
+      const maskT = Array.from({ length: B * T }, (_, i) => (i >= T && i < T + 2 ? 0 : 1));  // row 1: 2 left pads
+      let full: Float32Array;
+      try {
+        full = arr(ops.attention(f32(q, [B, T, C]), f32(k, [B, T, Ckv]), f32(v, [B, T, Ckv]), { heads: H, mask: i32(maskT, [B, T]), backend: b }).o);
+      } catch (e) {
+        if (isUnsupported(e)) return;
+        throw e;
+      }
+      const rowsOf = (src: Float32Array, w: number, t0: number, n: number) => {
+        const out = new Float32Array(B * n * w);
+        for (let bb = 0; bb < B; ++bb) out.set(src.subarray((bb * T + t0) * w, (bb * T + t0 + n) * w), bb * n * w);
+        return out;
+      };
+      const cache = { k: f32(new Float32Array(B * S * Ckv), [B, S, Ckv]), v: f32(new Float32Array(B * S * Ckv), [B, S, Ckv]), offset: 0 };
+      const maskS = i32(Array.from({ length: B * S }, (_, i) => (i >= S && i < S + 2 ? 0 : 1)), [B, S]);
+      const got = new Float32Array(B * T * C);
+      for (const [t0, n] of [[0, P], ...Array.from({ length: T - P }, (_, i) => [P + i, 1])]) {
+        cache.offset = t0;
+        const o = arr(ops.attention(f32(rowsOf(q, C, t0, n), [B, n, C]), f32(rowsOf(k, Ckv, t0, n), [B, n, Ckv]), f32(rowsOf(v, Ckv, t0, n), [B, n, Ckv]), { heads: H, cache, mask: maskS, backend: b }).o);
+        for (let bb = 0; bb < B; ++bb) got.set(o.subarray(bb * n * C, (bb + 1) * n * C), (bb * T + t0) * C);
+      }
+      const err = nmse(got, full);
+      console.log(`${b} cached decode vs full attention: nmse ${err.toExponential(1)} (tol 1e-12: the same keys in the same order; the cpu kernel's blocks may split them differently)`);
+      expect(err).toBeLessThanOrEqual(1e-12);
+    });
+  }
+});
+
 describe('op matrix: every backend against ref', () => {
   it(`${cases.length} cases`, () => {
     const failures: string[] = [];

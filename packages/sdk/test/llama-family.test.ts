@@ -192,6 +192,7 @@ describe('Llama-shaped configs and adapters that cannot work are refused', () =>
     expect(() => parseLlamaConfig({ ...CONFIGS.llama, num_key_value_heads: 3 })).toThrow(/num_attention_heads 4 is not a multiple of num_key_value_heads 3/);
     expect(() => parseLlamaConfig({ ...CONFIGS.llama, rope_scaling: { rope_type: 'yarn', factor: 2 } })).toThrow(/rope_scaling type "yarn" is not supported/);
     expect(() => parseLlamaConfig({ ...CONFIGS.qwen3, hidden_act: 'gelu' })).toThrow(/hidden_act "gelu"/);
+    expect(() => parseLlamaConfig({ ...CONFIGS.qwen3, num_hidden_layers: 1e12 })).toThrow(expect.objectContaining({ code: 'E_CONFIG', field: 'num_hidden_layers' }));
     // An OPT adapter on fc1: a module Llama-shaped models do not have.
     const dir = join(tmp, 'opt-adapter');
     {

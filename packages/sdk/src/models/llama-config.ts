@@ -2,10 +2,11 @@
 // TypeScript names: both spellings transformers has used for rotary settings (rope_theta +
 // rope_scaling, and the newer rope_parameters) and for the dtype (torch_dtype, dtype). Every problem
 // is collected and reported at once, with the field named.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
+import { checkConfigBounds } from '../config/bounds.js';
 import { LoraError } from '../io/errors.js';
+import { readJsonFile } from '../io/safe-file.js';
 import type { CausalLMConfig } from './causal-lm.js';
 
 export const LLAMA_MODEL_TYPES = ['llama', 'qwen2', 'qwen3'] as const;
@@ -49,6 +50,8 @@ export function parseLlamaConfig(json: unknown, where = 'config.json'): LlamaCon
   if (!LLAMA_MODEL_TYPES.includes(modelType)) {
     throw new LoraError('E_CONFIG', `${where}: model_type is ${JSON.stringify(raw.model_type)}, not one of ${LLAMA_MODEL_TYPES.join(', ')}`, { field: 'model_type' });
   }
+  // Size fields far beyond any published model are refused before anything is sized by them.
+  checkConfigBounds(raw, where);
   const problems: string[] = [];
   let firstField: string | undefined;
   const problem = (field: string, text: string) => {
@@ -169,20 +172,7 @@ export function parseLlamaConfig(json: unknown, where = 'config.json'): LlamaCon
 
 export async function loadLlamaConfig(dir: string): Promise<LlamaConfig> {
   const path = join(dir, 'config.json');
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new LoraError('E_FILE_NOT_FOUND', `file not found: ${path}`);
-    throw err;
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new LoraError('E_CONFIG', `${path}: not valid JSON (${(err as Error).message})`);
-  }
-  return parseLlamaConfig(json, path);
+  return parseLlamaConfig(await readJsonFile(path), path);
 }
 
 /**

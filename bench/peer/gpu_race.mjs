@@ -116,7 +116,10 @@ async function child() {
 /** Runs one child, forwards its stderr, returns its last stdout line as JSON (or an error record). */
 function runChild(cmd, args, label) {
   return new Promise((resolveRun) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Under the kit's node wrapper (run.sh, old system libstdc++), python gets the system's libraries back.
+    const sys = process.env.LORA_KIT_SYSTEM_LD_LIBRARY_PATH;
+    const env = sys === undefined || cmd === process.execPath ? process.env : { ...process.env, LD_LIBRARY_PATH: sys };
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     let out = '';
     p.stdout.on('data', (d) => (out += d));
     p.stderr.on('data', (d) => process.stderr.write(`[${label}] ${d}`));

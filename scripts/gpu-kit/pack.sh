@@ -76,6 +76,9 @@ rm -rf "$OUT"
 mkdir -p "$OUT/app/tests" "$OUT/app/bench/peer" "$OUT/app/fixtures"
 if [[ $CPU_ONLY == 1 ]]; then cp "$NODE_BIN" "$OUT/node"; else compress "$NODE_BIN" "$OUT/node.xz"; fi
 compress "$ADDON" "$OUT/lora_native.node.xz"
+# The addon needs GLIBCXX_3.4.30 (g++ 12) and glibc 2.34: run.sh falls back to this libstdc++ when
+# the machine's is older (glibc itself cannot travel; run.sh then says so).
+mkdir -p "$OUT/lib" && cp -L /lib/x86_64-linux-gnu/libstdc++.so.6 "$OUT/lib/" && xz -T2 -"$LEVEL" "$OUT/lib/libstdc++.so.6"
 node "$HERE/stage-js.mjs" "$ROOT" "$OUT/app"
 node "$HERE/transpile-tests.mjs" "$ROOT" "$OUT/app/tests"
 cp "$HERE/vitest-shim.mjs" "$HERE/run-tests.mjs" "$OUT/app/tests/"

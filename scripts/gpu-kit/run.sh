@@ -49,6 +49,18 @@ mkdir -p "$WORK/bin" "$WORK/cache" "$WORK/home"
 if [[ -f $KIT/node.xz ]]; then unxz_to "$KIT/node.xz" "$WORK/bin/node"; else cp "$KIT/node" "$WORK/bin/node"; fi
 unxz_to "$KIT/lora_native.node.xz" "$WORK/lora_native.node"
 chmod +x "$WORK/bin/node"
+# The addon needs libstdc++ with GLIBCXX_3.4.30: when the machine's is older, Node runs with the
+# kit's copy (a wrapper sets LD_LIBRARY_PATH for node; gpu_race.mjs gives python the system's back).
+load_addon() { "$WORK/bin/node" -e 'require(process.argv[1])' "$WORK/lora_native.node" 2>&1 | head -3; }
+if load_addon | grep -q GLIBCXX && [[ -f $KIT/lib/libstdc++.so.6.xz ]]; then
+  mkdir -p "$WORK/lib" && unxz_to "$KIT/lib/libstdc++.so.6.xz" "$WORK/lib/libstdc++.so.6"
+  mv "$WORK/bin/node" "$WORK/node-real"
+  printf '#!/usr/bin/env bash\nexport LORA_KIT_SYSTEM_LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}"\nLD_LIBRARY_PATH="%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "%s" "$@"\n' "$WORK/lib" "$WORK/node-real" > "$WORK/bin/node"
+  chmod +x "$WORK/bin/node"
+  echo "[kit] the system's libstdc++ lacks GLIBCXX_3.4.30: node runs with the kit's copy" | tee -a "$LOG"
+fi
+ADDON_LOAD=$(load_addon)
+[[ -z $ADDON_LOAD ]] || echo "[kit] the addon does not load here (glibc >= 2.34 needed; $(ldd --version 2>&1 | head -1)): $ADDON_LOAD" | tee -a "$LOG"
 export PATH="$WORK/bin:$PATH" LORA_NATIVE_PATH="$WORK/lora_native.node" LORA_CACHE_DIR="$WORK/cache" LORA_EMU_CHILD=1
 APP="$KIT/app"
 LORA="$APP/node_modules/@lora/cli/bin/lora.js"

@@ -5,3 +5,4 @@ export { OPT_PARAMS } from './opt-params.js';
 export { LlamaForCausalLM, type LlamaLayerWeights, type LlamaWeights } from './llama.js';
 export { parseLlamaConfig, loadLlamaConfig, llamaConfigToJson, ropeInvFreq, LLAMA_MODEL_TYPES, type LlamaConfig, type LlamaModelType, type RopeScaling } from './llama-config.js';
 export { LLAMA_PARAMS } from './llama-params.js';
+export { DecoderLM, type BaseWeights, type StepWorkspace } from '../model/decoder-lm.js';

@@ -13,7 +13,7 @@ const KERNELS_SPEC: CommandSpec = {
   command: 'lora bench kernels',
   synopsis: 'lora bench kernels [--reps N] [--quick]',
   description: 'Measures this machine\'s bf16/int8 peak, then times the matmul (every base format), fused LoRA and\n' +
-    'attention kernels against it (and oneDNN when present); writes bench/results/kernels-<time>.json.\n' +
+    'attention kernels against it (and oneDNN when present); writes bench/results/kernels-<date>.json.\n' +
     'Runs from a clone of the repository (bench/kernels/run.mjs).',
   flags: [
     { name: 'reps', kind: 'int', min: 1, default: 3, help: 'timed repetitions per shape (the median is reported)' },

@@ -13,7 +13,7 @@ const SPEC: CommandSpec = { ...TRAIN_SPEC, flags: [...TRAIN_SPEC.flags, ...TRAIN
 
 export const trainCommand: Command = {
   name: 'train',
-  summary: 'Fine-tune a model (OPT, Llama, Qwen) with LoRA and save a PEFT adapter',
+  summary: 'Fine-tune an OPT model with LoRA and save a PEFT adapter',
   spec: SPEC,
   async run(argv) {
     const { values } = parseFlags(SPEC, argv);

@@ -112,13 +112,13 @@ step env 30 node "$LORA" env
 node "$LORA" env --json > "$OUTDIR/env.json" 2>>"$LOG" || true
 step ops-cuda "$(q 75 150)" env LORA_OPS_TARGET=$OPS_TARGET node tests/run-tests.mjs --json "$OUTDIR/ops-cuda.json" tests/emu-ops.test.mjs
 if (( QUICK )); then skip ops-matrix "quick mode (the cpu/emu op matrix is CI's; its cuda column needs device tensors: ops-cuda)"
-else step ops-matrix 120 node tests/run-tests.mjs --json "$OUTDIR/ops-matrix.json" tests/ops-matrix.test.mjs; fi
+else step ops-matrix 150 node tests/run-tests.mjs --json "$OUTDIR/ops-matrix.json" tests/ops-matrix.test.mjs; fi
 for tool in memcheck racecheck synccheck; do
   if (( ! HAVE_GPU )); then skip "sanitize-$tool" "no GPU ($GPU)"
   elif [[ -z $SAN ]]; then skip "sanitize-$tool" "compute-sanitizer not found"
   else
     budget=$(q 45 90); [[ $tool == synccheck ]] && budget=$(q 30 60)
-    step "sanitize-$tool" "$budget" "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 50 env LORA_OPS_TARGET=cuda \
+    step "sanitize-$tool" "$budget" env LORA_OPS_TARGET=cuda "$SAN" --tool "$tool" --target-processes all --error-exitcode 99 --print-limit 50 \
       node tests/run-tests.mjs --json "$OUTDIR/sanitize-$tool.json" --filter "$SAN_FILTER" tests/emu-ops.test.mjs
   fi
 done
@@ -136,7 +136,7 @@ check_all() {
 }
 export -f check_all; export LORA CHECK_DEV
 step check "$(q 45 90)" bash -c check_all
-step bench "$(q 60 180)" node "$LORA" bench --gpu --out "$OUTDIR/bench" $(q "--steps 10" "")
+step bench "$(q 90 180)" node "$LORA" bench --gpu --out "$OUTDIR/bench" $(q "--steps 10" "")
 RACE_SHAPE=(--warmup 1 --steps "$(q 2 5)")
 if (( HAVE_GPU )); then
   step train-step "$(q 75 120)" node bench/peer/gpu_race.mjs --sides ours --device cuda "${RACE_SHAPE[@]}" --out "$OUTDIR/train-step.json"

@@ -1,0 +1,42 @@
+// hostile-args.test.ts once more, in the AddressSanitizer + UBSan build (see asan-build.ts), in a
+// child process: a getter that disposes, detaches, shrinks or grows while a binding reads its
+// arguments must leave no ASan/UBSan report (they were a SIGSEGV, a heap-buffer-overflow and
+// heap-use-after-frees before). LORA_TEST_ASAN=0 skips it.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { asanAddonPath, asanEnv, asanSkipReason, buildAsanAddon, root } from './asan-build.js';
+
+const child = process.env.LORA_ASAN_CHILD === '1';
+
+describe.skipIf(asanSkipReason !== '' || child)('hostile arguments under ASan + UBSan', () => {
+  it('builds the sanitizer addon (when missing) and passes every hostile case with no report', () => {
+    const b = buildAsanAddon();
+    console.log(`[hostile asan] addon build (incremental when present): ${b.seconds.toFixed(0)} s, exit ${b.status}`);
+    expect(b.status, b.log).toBe(0);
+    expect(existsSync(asanAddonPath)).toBe(true);
+    const t0 = performance.now();
+    const r = spawnSync(process.execPath, [join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--project', 'core-native', 'test/hostile-args.test.ts'], {
+      cwd: root,
+      env: asanEnv({ LORA_ASAN_CHILD: '1' }),
+      encoding: 'utf8',
+      timeout: 600_000,
+    });
+    const out = `${r.stdout}\n${r.stderr}`;
+    const calls = out.match(/\[hostile\] (\d+) calls/)?.[1];
+    console.log(`[hostile asan] hostile-args under ASan+UBSan: exit ${r.status}, ${calls} sweep calls, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    expect(out).not.toMatch(/ERROR: AddressSanitizer|runtime error:/);
+    expect(r.status, out.slice(-4000)).toBe(0);
+    expect(Number(calls)).toBeGreaterThan(1000);
+  });
+});
+
+describe.skipIf(asanSkipReason === '' || child)('hostile arguments under ASan + UBSan', () => {
+  it('is skipped', () => {
+    console.log(`[hostile asan] skipped: ${asanSkipReason}`);
+    expect(asanSkipReason).not.toBe('');
+  });
+});

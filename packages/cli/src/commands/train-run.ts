@@ -156,7 +156,7 @@ export async function runTrain(o: TrainRunOptions): Promise<number> {
         });
         process.stderr.write(`  ${trainer.stepsPerEpoch} steps per epoch (batch ${o.batch} × grad-accum ${o.gradAccum}); ${trainer.totalSteps} steps in all\n`);
         await writeTrainingArgs(o.out, {
-          data: { path: resolve(o.data), sha256: dataSha, records: records.length },
+          data: { path: existsSync(o.data) ? resolve(o.data) : o.data /* a hub dataset id stays an id */, sha256: dataSha, records: records.length },
           split: o.split, seed: o.seed, model: o.model,
           train_records: train.length, eval_records: test.length, examples: prepared.summary,
           lora: { r: o.r, alpha: o.alpha, dropout: o.dropout, targets: o.targets, rslora: o.rslora },

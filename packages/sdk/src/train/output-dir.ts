@@ -2,9 +2,9 @@
 // read-only path, a file in the way, EACCES are named with a code now, not after the last step),
 // locked against a second run (an exclusive lock file holding the pid; a lock whose pid is dead is
 // taken over), and refused when it holds another run unless the caller resumes it or overwrites it.
-import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, realpathSync, unlinkSync, writeSync } from 'node:fs';
 import { mkdir, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 import { LoraError } from '../io/errors.js';
 import { pidAlive } from './checkpoint.js';
@@ -60,6 +60,24 @@ function takeLock(path: string): void {
   throw new LoraError('E_OUTPUT_LOCKED', `${path}: another run took the lock first`);
 }
 
+/**
+ * Kernel pseudo file systems cannot hold a run, and Node's recursive mkdir spins forever under
+ * /proc (seen: `lora train --out /proc/x` hung). Judged by the real path of the nearest folder that exists.
+ */
+function refusePseudoFs(dir: string): void {
+  let p = resolve(dir);
+  while (!existsSync(p) && dirname(p) !== p) p = dirname(p);
+  let real = p;
+  try {
+    real = realpathSync(p);
+  } catch {
+    // unreadable: mkdir below names the error
+  }
+  if (/^\/(proc|sys|dev)(\/|$)/.test(real)) {
+    throw new LoraError('E_OUTPUT_DIR', `${dir}: is on a kernel pseudo file system (${real.split('/')[1]}); choose another --out`);
+  }
+}
+
 /** Names of what in `dir` belongs to a previous run. */
 async function previousRun(dir: string, checkpoints: string): Promise<string[]> {
   const names = new Set(await readdir(dir));
@@ -81,6 +99,7 @@ export async function prepareOutputDir(dir: string, o: { resume?: boolean; overw
     if (e instanceof LoraError) throw e;
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw explain(e as NodeJS.ErrnoException, dir, 'use it as the output folder');
   }
+  refusePseudoFs(dir);
   try {
     await mkdir(checkpoints, { recursive: true });
   } catch (e) {

@@ -186,14 +186,11 @@ export class Trainer {
     const { Tensor } = native();
     const dev = this.model.device.memory;
     const zeros = (t: NativeTensor) => Tensor.fromArray(new Float32Array(t.numel), t.shape, 'f32', dev);
-    this.moments = this.model.lora!.layers.flatMap((layer, li) =>
-      (['qkv', 'out_proj', 'fc1', 'fc2'] as const)
-        .filter((n) => layer[n])
-        .map((n) => {
-          const m = layer[n]!;
-          return { module: m, key: `layers.${li}.${n}`, mA: zeros(m.a), vA: zeros(m.a), mB: zeros(m.b), vB: zeros(m.b) };
-        }),
-    );
+    // Every LoRA module the family's table made (OPT: layers.i.qkv/out_proj/fc1/fc2, the same keys as
+    // before; llama-shaped: its own), so a family's modules all get AdamW state.
+    this.moments = this.model.lora!.namedModules().map(({ key, module: m }) => ({
+      module: m, key, mA: zeros(m.a), vA: zeros(m.a), mB: zeros(m.b), vB: zeros(m.b),
+    }));
   }
 
   private optimizerState(): Map<string, RawTensor> {

@@ -5,3 +5,6 @@ export { OPT_SPECIAL_TOKENS, OPT_TOKEN_ROLES, type TokenizerSpec } from './spec.
 export { BYTE_TO_CHAR, CHAR_TO_BYTE, textToByteChars, byteCharsToBytes } from './byte-unicode.js';
 export { GPT2_PATTERN, pretokenize } from './pretokenize.js';
 export { BytePairMerger } from './bpe.js';
+export { HfTokenizer } from './hf-tokenizer.js';
+export { AutoTokenizer, type PreTrainedTokenizer } from './auto-tokenizer.js';
+export { JinjaChatTemplate, type ChatMessage as TemplateMessage, type RenderOptions } from './chat-template.js';

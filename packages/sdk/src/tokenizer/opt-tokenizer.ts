@@ -6,6 +6,7 @@ import { BytePairMerger } from './bpe.js';
 import { byteCharsToBytes, textToByteChars } from './byte-unicode.js';
 import { loadTokenizerSpec } from './load.js';
 import { pretokenize } from './pretokenize.js';
+import type { JinjaChatTemplate } from './chat-template.js';
 import type { TokenizerSpec } from './spec.js';
 
 export interface EncodeOptions {
@@ -29,6 +30,8 @@ export class OptTokenizer {
   private readonly merger: BytePairMerger;
   private readonly specialIds: Set<number>;
   private readonly specialPattern: RegExp | undefined;
+  /** tokenizer_config.json's chat_template, set by AutoTokenizer when the folder has one (OPT's has none). */
+  chatTemplate?: JinjaChatTemplate;
 
   constructor(readonly spec: TokenizerSpec) {
     this.idToToken = [];

@@ -106,9 +106,11 @@ async function exportGguf(o: ExportOptions, modelDir: string, raw: Record<string
     } else {
       await add(model, (p) => writeGgufModel(p, { config, weights, tokenizer, adapter, name }, dtype));
     }
-    const stops = [tokenizer.config.eos_token, '<|im_end|>', '<|eot_id|>', '<|endoftext|>', '<|end_of_text|>']
-      .map((s) => (typeof s === 'string' ? s : (s as { content?: string } | undefined)?.content))
-      .filter((s): s is string => !!s && JSON.stringify(tokenizer.tokenizer.added_tokens ?? []).includes(JSON.stringify(s)));
+    // Stop on the eos and on the turn-ending tokens of the chat layouts, where the vocab has them.
+    const added = new Set((tokenizer.tokenizer.added_tokens ?? []).map((t) => t.content));
+    const eos = tokenizer.config.eos_token;
+    const stops = [typeof eos === 'string' ? eos : (eos as { content?: string } | undefined)?.content, '<|im_end|>', '<|eot_id|>', '<|endoftext|>', '<|end_of_text|>']
+      .filter((s): s is string => !!s && added.has(s));
     const text = modelfile({ from: `./${model}`, adapter: o.adapterOnly ? './adapter.gguf' : undefined, chatTemplate: chatTemplate(tokenizer.config), stops });
     await writeFile(join(stage, 'Modelfile'), text);
     result.files.push({ name: 'Modelfile', bytes: Buffer.byteLength(text) });

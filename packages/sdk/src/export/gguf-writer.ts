@@ -65,7 +65,7 @@ function checkScalar(key: string, type: GgufScalarType, v: GgufScalar): void {
   if (type === 'string') { if (typeof v !== 'string') fail(`expected a string, got ${typeof v}`); return; }
   if (type === 'bool') { if (typeof v !== 'boolean') fail(`expected a boolean, got ${typeof v}`); return; }
   if (type === 'u64' || type === 'i64') { if (typeof v !== 'number' && typeof v !== 'bigint') fail(`expected an integer, got ${typeof v}`); return; }
-  if (typeof v !== 'number' || Number.isNaN(v) && type !== 'f32' && type !== 'f64') fail(`expected a number, got ${String(v)}`);
+  if (typeof v !== 'number') return fail(`expected a number, got ${typeof v}`);
   if (type !== 'f32' && type !== 'f64' && !Number.isInteger(v)) fail(`expected an integer for ${type}, got ${String(v)}`);
 }
 

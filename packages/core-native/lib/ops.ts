@@ -29,7 +29,7 @@ export type WeightDType = 'f32' | 'f16' | 'bf16' | 'i8' | 'int4' | 'nf4' | 'bf16
 type Fn = (...args: unknown[]) => unknown;
 function op(name: string): Fn {
   const f = loadAddon().addon[name];
-  if (typeof f !== 'function') throw new Error(`lora: the native addon lacks ${name}; rebuild @lora/core-native`);
+  if (typeof f !== 'function') throw Object.assign(new Error(`lora: the native addon lacks ${name}; rebuild @lora/core-native`), { code: 'ERR_LORA_NO_ADDON' });
   return f as Fn;
 }
 // Outputs the caller did not give: on the CUDA device of `like` (the op's main input) when it is a

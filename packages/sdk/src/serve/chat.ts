@@ -1,6 +1,6 @@
 // Chat messages → prompt text. A model folder whose tokenizer_config.json has a `chat_template`
 // renders it with @huggingface/jinja (transformers' apply_chat_template with
-// add_generation_prompt=true) when that package is installed. OPT has no template: there the rule is
+// add_generation_prompt=true). OPT has no template: there the rule is
 // the Alpaca template the adapters here are trained with (`lora train`, data/template.ts): the one
 // user message is the instruction, system messages (joined by blank lines) are the input, and any
 // other shape (several user turns, assistant turns) is refused with a 400 naming the rule, rather than
@@ -9,7 +9,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { alpacaPrompt } from '../data/template.js';
-import { badRequest, ServeError } from './errors.js';
+import { JinjaChatTemplate } from '../tokenizer/chat-template.js';
+import { badRequest } from './errors.js';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant' | 'developer';
@@ -41,31 +42,21 @@ export const ALPACA_CHAT: ChatTemplate = {
 
 /** The chat template of a model folder: its tokenizer_config.json's chat_template, else the Alpaca rule. */
 export async function loadChatTemplate(dir: string): Promise<ChatTemplate> {
+  const path = join(dir, 'tokenizer_config.json');
   let config: Record<string, unknown> = {};
   try {
-    config = JSON.parse(await readFile(join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+    config = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
   } catch {
     return ALPACA_CHAT;
   }
-  let source = config.chat_template;
-  if (Array.isArray(source)) source = (source.find((t: { name?: string }) => t?.name === 'default') as { template?: string } | undefined)?.template;
-  if (typeof source !== 'string' || !source) return ALPACA_CHAT;
-  const special = (v: unknown) => (typeof v === 'string' ? v : typeof v === 'object' && v && 'content' in v ? String((v as { content: unknown }).content) : '');
-  const vars = { bos_token: special(config.bos_token), eos_token: special(config.eos_token), add_generation_prompt: true };
-  const pkg = '@huggingface/jinja';
-  let Template: new (s: string) => { render(v: Record<string, unknown>): string };
-  try {
-    ({ Template } = (await import(pkg)) as { Template: typeof Template });
-  } catch {
-    const unavailable = new ServeError(500, 'chat_template_unavailable', `${dir} has a Jinja chat_template, and rendering it needs the @huggingface/jinja package (npm i @huggingface/jinja); /v1/completions still works`);
-    return { kind: 'jinja', render: () => { throw unavailable; } };
-  }
-  const template = new Template(source);
+  // The same renderer training data goes through (tokenizer/chat-template.ts), with the generation prompt.
+  const template = JinjaChatTemplate.fromConfig(config, path);
+  if (!template) return ALPACA_CHAT;
   return {
     kind: 'jinja',
     render: (messages) => {
       try {
-        return template.render({ ...vars, messages });
+        return template.render(messages, { addGenerationPrompt: true });
       } catch (e) {
         throw badRequest(`the model's chat template refused these messages: ${e instanceof Error ? e.message : String(e)}`, 'messages', 'chat_template_error');
       }

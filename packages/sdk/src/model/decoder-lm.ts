@@ -14,8 +14,9 @@ import { openWeights } from '../io/open-weights.js';
 import type { RawTensor, WeightSource } from '../io/tensor.js';
 import type { CausalLM, CausalLMConfig, GenerateOptions, GenerateResult, LoadOptions, ModelBatch, StepOptions, StepResult } from '../models/causal-lm.js';
 import { expandParams, loraLayout, slotOf, type LoraLayout, type Param, type ParamTable } from '../models/params.js';
+import { allocateRowCache, raggedForward, rowCacheBytes, type RaggedBlock, type RaggedRow, type RaggedStepOptions, type RowKvCache } from '../models/batch-step.js';
 import { loadAdapterWeights, readAdapterConfig, saveAdapter } from './adapter-io.js';
-import { bindKernels } from './bind-kernels.js';
+import { autocast, bindKernels } from './bind-kernels.js';
 import { resolveDevice, type ResolvedDevice } from './device.js';
 import type { LayerDropout } from './dropout.js';
 import { decode, type DecodeTarget } from './generate.js';
@@ -125,6 +126,10 @@ export abstract class DecoderLM<C extends CausalLMConfig, W extends BaseWeights,
   protected abstract kvWidth(): number;
   /** Width of lm_head's input. */
   protected abstract headWidth(): number;
+  /** The family's block over a ragged batch (models/batch-step.ts), for serving; undefined: none yet. */
+  protected raggedBlock(): RaggedBlock | undefined {
+    return undefined;
+  }
 
   // ---- Shared by every family.
 
@@ -280,6 +285,44 @@ export abstract class DecoderLM<C extends CausalLMConfig, W extends BaseWeights,
         for (const kv of caches) (kv.k.dispose(), kv.v.dispose());
       },
     };
+  }
+
+  // ---- The ragged-batch step (lora serve): rows with their own KV caches, positions and adapters.
+
+  /** Bytes one row's KV cache of `capacity` positions holds. */
+  rowCacheBytes(capacity: number): number {
+    return rowCacheBytes(this.config.numHiddenLayers, this.kvWidth(), capacity);
+  }
+
+  /** One row's KV cache for every layer, `capacity` positions (at most the model's). */
+  allocateRowCache(capacity: number): RowKvCache {
+    this.assertLive();
+    return allocateRowCache(this.device.memory, this.config.numHiddenLayers, this.kvWidth(), capacity, this.config.maxPositionEmbeddings);
+  }
+
+  /** Whether the linears compute under bf16 autocast (a bf16 or quantized base). */
+  baseAutocast(): boolean {
+    const p = this.params.find((q) => q.quantizable && q.layer !== undefined);
+    const t = p && slotOf(this.weights, p).tensor;
+    return t !== undefined && autocast(t);
+  }
+
+  /**
+   * One forward over a ragged batch through this family's block, pausing after each layer; returns
+   * each row's last-token logits (undefined where not wanted) and advances the rows' caches. Refused
+   * with E_CONFIG for a family without a ragged-batch block.
+   */
+  raggedStep(rows: readonly RaggedRow[], o: RaggedStepOptions): Generator<void, (Float32Array | undefined)[], void> {
+    this.assertLive();
+    const block = this.raggedBlock();
+    if (!block) throw new LoraError('E_CONFIG', `the '${this.modelType}' family has no ragged-batch block yet (models/batch-step.ts), so lora serve cannot run it`);
+    const c = this.config;
+    return raggedForward({
+      kernels: this.kernels, device: this.device, vocabSize: c.vocabSize, numLayers: c.numHiddenLayers, hiddenSize: c.hiddenSize,
+      lmHead: this.weights.lmHead, headWidth: this.headWidth(), block,
+      positionId: (t, past) => this.positionId(t + 1, true, past),
+      final: (x, h, mean, rstd) => this.final(x, h, mean, rstd),
+    }, rows, o);
   }
 
   /** ids, mask, targets and positions of a batch into the workspace; `past` offsets the positions (decoding). */

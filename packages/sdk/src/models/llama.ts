@@ -25,8 +25,10 @@ import { linear, linearGrad, type Kernels, type KvCache } from '../model/kernels
 import type { LoraAdapter } from '../model/lora.js';
 import { logicalShapes, type QuantizationConfig } from '../model/quantized-io.js';
 import { loadWeights, type LoadWeightOptions } from '../model/weights.js';
+import type { RaggedBlock } from './batch-step.js';
 import type { LoadOptions } from './causal-lm.js';
 import { llamaConfigToJson, loadLlamaConfig, ropeInvFreq, type LlamaConfig } from './llama-config.js';
+import { llamaRaggedBlock } from './llama-batch.js';
 import { LLAMA_PARAMS, TOP_LEVEL } from './llama-params.js';
 import { createLlamaWorkspace, type LlamaLayerCache, type LlamaWorkspace } from './llama-workspace.js';
 import { expandParams, paramShapes } from './params.js';
@@ -220,6 +222,10 @@ export class LlamaForCausalLM extends DecoderLM<LlamaConfig, LlamaWeights, Llama
 
   protected headWidth(): number {
     return this.config.hiddenSize;
+  }
+
+  protected raggedBlock(): RaggedBlock {
+    return llamaRaggedBlock(this.config, this.weights);
   }
 
   private shape(ws: LlamaWorkspace) {

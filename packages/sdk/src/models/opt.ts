@@ -14,8 +14,10 @@ import type { LayerDropout } from '../model/dropout.js';
 import type { Kernels, KvCache } from '../model/kernels.js';
 import { logicalShapes, type QuantizationConfig } from '../model/quantized-io.js';
 import { loadWeights, type LoadWeightOptions } from '../model/weights.js';
+import type { RaggedBlock } from './batch-step.js';
 import type { LoadOptions } from './causal-lm.js';
 import { layerBackward, layerForward, LN_EPS, type LayerWeights, type ModelWeights } from './opt-block.js';
+import { optRaggedBlock } from './opt-batch.js';
 import { OPT_PARAMS } from './opt-params.js';
 import { createWorkspace, type Workspace } from './opt-workspace.js';
 import { expandParams } from './params.js';
@@ -150,6 +152,10 @@ export class OptForCausalLM extends DecoderLM<OptConfig, ModelWeights, Workspace
 
   protected headWidth(): number {
     return this.config.wordEmbedProjDim;
+  }
+
+  protected raggedBlock(): RaggedBlock {
+    return optRaggedBlock(this.config, this.weights);
   }
 
   private hasFinalNorm(): boolean {

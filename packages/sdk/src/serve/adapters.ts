@@ -4,7 +4,7 @@
 import { LoraError } from '../io/errors.js';
 import { loadAdapterWeights, readAdapterConfig } from '../model/adapter-io.js';
 import { LoraAdapter } from '../model/lora.js';
-import type { OptForCausalLM } from '../model/opt.js';
+import type { CausalLM } from '../models/causal-lm.js';
 import { ServeError } from './errors.js';
 import type { AdapterLease } from './scheduler.js';
 
@@ -24,7 +24,7 @@ export class AdapterRegistry {
   private readonly loading = new Set<string>();
 
   constructor(
-    private readonly model: OptForCausalLM,
+    private readonly model: CausalLM,
     private readonly baseName: string,
     /** The engine's view of each adapter: prepared after loading, forgotten before the weights are freed. */
     private readonly hooks: { loaded?: (lora: LoraAdapter) => void; disposing?: (lora: LoraAdapter) => void } = {},
@@ -59,8 +59,9 @@ export class AdapterRegistry {
       const m = this.model;
       let lora: LoraAdapter | undefined;
       try {
-        const options = await readAdapterConfig(path);
-        lora = new LoraAdapter(m.config, { ...options, dropout: 0, initLoraWeights: 'gaussian' }, m.device.memory);
+        // The family's LoRA layout: its module names and targets (an adapter for another family is refused).
+        const options = await readAdapterConfig(path, m.loraLayout.targets);
+        lora = new LoraAdapter(m.loraLayout, { ...options, dropout: 0, initLoraWeights: 'gaussian' }, m.device.memory);
         await loadAdapterWeights(lora, path, m.config);
         this.hooks.loaded?.(lora);
       } catch (e) {

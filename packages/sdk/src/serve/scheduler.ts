@@ -150,7 +150,7 @@ export class Scheduler {
       const now = performance.now();
       const entry: Entry = {
         req, submitted: now, admitted: 0, lastTokenAt: 0, capacity, fed: 0, tokens: [], rand: seededRandom(req.sampling.seed),
-        stop: new Set(req.sampling.stopTokenIds ?? [e.eosTokenId]), done: false, resolve, ttft: 0,
+        stop: new Set(req.sampling.stopTokenIds ?? e.eosTokenIds ?? [e.eosTokenId]), done: false, resolve, ttft: 0,
       };
       if (req.signal) {
         if (req.signal.aborted) return this.finish(entry, 'cancelled');

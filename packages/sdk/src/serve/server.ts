@@ -9,10 +9,10 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-import type { OptForCausalLM } from '../model/opt.js';
+import type { CausalLM } from '../models/causal-lm.js';
 import { AdapterRegistry } from './adapters.js';
 import { ALPACA_CHAT, type ChatTemplate } from './chat.js';
-import { OptDecodeEngine, type DecodeEngine } from './engine.js';
+import { ModelDecodeEngine, type DecodeEngine } from './engine.js';
 import { badRequest, ServeError } from './errors.js';
 import { handleGeneration, type Tokenizer } from './generation.js';
 import { ServerMetrics } from './metrics.js';
@@ -38,7 +38,7 @@ export interface ServeOptions {
   /** Seconds a 429 asks the client to wait (default 1). */
   retryAfterSec?: number;
   scheduler?: SchedulerOptions;
-  /** Default: OptDecodeEngine over the model. */
+  /** Default: ModelDecodeEngine over the model (any family on the shared decoder base). */
   engine?: DecodeEngine;
 }
 
@@ -54,9 +54,9 @@ export class LoraServer {
   private readonly created = Math.floor(Date.now() / 1000);
   private draining = false;
 
-  constructor(readonly model: OptForCausalLM, private readonly o: ServeOptions) {
+  constructor(readonly model: CausalLM, private readonly o: ServeOptions) {
     this.modelName = o.modelName ?? model.source ?? 'base';
-    const engine = o.engine ?? new OptDecodeEngine(model);
+    const engine = o.engine ?? new ModelDecodeEngine(model);
     this.scheduler = new Scheduler(engine, {
       ...o.scheduler,
       observer: {
@@ -192,7 +192,7 @@ export class LoraServer {
 }
 
 /** The SDK's entry point: a server for `model` (call listen(), and loadAdapter for --adapter NAME=DIR). */
-export function createServer(model: OptForCausalLM, opts: ServeOptions): LoraServer {
+export function createServer(model: CausalLM, opts: ServeOptions): LoraServer {
   return new LoraServer(model, opts);
 }
 

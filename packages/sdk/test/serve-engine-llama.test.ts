@@ -1,0 +1,81 @@
+// The serve engine on the Llama-shaped families: ragged batches (rows of different adapters, a
+// chunked prefill beside decode rows, per-row rotary positions and GQA caches) give each row exactly
+// what generate() gives that row alone - greedy tokens equal - with the shared base product (S-LoRA),
+// with one fused product per adapter segment, and under bf16 autocast (the engine's default there).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { LlamaForCausalLM, LoraAdapter, sampleToken } from '../src/index.js';
+import { ModelDecodeEngine, type KvCache } from '../src/serve/engine.js';
+import { writeTinyLlama } from './serve-llama-fixture.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'lora-serve-llama-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const greedy = (l: Float32Array) => sampleToken(l, { temperature: 0, topP: 1, topK: 0 }, () => 0);
+
+const CASES = [
+  { dtype: 'f32', shareBase: true },
+  { dtype: 'f32', shareBase: false },
+  { dtype: 'bf16', shareBase: undefined },
+] as const;
+
+describe.each(['llama', 'qwen2', 'qwen3'])('serve engine on a tiny %s', (family) => {
+  const dir = writeTinyLlama(join(tmp, family), family);
+  it.each(CASES)('batched rows with different adapters and chunked prefill equal generate() per row ($dtype, shareBase $shareBase)', async ({ dtype, shareBase }) => {
+    using m = await LlamaForCausalLM.fromPretrained(dir, { device: 'cpu', dtype });
+    // Random A and B on every linear (all seven targets; gate|up is one module of two groups).
+    const make = (seed: number) => new LoraAdapter(m.loraLayout, { r: 4, alpha: 16, targetModules: ['all-linear'], initLoraWeights: false, seed }, m.device.memory);
+    const one = make(3);
+    const two = make(5);
+    try {
+      const prompts = [[2, 17, 9, 5, 42, 7], [2, 10, 11], [2, 30, 31, 32, 33, 34, 35, 36, 37], [2, 8]];
+      const adapters = [one, two, undefined, one];
+      const steps = 8;
+      const expected: number[][] = [];
+      for (const [i, p] of prompts.entries()) {
+        m.lora = adapters[i];
+        expected.push((await m.generate(p, { maxNewTokens: steps, stopTokens: [] })).tokens);
+      }
+      m.lora = undefined;
+      const engine = new ModelDecodeEngine(m, { shareBase });
+      expect(engine.kvBytes(10)).toBe(m.config.numHiddenLayers * 2 * 10 * m.config.numKeyValueHeads * m.config.headDim * 4);
+      const caches: KvCache[] = prompts.map((p) => engine.allocate(p.length + steps));
+      try {
+        const got: number[][] = prompts.map(() => []);
+        const first = engine.forward([0, 1, 3].map((i) => ({ cache: caches[i], ids: prompts[i], adapter: adapters[i], wantLogits: true })));
+        [0, 1, 3].forEach((i, j) => got[i].push(greedy(first[j]!)));
+        let fed = 0;
+        while (got.some((g) => g.length < steps)) {
+          const rows = [];
+          const who: number[] = [];
+          for (const i of [0, 1, 3]) if (got[i].length < steps) (rows.push({ cache: caches[i], ids: [got[i].at(-1)!], adapter: adapters[i], wantLogits: true }), who.push(i));
+          if (fed < prompts[2].length) {
+            const chunk = prompts[2].slice(fed, fed + 4);
+            fed += chunk.length;
+            rows.unshift({ cache: caches[2], ids: chunk, adapter: undefined, wantLogits: fed === prompts[2].length });
+            who.unshift(2);
+          } else if (got[2].length < steps) {
+            rows.push({ cache: caches[2], ids: [got[2].at(-1)!], adapter: undefined, wantLogits: true });
+            who.push(2);
+          }
+          const logits = engine.forward(rows);
+          who.forEach((i, j) => logits[j] && got[i].push(greedy(logits[j]!)));
+        }
+        expect(got).toEqual(expected);
+        // The adapters really change the output (from the base and from each other).
+        expect(expected[0]).not.toEqual(expected[1]);
+        expect(new Set(expected.map((e) => e.join())).size).toBeGreaterThan(2);
+      } finally {
+        for (const c of caches) c.dispose();
+        engine.dispose();
+      }
+    } finally {
+      m.lora = undefined;
+      one.dispose();
+      two.dispose();
+    }
+  });
+});

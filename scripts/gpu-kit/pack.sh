@@ -36,6 +36,8 @@ mkdir -p "$CACHE"
 # --- the addon ---------------------------------------------------------------------------------
 build_s=null
 decision="given: $ADDON"
+# A build folder's own record of what CMake decided (…/build-x/Release/lora_native.node -> …/build-x/cuda-decision.txt).
+[[ -n $ADDON && -f $(dirname "$ADDON")/../cuda-decision.txt ]] && decision="given: $ADDON ($(cat "$(dirname "$ADDON")/../cuda-decision.txt"))"
 if [[ -z $ADDON && $CPU_ONLY == 1 ]]; then
   ADDON="$ROOT/packages/core-native/build/Release/lora_native.node"
   decision="the repo's build ($(cat "$ROOT/packages/core-native/build/cuda-decision.txt" 2>/dev/null || echo 'no cuda-decision.txt'))"

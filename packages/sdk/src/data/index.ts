@@ -13,3 +13,7 @@ export {
 } from './batches.js';
 export { syntheticCodeInstructions } from './synthetic.js';
 export { prepareExamples, describeData, type DataSummary } from './summary.js';
+export {
+  toTrainingRecord, parseTrainingRecords, readTrainingRecords, isChatRecord, type ChatRecord, type TrainingRecord,
+} from './chat-records.js';
+export { tokenizeTrainingRecord, type ChatTokenizerLike } from './chat-tokenize.js';

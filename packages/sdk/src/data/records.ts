@@ -43,8 +43,15 @@ export function toRecord(row: unknown, where: string): InstructionRecord {
   return { instruction: field('instruction', true), input: field('input', false), output: field('output', true) };
 }
 
+type RowReader<T> = (row: unknown, where: string) => T;
+
 /** Parses records from text in JSON (an array) or JSONL (one object per line). */
 export function parseRecords(text: string, format: 'json' | 'jsonl', source = 'data'): InstructionRecord[] {
+  return parseRows(text, format, source, toRecord);
+}
+
+/** Like parseRecords, with `toRow` checking and converting each row (training takes chat records too). */
+export function parseRows<T>(text: string, format: 'json' | 'jsonl', source: string, toRow: RowReader<T>): T[] {
   if (format === 'json') {
     let parsed: unknown;
     try {
@@ -53,9 +60,9 @@ export function parseRecords(text: string, format: 'json' | 'jsonl', source = 'd
       throw new LoraError('E_DATA', `${source}: not valid JSON: ${(e as Error).message}`);
     }
     if (!Array.isArray(parsed)) throw new LoraError('E_DATA', `${source}: expected a JSON array of records`);
-    return parsed.map((row, i) => toRecord(row, `${source} record ${i}`));
+    return parsed.map((row, i) => toRow(row, `${source} record ${i}`));
   }
-  const out: InstructionRecord[] = [];
+  const out: T[] = [];
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i].trim();
@@ -66,13 +73,18 @@ export function parseRecords(text: string, format: 'json' | 'jsonl', source = 'd
     } catch (e) {
       throw new LoraError('E_DATA', `${source} line ${i + 1}: not valid JSON: ${(e as Error).message}`);
     }
-    out.push(toRecord(row, `${source} line ${i + 1}`));
+    out.push(toRow(row, `${source} line ${i + 1}`));
   }
   return out;
 }
 
 /** Reads every record of a local file. */
 export async function readRecords(path: string, options: { format?: RecordFormat } = {}): Promise<InstructionRecord[]> {
+  return readRows(path, toRecord, options);
+}
+
+/** Like readRecords, with `toRow` checking and converting each row. */
+export async function readRows<T>(path: string, toRow: RowReader<T>, options: { format?: RecordFormat } = {}): Promise<T[]> {
   const format = formatOf(path, options.format);
   if (format === 'parquet') {
     let rows: Record<string, unknown>[];
@@ -84,7 +96,7 @@ export async function readRecords(path: string, options: { format?: RecordFormat
       if (err.code === 'ENOENT') throw new LoraError('E_FILE_NOT_FOUND', `${path}: no such file`);
       throw new LoraError('E_DATA', `${path}: not a readable Parquet file: ${err.message}`);
     }
-    return rows.map((row, i) => toRecord(row, `${path} row ${i}`));
+    return rows.map((row, i) => toRow(row, `${path} row ${i}`));
   }
   let bytes: Buffer;
   try {
@@ -99,5 +111,5 @@ export async function readRecords(path: string, options: { format?: RecordFormat
   } catch {
     throw new LoraError('E_DATA', `${path}: not valid UTF-8`);
   }
-  return parseRecords(text, format, path);
+  return parseRows(text, format, path, toRow);
 }

@@ -1,8 +1,10 @@
 // Records → training examples with an account of what happened on the way, printed before step 1:
 // how many were truncated at `seq` (and what share), how many lost every label token (nothing to
-// learn: with responseOnly, a prompt longer than seq) and were dropped, and the token count.
-import { IGNORE_INDEX, tokenizeRecord, type Example, type TokenizerLike } from './batches.js';
-import type { InstructionRecord } from './records.js';
+// learn: with responseOnly or a conversation, a prompt longer than seq) and were dropped, and the
+// token count.
+import { IGNORE_INDEX, type Example } from './batches.js';
+import type { TrainingRecord } from './chat-records.js';
+import { tokenizeTrainingRecord, type ChatTokenizerLike } from './chat-tokenize.js';
 
 export interface DataSummary {
   records: number;
@@ -21,8 +23,8 @@ export interface DataSummary {
 
 /** Tokenizes records for training at `seq`, dropping those with no label token left, and says what it did. */
 export function prepareExamples(
-  tok: TokenizerLike,
-  records: readonly InstructionRecord[],
+  tok: ChatTokenizerLike,
+  records: readonly TrainingRecord[],
   o: { seq: number; responseOnly?: boolean },
 ): { examples: Example[]; summary: DataSummary } {
   const examples: Example[] = [];
@@ -30,8 +32,9 @@ export function prepareExamples(
   let truncated = 0;
   let dropped = 0;
   let longest = 0;
-  for (const r of records) {
-    const full = tokenizeRecord(tok, r, { maxLength: Number.MAX_SAFE_INTEGER, responseOnly: o.responseOnly });
+  for (const [i, r] of records.entries()) {
+    // Conversations learn from assistant turns only, whatever responseOnly says (chat-tokenize.ts).
+    const full = tokenizeTrainingRecord(tok, r, { maxLength: Number.MAX_SAFE_INTEGER, responseOnly: o.responseOnly }, `record ${i}`);
     longest = Math.max(longest, full.inputIds.length);
     if (full.inputIds.length > o.seq) truncated++;
     const ex = { inputIds: full.inputIds.slice(0, o.seq), labels: full.labels.slice(0, o.seq) };

@@ -1,7 +1,7 @@
 // `lora serve`: the SDK's OpenAI-compatible server (vLLM's endpoints and shapes) for a base model
 // and any number of LoRA adapters, with continuous batching. SIGTERM/SIGINT drain: no new requests,
 // the running ones finish, then the process exits; a second signal cancels what is left.
-import { createServer, loadChatTemplate, OptForCausalLM, OptTokenizer, resolveModelDir, TOKENIZER_FILES, type BaseDType, type DeviceOption } from '@lora/sdk';
+import { AutoModelForCausalLM, createServer, loadChatTemplate, OptTokenizer, resolveModelDir, TOKENIZER_FILES, type BaseDType, type DeviceOption } from '@lora/sdk';
 
 import { UsageError, type Command } from '../command.js';
 import { bool, list, num, parseFlags, str, type CommandSpec } from '../flags.js';
@@ -55,7 +55,7 @@ export const serveCommand: Command = {
     const adapters = parseAdapters(list(p, 'adapter') ?? []);
     const tokenizer = await OptTokenizer.fromPretrained(modelId);
     const chatTemplate = await loadChatTemplate(await resolveModelDir(modelId, { files: TOKENIZER_FILES }));
-    const model = await OptForCausalLM.fromPretrained(modelId, { device: str(p, 'device') as DeviceOption, dtype: str(p, 'dtype') as BaseDType });
+    const model = await AutoModelForCausalLM.fromPretrained(modelId, { device: str(p, 'device') as DeviceOption, dtype: str(p, 'dtype') as BaseDType });
     const server = createServer(model, {
       tokenizer, chatTemplate, modelName: str(p, 'served-model-name') ?? modelId,
       apiKey: str(p, 'api-key') ?? (process.env.LORA_API_KEY || undefined),

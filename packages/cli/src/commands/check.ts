@@ -9,7 +9,7 @@ const CHECK_SPEC: CommandSpec = {
   command: 'lora check',
   synopsis: 'lora check --model DIR --expect FILE.safetensors [--adapter DIR] [options]',
   description: 'Runs one batch through the model (and adapter) and compares logits, loss and LoRA gradients with a stored answer\n' +
-    '(e.g. PyTorch\'s, made by scripts/fixtures/make_opt_fixtures.py), one line per tensor.',
+    '(e.g. PyTorch\'s, made by scripts/fixtures/make_{opt,llama}_fixtures.py), one line per tensor.',
   flags: [
     { name: 'model', kind: 'string', metavar: 'DIR', help: 'model folder' },
     { name: 'adapter', kind: 'string', metavar: 'DIR', help: 'PEFT adapter folder' },

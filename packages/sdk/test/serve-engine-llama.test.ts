@@ -22,6 +22,10 @@ const CASES = [
   { dtype: 'bf16', shareBase: undefined },
 ] as const;
 
+it('refuses a model that is not on the shared decoder base with E_CONFIG', () => {
+  expect(() => new ModelDecodeEngine({ modelType: 'gpt2' } as unknown as LlamaForCausalLM)).toThrow(expect.objectContaining({ code: 'E_CONFIG', message: expect.stringContaining("'gpt2'") }));
+});
+
 describe.each(['llama', 'qwen2', 'qwen3'])('serve engine on a tiny %s', (family) => {
   const dir = writeTinyLlama(join(tmp, family), family);
   it.each(CASES)('batched rows with different adapters and chunked prefill equal generate() per row ($dtype, shareBase $shareBase)', async ({ dtype, shareBase }) => {

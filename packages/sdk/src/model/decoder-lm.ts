@@ -300,6 +300,11 @@ export abstract class DecoderLM<C extends CausalLMConfig, W extends BaseWeights,
     return allocateRowCache(this.device.memory, this.config.numHiddenLayers, this.kvWidth(), capacity, this.config.maxPositionEmbeddings);
   }
 
+  /** Whether this family has a ragged-batch block (so raggedStep runs; lora serve needs it). */
+  hasRaggedStep(): boolean {
+    return this.raggedBlock() !== undefined;
+  }
+
   /** Whether the linears compute under bf16 autocast (a bf16 or quantized base). */
   baseAutocast(): boolean {
     const p = this.params.find((q) => q.quantizable && q.layer !== undefined);

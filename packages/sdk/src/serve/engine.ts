@@ -69,6 +69,9 @@ export class ModelDecodeEngine implements DecodeEngine {
       throw new LoraError('E_CONFIG', `lora serve runs models on the shared decoder base (model/decoder-lm.ts); a '${model.modelType}' model is not one`);
     }
     this.model = model as unknown as DecoderModel;
+    if (!this.model.hasRaggedStep()) {
+      throw new LoraError('E_CONFIG', `the '${model.modelType}' family has no ragged-batch block (models/batch-step.ts), so lora serve cannot run it`);
+    }
     // Under autocast (bf16 or quantized base) the fused kernel runs the LoRA branch in bf16, which the
     // composed shared-base path does not reproduce bit for bit (greedy tokens differed from generate()
     // on the pre-LN fixture), so there the default is one fused product per adapter segment.

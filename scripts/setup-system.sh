@@ -12,6 +12,8 @@ PACKAGES=(
   "chromium /usr/bin/chromium headless browser for the report.html web-page test (packages/cli/test/report-*.test.ts)"
   "wordnet-base - WordNet 3.0 dictionary files in /usr/share/wordnet for METEOR synonym matching (packages/sdk/test/eval-*.test.ts)"
   "python3-torch - PyTorch reference forward of llama/qwen2/qwen3 for the GGUF export tests (scripts/fixtures/llama_reference.py, packages/sdk/test/export-*.test.ts)"
+  "openmpi-bin /usr/bin/mpirun Open MPI's launcher for the data-parallel training tests (packages/sdk/test/dist-*.test.ts, packages/cli/test/dist-*.test.ts)"
+  "libopenmpi-dev - mpi.h and libmpi for the addon's MPI plug-in lora_mpi.so (CMake finds it; rebuild the addon after installing)"
 )
 
 log() { echo "setup-system: $*"; }

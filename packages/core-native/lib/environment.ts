@@ -1,4 +1,5 @@
 // One object describing this machine as the kernels see it; `lora env` prints it.
+import { distInfo, type DistInfo } from './dist.js';
 import { loadAddon, type AddonVariant } from './loader.js';
 import type { BackendStatus, BuildInfo, CpuInfo, CudaInfo } from './native.js';
 
@@ -9,6 +10,8 @@ export interface EnvironmentReport {
   cpu: CpuInfo;
   backends: BackendStatus[];
   cuda: CudaInfo;
+  /** Open MPI / NCCL for data-parallel training: whether usable here and why not. */
+  dist: DistInfo;
 }
 
 export function environment(): EnvironmentReport {
@@ -20,6 +23,7 @@ export function environment(): EnvironmentReport {
     cpu: addon.cpuInfo(),
     backends: addon.backends(),
     cuda: addon.cudaInfo(),
+    dist: distInfo(),
   };
 }
 
@@ -50,6 +54,9 @@ export function formatEnvironment(r: EnvironmentReport): string {
       (r.cuda.usable
         ? `, ${r.cuda.deviceCount} device(s): ${r.cuda.deviceName} (sm_${r.cuda.computeCapability.replace('.', '')}, ${(r.cuda.totalMemory / 2 ** 30).toFixed(1)} GiB)`
         : `, CUDA unavailable: ${r.cuda.reason}`),
+    `  mpi           ${r.dist.usable ? `usable (plug-in ${r.dist.pluginPath})` : r.dist.reason}` +
+      (r.dist.envSize > 0 ? `; launched as rank ${r.dist.envRank} of ${r.dist.envSize}` : '; not launched by mpirun (single process)'),
+    `  nccl          ${r.dist.ncclBuilt ? 'built into the MPI plug-in (GPU ranks)' : r.dist.ncclReason}`,
   ];
   return lines.join('\n');
 }

@@ -1,6 +1,7 @@
 // @lora/core-native: the addon loader, native tensor types and environment report.
 export { loadAddon, type LoadedAddon, type AddonVariant } from './loader.js';
 export { environment, formatEnvironment, type EnvironmentReport } from './environment.js';
+export { Communicator, distInfo, defaultDistTimeout, type DistInfo } from './dist.js';
 export type {
   DType,
   DeviceName,

@@ -175,6 +175,14 @@ export class RaggedBatch {
     return t;
   }
 
+  /**
+   * A linear's own temporary, freed as soon as that linear is done (not at the end of the step: a
+   * prefill chunk's [rows, G·N] deltas in every layer would otherwise all be alive at once).
+   */
+  private transient(...shape: number[]): NativeTensor {
+    return native().Tensor.empty('f32', shape, this.device);
+  }
+
   /** Rows [start, start + len) of t, as a view freed when the step ends. */
   rowsOf(t: NativeTensor, start: number, len: number): NativeTensor {
     return this.keep(t.narrow(0, start, len));
@@ -200,8 +208,9 @@ export class RaggedBatch {
         const m = mods[i];
         const xs = this.rowsOf(x, s.start, s.len);
         const ys = this.rowsOf(y, s.start, s.len);
-        if (!m || !s.adapter) k.linear(xs, w, bias, ys);
-        else k.linear(xs, w, bias, ys, { spec: s.adapter.spec(m) as LoraSpec, xa: this.tmp(s.len, m.groups * s.adapter.r) });
+        if (!m || !s.adapter) return k.linear(xs, w, bias, ys);
+        using xa = this.transient(s.len, m.groups * s.adapter.r);
+        k.linear(xs, w, bias, ys, { spec: s.adapter.spec(m) as LoraSpec, xa });
       });
       return;
     }
@@ -209,9 +218,9 @@ export class RaggedBatch {
     this.segments.forEach((s, i) => {
       const m = mods[i];
       if (!m || !s.adapter) return;
-      const xa = this.tmp(s.len, m.groups * s.adapter.r);
+      using xa = this.transient(s.len, m.groups * s.adapter.r);
       k.linear(this.rowsOf(x, s.start, s.len), m.a, undefined, xa);
-      const delta = this.tmp(s.len, m.groups * m.outFeatures);
+      using delta = this.transient(s.len, m.groups * m.outFeatures);
       k.linear(xa, this.o.lora.blockDiagonalB(m, s.adapter.r), undefined, delta);
       const ys = this.rowsOf(y, s.start, s.len);
       k.add(ys, delta, ys, s.adapter.scale);

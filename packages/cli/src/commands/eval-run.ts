@@ -4,14 +4,14 @@
 import { join, resolve } from 'node:path';
 
 import {
+  AutoModelForCausalLM,
+  AutoTokenizer,
   chatCompletionsUrl,
   evaluateModel,
   evaluateTarget,
   generationErrorNote,
   loadWordNet,
   METRIC_NAMES,
-  OptForCausalLM,
-  OptTokenizer,
   readEvalRecords,
   splitTrainTest,
   TRAINING_DEFAULTS,
@@ -188,8 +188,8 @@ export async function runEval(argv: string[]): Promise<number> {
     process.stderr.write(`lora eval: warning: ${values.adapter} has no training_args.json, so its training records are unknown; using split ${split}, seed ${seed}\n`);
   }
 
-  const tok = target ? undefined : await OptTokenizer.fromPretrained(values.model!);
-  const model = target ? undefined : await OptForCausalLM.fromPretrained(values.model!, { device, dtype });
+  const tok = target ? undefined : await AutoTokenizer.fromPretrained(values.model!);
+  const model = target ? undefined : await AutoModelForCausalLM.fromPretrained(values.model!, { device, dtype });
   const ac = new AbortController();
   const onSigint = () => ac.abort(new Error('interrupted'));
   process.once('SIGINT', onSigint);

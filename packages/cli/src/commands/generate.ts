@@ -1,6 +1,6 @@
 // `lora generate`: KV-cached decoding from a model (and optional adapter), for a raw prompt or an
 // instruction in the training template.
-import { alpacaPrompt, OptForCausalLM, OptTokenizer, type BaseDType, type DeviceOption } from '@lora/sdk';
+import { alpacaPrompt, AutoModelForCausalLM, AutoTokenizer, type BaseDType, type DeviceOption } from '@lora/sdk';
 
 import { UsageError, type Command } from '../command.js';
 import { parseFlags, type CommandSpec } from '../flags.js';
@@ -42,8 +42,9 @@ export const generateCommand: Command = {
     if (!values.model) throw new UsageError('--model is required');
     if ((values.prompt === undefined) === (values.instruction === undefined)) throw new UsageError('give exactly one of --prompt or --instruction');
     const text = values.prompt ?? alpacaPrompt({ instruction: values.instruction!, input: values.input ?? '' });
-    const tok = await OptTokenizer.fromPretrained(values.model);
-    const model = await OptForCausalLM.fromPretrained(values.model, { device: values.device, dtype: values.dtype });
+    // The folder decides: tokenizer.json (Llama, Qwen) or OPT's vocab.json + merges.txt; config.json's model_type picks the family.
+    const tok = await AutoTokenizer.fromPretrained(values.model);
+    const model = await AutoModelForCausalLM.fromPretrained(values.model, { device: values.device, dtype: values.dtype });
     try {
       if (values.adapter) await model.loadAdapter(values.adapter);
       const ids = tok.encode(text);

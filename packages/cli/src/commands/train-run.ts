@@ -10,8 +10,8 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
 import {
-  describeData, formatMetrics, listCheckpoints, loadOptConfig, LoraError, OptForCausalLM, OptTokenizer, prepareExamples, prepareOutputDir,
-  readRecords, splitTrainTest, Trainer, writeFileAtomic, writeTrainingArgs,
+  AutoModelForCausalLM, AutoTokenizer, describeData, formatMetrics, listCheckpoints, loadLlamaConfig, loadOptConfig, LoraError, prepareExamples, prepareOutputDir,
+  readModelType, readTrainingRecords, splitTrainTest, Trainer, writeFileAtomic, writeTrainingArgs,
   type BaseDType, type DeviceOption, type LoraTarget, type ScheduleKind,
 } from '@lora/sdk';
 
@@ -109,15 +109,15 @@ export async function runTrain(o: TrainRunOptions): Promise<number> {
     const checkSeq = (positions: number) => {
       if (o.seq > positions) throw new UsageError(`--seq ${o.seq} exceeds the model's ${positions} positions (max_position_embeddings); use --seq ${positions} or less`);
     };
-    if (existsSync(configPath)) checkSeq((await loadOptConfig(o.model)).maxPositionEmbeddings);
+    if (existsSync(configPath)) checkSeq((await ((await readModelType(o.model)) === 'opt' ? loadOptConfig : loadLlamaConfig)(o.model)).maxPositionEmbeddings);
 
     const bytes = await readFile(o.data).catch((e: NodeJS.ErrnoException) => {
       throw new LoraError('E_FILE_NOT_FOUND', `${o.data}: cannot read the data file (${e.code})`);
     });
     const dataSha = createHash('sha256').update(bytes).digest('hex');
-    const records = await readRecords(o.data);
+    const records = await readTrainingRecords(o.data); // Alpaca rows, messages or ShareGPT conversations
     const { train, test } = splitTrainTest(records, o.split, o.seed);
-    const tok = await OptTokenizer.fromPretrained(o.model);
+    const tok = await AutoTokenizer.fromPretrained(o.model); // tokenizer.json, else OPT's vocab.json + merges.txt
     const prepared = prepareExamples(tok, train, { seq: o.seq, responseOnly: o.responseOnly });
     process.stderr.write(`${o.data}: ${records.length} records; --split ${o.split} (seed ${o.seed}) trains on ${train.length} and holds out ${test.length}\n`);
     process.stderr.write(`${describeData(prepared.summary, o.seq)}\n`);
@@ -126,7 +126,7 @@ export async function runTrain(o: TrainRunOptions): Promise<number> {
     if (o.evalSteps && !evalExamples?.length) throw new UsageError(`--eval-steps: the ${test.length} held-out records give no example with a label token`);
 
     const progress = new TrainProgress(process.stderr, o.progressSeconds);
-    const model = await OptForCausalLM.fromPretrained(o.model, { device: o.device, dtype: o.dtype, onProgress: (e) => progress.load(e) });
+    const model = await AutoModelForCausalLM.fromPretrained(o.model, { device: o.device, dtype: o.dtype, onProgress: (e) => progress.load(e) });
     try {
       checkSeq(model.config.maxPositionEmbeddings);
       model.addLora({ r: o.r, alpha: o.alpha, dropout: o.dropout, targetModules: o.targets, useRslora: o.rslora, seed: o.seed });

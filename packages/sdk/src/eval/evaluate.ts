@@ -15,7 +15,7 @@ import type { InstructionRecord } from '../data/records.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import { alpacaPrompt } from '../data/template.js';
 import type { CausalLM } from '../models/causal-lm.js';
-import type { OptTokenizer } from '../tokenizer/opt-tokenizer.js';
+import type { PreTrainedTokenizer } from '../tokenizer/auto-tokenizer.js';
 import { judgeExamples, JUDGE_RUBRICS, type JudgeOptions, type JudgeRubric, type JudgeVerdict } from './judge.js';
 import { METRIC_NAMES, scorePredictions, type CorpusScores, type MetricName, type ScoreOptions } from './score.js';
 import { evalWarnings } from './warnings.js';
@@ -148,7 +148,7 @@ const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
 /** Generates, scores and (optionally) judges every record. See the module comment. */
 export async function evaluateModel(
   model: CausalLM,
-  tokenizer: OptTokenizer,
+  tokenizer: PreTrainedTokenizer,
   records: readonly InstructionRecord[],
   opts: EvaluateOptions = {},
   onProgress?: (p: EvalProgress) => void,

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { native } from '@lora/core-native';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { LlamaForCausalLM, LoraAdapter, sampleToken } from '../src/index.js';
@@ -16,10 +17,14 @@ const tmp = mkdtempSync(join(tmpdir(), 'lora-serve-llama-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const greedy = (l: Float32Array) => sampleToken(l, { temperature: 0, topP: 1, topK: 0 }, () => 0);
 
+// cpu: f32 with and without the shared base product, bf16 with the engine's default; the CUDA
+// emulator (the CUDA backend's kernels on the host): f32 with the shared base product.
+const emu = native().backends().some((b) => b.name === 'emu' && b.usable);
 const CASES = [
-  { dtype: 'f32', shareBase: true },
-  { dtype: 'f32', shareBase: false },
-  { dtype: 'bf16', shareBase: undefined },
+  { device: 'cpu', dtype: 'f32', shareBase: true },
+  { device: 'cpu', dtype: 'f32', shareBase: false },
+  { device: 'cpu', dtype: 'bf16', shareBase: undefined },
+  ...(emu ? [{ device: 'emu', dtype: 'f32', shareBase: true }] : []),
 ] as const;
 
 it('refuses a model that is not on the shared decoder base with E_CONFIG', () => {
@@ -28,8 +33,8 @@ it('refuses a model that is not on the shared decoder base with E_CONFIG', () =>
 
 describe.each(['llama', 'qwen2', 'qwen3'])('serve engine on a tiny %s', (family) => {
   const dir = writeTinyLlama(join(tmp, family), family);
-  it.each(CASES)('batched rows with different adapters and chunked prefill equal generate() per row ($dtype, shareBase $shareBase)', async ({ dtype, shareBase }) => {
-    using m = await LlamaForCausalLM.fromPretrained(dir, { device: 'cpu', dtype });
+  it.each(CASES)('batched rows with different adapters and chunked prefill equal generate() per row ($device, $dtype, shareBase $shareBase)', async ({ device, dtype, shareBase }) => {
+    using m = await LlamaForCausalLM.fromPretrained(dir, { device, dtype });
     // Random A and B on every linear (all seven targets; gate|up is one module of two groups).
     const make = (seed: number) => new LoraAdapter(m.loraLayout, { r: 4, alpha: 16, targetModules: ['all-linear'], initLoraWeights: false, seed }, m.device.memory);
     const one = make(3);

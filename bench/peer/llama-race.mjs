@@ -1,0 +1,390 @@
+#!/usr/bin/env node
+// The model-families race (issue 13): our LoRA step on a SmolLM2-360M-shaped and a Qwen2.5-0.5B-shaped
+// model (@lora/sdk LlamaForCausalLM, cpu backend, bf16 base) against PyTorch's (llama_lora_step.py:
+// llama_torch.py + PEFT-style LoRA under bf16 autocast) on the same shapes, back to back in one run,
+// one process per side and model so each peak RSS (VmHWM) is that side's own. See bench/peer/README.md.
+//
+//   node bench/peer/llama-race.mjs                              # both shapes, full depth, 1 + 2 steps
+//   node bench/peer/llama-race.mjs --quick                      # smoke: 1 layer, 1 × 64 tokens
+//   node bench/peer/llama-race.mjs --shapes qwen2.5-0.5b --layers 8 --steps 3
+//
+// The same file is the "ours" child (`--child ours`), printing one JSON line as the python side does.
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(HERE, '..', '..');
+const PYTHON = process.env.LORA_PEER_PYTHON ?? '/usr/bin/python3';
+const PY_SCRIPT = join(HERE, 'llama_lora_step.py');
+
+// config.json fields of the two models (llama_torch.SHAPES has the same numbers for the python side).
+const SHAPES = {
+  'smollm2-360m': {
+    model_type: 'llama', hidden_size: 960, intermediate_size: 2560, num_hidden_layers: 32, num_attention_heads: 15,
+    num_key_value_heads: 5, head_dim: 64, vocab_size: 49152, rms_norm_eps: 1e-5, rope_theta: 100000, tie_word_embeddings: true,
+    max_position_embeddings: 8192, attention_bias: false, hidden_act: 'silu', initializer_range: 0.02,
+  },
+  'qwen2.5-0.5b': {
+    model_type: 'qwen2', hidden_size: 896, intermediate_size: 4864, num_hidden_layers: 24, num_attention_heads: 14,
+    num_key_value_heads: 2, vocab_size: 151936, rms_norm_eps: 1e-6, rope_theta: 1000000, tie_word_embeddings: true,
+    max_position_embeddings: 32768, hidden_act: 'silu', initializer_range: 0.02,
+  },
+};
+const TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+const LORA_DROPOUT = 0.05;
+const LR = 2e-4;
+
+const OPTIONS = {
+  child: { type: 'string' },
+  shape: { type: 'string' },
+  quick: { type: 'boolean', default: false },
+  shapes: { type: 'string' },
+  rank: { type: 'string' },
+  steps: { type: 'string' },
+  warmup: { type: 'string' },
+  layers: { type: 'string' },
+  batch: { type: 'string' },
+  seq: { type: 'string' },
+  threads: { type: 'string' },
+  seed: { type: 'string' },
+  sides: { type: 'string' },
+  'torch-base': { type: 'string' },
+  out: { type: 'string' },
+  'no-peak': { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+};
+
+const HELP = `usage: node bench/peer/llama-race.mjs [options]
+
+Races our LoRA training step (@lora/sdk LlamaForCausalLM, cpu backend, bf16 base) against PyTorch's
+(bench/peer/llama_lora_step.py, bf16 autocast) with random init, LoRA on all seven linears
+(q/k/v/o/gate/up/down, alpha = 2r, dropout 0.05), AdamW on LoRA only.
+
+  --shapes a,b          smollm2-360m,qwen2.5-0.5b (default both)
+  --rank N              LoRA r (default 16)
+  --layers N            decoder layers (default each model's: 32 / 24; quick: 1)
+  --batch N --seq N     tokens per step (default 4 × 512; quick: 1 × 64)
+  --steps N --warmup N  timed and untimed steps per side (default 2 and 1)
+  --threads N           threads on both sides (default 2)
+  --torch-base f32,bf16 PyTorch's stored base: f32 (autocast over f32 weights, as the OPT race) and/or
+                        bf16 (from_pretrained(torch_dtype=bfloat16)); one PyTorch run each (default f32)
+  --sides ours,theirs   run one side only
+  --no-peak             skip the same-run peak measurements
+  --out FILE            JSON (default bench/results/peer-llama-<date>.json, -2, -3 ... when it exists)
+`;
+
+const int = (v, name, min = 1) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, got ${v}`);
+  return n;
+};
+const list = (v) => String(v).split(',').map((s) => s.trim()).filter(Boolean);
+const round = (x, d = 1) => (typeof x === 'number' && Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : x);
+const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? Math.round((a / b) * 1000) / 1000 : null);
+
+function settings(v) {
+  const q = v.quick;
+  const shapes = list(v.shapes ?? Object.keys(SHAPES).join(','));
+  for (const s of shapes) if (!SHAPES[s]) throw new Error(`--shapes: '${s}' is not one of ${Object.keys(SHAPES).join(', ')}`);
+  const torchBase = list(v['torch-base'] ?? 'f32');
+  for (const b of torchBase) if (b !== 'f32' && b !== 'bf16') throw new Error(`--torch-base: '${b}' is neither f32 nor bf16`);
+  const sides = list(v.sides ?? 'ours,theirs');
+  for (const s of sides) if (s !== 'ours' && s !== 'theirs') throw new Error(`--sides: '${s}' is neither ours nor theirs`);
+  return {
+    shapes, torchBase, sides, quick: q,
+    rank: int(v.rank ?? 16, 'rank'),
+    layers: v.layers === undefined ? (q ? 1 : undefined) : int(v.layers, 'layers'),
+    batch: int(v.batch ?? (q ? 1 : 4), 'batch'),
+    seq: int(v.seq ?? (q ? 64 : 512), 'seq', 2),
+    steps: int(v.steps ?? 2, 'steps'),
+    warmup: int(v.warmup ?? 1, 'warmup', 0),
+    threads: int(v.threads ?? 2, 'threads'),
+    seed: int(v.seed ?? 0, 'seed', 0),
+    peak: !v['no-peak'],
+  };
+}
+
+function configJson(shape, layers) {
+  const c = { ...SHAPES[shape] };
+  if (layers !== undefined) c.num_hidden_layers = layers;
+  return c;
+}
+
+/** VmHWM / VmRSS of this process, in MB. */
+function vm(field) {
+  const m = readFileSync('/proc/self/status', 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'));
+  return m ? Number(m[1]) / 1024 : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Our side (child process)
+
+function hashName(s) {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+const F32 = new Float32Array(1);
+const U32 = new Uint32Array(F32.buffer);
+/** f32 -> bf16 bits, round to nearest even (the values are finite). */
+function bf16(x) {
+  F32[0] = x;
+  const u = U32[0];
+  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/**
+ * A WeightSource that makes each tensor when it is read, in bf16 as the real checkpoints ship:
+ * HF's init (normal(0, initializer_range) for linears and the embedding, zero biases, unit norms),
+ * seeded per tensor name. Nothing on disk; no tensor held after the model has copied it.
+ */
+function randomLlamaSource(sdk, config, std, seed) {
+  const shapes = sdk.paramShapes(sdk.expandParams(sdk.LLAMA_PARAMS, config));
+  return {
+    keys: () => [...shapes.keys()],
+    has: (name) => shapes.has(name),
+    info: (name) => ({ dtype: 'BF16', shape: shapes.get(name) }),
+    async read(name) {
+      const shape = shapes.get(name);
+      const n = shape.reduce((a, b) => a * b, 1);
+      const data = new Uint16Array(n);
+      if (name.endsWith('norm.weight')) data.fill(bf16(1));
+      else if (!name.endsWith('.bias')) {
+        const rand = sdk.seededRandom((seed * 0x9e3779b1) ^ hashName(name));
+        for (let i = 0; i < n; i += 2) {
+          const m = std * Math.sqrt(-2 * Math.log(Math.max(rand(), 1e-12)));
+          const a = 2 * Math.PI * rand();
+          data[i] = bf16(m * Math.cos(a));
+          if (i + 1 < n) data[i + 1] = bf16(m * Math.sin(a));
+        }
+      }
+      return { dtype: 'BF16', shape, data };
+    },
+    async close() {},
+  };
+}
+
+/** FLOPs per trained token, counted as llama_torch.flop_per_token does (4·N_base + 6·N_lora + 12·L·s·width). */
+function flopPerToken(c, nLora, seq) {
+  const q = c.numAttentionHeads * c.headDim;
+  const kv = c.numKeyValueHeads * c.headDim;
+  const C = c.hiddenSize;
+  const nBase = c.numHiddenLayers * (C * q + 2 * C * kv + q * C + 3 * C * c.intermediateSize) + c.vocabSize * C;
+  return 4 * nBase + 6 * nLora + 12 * c.numHiddenLayers * seq * q;
+}
+
+async function runOurs(v) {
+  const s = settings(v);
+  process.env.LORA_NUM_THREADS = String(s.threads);
+  const core = await import('@lora/core-native');
+  const sdk = await import('@lora/sdk');
+  core.ops.setNumThreads(s.threads);
+  const json = configJson(v.shape, s.layers);
+  const config = sdk.parseLlamaConfig(json);
+  const t0 = performance.now();
+  const model = await sdk.LlamaForCausalLM.fromWeights(config, randomLlamaSource(sdk, config, json.initializer_range, s.seed), { device: 'cpu', dtype: 'bf16' });
+  const alpha = 2 * s.rank;
+  const lora = model.addLora({ r: s.rank, alpha, dropout: LORA_DROPOUT, targetModules: TARGETS, seed: s.seed });
+  const rssAfterLoad = vm('VmRSS');
+  const hwmAfterLoad = vm('VmHWM');
+  const initS = (performance.now() - t0) / 1000;
+  const total = s.warmup + s.steps;
+  const rand = sdk.seededRandom(s.seed ^ 0x5eed);
+  const examples = Array.from({ length: s.batch }, () => {
+    const ids = Array.from({ length: s.seq }, (_, t) => (t === 0 ? 1 : 3 + Math.floor(rand() * (config.vocabSize - 3))));
+    return { inputIds: ids, labels: ids.slice() };
+  });
+  const stepMs = [];
+  const losses = [];
+  const trainer = new sdk.Trainer(model, {
+    examples, batchSize: s.batch, seq: s.seq, padding: 'longest', maxSteps: total,
+    lr: LR, schedule: 'constant', warmupSteps: 0, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8,
+    maxGradNorm: 0, seed: s.seed, loggingSteps: total,
+    onEvent: (e) => {
+      if (e.type !== 'step') return;
+      const ms = (1000 * e.tokens) / e.tokensPerSec;
+      process.stderr.write(`step ${e.step}/${total} ${e.step <= s.warmup ? '(warmup) ' : ''}loss ${e.loss.toFixed(4)} ${ms.toFixed(0)} ms\n`);
+      if (e.step > s.warmup) {
+        stepMs.push(ms);
+        losses.push(e.loss);
+      }
+    },
+  });
+  const result = await trainer.train();
+  if (result.reason !== 'finished') throw new Error(`training stopped: ${result.reason} ${result.message ?? ''}`);
+  const ms = stepMs.reduce((a, b) => a + b, 0) / stepMs.length;
+  const tps = (s.batch * s.seq) / (ms / 1000);
+  const flop = flopPerToken(config, lora.trainableParameters(), s.seq);
+  // The same-run bf16 peak: core-native's register-blocked vdpbf16ps loop on every pool thread.
+  const peak = s.peak ? sdk.measurePeak(model.kernels, model.device.backend, 'cpu', 'bf16') : null;
+  const mem = core.native().memoryStats('cpu');
+  const out = {
+    bench: 'llama_lora_step', impl: 'lora', node: process.version, threads: core.ops.getNumThreads(), backend: model.device.backend,
+    shape: v.shape, config: json,
+    lora: { r: s.rank, alpha, dropout: LORA_DROPOUT, targets: TARGETS },
+    batch: s.batch, seq: s.seq, dtype: 'bf16', base_dtype: 'bf16', optimizer: { name: 'AdamW', lr: LR },
+    warmup: s.warmup, steps: s.steps,
+    ms_per_step: round(ms), ms_per_step_min: round(Math.min(...stepMs)), tokens_per_s: round(tps),
+    gflop_per_token: round(flop / 1e9, 4), gflops: round((flop * tps) / 1e9),
+    peak_gflops: peak ? round(peak.gflops) : null, peak_what: peak?.source ?? null,
+    pct_of_peak: peak ? round((100 * flop * tps) / 1e9 / peak.gflops) : null,
+    loss_first: round(losses[0], 4), loss_last: round(losses[losses.length - 1], 4),
+    peak_rss_mb: round(vm('VmHWM')), rss_mb: round(vm('VmRSS')), rss_after_load_mb: round(rssAfterLoad), peak_rss_after_load_mb: round(hwmAfterLoad),
+    native_peak_allocated_mb: round(mem.peakAllocated / 2 ** 20), base_mb: round(model.baseBytes() / 2 ** 20),
+    params: { trainable: lora.trainableParameters(), all: model.baseParameters() + lora.trainableParameters() },
+    init_s: round(initS, 2),
+  };
+  model.dispose();
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// The race (parent process)
+
+let current;
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    current?.kill('SIGKILL');
+    process.exit(130);
+  });
+}
+
+/** Runs a child, streams its stderr with a prefix, returns the last JSON line of its stdout. */
+function runChild(label, cmd, args, env) {
+  return new Promise((done, fail) => {
+    const t0 = performance.now();
+    const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    current = child;
+    let stdout = '';
+    let tail = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => {
+      const text = d.toString();
+      tail = (tail + text).slice(-4000);
+      for (const line of text.split('\n').filter(Boolean)) process.stderr.write(`  [${label}] ${line}\n`);
+    });
+    child.on('error', fail);
+    child.on('close', (code, signal) => {
+      current = undefined;
+      const line = stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+      if (code !== 0 || !line) return fail(new Error(`${label} exited with ${signal ?? code}${line ? '' : ' and printed no JSON'}:\n${tail}`));
+      const r = JSON.parse(line);
+      r.process_wall_s = round((performance.now() - t0) / 1000);
+      done(r);
+    });
+  });
+}
+
+function common(s) {
+  const a = ['--batch', s.batch, '--seq', s.seq, '--threads', s.threads, '--warmup', s.warmup, '--steps', s.steps, '--seed', s.seed];
+  if (s.layers !== undefined) a.push('--layers', s.layers);
+  if (!s.peak) a.push('--no-peak');
+  return a.map(String);
+}
+
+const sh = (cmd, args) => {
+  try {
+    return execFileSync(cmd, args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return null;
+  }
+};
+const loadavg = () => os.loadavg().map((x) => round(x, 2));
+
+function freshResultPath(base) {
+  let path = join(ROOT, 'bench', 'results', `${base}.json`);
+  for (let n = 2; existsSync(path); n++) path = join(ROOT, 'bench', 'results', `${base}-${n}.json`);
+  return path;
+}
+
+function printRun(run, s) {
+  const o = run.ours;
+  const lines = [`${run.shape}, ${o?.config.num_hidden_layers ?? run.theirs?.[0]?.config.num_hidden_layers} layers, r=${s.rank} (7 targets), bf16, batch ${s.batch}×${s.seq}, ${s.warmup}+${s.steps} steps, ${s.threads} threads`];
+  const row = (name, a, b, r) => `  ${name.padEnd(28)}${String(a ?? '—').padStart(18)}${String(b ?? '—').padStart(18)}${(r ? `${r.toFixed(3)}×` : '').padStart(10)}`;
+  for (const t of run.theirs ?? [{}]) {
+    const k = `ours vs pytorch (base ${t.base_dtype ?? '—'})`;
+    lines.push(`  ${k}`);
+    lines.push(row('tokens/s', o?.tokens_per_s, t.tokens_per_s, ratio(o?.tokens_per_s, t.tokens_per_s)));
+    lines.push(row('ms/step (mean / min)', o && `${o.ms_per_step} / ${o.ms_per_step_min}`, t.ms_per_step && `${t.ms_per_step} / ${t.ms_per_step_min}`, null));
+    lines.push(row('peak RSS (MB)', o?.peak_rss_mb, t.peak_rss_mb, ratio(o?.peak_rss_mb, t.peak_rss_mb)));
+    lines.push(row('  ours: peak by end of load', o?.peak_rss_after_load_mb, null, null));
+    lines.push(row('GFLOP/s', o?.gflops, t.gflops, null));
+    lines.push(row('% of same-run bf16 peak', o?.pct_of_peak, o?.peak_gflops && t.gflops && round((100 * t.gflops) / o.peak_gflops), null));
+    lines.push(row('loss first / last', o && `${o.loss_first} / ${o.loss_last}`, t.loss_first && `${t.loss_first} / ${t.loss_last}`, null));
+  }
+  lines.push(`  bf16 peak ${o?.peak_gflops ?? '—'} GFLOP/s (${o?.peak_what ?? 'not measured'}); load ${run.loadavg_before.join(' ')} before, ${run.loadavg_after.join(' ')} after`);
+  process.stdout.write(lines.join('\n') + '\n\n');
+}
+
+async function race(v) {
+  const s = settings(v);
+  const date = new Date().toISOString().slice(0, 10);
+  const outPath = resolve(v.out ?? freshResultPath(`peer-llama-${date}${s.quick ? '-quick' : ''}`));
+  const startedAt = new Date().toISOString();
+  const uptime = sh('uptime', []);
+  process.stderr.write(`llama-race: ${uptime}\n`);
+  const runs = [];
+  const write = (complete) => {
+    const result = {
+      bench: 'peer-race-llama', complete, started_at: startedAt, finished_at: new Date().toISOString(),
+      machine: { cpu: os.cpus()[0]?.model, logical_cpus: os.cpus().length, uptime_start: uptime, uptime_end: sh('uptime', []) },
+      versions: {
+        node: process.version, git_commit: sh('git', ['rev-parse', 'HEAD']),
+        git_dirty: (sh('git', ['status', '--porcelain', '--untracked-files=no']) ?? '') !== '',
+        torch: runs.find((r) => r.theirs)?.theirs[0]?.torch ?? null,
+      },
+      settings: {
+        shapes: s.shapes, layers: s.layers ?? 'full', rank: s.rank, alpha: 2 * s.rank, lora_dropout: LORA_DROPOUT, targets: TARGETS,
+        batch: s.batch, seq: s.seq, warmup: s.warmup, steps: s.steps, threads: s.threads, seed: s.seed, torch_base: s.torchBase,
+        ours: 'bf16 base (bf16 matmul inputs, f32 accumulation), LoRA/grads/AdamW f32', theirs: 'torch.autocast(cpu, bfloat16) around forward + loss',
+        optimizer: { name: 'AdamW', lr: LR, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0 },
+        data: 'one batch of random ids in [3, vocab), id 1 first, no padding, labels = ids, trained on at every step',
+      },
+      runs,
+    };
+    mkdirSync(dirname(outPath), { recursive: true });
+    writeFileSync(`${outPath}.tmp`, JSON.stringify(result, null, 2) + '\n');
+    renameSync(`${outPath}.tmp`, outPath);
+  };
+  for (const shape of s.shapes) {
+    const run = { shape, loadavg_before: loadavg() };
+    if (s.sides.includes('ours')) {
+      run.ours = await runChild(`ours ${shape}`, process.execPath, [fileURLToPath(import.meta.url), '--child', 'ours', '--shape', shape, '--rank', String(s.rank), ...common(s)], { LORA_NUM_THREADS: String(s.threads) });
+    }
+    if (s.sides.includes('theirs')) {
+      run.theirs = [];
+      for (const base of s.torchBase) {
+        const args = [PY_SCRIPT, '--shape', shape, '--rank', String(s.rank), '--alpha', String(2 * s.rank), '--dropout', String(LORA_DROPOUT),
+          '--targets', TARGETS.join(','), '--dtype', 'bf16', '--base-dtype', base, '--lr', String(LR), ...common(s)];
+        const t = await runChild(`pytorch ${shape} base ${base}`, PYTHON, args, { OMP_NUM_THREADS: String(s.threads), MKL_NUM_THREADS: String(s.threads) });
+        if (run.ours) {
+          t.ratios = {
+            tokens_per_s: ratio(run.ours.tokens_per_s, t.tokens_per_s),
+            tokens_per_s_best_step: ratio(t.ms_per_step_min, run.ours.ms_per_step_min),
+            peak_rss: ratio(run.ours.peak_rss_mb, t.peak_rss_mb),
+          };
+          t.pct_of_ours_peak = run.ours.peak_gflops ? round((100 * t.gflops) / run.ours.peak_gflops) : null;
+          t.targets = { tokens_per_s_ge_2x: t.ratios.tokens_per_s >= 2, peak_rss_le_0_25x: t.ratios.peak_rss <= 0.25 };
+        }
+        run.theirs.push(t);
+      }
+    }
+    run.loadavg_after = loadavg();
+    runs.push(run);
+    printRun(run, s);
+    write(false);
+  }
+  write(true);
+  process.stdout.write(`wrote ${outPath}\n`);
+}
+
+const { values } = parseArgs({ options: OPTIONS, allowPositionals: false });
+if (values.help) process.stdout.write(HELP);
+else if (values.child === 'ours') await runOurs(values);
+else if (values.child) throw new Error(`unknown --child ${values.child}`);
+else await race(values);

@@ -100,6 +100,14 @@ describe('conversations for a model without a chat template', () => {
     );
   });
 
+  it('name the record whose messages make the template raise', () => {
+    const source = "{% if messages[0].role != 'user' %}{{ raise_exception('first message must be the user\\'s') }}{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}";
+    const raising = { encode: tok.encode.bind(tok), eosTokenId: tok.eosTokenId, padTokenId: tok.padTokenId, chatTemplate: JinjaChatTemplate.fromConfig({ chat_template: source }, 'm/tokenizer_config.json')! };
+    expect(() => prepareExamples(raising, [{ messages: CHAT.messages.slice(1, 3) }, CHAT], { seq: 64 })).toThrow(
+      expect.objectContaining({ code: 'E_TOKENIZER', field: 'chat_template', message: expect.stringMatching(/^record 1: m\/tokenizer_config\.json: the chat template raised an error.*first message must be the user's/) }),
+    );
+  });
+
   it('refuse a template that leaves an assistant turn out, naming the message', () => {
     const source = "{% for m in messages %}{% if m.role != 'assistant' %}{{ m.content }}{% endif %}{% endfor %}";
     const dropping = { encode: tok.encode.bind(tok), eosTokenId: tok.eosTokenId, padTokenId: tok.padTokenId, chatTemplate: JinjaChatTemplate.fromConfig({ chat_template: source }, 'x')! };

@@ -138,6 +138,34 @@ describe('AutoTokenizer on OPT folders', () => {
   }, 30_000);
 });
 
+describe('add_bos_token / add_eos_token', () => {
+  const tiny = async (name: string, config: Record<string, unknown>, postProcessor: unknown = null) => {
+    const dir = join(tmp, name);
+    await mkdir(dir);
+    const model = { type: 'BPE', vocab: { a: 0, b: 1, '<s>': 2, '</s>': 3 }, merges: [] };
+    const added_tokens = ['<s>', '</s>'].map((content, i) => ({ id: 2 + i, content, special: true }));
+    await writeFile(join(dir, 'tokenizer.json'), JSON.stringify({ model, added_tokens, normalizer: null, pre_tokenizer: null, post_processor: postProcessor, decoder: null }));
+    await writeFile(join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', eos_token: '</s>', ...config }));
+    return AutoTokenizer.fromFiles(dir);
+  };
+  const bosTemplate = {
+    type: 'TemplateProcessing',
+    single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+    pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+    special_tokens: { '<s>': { id: '<s>', ids: [2], tokens: ['<s>'] } },
+  };
+
+  it('follow tokenizer.json\'s post-processor unless tokenizer_config.json says otherwise, like transformers\' Llama tokenizers', async () => {
+    expect((await tiny('plain', {})).encode('ab')).toEqual([0, 1]);
+    expect((await tiny('template', {}, bosTemplate)).encode('ab')).toEqual([2, 0, 1]);
+    const both = await tiny('both', { add_bos_token: true, add_eos_token: true });
+    expect(both.encode('ab')).toEqual([2, 0, 1, 3]);
+    expect(both.encode('ab', { addSpecialTokens: false })).toEqual([0, 1]);
+    expect((await tiny('no-bos', { add_bos_token: false }, bosTemplate)).encode('ab')).toEqual([0, 1]);
+    expect((await tiny('bos-twice', { add_bos_token: true }, bosTemplate)).encode('ab')).toEqual([2, 0, 1]);
+  });
+});
+
 describe('bad tokenizer files', () => {
   it('names a tokenizer.json the library cannot read', async () => {
     const dir = join(tmp, 'bad-model');

@@ -8,7 +8,7 @@
 // it plus the generation prompt when the template is prefix-stable there, and at its content in any
 // case. The text is then tokenized in segments cut at those boundaries; for the byte-level templates
 // tested (Llama 3, Qwen3) the cuts fall on pre-tokenizer boundaries, so the ids equal the whole text's.
-import { LoraError } from '../io/errors.js';
+import { isLoraError, LoraError } from '../io/errors.js';
 import type { ChatMessage, JinjaChatTemplate } from '../tokenizer/chat-template.js';
 import { IGNORE_INDEX, tokenizeRecord, type Example, type ExampleOptions, type TokenizerLike } from './batches.js';
 import { isChatRecord, type ChatRecord, type TrainingRecord } from './chat-records.js';
@@ -107,5 +107,12 @@ function asAlpaca(tok: TokenizerLike, r: ChatRecord, o: ExampleOptions, where: s
 /** Any training record → example. Conversations always learn from assistant turns only; `where` names the record in errors. */
 export function tokenizeTrainingRecord(tok: ChatTokenizerLike, r: TrainingRecord, o: ExampleOptions, where = 'record'): Example {
   if (!isChatRecord(r)) return tokenizeRecord(tok, r, o);
-  return tok.chatTemplate ? templated(tok, tok.chatTemplate, r, o, where) : asAlpaca(tok, r, o, where);
+  if (!tok.chatTemplate) return asAlpaca(tok, r, o, where);
+  try {
+    return templated(tok, tok.chatTemplate, r, o, where);
+  } catch (e) {
+    // A template that raises names its file; say which record made it raise.
+    if (isLoraError(e, 'E_TOKENIZER')) throw new LoraError('E_TOKENIZER', `${where}: ${e.message}`, { cause: e, field: e.field });
+    throw e;
+  }
 }

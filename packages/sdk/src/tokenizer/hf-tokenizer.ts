@@ -44,6 +44,9 @@ export class HfTokenizer {
   readonly padTokenId: number;
   readonly unkTokenId: number | undefined;
   private readonly specialIds: Set<number>;
+  /** bos/eos that tokenizer_config.json's add_bos_token/add_eos_token add or take away from what the post-processor does. */
+  private readonly addBos: boolean | undefined;
+  private readonly addEos: boolean | undefined;
 
   /** `where` names the folder in errors. Construction parses the whole vocabulary synchronously (Llama 3: ~2-9 s). */
   constructor(private readonly tokenizer: Tokenizer, readonly config: Json, readonly chatTemplate: JinjaChatTemplate | undefined, where: string) {
@@ -65,6 +68,13 @@ export class HfTokenizer {
     this.eosTokenId = eos;
     this.padTokenId = idOf('pad_token') ?? eos;
     this.unkTokenId = idOf('unk_token');
+    // transformers' Llama-style fast tokenizers rebuild the post-processor from add_bos_token /
+    // add_eos_token; here the post-processor's own choice (what it adds to an empty text) is
+    // corrected at encode time instead. Unset flags leave tokenizer.json's choice alone.
+    const added = tokenizer.encode('', { add_special_tokens: true }).ids;
+    const wants = (flag: unknown, id: number | undefined, has: boolean) => (typeof flag === 'boolean' && id !== undefined && flag !== has ? flag : undefined);
+    this.addBos = wants(config.add_bos_token, this.bosTokenId, added[0] === this.bosTokenId);
+    this.addEos = wants(config.add_eos_token, this.eosTokenId, added.length > 0 && added[added.length - 1] === this.eosTokenId);
   }
 
   /** tokenizer.json (required) + tokenizer_config.json and special_tokens_map.json (optional) of a folder. */
@@ -86,9 +96,16 @@ export class HfTokenizer {
     return new HfTokenizer(tokenizer, roles, JinjaChatTemplate.fromConfig(roles, configPath), dir);
   }
 
-  /** Ids as transformers' fast tokenizer gives them; bos/eos come from tokenizer.json's post-processor. */
+  /** Ids as transformers' fast tokenizer gives them: bos/eos from tokenizer.json's post-processor, as add_bos_token/add_eos_token correct it. */
   encode(text: string, options: EncodeOptions = {}): number[] {
-    return this.tokenizer.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+    const special = options.addSpecialTokens ?? true;
+    const ids = this.tokenizer.encode(text, { add_special_tokens: special }).ids;
+    if (!special) return ids;
+    if (this.addBos === true) ids.unshift(this.bosTokenId!);
+    else if (this.addBos === false && ids[0] === this.bosTokenId) ids.shift();
+    if (this.addEos === true) ids.push(this.eosTokenId);
+    else if (this.addEos === false && ids[ids.length - 1] === this.eosTokenId) ids.pop();
+    return ids;
   }
 
   /**

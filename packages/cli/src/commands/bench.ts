@@ -1,11 +1,13 @@
 // `lora bench`: the LoRA rank sweep (default) or the base-format sweep, with a live progress line
 // per run, the summary table, results.json and an HTML report; `lora bench kernels` runs the
-// kernel benchmarks.
+// kernel benchmarks. Under `mpirun -np N` each run is data-parallel (--batch per rank; tokens/s
+// counts every rank's tokens) and only rank 0 prints and writes results.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
 
 import { native } from '@lora/core-native';
-import { EMBEDDED_DEFAULTS, runSweep, TRAINING_DEFAULTS as D, type BaseDType, type DeviceOption, type LoraTarget, type SweepEvent } from '@lora/sdk';
+import { connectDistributed, EMBEDDED_DEFAULTS, runSweep, TRAINING_DEFAULTS as D, type BaseDType, type DeviceOption, type LoraTarget, type SweepEvent } from '@lora/sdk';
 
 import { UsageError, type Command } from '../command.js';
 import { formatNumber, parseFlags, type CommandSpec } from '../flags.js';
@@ -82,7 +84,10 @@ export const benchCommand: Command = {
     if (sweep === 'quant' && given.has('dtype')) throw new UsageError(`--dtype sets the base of the rank sweep; the quant sweep trains every format (${BASE_FORMATS.join(', ')})`);
     const dtype = given.has('dtype') ? values.dtype : undefined;
     const out = resolve(values.out ?? join('bench', 'results', `run-${new Date().toISOString().replace(/[:.]/g, '-')}`));
-    const progress = new Progress(process.stderr);
+    const comm = await connectDistributed();
+    const writer = (comm?.rank ?? 0) === 0;
+    const progress = new Progress(writer ? process.stderr : (new Writable({ write: (_c, _e, done) => done() }) as unknown as NodeJS.WriteStream));
+    if (comm && writer) progress.line(`data-parallel: ${comm.size} ranks (${comm.library}), batch per rank`);
     const onEvent = (e: SweepEvent) => {
       if (e.type === 'setup') progress.line(e.message);
       else if (e.type === 'run-start') progress.start(e.label, e.totalSteps, `run ${e.index + 1}/${e.total}`);
@@ -114,7 +119,10 @@ export const benchCommand: Command = {
         device,
         signal: ac.signal,
         onEvent,
+        distributed: comm,
       });
+      comm?.finalize();
+      if (!writer) return ac.signal.aborted ? 130 : 0;
       await mkdir(out, { recursive: true });
       await writeFile(join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
       const report = await writeReport(results, out);

@@ -4,13 +4,22 @@
 // past the model's positions); a data summary is printed before step 1; the run is recorded in OUT
 // the way HF's Trainer records it; Ctrl-C once finishes the current step, writes checkpoint-<step>
 // and says how to continue (exit 130), twice exits at once.
+//
+// Under `mpirun -np N` the run is data-parallel with no other flag (the SDK's Trainer `distributed`
+// option): --batch is per rank, so a step trains on N × batch × grad-accum rows. Only rank 0 takes
+// the output folder's lock, prints, and writes checkpoints, records and the adapter; every rank
+// reads the same checkpoint on --resume. A rank that fails exits non-zero without MPI_Finalize and
+// mpirun ends the others (its errmgr); a collective that waits past $LORA_DIST_TIMEOUT_S (600 s)
+// fails with ERR_LORA_DIST_TIMEOUT the same way. Ctrl-C makes mpirun end every rank at once: the
+// last checkpoint is kept and --resume continues from it.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
 
 import {
-  AutoModelForCausalLM, AutoTokenizer, describeData, formatMetrics, listCheckpoints, loadLlamaConfig, loadOptConfig, LoraError, prepareExamples, prepareOutputDir,
+  connectDistributed, AutoModelForCausalLM, AutoTokenizer, describeData, formatMetrics, listCheckpoints, loadLlamaConfig, loadOptConfig, LoraError, prepareExamples, prepareOutputDir,
   readModelType, readTrainingRecords, splitTrainTest, Trainer, writeFileAtomic, writeTrainingArgs,
   type BaseDType, type DeviceOption, type LoraTarget, type ScheduleKind,
 } from '@lora/sdk';
@@ -99,7 +108,24 @@ function checkFloats(o: TrainRunOptions): void {
 
 export async function runTrain(o: TrainRunOptions): Promise<number> {
   checkFloats(o);
-  const out = await prepareOutputDir(o.out, { resume: o.resume, overwrite: o.overwriteOutputDir });
+  const comm = await connectDistributed();
+  const code = await runRank(o, comm);
+  // Every rank reaches this with the same verdict (finished, stopped, non-finite), so all finalize.
+  comm?.finalize();
+  return code;
+}
+
+type Comm = Awaited<ReturnType<typeof connectDistributed>>;
+
+/** Rank 0 speaks; the other ranks of a data-parallel run write nothing to the terminal. */
+const silent = new Writable({ write: (_chunk, _enc, done) => done() });
+
+async function runRank(o: TrainRunOptions, comm: Comm): Promise<number> {
+  const writer = (comm?.rank ?? 0) === 0;
+  const stderr = writer ? process.stderr : silent;
+  const out = writer
+    ? await prepareOutputDir(o.out, { resume: o.resume, overwrite: o.overwriteOutputDir })
+    : { checkpoints: join(o.out, 'checkpoints'), release: () => {} };
   try {
     if (o.resume && !(await listCheckpoints(out.checkpoints)).length) {
       throw new LoraError('E_RESUME', `nothing to resume: ${out.checkpoints} holds no checkpoint (run without --resume to start)`);
@@ -119,13 +145,14 @@ export async function runTrain(o: TrainRunOptions): Promise<number> {
     const { train, test } = splitTrainTest(records, o.split, o.seed);
     const tok = await AutoTokenizer.fromPretrained(o.model); // tokenizer.json, else OPT's vocab.json + merges.txt
     const prepared = prepareExamples(tok, train, { seq: o.seq, responseOnly: o.responseOnly });
-    process.stderr.write(`${o.data}: ${records.length} records; --split ${o.split} (seed ${o.seed}) trains on ${train.length} and holds out ${test.length}\n`);
-    process.stderr.write(`${describeData(prepared.summary, o.seq)}\n`);
+    stderr.write(`${o.data}: ${records.length} records; --split ${o.split} (seed ${o.seed}) trains on ${train.length} and holds out ${test.length}\n`);
+    stderr.write(`${describeData(prepared.summary, o.seq)}\n`);
     if (!prepared.examples.length) throw new LoraError('E_DATA', `${o.data}: no training example has a label token left at --seq ${o.seq}${o.responseOnly ? ' with --response-only' : ''}`);
     const evalExamples = o.evalSteps ? prepareExamples(tok, test, { seq: o.seq, responseOnly: o.responseOnly }).examples : undefined;
     if (o.evalSteps && !evalExamples?.length) throw new UsageError(`--eval-steps: the ${test.length} held-out records give no example with a label token`);
 
-    const progress = new TrainProgress(process.stderr, o.progressSeconds);
+    const progress = new TrainProgress(stderr as NodeJS.WriteStream, o.progressSeconds);
+    if (comm && writer) stderr.write(`data-parallel: ${comm.size} ranks (${comm.library}), batch ${o.batch} per rank\n`);
     const model = await AutoModelForCausalLM.fromPretrained(o.model, { device: o.device, dtype: o.dtype, onProgress: (e) => progress.load(e) });
     try {
       checkSeq(model.config.maxPositionEmbeddings);
@@ -151,11 +178,12 @@ export async function runTrain(o: TrainRunOptions): Promise<number> {
           checkpointDir: out.checkpoints, saveSteps: o.saveSteps, saveTotalLimit: o.saveTotalLimit, resumeFrom: o.resume ? 'latest' : undefined,
           evalExamples, evalSteps: o.evalSteps, loadBestModelAtEnd: o.loadBestModelAtEnd,
           outputDir: o.out, reportTo: o.reportTo === 'tensorboard' ? ['tensorboard'] : [], settings: { responseOnly: o.responseOnly },
-          activationCheckpointing: o.checkpointing, signal: ac.signal,
+          activationCheckpointing: o.checkpointing, signal: ac.signal, distributed: comm,
           onEvent: (e) => progress.event(e),
         });
-        process.stderr.write(`  ${trainer.stepsPerEpoch} steps per epoch (batch ${o.batch} × grad-accum ${o.gradAccum}); ${trainer.totalSteps} steps in all\n`);
-        await writeTrainingArgs(o.out, {
+        const ranks = comm ? ` × ${comm.size} ranks` : '';
+        stderr.write(`  ${trainer.stepsPerEpoch} steps per epoch (batch ${o.batch}${ranks} × grad-accum ${o.gradAccum}); ${trainer.totalSteps} steps in all\n`);
+        if (writer) await writeTrainingArgs(o.out, {
           data: { path: existsSync(o.data) ? resolve(o.data) : o.data /* a hub dataset id stays an id */, sha256: dataSha, records: records.length },
           split: o.split, seed: o.seed, model: o.model,
           train_records: train.length, eval_records: test.length, examples: prepared.summary,
@@ -164,7 +192,7 @@ export async function runTrain(o: TrainRunOptions): Promise<number> {
           warmup_steps: trainer.warmupSteps, weight_decay: o.weightDecay, max_grad_norm: o.maxGradNorm, adam_beta1: 0.9, adam_beta2: 0.999, adam_epsilon: 1e-8,
           response_only: o.responseOnly, packing: o.packing, dtype: o.dtype, device: o.device, activation_checkpointing: o.checkpointing,
           logging_steps: o.loggingSteps, save_steps: o.saveSteps, save_total_limit: o.saveTotalLimit ?? null, eval_steps: o.evalSteps ?? null,
-          load_best_model_at_end: o.loadBestModelAtEnd, report_to: o.reportTo, version: await packageVersion(),
+          load_best_model_at_end: o.loadBestModelAtEnd, report_to: o.reportTo, version: await packageVersion(), world_size: comm?.size ?? 1,
         });
         result = await trainer.train();
       } finally {
@@ -181,6 +209,7 @@ export async function runTrain(o: TrainRunOptions): Promise<number> {
           : `lora train: stopped at step ${result.steps} before any step finished; nothing to resume`);
         return 130;
       }
+      if (!writer) return 0;
       await model.saveAdapter(o.out);
       progress.line(`finished: ${result.steps} steps, mean loss ${result.metrics.train_loss.toFixed(4)}; adapter written to ${o.out}`);
       process.stdout.write(`${formatMetrics('train', result.metrics)}\n`);

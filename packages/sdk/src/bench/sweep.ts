@@ -25,6 +25,7 @@ import type { TrainEvent } from '../train/events.js';
 import { flopsPerToken, measurePeak } from './flops.js';
 import { BENCH_SCHEMA, type BenchResults, type LogRound, type RunResult, type StepRecord } from './results.js';
 import { MemorySampler, summarize } from './sampler.js';
+import type { DistributedComm } from '../train/distributed.js';
 import { conclusionsFor } from './conclusions.js';
 
 export interface SweepOptions {
@@ -57,6 +58,8 @@ export interface SweepOptions {
   eval?: number;
   onEvent?: (e: SweepEvent) => void;
   signal?: AbortSignal;
+  /** Data-parallel runs over this communicator (mpirun): batch is per rank, tokens/s counts every rank's. */
+  distributed?: DistributedComm;
 }
 
 export type SweepEvent =
@@ -141,7 +144,7 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
       const logRounds: LogRound[] = [];
       let tokensSeen = 0;
       const trainer = new Trainer(model, {
-        examples, batchSize: batch, seq, maxSteps: steps, epochs: o.epochs, lr, seed, loggingSteps, signal: o.signal,
+        examples, batchSize: batch, seq, maxSteps: steps, epochs: o.epochs, lr, seed, loggingSteps, signal: o.signal, distributed: o.distributed,
         onEvent: (event) => {
           if (event.type === 'step') {
             tokensSeen += event.tokens;

@@ -33,7 +33,9 @@ export type LoraErrorCode =
   /** A symlink leading out of its folder, or a FIFO/device/socket where a file was expected. */
   | 'E_FILE_TYPE'
   /** Stored bytes fail their checksum (bit flips, a corrupted copy). */
-  | 'E_CHECKSUM';
+  | 'E_CHECKSUM'
+  /** Data-parallel training: ranks disagree on the run's settings, or a collective failed or timed out. */
+  | 'E_DIST';
 
 export class LoraError extends Error {
   readonly code: LoraErrorCode;

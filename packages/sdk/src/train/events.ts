@@ -34,6 +34,8 @@ export type TrainEvent =
       smoothedLoss: number;
       lr: number;
       gradNorm: number;
+      /** Data-parallel runs: milliseconds this step spent in the all-reduces (waiting for slower ranks included). */
+      commMs?: number;
       tokens: number;
       tokensPerSec: number;
       elapsedMs: number;

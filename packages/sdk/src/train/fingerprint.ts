@@ -65,7 +65,7 @@ const NAMES: Record<string, string> = {
   targets: 'target modules', rslora: 'rsLoRA', examples: 'the tokenized training examples (data file, split, seq, response-only or tokenizer)',
   batchSize: 'batch size', gradAccum: 'gradient accumulation', seq: 'seq', padding: 'padding', packing: 'packing', lr: 'learning rate',
   schedule: 'lr schedule', warmupSteps: 'warmup steps', weightDecay: 'weight decay', beta1: 'Adam beta1', beta2: 'Adam beta2', eps: 'Adam eps',
-  maxGradNorm: 'max grad norm (clipping)', seed: 'seed', maxSteps: 'total steps',
+  maxGradNorm: 'max grad norm (clipping)', seed: 'seed', maxSteps: 'total steps', worldSize: 'number of ranks (mpirun -np)',
 };
 
 /** Refuses (E_RESUME) when any setting differs, naming each with both values. */

@@ -6,3 +6,5 @@ export type { HfTrainerState, HfLogEntry } from './hf-state.js';
 export { RunRecorder, writeTrainingArgs, formatMetrics, TRAINER_LOG, TRAIN_RESULTS, TRAINING_ARGS, type TrainingArgsRecord, type ReportTo } from './records.js';
 export { TensorBoardWriter } from './tensorboard.js';
 export { prepareOutputDir, type OutputDir } from './output-dir.js';
+export { assertSameRunOnEveryRank, connectDistributed, shardBatch, type DistributedComm } from './distributed.js';
+export { Communicator, distInfo, type DistInfo } from '@lora/core-native';

@@ -14,6 +14,15 @@
 // Abort convention (HF's: a stop request ends training gracefully): when `signal` aborts, the
 // current optimizer step finishes, a checkpoint is written (when checkpointDir is set), and
 // train() resolves with reason 'aborted'; it does not reject.
+//
+// Data-parallel (`distributed`, see distributed.ts): batchSize is per rank; every rank cuts the
+// same global batches of batchSize × size rows and trains on its slice. Each rank scales its slice's
+// grads by its share of the global batch's loss tokens, so the summed grads are the gradient of
+// the global batch's token-mean loss — what one process with the whole batch computes. Grads, loss
+// and token counts are summed after the micro-batches (one collective for the grads, one for the
+// counts), before clipping and AdamW. A stop request on any rank reaches all of them through that
+// sum, so every rank stops after the same step. Only rank 0 writes checkpoints and run records;
+// every rank checks the same weights and agrees before going on.
 import { join } from 'node:path';
 
 import { native, type NativeTensor } from '@lora/core-native';
@@ -29,6 +38,7 @@ import {
   listCheckpoints, nonFinite, pruneCheckpoints, readOptimizerState, readVerifiedState, removeStaleTemps, writeCheckpoint, type TrainerState,
 } from './checkpoint.js';
 import type { TrainEvent, TrainEventListener, TrainMetrics } from './events.js';
+import { assertSameRunOnEveryRank, shardBatch, type DistributedComm } from './distributed.js';
 import { assertSameSettings, examplesHash, modelIdentity } from './fingerprint.js';
 import { emptyHfState, type HfTrainerState } from './hf-state.js';
 import { RunRecorder, type ReportTo } from './records.js';
@@ -87,6 +97,8 @@ export interface TrainerOptions {
   /** More settings that change the run (e.g. { responseOnly: true }), checked on resume with the rest. */
   settings?: Record<string, unknown>;
   activationCheckpointing?: boolean;
+  /** Data-parallel training over this communicator (batchSize is per rank); see the header. */
+  distributed?: DistributedComm;
   signal?: AbortSignal;
   onEvent?: TrainEventListener;
 }
@@ -113,7 +125,7 @@ interface Moments {
 }
 
 type Resolved = Required<Omit<TrainerOptions, 'maxSteps' | 'epochs' | 'warmupSteps' | 'checkpointDir' | 'resumeFrom' | 'signal' | 'onEvent' | 'examples' |
-  'evalExamples' | 'evalSteps' | 'evalBatchSize' | 'saveTotalLimit' | 'outputDir' | 'reportTo' | 'settings'>> & TrainerOptions;
+  'evalExamples' | 'evalSteps' | 'evalBatchSize' | 'saveTotalLimit' | 'outputDir' | 'reportTo' | 'settings' | 'distributed'>> & TrainerOptions;
 
 /** Lets timers, I/O callbacks and signal handlers run (see the header for its measured cost). */
 export const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -129,6 +141,9 @@ export class Trainer {
   readonly stepsPerEpoch: number;
   readonly totalSteps: number;
   readonly warmupSteps: number;
+  /** This process's rank and the number of ranks (0 and 1 without `distributed`). */
+  readonly rank: number;
+  readonly worldSize: number;
 
   constructor(
     readonly model: CausalLM,
@@ -143,10 +158,13 @@ export class Trainer {
       ...options,
     };
     validate(this.o);
+    this.rank = options.distributed?.rank ?? 0;
+    this.worldSize = options.distributed?.size ?? 1;
     const batchesPerEpoch = this.batchesFor(0).length;
     this.stepsPerEpoch = Math.floor(batchesPerEpoch / this.o.gradAccum);
     if (this.stepsPerEpoch < 1) {
-      throw new LoraError('E_DATA', `Trainer: ${options.examples.length} examples give ${batchesPerEpoch} batches of ${this.o.batchSize}, fewer than gradAccum = ${this.o.gradAccum}`);
+      const of = this.worldSize > 1 ? `${this.o.batchSize * this.worldSize} (${this.o.batchSize} per rank × ${this.worldSize} ranks)` : `${this.o.batchSize}`;
+      throw new LoraError('E_DATA', `Trainer: ${options.examples.length} examples give ${batchesPerEpoch} batches of ${of}, fewer than gradAccum = ${this.o.gradAccum}`);
     }
     this.totalSteps = this.o.maxSteps ?? this.stepsPerEpoch * (this.o.epochs ?? 1);
     this.warmupSteps = this.o.warmupSteps ?? Math.ceil(this.totalSteps * this.o.warmupRatio);
@@ -155,7 +173,7 @@ export class Trainer {
   private batchesFor(epoch: number): Batch[] {
     if (this.epochBatches?.epoch !== epoch) {
       const batches = makeBatches(this.o.examples, {
-        batchSize: this.o.batchSize, seq: this.o.seq, padding: this.o.padding, packing: this.o.packing,
+        batchSize: this.o.batchSize * this.worldSize, seq: this.o.seq, padding: this.o.padding, packing: this.o.packing,
         seed: this.o.seed, epoch, padId: this.model.config.padTokenId,
       });
       this.epochBatches = { epoch, batches };
@@ -163,7 +181,7 @@ export class Trainer {
     return this.epochBatches.batches;
   }
 
-  /** Micro-batch `index` counted from the start of training. */
+  /** The global micro-batch `index` counted from the start of training (all ranks' rows). */
   private microBatch(index: number): Batch {
     const perEpoch = this.stepsPerEpoch * this.o.gradAccum;
     return this.batchesFor(Math.floor(index / perEpoch))[index % perEpoch];
@@ -178,7 +196,7 @@ export class Trainer {
       r: l.r, alpha: l.alpha, dropout: l.dropout, targets: [...l.targets], rslora: l.useRslora,
       examples: examplesHash(o.examples), batchSize: o.batchSize, gradAccum: o.gradAccum, seq: o.seq, padding: o.padding, packing: o.packing,
       lr: o.lr, schedule: o.schedule, warmupSteps: this.warmupSteps, weightDecay: o.weightDecay, beta1: o.beta1, beta2: o.beta2, eps: o.eps,
-      maxGradNorm: o.maxGradNorm, seed: o.seed, maxSteps: this.totalSteps, ...o.settings,
+      maxGradNorm: o.maxGradNorm, seed: o.seed, maxSteps: this.totalSteps, ...(this.worldSize > 1 ? { worldSize: this.worldSize } : {}), ...o.settings,
     };
   }
 
@@ -237,6 +255,32 @@ export class Trainer {
     }
   }
 
+  /**
+   * Rank 0 writes (write()); the other ranks check the same weights for non-finite values, so all
+   * reach the same verdict; then the ranks agree, so a failed write on rank 0 stops every rank
+   * instead of leaving them waiting. Returns the checkpoint's path (the same on every rank).
+   */
+  private async saveOnRankZero(write: () => Promise<string>, adapter: Map<string, RawTensor>, step: number): Promise<string> {
+    const comm = this.o.distributed;
+    if (!comm) return write();
+    let failure: unknown;
+    let path = join(this.o.checkpointDir!, `checkpoint-${step}`);
+    try {
+      if (this.rank === 0) path = await write();
+      else {
+        const bad = nonFinite(new Map([...adapter, ...this.optimizerState()]));
+        if (bad.length) throw new LoraError('E_CHECKPOINT', `checkpoint-${step}: ${bad.reduce((a, b) => a + b.count, 0)} values are not finite; not written`);
+      }
+    } catch (e) {
+      failure = e;
+    }
+    const failed = new Float64Array([failure ? 1 : 0]);
+    await comm.allreduceSum(failed);
+    if (failure) throw failure;
+    if (failed[0] > 0) throw new LoraError('E_DIST', `rank 0 could not write checkpoint-${step} (its own message says why); stopping`);
+    return path;
+  }
+
   private emit(e: TrainEvent): void {
     this.recorder?.onEvent(e);
     this.o.onEvent?.(e);
@@ -251,11 +295,18 @@ export class Trainer {
     const t0 = performance.now();
     let sum = 0;
     let count = 0;
-    for (const b of this.evalBatches) {
+    // Data-parallel: rank r evaluates batches r, r + size, ...; the sums are added over ranks.
+    for (const [i, b] of this.evalBatches.entries()) {
+      if (i % this.worldSize !== this.rank) continue;
       const r = this.model.step(b, { training: false });
       sum += r.lossSum;
       count += r.count;
       await yieldToEventLoop();
+    }
+    if (o.distributed) {
+      const totals = new Float64Array([sum, count]);
+      await o.distributed.allreduceSum(totals);
+      [sum, count] = totals;
     }
     return { loss: count ? sum / count : Number.NaN, samples: o.evalExamples!.length, runtimeMs: performance.now() - t0 };
   }
@@ -275,10 +326,13 @@ export class Trainer {
     let state = emptyHfState({ maxSteps: this.totalSteps, epochs: Math.ceil(epochs), loggingSteps: o.loggingSteps, saveSteps: o.saveSteps, evalSteps: o.evalSteps, batchSize: o.batchSize });
     let bestEvalStep = -1;
     let bestEval = Number.POSITIVE_INFINITY;
+    const comm = o.distributed;
+    const writer = this.rank === 0;
+    let stopRequested = false;
     try {
       let settings: Record<string, unknown> | undefined;
       if (o.checkpointDir) {
-        for (const n of await removeStaleTemps(o.checkpointDir)) this.emit({ type: 'warning', message: `removed ${n} left by a run that died while writing a checkpoint` });
+        if (writer) for (const n of await removeStaleTemps(o.checkpointDir)) this.emit({ type: 'warning', message: `removed ${n} left by a run that died while writing a checkpoint` });
         settings = await this.settings();
       }
       if (o.resumeFrom) {
@@ -297,7 +351,9 @@ export class Trainer {
         lastCheckpoint = found.path;
         lastCheckpointStep = step;
       }
-      if (o.outputDir) this.recorder = new RunRecorder(o.outputDir, { reportTo: o.reportTo, startStep: step });
+      // Every rank must run the same trajectory from the same point, or the summed grads mean nothing.
+      if (comm) await assertSameRunOnEveryRank(comm, { ...(settings ?? (await this.settings())), resumeStep: step, worldSize: this.worldSize });
+      if (o.outputDir && writer) this.recorder = new RunRecorder(o.outputDir, { reportTo: o.reportTo, startStep: step });
       const startStep = step;
       const schedule = { kind: o.schedule, lr: o.lr, warmupSteps: this.warmupSteps, totalSteps: this.totalSteps };
       const trainable = lora.trainableParameters();
@@ -315,12 +371,12 @@ export class Trainer {
         const full: TrainerState = { ...state, lora_trainer: { seed: o.seed, loss_history: lossHistory, settings: settings!, files: {} } };
         const bestHere = bestEvalStep === step;
         if (bestHere) full.best_model_checkpoint = join(o.checkpointDir!, `checkpoint-${step}`);
-        const path = await writeCheckpoint(o.checkpointDir!, lora, adapter, this.optimizerState(), full, model.source ?? null);
+        const path = await this.saveOnRankZero(() => writeCheckpoint(o.checkpointDir!, lora, adapter, this.optimizerState(), full, model.source ?? null), adapter, step);
         if (bestHere) state.best_model_checkpoint = path;
         lastCheckpoint = path;
         lastCheckpointStep = step;
         this.emit({ type: 'checkpoint', step, path });
-        if (o.saveTotalLimit) {
+        if (o.saveTotalLimit && writer) {
           for (const gone of await pruneCheckpoints(o.checkpointDir!, o.saveTotalLimit, state.best_model_checkpoint ?? undefined)) {
             if (gone === lastCheckpoint) lastCheckpoint = undefined;
           }
@@ -335,7 +391,7 @@ export class Trainer {
           epoch: round4(epochAt(step)),
           train_loss: lossHistory.length ? lossHistory.reduce((a, b) => a + b, 0) / lossHistory.length : Number.NaN,
           train_runtime: elapsedMs / 1000,
-          train_samples_per_second: (sessionSteps * o.batchSize * o.gradAccum) / (elapsedMs / 1000),
+          train_samples_per_second: (sessionSteps * o.batchSize * this.worldSize * o.gradAccum) / (elapsedMs / 1000),
           train_steps_per_second: sessionSteps / (elapsedMs / 1000),
           train_tokens_per_second: sessionTokens / (elapsedMs / 1000),
           total_flos: 0,
@@ -356,7 +412,7 @@ export class Trainer {
       };
 
       while (step < this.totalSteps) {
-        if (o.signal?.aborted) {
+        if (comm ? stopRequested : o.signal?.aborted) {
           if (o.checkpointDir && step > lastCheckpointStep && step > 0) {
             try {
               await checkpoint();
@@ -374,15 +430,30 @@ export class Trainer {
         let lossTokens = 0;
         for (let micro = 0; micro < o.gradAccum; micro++) {
           const index = step * o.gradAccum + micro;
-          const batch = this.microBatch(index);
-          const r = model.step(batch, {
-            training: true, backward: true, gradScale: 1 / o.gradAccum, seed: dropoutSeed(o.seed, index),
-            checkpointing: o.activationCheckpointing,
-          });
-          loss += r.loss / o.gradAccum;
+          const global = this.microBatch(index);
+          const batch = comm ? shardBatch(global, this.rank, this.worldSize) : global;
+          // This rank's share of the global batch's loss tokens (1 in one process).
+          const share = comm && global.lossTokens > 0 ? batch.lossTokens / global.lossTokens : 1;
+          if (share > 0) {
+            const r = model.step(batch, {
+              training: true, backward: true, gradScale: share / o.gradAccum, seed: dropoutSeed(o.seed, index, this.rank),
+              checkpointing: o.activationCheckpointing,
+            });
+            loss += (comm && global.lossTokens > 0 ? r.lossSum / global.lossTokens : r.loss) / o.gradAccum;
+          }
           tokens += batch.tokens;
           lossTokens += batch.lossTokens;
           await yieldToEventLoop();
+        }
+        let commMs: number | undefined;
+        if (comm) {
+          const c0 = performance.now();
+          await comm.allreduceSum(lora.modules().flatMap((m) => [m.da, m.db]));
+          const totals = new Float64Array([loss, tokens, lossTokens, o.signal?.aborted ? 1 : 0]);
+          await comm.allreduceSum(totals);
+          [loss, tokens, lossTokens] = totals;
+          stopRequested = totals[3] > 0;
+          commMs = performance.now() - c0;
         }
         lora.maskUntrainedGrads(k);
         let sq = 0;
@@ -408,7 +479,7 @@ export class Trainer {
         state.epoch = round4(epochAt(step));
         const dt = performance.now() - s0;
         this.emit({
-          type: 'step', step, loss, smoothedLoss: smoothed / (1 - 0.9 ** lossHistory.length), lr, gradNorm, tokens,
+          type: 'step', step, loss, smoothedLoss: smoothed / (1 - 0.9 ** lossHistory.length), lr, gradNorm, tokens, ...(commMs === undefined ? {} : { commMs }),
           tokensPerSec: tokens / (dt / 1000), elapsedMs: performance.now() - t0, epoch: epochAt(step),
         });
         if (step % o.loggingSteps === 0) {
@@ -475,9 +546,14 @@ function likelyCause(o: Resolved, dtype: string, lossTokens: number): string {
   return `likely cause: the learning rate ${o.lr} is too high for this data, or the data holds extreme values; try a lower lr`;
 }
 
-/** A distinct dropout seed per micro-batch, below 2^53. */
-function dropoutSeed(seed: number, microIndex: number): number {
-  return ((seed >>> 0) * 1_000_003 + microIndex * 7_919 + 1) % 2 ** 52;
+/**
+ * A distinct dropout seed per micro-batch (and per rank), below 2^53. A mask depends on the element's
+ * index within the rank's slice, so ranks need seeds of their own, or every slice would get the
+ * same mask; with dropout on, N ranks × b therefore draw other masks than 1 process × N·b (a fair
+ * draw, not the same one). Rank 0's seed is the single-process seed.
+ */
+function dropoutSeed(seed: number, microIndex: number, rank = 0): number {
+  return ((seed >>> 0) * 1_000_003 + microIndex * 7_919 + 1 + rank * 104_729) % 2 ** 52;
 }
 
 function validate(o: Resolved): void {

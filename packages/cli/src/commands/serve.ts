@@ -1,7 +1,7 @@
 // `lora serve`: the SDK's OpenAI-compatible server (vLLM's endpoints and shapes) for a base model
 // and any number of LoRA adapters, with continuous batching. SIGTERM/SIGINT drain: no new requests,
 // the running ones finish, then the process exits; a second signal cancels what is left.
-import { AutoModelForCausalLM, createServer, loadChatTemplate, OptTokenizer, resolveModelDir, TOKENIZER_FILES, type BaseDType, type DeviceOption } from '@lora/sdk';
+import { AutoModelForCausalLM, AutoTokenizer, createServer, loadChatTemplate, resolveModelDir, TOKENIZER_FILES, type BaseDType, type DeviceOption } from '@lora/sdk';
 
 import { UsageError, type Command } from '../command.js';
 import { bool, list, num, parseFlags, str, type CommandSpec } from '../flags.js';
@@ -53,7 +53,7 @@ export const serveCommand: Command = {
     const modelId = str(p, 'model');
     if (!modelId) throw new UsageError('--model is required');
     const adapters = parseAdapters(list(p, 'adapter') ?? []);
-    const tokenizer = await OptTokenizer.fromPretrained(modelId);
+    const tokenizer = await AutoTokenizer.fromPretrained(modelId); // tokenizer.json (Llama, Qwen), else OPT's vocab.json + merges.txt
     const chatTemplate = await loadChatTemplate(await resolveModelDir(modelId, { files: TOKENIZER_FILES }));
     const model = await AutoModelForCausalLM.fromPretrained(modelId, { device: str(p, 'device') as DeviceOption, dtype: str(p, 'dtype') as BaseDType });
     const server = createServer(model, {

@@ -22,7 +22,7 @@ beforeAll(async () => {
   const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
   // build: 'never' — the prebuilt linux-x64 binary from the npm package, no download, no compile.
   llama = await getLlama({ gpu: false, build: 'never', progressLogs: false, logLevel: LlamaLogLevel.error });
-});
+}, 120_000); // loading the binary took 3.5 s alone and over vitest's 10 s hook limit beside other test files
 afterAll(async () => { await llama?.dispose(); await rm(dir, { recursive: true, force: true }); });
 
 const PROMPT = [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000];

@@ -1,7 +1,7 @@
 // Tiny random Llama-shaped models (llama with GQA, an untied head and llama3 rope scaling; qwen2 with
 // q/k/v biases and one KV head; qwen3 with QK-norm and an explicit head_dim) for the serve tests,
-// written as save_pretrained would; `tokenizerFrom` copies a byte-level tokenizer (vocab.json +
-// merges.txt) beside the weights and sizes the vocabulary to it.
+// written as save_pretrained would; `tokenizerFrom` copies a tokenizer's files beside the weights
+// (and sizes the vocabulary to a vocab.json unless the config names one).
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -24,16 +24,19 @@ export const LLAMA_SHAPES: Record<string, Record<string, unknown>> = {
 };
 
 /** Writes the tiny `family` model into dir (with the tokenizer of `tokenizerFrom`, when given); returns dir. */
-export function writeTinyLlama(dir: string, family: string, o: { seed?: number; tokenizerFrom?: string; tokenizerConfig?: Record<string, unknown> } = {}): string {
-  const json = { ...LLAMA_SHAPES[family] };
-  if (o.tokenizerFrom) {
+export function writeTinyLlama(
+  dir: string, family: string,
+  o: { seed?: number; tokenizerFrom?: string; tokenizerConfig?: Record<string, unknown>; config?: Record<string, unknown> } = {},
+): string {
+  const json = { ...LLAMA_SHAPES[family], ...o.config };
+  if (o.tokenizerFrom && !o.config?.vocab_size) {
     const vocab = Object.keys(JSON.parse(readFileSync(join(o.tokenizerFrom, 'vocab.json'), 'utf8')) as object).length;
     json.vocab_size = Math.ceil(vocab / 8) * 8;
   }
   const shapes = paramShapes(expandParams(LLAMA_PARAMS, parseLlamaConfig(json)));
   writeModel(dir, json, randomWeights(shapes, o.seed ?? family.length * 7 + 1), shapes);
   if (o.tokenizerFrom) {
-    for (const f of ['vocab.json', 'merges.txt', 'special_tokens_map.json']) if (existsSync(join(o.tokenizerFrom, f))) copyFileSync(join(o.tokenizerFrom, f), join(dir, f));
+    for (const f of ['vocab.json', 'merges.txt', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json']) if (existsSync(join(o.tokenizerFrom, f))) copyFileSync(join(o.tokenizerFrom, f), join(dir, f));
   }
   if (o.tokenizerConfig) writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(o.tokenizerConfig));
   return dir;

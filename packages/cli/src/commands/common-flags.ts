@@ -47,7 +47,7 @@ export function expandTargets(targets: readonly string[]): string[] {
 
 export const modelFlag = (): FlagSpec => ({ name: 'model', kind: 'string', metavar: 'DIR|ID', help: 'Hugging Face model folder or hub id (e.g. facebook/opt-350m)', aliases: ['model_name_or_path'] });
 export const dataFlag = (): FlagSpec => ({
-  name: 'data', kind: 'string', metavar: 'FILE|ID', help: 'CodeAlpaca-style records (instruction, input, output) in JSON, JSONL or Parquet, or a hub dataset id',
+  name: 'data', kind: 'string', metavar: 'FILE|ID', help: 'records in JSON, JSONL or Parquet: Alpaca (instruction, input, output), chat messages [{role, content}] or ShareGPT conversations [{from, value}]; or a hub dataset id',
   aliases: ['dataset', 'train_file'],
 });
 export const jsonFlag = (help = 'print JSON instead of the table'): FlagSpec => ({ name: 'json', kind: 'boolean', help });

@@ -28,6 +28,7 @@ const BENCH_SPEC: CommandSpec = {
     `the larger lr to separate the ranks in ${EMBEDDED_DEFAULTS.steps} steps); otherwise the training defaults of lora train apply.`,
   flags: [
     { name: 'model', kind: 'string', metavar: 'DIR|ID', help: 'Hugging Face model folder or hub id', defaultText: 'embedded tiny OPT (opt-350m layout)' },
+    { name: 'arch', kind: 'enum', choices: ['opt', 'llama'], default: 'opt', help: 'family of the embedded tiny model when no --model: opt (opt-350m layout) or llama (SmolLM2\'s shape)' },
     { name: 'data', kind: 'string', metavar: 'FILE|ID', help: 'CodeAlpaca-style JSON/JSONL/Parquet or hub dataset id', defaultText: 'embedded synthetic records' },
     { name: 'preset', kind: 'enum', choices: ['seed'], help: `the seed experiment: ${SEED_PRESET.model}, ${SEED_PRESET.data}, split ${SEED_PRESET.split}, r ${SEED_PRESET.ranks.join('/')}, 1 epoch` },
     { name: 'sweep', kind: 'enum', choices: ['rank', 'quant'], default: 'rank', help: 'rank sweep, or the same training with the base in each format' },
@@ -61,7 +62,7 @@ export const benchCommand: Command = {
     if (argv[0] === 'kernels') return runKernelBenchCli(argv.slice(1));
     const { values: v, given } = parseFlags(BENCH_SPEC, argv);
     const values = v as {
-      model?: string; data?: string; preset?: string; sweep: 'rank' | 'quant'; ranks: string[]; 'alpha-mult': number; dropout: number;
+      model?: string; arch: 'opt' | 'llama'; data?: string; preset?: string; sweep: 'rank' | 'quant'; ranks: string[]; 'alpha-mult': number; dropout: number;
       targets: string[]; steps?: number; epochs?: number; batch?: number; seq?: number; lr?: number; split: number; seed: number;
       dtype: BaseDType; device: DeviceOption; gpu?: boolean; eval?: number; out?: string; json?: boolean;
     };
@@ -101,6 +102,7 @@ export const benchCommand: Command = {
     try {
       const results = await runSweep({
         model: values.model ?? preset?.model,
+        arch: values.arch,
         data: values.data ?? preset?.data,
         sweep,
         split: given.has('split') ? values.split : (preset?.split ?? values.split),

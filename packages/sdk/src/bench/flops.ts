@@ -4,6 +4,7 @@ import { native } from '@lora/core-native';
 import type { OptConfig } from '../config/opt-config.js';
 import type { Kernels } from '../model/kernels.js';
 import type { LoraAdapter } from '../model/lora.js';
+import type { CausalLM } from '../models/causal-lm.js';
 
 /**
  * FLOPs of one LoRA training token (DESIGN.md): 4·N_base (forward + input grads of frozen weights,
@@ -18,6 +19,23 @@ export function flopsPerToken(c: OptConfig, lora: LoraAdapter | undefined, seq: 
   if (E !== C) nBase += 2 * C * E;
   const nLora = lora?.trainableParameters() ?? 0;
   return 4 * nBase + 6 * nLora + 12 * c.numHiddenLayers * seq * C;
+}
+
+/**
+ * The same count for any family from its parameter table: N_base is every linear weight plus the
+ * lm_head product (vocab × hidden, tied or not), and attention's width is q_proj's output
+ * (heads × head_dim, which qwen3 sets apart from hidden).
+ */
+export function tableFlopsPerToken(m: CausalLM, seq: number): number {
+  let nBase = m.config.vocabSize * m.config.hiddenSize;
+  let attnWidth = m.config.hiddenSize;
+  for (const p of m.params) {
+    if (!p.quantizable) continue;
+    nBase += p.shape[0] * p.shape[1];
+    if (p.layer === 0 && p.lora?.target === 'q_proj') attnWidth = p.shape[0];
+  }
+  const nLora = m.lora?.trainableParameters() ?? 0;
+  return 4 * nBase + 6 * nLora + 12 * m.config.numHiddenLayers * seq * attnWidth;
 }
 
 /**

@@ -4,7 +4,7 @@
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 
-import { loadAddon, native } from '@lora/core-native';
+import { loadAddon, native, type NativeTensor } from '@lora/core-native';
 
 import { tokenizeRecord, type Example } from '../data/batches.js';
 import { readRecords, type InstructionRecord } from '../data/records.js';
@@ -12,6 +12,7 @@ import { splitTrainTest } from '../data/split.js';
 import { syntheticCodeInstructions } from '../data/synthetic.js';
 import { benchEvalMetrics, evaluateModel, generationErrorNote } from '../eval/evaluate.js';
 import { findWordNetDir } from '../eval/wordnet.js';
+import { ensureTinyLlama } from '../defaults/tiny-llama.js';
 import { ensureTinyModel } from '../defaults/tiny-model.js';
 import { TRAINING_DEFAULTS } from '../defaults/training-defaults.js';
 import { LoraError } from '../io/errors.js';
@@ -19,10 +20,12 @@ import { resolveDatasetDir } from '../hub/resolve.js';
 import type { BaseDType, DeviceOption } from '../model/device.js';
 import type { LoraTarget } from '../model/lora.js';
 import { OptForCausalLM } from '../model/opt.js';
-import { OptTokenizer } from '../tokenizer/opt-tokenizer.js';
+import { AutoModelForCausalLM } from '../models/auto.js';
+import type { CausalLM } from '../models/causal-lm.js';
+import { AutoTokenizer } from '../tokenizer/auto-tokenizer.js';
 import { Trainer } from '../train/trainer.js';
 import type { TrainEvent } from '../train/events.js';
-import { flopsPerToken, measurePeak } from './flops.js';
+import { flopsPerToken, measurePeak, tableFlopsPerToken } from './flops.js';
 import { BENCH_SCHEMA, type BenchResults, type LogRound, type RunResult, type StepRecord } from './results.js';
 import { MemorySampler, summarize } from './sampler.js';
 import type { DistributedComm } from '../train/distributed.js';
@@ -31,6 +34,8 @@ import { conclusionsFor } from './conclusions.js';
 export interface SweepOptions {
   /** Model folder or hub id; absent: the embedded tiny model (generated into cacheDir). */
   model?: string;
+  /** The embedded tiny model's family when no model is given: OPT (opt-350m's layout, default) or Llama (SmolLM2's shape). */
+  arch?: 'opt' | 'llama';
   /** Data file (JSON/JSONL/Parquet) or hub dataset id; absent: embedded synthetic data. */
   data?: string;
   sweep?: 'rank' | 'quant';
@@ -97,11 +102,14 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
   if (!modelDir) {
     const cache = o.cacheDir ?? process.env.LORA_CACHE_DIR ?? join(process.env.HOME ?? '.', '.cache', 'lora');
     emit({ type: 'setup', message: 'preparing the embedded tiny model (generated and warmed up on the first run only)…' });
-    const tiny = await ensureTinyModel(join(cache, 'tiny-opt-350m-layout-v2'), records, { onProgress: (message) => emit({ type: 'setup', message }) });
+    const onProgress = (message: string) => emit({ type: 'setup', message });
+    const tiny = o.arch === 'llama'
+      ? await ensureTinyLlama(join(cache, 'tiny-smollm2-shape-v1'), records, { onProgress })
+      : await ensureTinyModel(join(cache, 'tiny-opt-350m-layout-v2'), records, { onProgress });
     modelDir = tiny.dir;
     modelDescription = tiny.description;
   }
-  const tok = await OptTokenizer.fromPretrained(modelDir);
+  const tok = await AutoTokenizer.fromPretrained(modelDir);
   const split = o.split ?? TRAINING_DEFAULTS.split; // one default split for train, bench and eval
   const { train, test } = splitTrainTest(records, split, seed);
   if (o.eval !== undefined && !(Number.isInteger(o.eval) && o.eval >= 0)) throw new LoraError('E_CONFIG', `--eval must be a whole number of records, got ${o.eval}`);
@@ -129,7 +137,7 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
   for (const [index, spec] of runsSpec.entries()) {
     if (o.signal?.aborted) break;
     const label = sweep === 'rank' ? `r=${spec.rank}` : spec.dtype;
-    const model = await OptForCausalLM.fromPretrained(modelDir, { device: o.device ?? 'auto', dtype: spec.dtype });
+    const model = await AutoModelForCausalLM.fromPretrained(modelDir, { device: o.device ?? 'auto', dtype: spec.dtype });
     try {
       backend = model.device.backend;
       if (!peakGflops) {
@@ -162,7 +170,7 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
       const runtimeSec = (performance.now() - t0) / 1000;
       const samples = await sampler.stop();
       const tokensPerSec = tokensSeen / runtimeSec;
-      const fpt = flopsPerToken(model.config, model.lora, seq);
+      const fpt = model instanceof OptForCausalLM ? flopsPerToken(model.config, model.lora, seq) : tableFlopsPerToken(model, seq);
       const deviceTotal = backend === 'cuda' ? native().cudaInfo().totalMemory : totalmem();
       const alloc = samples.map((s) => s.deviceAllocatedBytes);
       const result: RunResult = {
@@ -223,13 +231,16 @@ export async function runSweep(o: SweepOptions = {}): Promise<BenchResults> {
 }
 
 /** NMSE and max abs error of the quantized base's linear weights against f32 (first layer's qkv). */
-async function reconstructionError(model: OptForCausalLM): Promise<{ reconstructionNmse: number; reconstructionMaxAbs: number }> {
-  const w = model.weights.layers[0].qkvW;
+async function reconstructionError(model: CausalLM): Promise<{ reconstructionNmse: number; reconstructionMaxAbs: number }> {
+  // OPT stacks q/k/v into one weight (qkvW); the Llama-shaped families keep q_proj's own (qW).
+  const layer = model.weights.layers[0] as Record<string, NativeTensor | undefined>;
+  const role = layer.qkvW ? 'qkvW' : 'qW';
+  const w = layer[role]!;
   if (w.dtype === 'f32') return { reconstructionNmse: 0, reconstructionMaxAbs: 0 };
   // The f32 original is not kept after load, so reload it from the same checkpoint.
-  const ref = await OptForCausalLM.fromPretrained(model.source!, { device: model.device.backend, dtype: 'f32' });
+  const ref = await AutoModelForCausalLM.fromPretrained(model.source!, { device: model.device.backend, dtype: 'f32' });
   try {
-    const want = ref.weights.layers[0].qkvW.toArray() as Float32Array;
+    const want = (ref.weights.layers[0] as Record<string, NativeTensor>)[role].toArray() as Float32Array;
     using deq = model.kernels.dequantize(w);
     const got = deq.toArray() as Float32Array;
     let err = 0;

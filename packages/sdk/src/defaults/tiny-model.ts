@@ -18,9 +18,9 @@ import { buildByteLevelTokenizer } from '../tokenizer/train.js';
 import type { OptTokenizer } from '../tokenizer/opt-tokenizer.js';
 import { tokenizeRecord } from '../data/batches.js';
 import { syntheticCodeInstructions } from '../data/synthetic.js';
-import { LORA_TARGETS } from '../model/lora.js';
+import { LORA_TARGETS, type LoraTarget } from '../model/lora.js';
 import { exportMerged } from '../model/merge.js';
-import { OptForCausalLM } from '../model/opt.js';
+import { AutoModelForCausalLM } from '../models/auto.js';
 import { Trainer } from '../train/trainer.js';
 
 export interface TinyModelOptions {
@@ -55,7 +55,7 @@ export function describeTinyModel(o: Required<Omit<TinyModelOptions, 'onProgress
     `${o.layers} layers, hidden ${o.hidden}, ffn ${o.ffn}, ${o.heads} heads, random N(0, 1/fan_in) init, seed ${o.seed}${warm}; not a real pretrained model)`;
 }
 
-function normal(n: number, std: number, rand: () => number): Float32Array {
+export function normal(n: number, std: number, rand: () => number): Float32Array {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i += 2) {
     const u = Math.max(rand(), 1e-12);
@@ -109,23 +109,31 @@ export async function ensureTinyModel(dir: string, corpus: InstructionRecord[], 
   await mkdir(tmp, { recursive: true });
   await writeOptModel(tmp, config, tensors);
   await tok.save(tmp);
-  await warmUp(tmp, tok, corpus, o, onProgress);
+  await warmUp(tmp, tok, corpus, o, [...LORA_TARGETS], onProgress);
   await writeFileAtomic(join(tmp, 'README.md'), [new TextEncoder().encode(`# lora tiny default model\n\n${description}.\n\nconfig: ${JSON.stringify(optConfigToJson(config))}\n`)]);
   await rm(dir, { recursive: true, force: true });
   await rename(tmp, dir);
   return { dir, config, description };
 }
 
-async function warmUp(dir: string, tok: OptTokenizer, corpus: InstructionRecord[], o: Required<Omit<TinyModelOptions, 'onProgress'>>, onProgress?: (m: string) => void): Promise<void> {
+export interface WarmUpOptions {
+  hidden: number;
+  seed: number;
+  warmupRounds: number;
+  warmupSteps: number;
+}
+
+/** Warm-up rounds of merged rank-64 LoRA on `targets`, through AutoModelForCausalLM (any family). */
+export async function warmUp(dir: string, tok: OptTokenizer, corpus: InstructionRecord[], o: WarmUpOptions, targets: readonly LoraTarget[], onProgress?: (m: string) => void): Promise<void> {
   if (o.warmupRounds <= 0) return;
   // Its own corpus for the warm-up: half of the task kinds, another seed — the bench's data then
   // holds task kinds the base has never seen.
   const warmRecords = syntheticCodeInstructions(Math.max(256, corpus.length), o.seed + 7_777, 'warmup');
   const examples = warmRecords.map((r) => tokenizeRecord(tok, r, { maxLength: 128 }));
   for (let round = 0; round < o.warmupRounds; round++) {
-    const model = await OptForCausalLM.fromPretrained(dir, { device: 'auto' });
+    const model = await AutoModelForCausalLM.fromPretrained(dir, { device: 'auto' });
     try {
-      model.addLora({ r: Math.min(64, o.hidden), alpha: Math.min(64, o.hidden), dropout: 0, targetModules: [...LORA_TARGETS], seed: o.seed + round });
+      model.addLora({ r: Math.min(64, o.hidden), alpha: Math.min(64, o.hidden), dropout: 0, targetModules: targets, seed: o.seed + round });
       const r = await new Trainer(model, {
         examples, batchSize: 8, seq: 128, maxSteps: o.warmupSteps, lr: 2e-3, warmupSteps: 5, seed: o.seed + 1_000 + round, loggingSteps: o.warmupSteps,
       }).train();

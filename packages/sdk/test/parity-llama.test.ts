@@ -7,6 +7,8 @@
 // error against the same float64 answer, 2^-8) — torch reaches 2.1e-2 / 6.9e-2 / 2.2e-2 on logits and
 // 3.8e-2 / 2.8e-1 / 1.4e-1 on the worst grad (llama / qwen2 / qwen3; qwen2's single KV head with
 // biases is the touchy one); we measure at most 4.3e-2 logits and 2.4e-1 grads (qwen2, ref).
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -70,5 +72,24 @@ describe.each(FAMILIES)('%s parity with PyTorch', (name) => {
       return row.indexOf(Math.max(...row));
     });
     expect(g.tokens).toEqual(argmax);
+  });
+});
+
+// A folder whose config.json cannot work is refused on load with E_CONFIG naming the field (the
+// parser's own cases are in llama-family.test.ts); the folder is left as it was.
+describe('a Llama-shaped folder that cannot work is refused on load', () => {
+  const cases: [string, Record<string, unknown>, string, RegExp][] = [
+    ['KV heads that do not divide the heads', { num_key_value_heads: 3 }, 'num_key_value_heads', /num_attention_heads 4 is not a multiple of num_key_value_heads 3/],
+    ['a hidden size the heads do not divide', { hidden_size: 30 }, 'num_attention_heads', /hidden_size 30 is not divisible by num_attention_heads 4/],
+    ['an unsupported rope_scaling type', { rope_scaling: { rope_type: 'yarn', factor: 4 } }, 'rope_scaling', /rope_scaling type "yarn" is not supported \(default, linear, llama3\)/],
+  ];
+  it.each(cases)('%s', async (_, change, field, message) => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'lora-bad-llama-')), 'model');
+    cpSync(paths('llama-tiny').model, dir, { recursive: true });
+    const config = { ...JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')), ...change };
+    const text = JSON.stringify(config);
+    writeFileSync(join(dir, 'config.json'), text);
+    await expect(AutoModelForCausalLM.fromPretrained(dir, { device: 'cpu' })).rejects.toMatchObject({ code: 'E_CONFIG', field, message });
+    expect(readFileSync(join(dir, 'config.json'), 'utf8')).toBe(text);
   });
 });

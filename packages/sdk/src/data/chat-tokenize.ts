@@ -35,7 +35,9 @@ function assistantSpans(tok: ChatTokenizerLike, template: JinjaChatTemplate, mes
   messages.forEach((m, i) => {
     if (m.role === 'assistant' && i > 0) {
       const before = template.render(messages.slice(0, i), { addGenerationPrompt: true });
-      if (text.startsWith(before)) cursor = Math.max(cursor, before.length);
+      // Exact where the template is prefix-stable: the turn starts where the prompt for it ends (and a
+      // short user message matched inside an earlier answer cannot push the search past this turn).
+      if (text.startsWith(before)) cursor = before.length;
     }
     let at = -1;
     let found = '';

@@ -61,12 +61,16 @@ log "addon: $ADDON ($decision)"
 # keeps Node uncompressed and uses xz -0 for the addon (xz -6 of Node took 235 s here, -1 47 s).
 LEVEL=6
 [[ $CPU_ONLY == 1 ]] && LEVEL=0
+xz_to() { # <src> <dest>: xz, or Python's lzma where xz-utils is not installed
+  if command -v xz >/dev/null 2>&1; then xz -T2 -"$LEVEL" -c "$1" > "$2"
+  else python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(open(sys.argv[1],"rb"), lzma.open(sys.argv[2],"wb",preset=int(sys.argv[3])))' "$1" "$2" "$LEVEL"; fi
+}
 compress() { # <file> <dest.xz>: cached by content, since xz -6 of Node takes minutes on 2 cores
   local key; key=$(sha256sum "$1" | cut -c1-24)
   local cached="$CACHE/$(basename "$2").$key.$LEVEL"
   if [[ ! -f $cached ]]; then
     log "xz -$LEVEL $(basename "$1") ($(( $(stat -c %s "$1") / 1048576 )) MiB)"
-    xz -T2 -"$LEVEL" -c "$1" > "$cached.tmp" && mv "$cached.tmp" "$cached"
+    xz_to "$1" "$cached.tmp" && mv "$cached.tmp" "$cached"
   fi
   cp "$cached" "$2"
 }
@@ -80,7 +84,7 @@ if [[ $CPU_ONLY == 1 ]]; then cp "$NODE_BIN" "$OUT/node"; else compress "$NODE_B
 compress "$ADDON" "$OUT/lora_native.node.xz"
 # The addon needs GLIBCXX_3.4.30 (g++ 12) and glibc 2.34: run.sh falls back to this libstdc++ when
 # the machine's is older (glibc itself cannot travel; run.sh then says so).
-mkdir -p "$OUT/lib" && cp -L /lib/x86_64-linux-gnu/libstdc++.so.6 "$OUT/lib/" && xz -T2 -"$LEVEL" "$OUT/lib/libstdc++.so.6"
+mkdir -p "$OUT/lib" && xz_to /lib/x86_64-linux-gnu/libstdc++.so.6 "$OUT/lib/libstdc++.so.6.xz"
 node "$HERE/stage-js.mjs" "$ROOT" "$OUT/app"
 node "$HERE/transpile-tests.mjs" "$ROOT" "$OUT/app/tests"
 cp "$HERE/vitest-shim.mjs" "$HERE/run-tests.mjs" "$OUT/app/tests/"

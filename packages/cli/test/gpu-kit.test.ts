@@ -2,7 +2,8 @@
 // --quick in an empty folder with no Node on PATH (the kit brings its own). Without a GPU the CUDA
 // parts must say "no GPU" cleanly or run on the emulator, and summary.json must say what ran.
 // A second run with a corrupted fixture checks that a failing step is recorded and the run goes on.
-// Measured on the 2-core dev machine: pack 17 s, quick run 59 s, failing run ~15 s.
+// Measured on the 2-core dev machine under other engineers' builds (load 13-16): pack 9-27 s, quick
+// run 54-137 s, the failing run 20-40 s; the whole file 103-210 s.
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

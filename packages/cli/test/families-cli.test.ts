@@ -2,7 +2,7 @@
 // generator `lora bench --arch llama` uses, without its warm-up) — the loss falls and a --resume from
 // a checkpoint reaches the uninterrupted adapter's bits —, `generate` with that adapter, `eval`,
 // `bench --model DIR` on a qwen2 and a qwen3 variant (biases, QK-norm), and `lora check` on the
-// PyTorch fixtures of every family (exit 0; a wrong adapter exits 1).
+// PyTorch fixtures of every family (exit 0; another family's adapter, or OPT's, exits 1 saying why).
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -87,6 +87,11 @@ describe('lora check on the PyTorch fixtures of every family', () => {
     expect(r.stdout).toMatch(/30 passed, 0 failed/);
     const other = name === 'qwen3-tiny' ? 'llama-tiny' : 'qwen3-tiny';
     const bad = lora(['check', '--model', join(f, 'model'), '--adapter', join(fixtures, other, 'adapter'), '--expect', join(f, 'expect.safetensors')]);
-    expect(bad.status).not.toBe(0);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/has shape \[\d+, 4\], this model needs \[\d+, 4\] \(an adapter for another model\?\) \[E_WEIGHTS_MISMATCH\]/);
+    // An OPT adapter (fc1, fc2, out_proj): modules this family does not have.
+    const opt = lora(['check', '--model', join(f, 'model'), '--adapter', join(fixtures, 'opt-tiny-postln', 'adapter'), '--expect', join(f, 'expect.safetensors')]);
+    expect(opt.status).toBe(1);
+    expect(opt.stderr).toMatch(/target module "\w+" is not one of this model's q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj \[E_CONFIG\]/);
   }, 60_000);
 });

@@ -23,6 +23,11 @@ const trainer = new Trainer(model, {
   onEvent: (e) => {
     // The kill test: this rank dies by SIGKILL once the step is done (mpirun must then end the others).
     if (e.type === 'step' && spec.killRank === rank && e.step === spec.killAtStep) process.kill(process.pid, 'SIGKILL');
+    // The timeout test: this rank stays alive but stops taking part (a stuck rank), blocking for stallS.
+    if (e.type === 'step' && spec.stallRank === rank && e.step === spec.stallAtStep) {
+      const until = Date.now() + spec.stallS * 1000;
+      while (Date.now() < until);
+    }
   },
 });
 const result = await trainer.train();

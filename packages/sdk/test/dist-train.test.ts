@@ -1,6 +1,7 @@
 // Data-parallel training with real Open MPI ranks (`mpirun -np N node dist-train-rank.mjs`) on the tiny
 // pre-LN fixture: N ranks × batch b follow 1 process × batch N·b, a killed rank ends the job within
-// seconds and --resume then reaches the uninterrupted run's bits, mismatched seeds are refused.
+// seconds and --resume then reaches the uninterrupted run's bits, a stuck rank ends it after the
+// collective timeout, mismatched seeds are refused.
 // Skips with the reason when mpirun or the MPI plug-in is missing (scripts/setup-system.sh installs them).
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -115,6 +116,15 @@ describe.skipIf(skip !== '')(`data-parallel training over mpirun${skip ? ` (skip
     expect(resumed.status, resumed.output).toBe(0);
     expect(resumed.ranks[0]!.losses).toEqual(full.ranks[0]!.losses);
     expect(resumed.ranks[0]!.weights).toEqual(full.ranks[0]!.weights);
+  }, 120_000);
+
+  it('a stuck rank (alive, not calling the collective) ends the job after the collective timeout', () => {
+    // Rank 1 blocks for 120 s after step 3; rank 0's next all-reduce gives up after timeoutS = 5 s with
+    // ERR_LORA_DIST_TIMEOUT, exits non-zero, and mpirun ends rank 1.
+    const r = train(2, { batchSize: 2, timeoutS: 5, stallRank: 1, stallAtStep: 3, stallS: 120 });
+    expect(r.status).not.toBe(0);
+    expect(r.output).toMatch(/ERR_LORA_DIST_TIMEOUT|did not complete within 5 s/);
+    expect(r.seconds).toBeLessThan(60);
   }, 120_000);
 
   it('refuses to start when a rank has another seed, on every rank', () => {

@@ -1,7 +1,8 @@
 // The GGUF export checked by the real consumer: llama.cpp (the prebuilt binary node-llama-cpp
 // 3.21.1 ships) loads our files, and its next-token logits and greedy continuation match a PyTorch
-// port of transformers' eager Llama / Qwen2 / Qwen3 forward on the same HF folder; the LoRA adapter
-// GGUF applied by llama.cpp changes the model as the merged export does.
+// port of transformers' eager Llama / Qwen2 / Qwen3 forward on the same HF folder, and our own
+// forward (the SDK's llama family); the LoRA adapter GGUF applied by llama.cpp changes the model as
+// the merged export and our base + adapter do.
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { exportModel } from '../src/export/export-model.js';
+import { AutoModelForCausalLM } from '../src/models/auto.js';
 import type { GgmlTypeName } from '../src/export/gguf-format.js';
 import { hasTorch, makeTinyAdapter, makeTinyModel, torchReference, type Family, type Reference } from './export-tiny-models.js';
 
@@ -139,6 +141,20 @@ describe.skipIf(!torch)('GGUF export loaded by llama.cpp', () => {
       };
       // The adapter must matter: its greedy continuation differs from the base's.
       expect(ref.lora.greedy).not.toEqual(ref.base.greedy);
+      // Our own forward (the SDK's llama family, f32 on the cpu backend) on the same folder: the same
+      // greedy tokens as PyTorch, with and without the adapter, and next-token log-probs within f32's bound.
+      const ours = await AutoModelForCausalLM.fromPretrained(hf, { device: 'cpu', dtype: 'f32' });
+      try {
+        for (const [name, want] of [['ours', ref.base], ['ours+lora', ref.lora]] as const) {
+          if (name === 'ours+lora') await ours.loadAdapter(adapter);
+          const logits = new Float32Array(PROMPT.length * VOCAB[family]);
+          ours.step({ batch: 1, seq: PROMPT.length, inputIds: Int32Array.from(PROMPT), labels: new Int32Array(PROMPT.length).fill(-100) }, { training: false, logits });
+          const last = Array.from(logits.subarray((PROMPT.length - 1) * VOCAB[family]));
+          check(name, 'f32', { logprobs: logSoftmax(last), greedy: (await ours.generate(PROMPT, { maxNewTokens: 16 })).tokens }, want);
+        }
+      } finally {
+        ours.dispose();
+      }
 
       // Unmerged: the f32 base and the adapter as separate GGUF files (what --lora loads).
       const sep = join(dir, `${family}-sep`);

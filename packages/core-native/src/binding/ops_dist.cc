@@ -37,8 +37,8 @@ int g_size = 0;
 const LoraCommApi& ready(const char* fn) {
   std::string why;
   const LoraCommApi* a = dist::api(&why);
-  if (!a) throw lora::Error(kErrDist, "", std::string(fn) + ": " + why);
-  if (g_size < 1 && std::string(fn) != "distInit") throw lora::Error(kErrDist, "", std::string(fn) + ": call distInit() first");
+  if (!a) throw lora::Error(kErrDist, std::string(fn) + ": " + why);
+  if (g_size < 1 && std::string(fn) != "distInit") throw lora::Error(kErrDist, std::string(fn) + ": call distInit() first");
   return *a;
 }
 
@@ -83,7 +83,7 @@ class CollectiveWorker : public Napi::AsyncWorker {
 Napi::Value queue(CollectiveWorker* w, const char* fn) {
   if (g_busy.exchange(true)) {
     delete w;
-    throw lora::Error(kErrDist, "", std::string(fn) + ": another collective is still in flight (await each call)");
+    throw lora::Error(kErrDist, std::string(fn) + ": another collective is still in flight (await each call)");
   }
   Napi::Promise p = w->promise();
   w->Queue();
@@ -117,6 +117,11 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 Napi::Value Init(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     const LoraCommApi& api = ready("distInit");
+    // Only a process that a launcher started joins a job: MPI's singleton init (no mpirun) would
+    // start a runtime of its own for a world of one, which nothing here needs.
+    if (dist::info().env_size < 1) {
+      throw lora::Error(kErrDist, "distInit: this process was not started by mpirun (OMPI_COMM_WORLD_SIZE and PMI_SIZE are unset); there is no job to join");
+    }
     auto* w = new CollectiveWorker(
         info.Env(),
         [&api](char* err, size_t len) { return api.init(&g_rank, &g_size, err, len); },
@@ -135,7 +140,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
 // broadcasts over MPI), each tensor summed in place on the device's training stream.
 Napi::Value nccl_allreduce(const Napi::CallbackInfo& info, const LoraCommApi& api, std::vector<Tensor> ts, double timeout) {
   if (!api.nccl_init) {
-    throw lora::Error(LORA_ERR_UNSUPPORTED, "tensors", "distAllreduce: the tensors are on " + device_name(ts.front().device()) + ", " + dist::info().nccl_reason);
+    throw lora::Error(LORA_ERR_UNSUPPORTED, "distAllreduce: the tensors are on " + device_name(ts.front().device()) + ", " + dist::info().nccl_reason, "tensors");
   }
   const int device = ts.front().device().index;
   void* stream = cuda_stream(device);
@@ -177,13 +182,13 @@ Napi::Value Allreduce(const Napi::CallbackInfo& info) {
     for (size_t i = 0; i < items.size(); ++i) {
       const std::string name = "tensors[" + std::to_string(i) + "]";
       Tensor& t = a.tensor_value(items[i], name);
-      if (t.dtype != DType::F32) throw lora::Error(LORA_ERR_DTYPE, name, name + " must be f32 (LoRA grads are), got " + dtype_name(t.dtype));
+      if (t.dtype != DType::F32) throw lora::Error(LORA_ERR_DTYPE, name + " must be f32 (LoRA grads are), got " + dtype_name(t.dtype), name);
       const Device first = ts.empty() ? t.device() : ts.front().device();
       if (t.device().kind == DeviceKind::EMU || t.device().kind != first.kind || t.device().index != first.index) {
-        throw lora::Error(LORA_ERR_DEVICE, name, name + " is on " + device_name(t.device()) + "; expected every tensor on " +
-                                                  device_name(first) + " (cpu: summed over MPI, cuda: over NCCL)");
+        throw lora::Error(LORA_ERR_DEVICE, name + " is on " + device_name(t.device()) + "; expected every tensor on " +
+                                               device_name(first) + " (cpu: summed over MPI, cuda: over NCCL)", name);
       }
-      if (!t.is_contiguous()) throw lora::Error(LORA_ERR_SHAPE, name, name + " must be contiguous");
+      if (!t.is_contiguous()) throw lora::Error(LORA_ERR_SHAPE, name + " must be contiguous", name);
       ts.push_back(t);
       total += t.numel();
     }
@@ -255,8 +260,8 @@ Napi::Value Finalize(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     const LoraCommApi* api = dist::api(nullptr);
     if (!api || g_size < 1) return info.Env().Undefined();
-    if (g_busy) throw lora::Error(kErrDist, "", "distFinalize: a collective is still in flight");
-    if (api->finalize() != LORA_COMM_OK) throw lora::Error(kErrDist, "", "distFinalize: MPI_Finalize failed");
+    if (g_busy) throw lora::Error(kErrDist, "distFinalize: a collective is still in flight");
+    if (api->finalize() != LORA_COMM_OK) throw lora::Error(kErrDist, "distFinalize: MPI_Finalize failed");
     return info.Env().Undefined();
   });
 }

@@ -20,8 +20,10 @@ const mk = () => Tensor.fromArray(new Float32Array(16).fill(0.5), [4, 4]);
 const t = mk(), u = mk(), o = mk();
 const ids = Tensor.fromArray(new Int32Array([0, 1, 2, 3]), [4]);
 const argSets = [[], [t], [t, u], [t, u, o], [t, u, o, 1], [ids, t, o], [[t, u]], ['cpu', 'relu', ['f32'], [4]], ['f32', 1, 1000], [t, u, o, 1, 'ref']];
-const skip = new Set(['Tensor', 'setNumThreads', 'nvmlStart']);  // process-wide side effects
-const fns = Object.entries(addon).filter(([k, v]) => typeof v === 'function' && !skip.has(k));
+// Process-wide side effects: the pool size, the NVML sampler, and the dist* collectives (distAbort
+// stops every rank of the job by design).
+const skip = new Set(['Tensor', 'setNumThreads', 'nvmlStart']);
+const fns = Object.entries(addon).filter(([k, v]) => typeof v === 'function' && !skip.has(k) && !k.startsWith('dist'));
 const methods = ['toArray', 'bytes', 'scales', 'clone', 'reshape', 'narrow'];
 const getters = ['shape', 'strides', 'dtype', 'device', 'numel', 'nbytes', 'blockSize', 'contiguous', 'disposed'];
 let announced = false;

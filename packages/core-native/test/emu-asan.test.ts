@@ -30,7 +30,7 @@ describe.skipIf(skip)('emu op matrix under ASan + UBSan', () => {
     expect(out).not.toMatch(/ERROR: AddressSanitizer|runtime error:/);
     expect(r.status, out.slice(-4000)).toBe(0);
     expect(ok).toBeGreaterThan(40);
-  });
+  }, 1_800_000);  // the sanitizer build (~20 min on 2 busy cores) may run first, or in the other suite
 });
 
 describe.skipIf(!skip || process.env.LORA_EMU_CHILD === '1')('emu op matrix under ASan + UBSan', () => {

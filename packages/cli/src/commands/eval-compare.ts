@@ -1,25 +1,31 @@
 // `lora eval compare DIR…`: one table across experiments (lora eval outputs, lora bench results),
 // the best value per column marked; Markdown on stdout, and with --html FILE a self-contained page.
-import { mkdir, writeFile } from 'node:fs/promises';
+// --seed-table gives the seed study's eight columns instead (report/seed-table.ts).
+import { mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
-import { compareTable, loadExperiments, type CompareTable, type Experiment } from '@lora/sdk';
+import { compareTable, loadExperiments, writeFileAtomic, type CompareTable, type Experiment } from '@lora/sdk';
 
 import { parseFlags, type CommandSpec } from '../flags.js';
+import { formatSeedMarkdown, renderSeedTableHtml, seedTable, type SeedTable } from '../report/seed-table.js';
 import { escapeXml, lineChart, runColor } from '../report/svg.js';
 import { CONFIG_HEADERS, configCells, configOfExperiment, configWarnings, isTrainFolder, loadTrainRun, type RunConfig, type TrainRun } from './compare-runs.js';
 
 export const COMPARE_SPEC: CommandSpec = {
   command: 'lora eval compare',
-  synopsis: 'lora eval compare PATH... [--html FILE] [--json]',
+  synopsis: 'lora eval compare PATH... [--seed-table] [--html FILE] [--markdown FILE] [--json]',
   description: [
     'PATH: a lora eval --out folder (or its summary.json), a lora bench --out folder (or its results.json; each run is',
     'one row), or a lora train --out folder (train_results.json and trainer_log.jsonl: final metrics and loss curve).',
     'Prints one Markdown table with the runs\' config (data, split, n) beside their metrics, the best value per column',
     'marked * (ties are not marked), and a warning when the rows were measured on different data, splits or sizes.',
+    'With --seed-table: the seed study\'s table instead, Experiment | BLEU | Correctness | Helpfulness | METEOR | ROUGE |',
+    'tokens | P50 latency (s) (judge columns "—" for a run without a judge); the HTML page shows it above the full table.',
   ].join('\n'),
   flags: [
+    { name: 'seed-table', kind: 'boolean', help: 'print the seed study\'s eight-column table (BLEU … P50 latency) instead of every metric' },
     { name: 'html', kind: 'string', metavar: 'FILE', help: 'also write the table as a self-contained HTML page' },
+    { name: 'markdown', kind: 'string', metavar: 'FILE', help: 'also write the printed Markdown table to FILE' },
     { name: 'json', kind: 'boolean', help: 'print the experiments and table as JSON instead' },
   ],
   positionals: { name: 'at least one lora eval or lora bench output folder (or lora train --out folder)', min: 1, max: Infinity },
@@ -112,6 +118,8 @@ th.left, td.left { text-align: left; }
 td { text-align: right; font-variant-numeric: tabular-nums; }
 td.best { font-weight: 700; background: #e7f5ec; color: #0b5d2a; }
 td.best::after { content: " *"; }
+td.missing { color: #999; }
+h2 { font-size: 19px; margin: 26px 0 8px; }
 tbody tr:hover td { background: #f3f6fb; }
 tr:last-child td { border-bottom: none; }
 .legend-note { color: #555; font-size: 13px; margin: 6px 2px 0; }
@@ -123,7 +131,7 @@ footer { margin-top: 30px; color: #777; font-size: 12px; }
 `;
 
 /** The comparison as a self-contained HTML page (inline CSS, no scripts, a CSP that forbids fetches). */
-export function renderCompareHtml(t: CompareTable, ctx?: CompareContext): string {
+export function renderCompareHtml(t: CompareTable, ctx?: CompareContext, seed?: SeedTable): string {
   const cfgHead = ctx ? CONFIG_HEADERS.map((h) => `<th class="left cfg" scope="col" title="not ranked">${h}</th>`).join('') : '';
   const head = `<th class="left" scope="col">experiment</th>${cfgHead}${t.columns
     .map((c) => `<th scope="col" title="${escapeXml(c.best ? `${c.best === 'max' ? 'higher' : 'lower'} is better` : 'not ranked')}">${escapeXml(c.header)}</th>`)
@@ -156,7 +164,7 @@ export function renderCompareHtml(t: CompareTable, ctx?: CompareContext): string
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
 <title>lora eval — comparison</title>
@@ -166,6 +174,7 @@ export function renderCompareHtml(t: CompareTable, ctx?: CompareContext): string
 <main>
 <h1>lora eval — comparison</h1>
 <p class="sub">${t.rows.length} experiment${t.rows.length === 1 ? '' : 's'}</p>
+${seed ? `${renderSeedTableHtml(seed)}\n<h2>All metrics</h2>` : ''}
 <div class="table-wrap"><table id="compare"><thead><tr>${head}</tr></thead><tbody>
 ${body}
 </tbody></table></div>
@@ -182,7 +191,7 @@ ${t.notes.length ? `<ul class="notes">${t.notes.map((n) => `<li>${escapeXml(n)}<
 
 export async function runCompare(argv: string[]): Promise<number> {
   const { values: v, positionals } = parseFlags(COMPARE_SPEC, argv);
-  const values = v as { html?: string; json?: boolean };
+  const values = v as { html?: string; markdown?: string; json?: boolean; 'seed-table'?: boolean };
   const experiments: Experiment[] = [];
   const configs: RunConfig[] = [];
   const kinds: string[] = [];
@@ -214,16 +223,22 @@ export async function runCompare(argv: string[]): Promise<number> {
   const warnings = configWarnings(experiments.map((e, i) => ({ name: e.name, kind: kinds[i], config: configs[i] })));
   const ctx: CompareContext = { configs, warnings, curves };
   for (const w of warnings) process.stderr.write(`lora eval compare: warning: ${w}\n`);
-  if (values.html) {
-    const file = resolve(values.html);
+  const seed = values['seed-table'] ? seedTable(experiments) : undefined;
+  const markdown = seed ? formatSeedMarkdown(seed) : formatCompareMarkdown(table, ctx);
+  // Atomic, so a reader (a CI artifact, a README include) never sees half a table.
+  const save = async (path: string, text: string) => {
+    const file = resolve(path);
     await mkdir(dirname(file), { recursive: true });
-    await writeFile(file, renderCompareHtml(table, ctx));
-  }
+    await writeFileAtomic(file, [new TextEncoder().encode(text)]);
+  };
+  if (values.html) await save(values.html, renderCompareHtml(table, ctx, seed));
+  if (values.markdown) await save(values.markdown, markdown);
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ experiments, columns: table.columns, rows: table.rows.map((r, i) => ({ name: r.experiment.name, config: configs[i], cells: r.cells })), warnings, notes }, null, 2)}\n`);
+    const seedJson = seed && { columns: seed.columns.map(({ header, means, best, decimals }) => ({ header, means, best, decimals })), rows: seed.rows, notes: seed.notes };
+    process.stdout.write(`${JSON.stringify({ experiments, columns: table.columns, rows: table.rows.map((r, i) => ({ name: r.experiment.name, config: configs[i], cells: r.cells })), warnings, notes, ...(seedJson ? { seed: seedJson } : {}) }, null, 2)}\n`);
   } else {
-    process.stdout.write(formatCompareMarkdown(table, ctx));
-    if (values.html) process.stdout.write(`\nWrote ${resolve(values.html)}\n`);
+    process.stdout.write(markdown);
+    for (const f of [values.html, values.markdown]) if (f) process.stdout.write(`\nWrote ${resolve(f)}\n`);
   }
   return 0;
 }

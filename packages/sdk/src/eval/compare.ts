@@ -21,6 +21,8 @@ export interface Experiment {
   /** Examples evaluated, when known. */
   count?: number;
   metrics: Record<string, number>;
+  /** A lora eval run's judge (absent: the run had none), so a table can tell "no judge" from "judge failed". */
+  judge?: { model: string; judged: number; errors: number; unreachable?: string };
 }
 
 export interface CompareColumn {
@@ -82,7 +84,11 @@ export function experimentFromSummary(s: EvalSummary, source: string): Experimen
   if (finite(s.errors)) m.errors = s.errors;
   const dir = basename(dirname(resolve(source)));
   const name = typeof s.name === 'string' && s.name && s.name !== 'lora-eval' ? s.name : dir;
-  return { name, source, kind: 'eval', ...(finite(s.count) ? { count: s.count } : {}), metrics: m };
+  const j = isObject(s.judge) ? s.judge : undefined;
+  const judge = j && typeof j.model === 'string'
+    ? { model: j.model, judged: finite(j.judged) ? j.judged : 0, errors: finite(j.errors) ? j.errors : 0, ...(typeof j.unreachable === 'string' ? { unreachable: j.unreachable } : {}) }
+    : undefined;
+  return { name, source, kind: 'eval', ...(finite(s.count) ? { count: s.count } : {}), metrics: m, ...(judge ? { judge } : {}) };
 }
 
 /** One experiment per run of a bench results.json; runs without eval metrics are noted. */

@@ -13,6 +13,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
+import { seedTable } from '../src/report/seed-table.js';
+
 const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'main.js');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const dir = mkdtempSync(join(tmpdir(), 'lora-seed-table-'));
@@ -89,6 +91,16 @@ describe('lora eval compare --seed-table', () => {
     const j = JSON.parse(lora('eval', 'compare', base, r8, r16, '--seed-table', '--json').stdout);
     expect(j.seed.rows.map((x: { cells: Array<{ best: boolean }> }) => x.cells.filter((c) => c.best).length)).toEqual([1, 1, 4]);
     expect(j.seed.rows[0].cells[1]).toEqual({ value: null, text: '—', best: false });
+  });
+
+  it('tells a judge that scored nothing from no judge, and marks nothing with a single value', () => {
+    const t = seedTable([
+      { name: 'a', source: 'a/summary.json', kind: 'eval', metrics: { bleu: 10 }, judge: { model: 'j', judged: 0, errors: 40, unreachable: 'connection refused' } },
+      { name: 'b', source: 'b/summary.json', kind: 'eval', metrics: { bleu: 10, judge_correctness: 0.5 }, judge: { model: 'j', judged: 20, errors: 0 } },
+    ]);
+    expect(t.notes).toEqual(['a: the judge (j) scored no example: connection refused']);
+    expect(t.rows.flatMap((r) => r.cells.filter((c) => c.best))).toEqual([]); // BLEU tie, one Correctness value
+    expect(t.rows[0].cells.map((c) => c.text)).toEqual(['10.00', '—', '—', '—', '—', '—', '—']);
   });
 
   it.skipIf(!existsSync(CHROMIUM))('renders in headless Chromium at 1300 px without sideways scrolling', { timeout: 60_000 }, async () => {

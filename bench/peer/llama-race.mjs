@@ -55,6 +55,7 @@ const OPTIONS = {
   'torch-base': { type: 'string' },
   out: { type: 'string' },
   'no-peak': { type: 'boolean', default: false },
+  checkpointing: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
 };
 
@@ -74,6 +75,7 @@ Races our LoRA training step (@lora/sdk LlamaForCausalLM, cpu backend, bf16 base
                         bf16 (from_pretrained(torch_dtype=bfloat16)); one PyTorch run each (default f32)
   --sides ours,theirs   run one side only
   --no-peak             skip the same-run peak measurements
+  --checkpointing       our side with activation checkpointing (each layer's input kept only)
   --out FILE            JSON (default bench/results/peer-llama-<date>.json, -2, -3 ... when it exists)
 `;
 
@@ -105,6 +107,7 @@ function settings(v) {
     threads: int(v.threads ?? 2, 'threads'),
     seed: int(v.seed ?? 0, 'seed', 0),
     peak: !v['no-peak'],
+    checkpointing: v.checkpointing,
   };
 }
 
@@ -204,7 +207,7 @@ async function runOurs(v) {
   const trainer = new sdk.Trainer(model, {
     examples, batchSize: s.batch, seq: s.seq, padding: 'longest', maxSteps: total,
     lr: LR, schedule: 'constant', warmupSteps: 0, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8,
-    maxGradNorm: 0, seed: s.seed, loggingSteps: total,
+    maxGradNorm: 0, seed: s.seed, loggingSteps: total, activationCheckpointing: s.checkpointing,
     onEvent: (e) => {
       if (e.type !== 'step') return;
       const ms = (1000 * e.tokens) / e.tokensPerSec;
@@ -227,7 +230,7 @@ async function runOurs(v) {
     bench: 'llama_lora_step', impl: 'lora', node: process.version, threads: core.ops.getNumThreads(), backend: model.device.backend,
     shape: v.shape, config: json,
     lora: { r: s.rank, alpha, dropout: LORA_DROPOUT, targets: TARGETS },
-    batch: s.batch, seq: s.seq, dtype: 'bf16', base_dtype: 'bf16', optimizer: { name: 'AdamW', lr: LR },
+    batch: s.batch, seq: s.seq, dtype: 'bf16', base_dtype: 'bf16', checkpointing: s.checkpointing, optimizer: { name: 'AdamW', lr: LR },
     warmup: s.warmup, steps: s.steps,
     ms_per_step: round(ms), ms_per_step_min: round(Math.min(...stepMs)), tokens_per_s: round(tps),
     gflop_per_token: round(flop / 1e9, 4), gflops: round((flop * tps) / 1e9),
@@ -354,7 +357,7 @@ async function race(v) {
   for (const shape of s.shapes) {
     const run = { shape, loadavg_before: loadavg() };
     if (s.sides.includes('ours')) {
-      run.ours = await runChild(`ours ${shape}`, process.execPath, [fileURLToPath(import.meta.url), '--child', 'ours', '--shape', shape, '--rank', String(s.rank), ...common(s)], { LORA_NUM_THREADS: String(s.threads) });
+      run.ours = await runChild(`ours ${shape}`, process.execPath, [fileURLToPath(import.meta.url), '--child', 'ours', '--shape', shape, '--rank', String(s.rank), ...common(s), ...(s.checkpointing ? ['--checkpointing'] : [])], { LORA_NUM_THREADS: String(s.threads) });
     }
     if (s.sides.includes('theirs')) {
       run.theirs = [];

@@ -79,6 +79,35 @@ describe('generation and the event loop', () => {
     expect(ticks).toBeGreaterThan(2);
   });
 
+  it('keeps a 100 ms interval ticking with no gap much longer than one decode step (issue 16)', async () => {
+    using m = await OptForCausalLM.fromPretrained(model, { device: 'cpu' });
+    // Longest gap between interval ticks vs the longest time between two tokens (one decode step,
+    // prefill included for the first). A loop that never yields would show one gap as long as the
+    // whole generation. 100 ms of slack: the interval's own period, plus timer jitter on a loaded host.
+    // The fixture holds 64 positions, so one call is ~60 tokens (~35 ms): calls run back to back for
+    // 700 ms, each call's start stamped as a step boundary (its first gap is the prefill).
+    const ticks: number[] = [];
+    const tokens: number[] = [];
+    const timer = setInterval(() => ticks.push(performance.now()), 100);
+    const t0 = performance.now();
+    try {
+      while (performance.now() - t0 < 700) {
+        tokens.push(performance.now());
+        await m.generate([2, 10, 11], { maxNewTokens: 50, stopTokens: [], onToken: () => void tokens.push(performance.now()) });
+      }
+    } finally {
+      clearInterval(timer);
+    }
+    const tEnd = performance.now();
+    const stamps = [t0, ...ticks, tEnd];
+    const maxGap = Math.max(...stamps.slice(1).map((t, i) => t - stamps[i]));
+    const steps = [t0, ...tokens];
+    const maxStep = Math.max(...steps.slice(1).map((t, i) => t - steps[i]));
+    console.log(`[generate] ${tokens.length} tokens in ${(tEnd - t0).toFixed(0)} ms, ${ticks.length} ticks, longest tick gap ${maxGap.toFixed(1)} ms, longest step ${maxStep.toFixed(1)} ms`);
+    expect(ticks.length).toBeGreaterThan(0);
+    expect(maxGap).toBeLessThan(maxStep + 100 + 50);
+  });
+
   it('stops when its AbortSignal aborts, rejecting with the reason', async () => {
     using m = await OptForCausalLM.fromPretrained(model, { device: 'cpu' });
     const ac = new AbortController();

@@ -24,7 +24,7 @@ import type { Kernels, KvCache } from './kernels.js';
 import { LoraAdapter, type LoraOptions } from './lora.js';
 import { mergedTensors } from './merge.js';
 import { readQuantizationConfig, saveQuantizedBase, type QuantizationConfig } from './quantized-io.js';
-import { weightTensors } from './weights.js';
+import { weightTensors, type LoadWeightOptions } from './weights.js';
 
 /** The buffers every family's step uses; a family's workspace adds its own. */
 export interface StepWorkspace {
@@ -72,6 +72,53 @@ export async function openPretrained(idOrDir: string, o: LoadOptions): Promise<{
 export function bindDevice(o: LoadOptions): { device: ResolvedDevice; kernels: Kernels } {
   const device = resolveDevice(o.device ?? 'auto');
   return { device, kernels: bindKernels(device.backend) };
+}
+
+/** The weight-loading options every family's loader takes (the family adds its own roles). */
+export type FamilyWeightOptions = Pick<LoadWeightOptions, 'dtype' | 'device' | 'quant' | 'packBf16' | 'onTensor'>;
+
+/** What a family supplies for loading: its config reader, its weight loader and its constructor. */
+export interface FamilyLoader<C, W, M extends { source: string | undefined; baseParameters(): number }> {
+  loadConfig(dir: string): Promise<C>;
+  loadWeights(config: C, source: WeightSource, kernels: Kernels, o: FamilyWeightOptions): Promise<W>;
+  create(config: C, weights: W, kernels: Kernels, device: ResolvedDevice): M;
+}
+
+/** A family's model from a Hugging Face folder or hub id (what every `fromPretrained` does). */
+export async function loadPretrained<C, W, M extends { source: string | undefined; baseParameters(): number }>(
+  family: FamilyLoader<C, W, M>, idOrDir: string, o: LoadOptions,
+): Promise<M> {
+  const { dir, quant, source } = await openPretrained(idOrDir, o);
+  try {
+    const config = await family.loadConfig(dir);
+    // A quantized checkpoint loads in its own format unless the caller asked for another.
+    const model = await loadFromWeights(family, config, source, { ...o, dtype: o.dtype ?? quant?.format }, quant);
+    model.source = idOrDir;
+    return model;
+  } finally {
+    await source.close();
+  }
+}
+
+/** A family's model from a parsed config and a weight source (what every `fromWeights` does). */
+export async function loadFromWeights<C, W, M extends { source: string | undefined; baseParameters(): number }>(
+  family: FamilyLoader<C, W, M>, config: C, source: WeightSource, o: LoadOptions, quant?: QuantizationConfig,
+): Promise<M> {
+  const { device, kernels } = bindDevice(o);
+  const dtype = o.dtype ?? 'f32';
+  const weights = await family.loadWeights(config, source, kernels, {
+    dtype,
+    quant,
+    device: device.memory,
+    // The host backends read bf16p; CUDA and the emulator take plain bf16.
+    packBf16: (o.packWeights ?? true) && (device.backend === 'cpu' || device.backend === 'ref'),
+    onTensor: (name, index, total) => o.onProgress?.({ type: 'weights', name, index, total }),
+  });
+  // What loading freed (cached f32 blocks, the heap pages behind them) goes back to the system.
+  native().emptyCache(device.memory);
+  const model = family.create(config, weights, kernels, device);
+  o.onProgress?.({ type: 'ready', device, dtype, parameters: model.baseParameters() });
+  return model;
 }
 
 export abstract class DecoderLM<C extends CausalLMConfig, W extends BaseWeights, WS extends StepWorkspace> implements CausalLM {

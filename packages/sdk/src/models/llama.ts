@@ -19,7 +19,7 @@ import { LoraError } from '../io/errors.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 import type { RawTensor, WeightSource } from '../io/tensor.js';
 import type { BaseDType } from '../model/device.js';
-import { bindDevice, DecoderLM, openPretrained } from '../model/decoder-lm.js';
+import { DecoderLM, loadFromWeights, loadPretrained, type FamilyLoader } from '../model/decoder-lm.js';
 import { site, type LayerDropout } from '../model/dropout.js';
 import { linear, linearGrad, type Kernels, type KvCache } from '../model/kernels.js';
 import type { LoraAdapter } from '../model/lora.js';
@@ -76,33 +76,19 @@ export class LlamaForCausalLM extends DecoderLM<LlamaConfig, LlamaWeights, Llama
     super(config, weights, kernels, device, LLAMA_PARAMS);
   }
 
+  private static readonly family: FamilyLoader<LlamaConfig, LlamaWeights, LlamaForCausalLM> = {
+    loadConfig: loadLlamaConfig,
+    loadWeights: loadLlamaWeights,
+    create: (config, weights, kernels, device) => new LlamaForCausalLM(config, weights, kernels, device),
+  };
+
   /** A Hugging Face model folder (model_type llama, qwen2 or qwen3), or a hub id resolved into the HF cache. */
-  static async fromPretrained(idOrDir: string, o: LoadOptions = {}): Promise<LlamaForCausalLM> {
-    const { dir, quant, source } = await openPretrained(idOrDir, o);
-    try {
-      const config = await loadLlamaConfig(dir);
-      const model = await LlamaForCausalLM.fromWeights(config, source, { ...o, dtype: o.dtype ?? quant?.format }, quant);
-      model.source = idOrDir;
-      return model;
-    } finally {
-      await source.close();
-    }
+  static fromPretrained(idOrDir: string, o: LoadOptions = {}): Promise<LlamaForCausalLM> {
+    return loadPretrained(LlamaForCausalLM.family, idOrDir, o);
   }
 
-  static async fromWeights(config: LlamaConfig, source: WeightSource, o: LoadOptions = {}, quant?: QuantizationConfig): Promise<LlamaForCausalLM> {
-    const { device, kernels } = bindDevice(o);
-    const dtype = o.dtype ?? 'f32';
-    const weights = await loadLlamaWeights(config, source, kernels, {
-      dtype,
-      quant,
-      device: device.memory,
-      packBf16: (o.packWeights ?? true) && (device.backend === 'cpu' || device.backend === 'ref'),
-      onTensor: (name, index, total) => o.onProgress?.({ type: 'weights', name, index, total }),
-    });
-    native().emptyCache(device.memory);
-    const model = new LlamaForCausalLM(config, weights, kernels, device);
-    o.onProgress?.({ type: 'ready', device, dtype, parameters: model.baseParameters() });
-    return model;
+  static fromWeights(config: LlamaConfig, source: WeightSource, o: LoadOptions = {}, quant?: QuantizationConfig): Promise<LlamaForCausalLM> {
+    return loadFromWeights(LlamaForCausalLM.family, config, source, o, quant);
   }
 
   /** Parameters of the base (a tied head counted once), as PEFT's "all params". */

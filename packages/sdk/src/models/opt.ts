@@ -9,7 +9,7 @@ import { loadOptConfig, optConfigToJson, type OptConfig } from '../config/opt-co
 import { assertOptWeights } from '../config/opt-weights.js';
 import type { RawTensor, WeightSource } from '../io/tensor.js';
 import { autocast } from '../model/bind-kernels.js';
-import { bindDevice, DecoderLM, openPretrained } from '../model/decoder-lm.js';
+import { DecoderLM, loadFromWeights, loadPretrained, type FamilyLoader } from '../model/decoder-lm.js';
 import type { LayerDropout } from '../model/dropout.js';
 import type { Kernels, KvCache } from '../model/kernels.js';
 import { logicalShapes, type QuantizationConfig } from '../model/quantized-io.js';
@@ -32,36 +32,19 @@ export class OptForCausalLM extends DecoderLM<OptConfig, ModelWeights, Workspace
     super(config, weights, kernels, device, OPT_PARAMS);
   }
 
+  private static readonly family: FamilyLoader<OptConfig, ModelWeights, OptForCausalLM> = {
+    loadConfig: loadOptConfig,
+    loadWeights: loadOptWeights,
+    create: (config, weights, kernels, device) => new OptForCausalLM(config, weights, kernels, device),
+  };
+
   /** A Hugging Face model folder, or a hub id resolved into the HF cache. */
-  static async fromPretrained(idOrDir: string, o: LoadOptions = {}): Promise<OptForCausalLM> {
-    const { dir, quant, source } = await openPretrained(idOrDir, o);
-    try {
-      const config = await loadOptConfig(dir);
-      // A quantized checkpoint loads in its own format unless the caller asked for another.
-      const model = await OptForCausalLM.fromWeights(config, source, { ...o, dtype: o.dtype ?? quant?.format }, quant);
-      model.source = idOrDir;
-      return model;
-    } finally {
-      await source.close();
-    }
+  static fromPretrained(idOrDir: string, o: LoadOptions = {}): Promise<OptForCausalLM> {
+    return loadPretrained(OptForCausalLM.family, idOrDir, o);
   }
 
-  static async fromWeights(config: OptConfig, source: WeightSource, o: LoadOptions = {}, quant?: QuantizationConfig): Promise<OptForCausalLM> {
-    const { device, kernels } = bindDevice(o);
-    const dtype = o.dtype ?? 'f32';
-    const weights = await loadOptWeights(config, source, kernels, {
-      dtype,
-      quant,
-      device: device.memory,
-      // The host backends read bf16p; CUDA and the emulator take plain bf16.
-      packBf16: (o.packWeights ?? true) && (device.backend === 'cpu' || device.backend === 'ref'),
-      onTensor: (name, index, total) => o.onProgress?.({ type: 'weights', name, index, total }),
-    });
-    // What loading freed (cached f32 blocks, the heap pages behind them) goes back to the system.
-    native().emptyCache(device.memory);
-    const model = new OptForCausalLM(config, weights, kernels, device);
-    o.onProgress?.({ type: 'ready', device, dtype, parameters: model.baseParameters() });
-    return model;
+  static fromWeights(config: OptConfig, source: WeightSource, o: LoadOptions = {}, quant?: QuantizationConfig): Promise<OptForCausalLM> {
+    return loadFromWeights(OptForCausalLM.family, config, source, o, quant);
   }
 
   /** Parameters of the base model (lm_head tied, so counted once), as PEFT's "all params". */

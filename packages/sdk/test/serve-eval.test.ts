@@ -6,7 +6,6 @@ import { createServer, evaluateModel, evaluateTarget, OpenAITarget, OptForCausal
 import { makeServeFixture, type ServeFixture } from './serve-fixture.js';
 
 let fx: ServeFixture;
-let model: OptForCausalLM;
 let server: LoraServer;
 let url = '';
 
@@ -19,15 +18,13 @@ const opts = { maxNewTokens: 16, metrics: ['bleu', 'rouge', 'meteor'] as const, 
 
 beforeAll(async () => {
   fx = await makeServeFixture(['code']);
-  model = await OptForCausalLM.fromPretrained(fx.modelDir, { device: 'cpu' });
-  server = createServer(model, { tokenizer: await OptTokenizer.fromPretrained(fx.modelDir), modelName: 'tiny' });
+  server = createServer({ model: fx.modelDir, device: 'cpu' }, { tokenizer: await OptTokenizer.fromPretrained(fx.modelDir), modelName: 'tiny' });
   await server.adapters.load('code', fx.adapters.code);
   url = `http://127.0.0.1:${(await server.listen(0)).port}`;
 }, 60_000);
 
 afterAll(async () => {
   await server?.close();
-  model?.dispose();
   await fx?.cleanup();
 });
 

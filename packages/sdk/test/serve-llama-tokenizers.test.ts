@@ -30,7 +30,7 @@ describe.each(CASES)("lora serve with $family's own tokenizer and chat template"
     const tok = await AutoTokenizer.fromPretrained(dir);
     expect(tok.chatTemplate).toBeDefined();
     using model = await LlamaForCausalLM.fromPretrained(dir, { device: 'cpu' });
-    const server = createServer(model, { tokenizer: tok, chatTemplate: await loadChatTemplate(dir), modelName: family });
+    const server = createServer({ model: dir, device: 'cpu' }, { tokenizer: tok, chatTemplate: await loadChatTemplate(dir), modelName: family });
     try {
       const { port } = await server.listen(0, '127.0.0.1');
       const client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 30_000 });

@@ -2,7 +2,8 @@
 // qwen3 with QK-norm), driven by the official `openai` client on 127.0.0.1: greedy completions equal
 // in-process generate() token for token (base and two adapters, streaming and not, and all of them
 // in one running batch), chat rendered with the tokenizer's own Jinja chat template equals generate()
-// on that rendered prompt, and an adapter made for another family is refused.
+// on that rendered prompt, and an adapter made for another family is refused. The model runs in the
+// server's worker thread, as `lora serve` runs it.
 import { join } from 'node:path';
 
 import { Template } from '@huggingface/jinja';
@@ -32,7 +33,6 @@ afterAll(async () => {
 
 describe.each(['llama', 'qwen3'])('lora serve on a tiny %s', (family) => {
   let dir: string;
-  let model: LlamaForCausalLM;
   let tokenizer: OptTokenizer;
   let server: LoraServer;
   let client: OpenAI;
@@ -48,8 +48,7 @@ describe.each(['llama', 'qwen3'])('lora serve on a tiny %s', (family) => {
       await m.saveAdapter(adapters[name]);
     }
     tokenizer = await OptTokenizer.fromPretrained(dir);
-    model = await LlamaForCausalLM.fromPretrained(dir, { device: 'cpu' });
-    server = createServer(model, { tokenizer, chatTemplate: await loadChatTemplate(dir), modelName: family, scheduler: { maxBatch: 8, prefillChunk: 8 } });
+    server = createServer({ model: dir, device: 'cpu' }, { tokenizer, chatTemplate: await loadChatTemplate(dir), modelName: family, scheduler: { maxBatch: 8, prefillChunk: 8 } });
     for (const name of ['one', 'two']) await server.adapters.load(name, adapters[name]);
     const { port } = await server.listen(0, '127.0.0.1');
     base = `http://127.0.0.1:${port}`;
@@ -58,7 +57,6 @@ describe.each(['llama', 'qwen3'])('lora serve on a tiny %s', (family) => {
 
   afterAll(async () => {
     await server?.close();
-    model?.dispose();
   });
 
   /** In-process greedy generate() on this prompt with this adapter (a fresh model, as `lora generate` loads one). */

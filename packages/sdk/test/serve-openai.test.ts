@@ -1,15 +1,15 @@
 // `lora serve` driven by the official `openai` client on 127.0.0.1: greedy output equals in-process
 // generate() token for token (base and each adapter, non-streaming and streaming, alone and in one
 // batch), chat through the Alpaca rule, adapters loaded and unloaded at run time, errors in OpenAI's
-// shape, and /metrics agreeing with what the client saw.
+// shape, and /metrics agreeing with what the client saw. The server runs the model in its worker
+// thread (createServer with a model folder), as `lora serve` does.
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { alpacaPrompt, createServer, OptForCausalLM, OptTokenizer, type LoraServer } from '../src/index.js';
+import { alpacaPrompt, createServer, OptTokenizer, type LoraServer } from '../src/index.js';
 import { makeServeFixture, referenceText, type ServeFixture } from './serve-fixture.js';
 
 let fx: ServeFixture;
-let model: OptForCausalLM;
 let server: LoraServer;
 let base: string;
 let client: OpenAI;
@@ -19,9 +19,8 @@ const MAX = 24;
 
 beforeAll(async () => {
   fx = await makeServeFixture(['alpha', 'beta', 'gamma']);
-  model = await OptForCausalLM.fromPretrained(fx.modelDir, { device: 'cpu' });
   const tokenizer = await OptTokenizer.fromPretrained(fx.modelDir);
-  server = createServer(model, { tokenizer, modelName: 'tiny', scheduler: { maxBatch: 8, prefillChunk: 8 } });
+  server = createServer({ model: fx.modelDir, device: 'cpu' }, { tokenizer, modelName: 'tiny', scheduler: { maxBatch: 8, prefillChunk: 8 } });
   await server.adapters.load('alpha', fx.adapters.alpha);
   await server.adapters.load('beta', fx.adapters.beta);
   const { port } = await server.listen(0, '127.0.0.1');
@@ -31,7 +30,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.close();
-  model?.dispose();
   await fx?.cleanup();
 });
 
@@ -204,7 +202,7 @@ describe('lora serve with the openai client', () => {
 describe('lora serve limits', () => {
   it('refuses beyond the queue with 429 and Retry-After, and checks the API key', async () => {
     const tokenizer = await OptTokenizer.fromPretrained(fx.modelDir);
-    const small = createServer(model, { tokenizer, modelName: 'tiny', apiKey: 'sekrit', retryAfterSec: 2, scheduler: { maxBatch: 1, maxQueue: 1 } });
+    const small = createServer({ model: fx.modelDir, device: 'cpu' }, { tokenizer, modelName: 'tiny', apiKey: 'sekrit', retryAfterSec: 2, scheduler: { maxBatch: 1, maxQueue: 1 } });
     const { port } = await small.listen(0, '127.0.0.1');
     try {
       const c = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: 'sekrit', maxRetries: 0 });

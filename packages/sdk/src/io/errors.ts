@@ -35,7 +35,9 @@ export type LoraErrorCode =
   /** Stored bytes fail their checksum (bit flips, a corrupted copy). */
   | 'E_CHECKSUM'
   /** Data-parallel training: ranks disagree on the run's settings, or a collective failed or timed out. */
-  | 'E_DIST';
+  | 'E_DIST'
+  /** `lora serve`'s model worker thread exited before the model was loaded. */
+  | 'E_WORKER';
 
 export class LoraError extends Error {
   readonly code: LoraErrorCode;

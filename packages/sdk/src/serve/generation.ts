@@ -3,11 +3,11 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 
+import type { ModelBackend } from './backend.js';
 import type { ChatTemplate } from './chat.js';
 import { ServeError } from './errors.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ChatParams, CompletionParams } from './protocol.js';
-import type { AdapterLease, Scheduler } from './scheduler.js';
 import { endEventStream, sendEvent, startEventStream, streamReady } from './sse.js';
 import { TextStream, type Detokenizer } from './text-stream.js';
 
@@ -16,14 +16,14 @@ export interface Tokenizer extends Detokenizer {
 }
 
 export interface GenerationContext {
-  scheduler: Scheduler;
+  backend: ModelBackend;
+  /** The base model's name: a request for any other `model` names an adapter. */
+  baseName: string;
   tokenizer: Tokenizer;
   chatTemplate: ChatTemplate;
   metrics: ServerMetrics;
   /** How long a stream may stay unread (socket buffer full) before it is cancelled, ms. */
   stallMs: number;
-  /** The adapter for a request's `model` (undefined: the base); throws 404 for an unknown name. */
-  lease(model: string): AdapterLease | undefined;
 }
 
 type Kind = 'completion' | 'chat';
@@ -31,7 +31,6 @@ type Kind = 'completion' | 'chat';
 export async function handleGeneration(ctx: GenerationContext, kind: Kind, p: CompletionParams | ChatParams, res: ServerResponse): Promise<void> {
   const prompt = kind === 'chat' ? ctx.chatTemplate.render((p as ChatParams).messages) : (p as CompletionParams).prompt;
   const ids = typeof prompt === 'string' ? ctx.tokenizer.encode(prompt, { addSpecialTokens: true }) : prompt;
-  const lease = ctx.lease(p.model);
   const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`;
   const created = Math.floor(Date.now() / 1000);
   const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
@@ -49,46 +48,56 @@ export async function handleGeneration(ctx: GenerationContext, kind: Kind, p: Co
   };
   const text = new TextStream(ctx.tokenizer, p.stop);
   const abort = new AbortController();
-  let stalledSince = 0;
+  let stall: NodeJS.Timeout | undefined;
   res.on('close', () => {
+    clearTimeout(stall);
     if (!res.writableFinished) abort.abort(); // the client went away: free its row now
   });
-  let outcome;
-  try {
-    const pending = ctx.scheduler.submit({
-      prompt: ids,
-      sampling: { temperature: p.temperature, topP: p.topP, topK: p.topK, seed: p.seed, maxTokens: p.maxTokens, ...(p.ignoreEos ? { stopTokenIds: [] } : {}) },
-      adapter: lease,
-      signal: abort.signal,
-      ready: p.stream ? () => {
-        // A client that stops reading holds a row and its KV cache: past stallMs, it is cancelled.
-        if (streamReady(res)) return (stalledSince = 0), true;
-        stalledSince ||= performance.now();
-        if (performance.now() - stalledSince > ctx.stallMs) abort.abort();
-        return false;
-      } : undefined,
-      onToken: (t) => {
-        unsentIds.push(t);
-        const delta = text.push(t);
-        if (p.stream && delta) sendEvent(res, chunk(delta, null));
-        if (text.stopped) return false;
-      },
+  // Latencies as the client sees them: from submit to each token's arrival on this thread.
+  const submitted = performance.now();
+  let lastTokenAt = 0;
+  const handle = ctx.backend.submit({
+    prompt: ids,
+    adapter: p.model === ctx.baseName ? undefined : p.model,
+    sampling: { temperature: p.temperature, topP: p.topP, topK: p.topK, seed: p.seed, maxTokens: p.maxTokens, ...(p.ignoreEos ? { stopTokenIds: [] } : {}) },
+    signal: abort.signal,
+    onToken: (t) => {
+      const now = performance.now();
+      if (lastTokenAt) ctx.metrics.perToken.observe((now - lastTokenAt) / 1000);
+      else ctx.metrics.ttft.observe((now - submitted) / 1000);
+      lastTokenAt = now;
+      unsentIds.push(t);
+      const delta = text.push(t);
+      if (p.stream && delta) send(chunk(delta, null));
+      if (text.stopped) return false;
+    },
+  });
+  // A full socket buffer pauses the row (it skips decode steps) until the client reads; a client
+  // that reads nothing for stallMs holds a row and its KV cache, so it is cancelled.
+  const send = (data: unknown) => {
+    sendEvent(res, data);
+    if (stall || streamReady(res) || res.destroyed) return;
+    handle.pause();
+    stall = setTimeout(() => abort.abort(), ctx.stallMs);
+    res.once('drain', () => {
+      clearTimeout(stall);
+      stall = undefined;
+      handle.resume();
     });
-    if (p.stream) {
-      startEventStream(res);
-      if (kind === 'chat') sendEvent(res, { ...chunk(null, null), choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] });
-    }
-    outcome = await pending;
-  } catch (e) {
-    lease?.release();
-    throw e;
+  };
+  if (p.stream) {
+    startEventStream(res);
+    if (kind === 'chat') send({ ...chunk(null, null), choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] });
   }
+  const outcome = await handle.outcome;
+  clearTimeout(stall);
   ctx.metrics.promptTokens.inc({}, ids.length);
   ctx.metrics.generatedTokens.inc({}, outcome.tokens.length);
   ctx.metrics.finished.inc({ finished_reason: outcome.finishReason });
   if (outcome.finishReason === 'cancelled') return;
   if (outcome.finishReason === 'error') {
-    const err = new ServeError(500, 'generation_failed', `generation failed: ${outcome.error?.message ?? 'unknown error'}`);
+    const e = outcome.error;
+    const err = e instanceof ServeError ? e : new ServeError(500, 'generation_failed', `generation failed: ${e?.message ?? 'unknown error'}`);
     if (!p.stream) throw err;
     sendEvent(res, err.toJSON());
     return endEventStream(res);

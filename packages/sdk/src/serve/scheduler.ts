@@ -3,13 +3,12 @@
 // whole cache (prompt + max_tokens), and leave it the moment they finish or are cancelled. Each
 // iteration is one engine.forward: every decoding row brings its last token, and at most one
 // prefilling request brings one chunk of its prompt, so a new request stalls the others by one
-// chunk at most. Between iterations the loop yields to the event loop (setImmediate), so accepting,
-// streaming and cancelling wait at most one step.
+// chunk at most. Between iterations the loop yields to its thread's event loop (setImmediate).
 //
-// Why the event loop and not a worker thread: the model's tensors live in the addon's memory owned
-// by this thread, and a step of a small model is a few ms (measured in serve/README.md); a worker
-// would need its own copy of the weights and message hops for every token. The loop never runs a
-// step while a callback is pending, and a cancelled row is freed in its abort handler.
+// `lora serve` runs it in the model's worker thread (worker-main.ts), where nothing else waits on
+// that event loop. In the main thread (the in-thread path, in-thread.ts) it also yields after every
+// layer (layerYield), so accepting, streaming and cancelling wait one layer at most; a cancelled
+// row is freed in its abort handler (after the paused step, which still holds its cache).
 import { seededRandom } from '../data/split.js';
 import { sampleToken } from '../model/generate.js';
 import type { DecodeEngine, ForwardRow, KvCache } from './engine.js';
@@ -64,6 +63,8 @@ export interface SchedulerOptions {
   prefillChunk?: number;
   /** Bytes all running requests' KV caches may hold together (default 1 GiB). */
   kvBudgetBytes?: number;
+  /** Yield to the event loop after every layer of a step, not only between steps (default true). */
+  layerYield?: boolean;
   observer?: SchedulerObserver;
 }
 
@@ -135,17 +136,8 @@ export class Scheduler {
   submit(req: GenerationRequest): Promise<GenerationOutcome> {
     if (this.closed) throw new ServeError(503, 'server_shutting_down', 'the server is shutting down');
     const e = this.engine;
-    if (req.prompt.length < 1) throw new ServeError(400, 'invalid_prompt', 'the prompt is empty');
-    if (req.prompt.length > e.maxPositions) {
-      throw new ServeError(400, 'context_length_exceeded', `the prompt has ${req.prompt.length} tokens; this model's context is ${e.maxPositions}`);
-    }
-    const capacity = Math.min(e.maxPositions, req.prompt.length + req.sampling.maxTokens);
-    if (e.kvBytes(capacity) > this.kvBudgetBytes) {
-      throw new ServeError(400, 'kv_budget_exceeded', `prompt + max_tokens (${capacity} positions) needs ${e.kvBytes(capacity)} bytes of KV cache; the server's budget is ${this.kvBudgetBytes}`);
-    }
-    if (this.queue.length >= this.maxQueue && !this.canAdmit(capacity)) {
-      throw new ServeError(429, 'queue_full', `the server is at capacity (${this.running.length} running, ${this.queue.length} queued); retry later`);
-    }
+    const capacity = requestCapacity(e, this.kvBudgetBytes, req.prompt.length, req.sampling.maxTokens);
+    if (this.queue.length >= this.maxQueue && !this.canAdmit(capacity)) throw queueFull(this.running.length, this.queue.length);
     return new Promise<GenerationOutcome>((resolve) => {
       const now = performance.now();
       const entry: Entry = {
@@ -233,7 +225,7 @@ export class Scheduler {
     let logits: (Float32Array | undefined)[];
     this.stepping = true;
     try {
-      if (this.engine.forwardSteps) {
+      if (this.engine.forwardSteps && this.o.layerYield !== false) {
         // One layer at a time, with the event loop served between layers.
         const steps = this.engine.forwardSteps(rows);
         for (let r = steps.next(); ; r = steps.next()) {
@@ -318,6 +310,27 @@ export class Scheduler {
     if (!this.looping && !this.inFlight) for (const w of this.idleWaiters.splice(0)) w();
   }
 }
+
+/**
+ * The positions a request's KV cache needs (prompt + max_tokens, capped by the model's context);
+ * throws the 400 for a request that can never run (empty, too long, over the KV budget alone).
+ */
+export function requestCapacity(
+  e: { maxPositions: number; kvBytes(capacity: number): number }, kvBudgetBytes: number, promptLength: number, maxTokens: number,
+): number {
+  if (promptLength < 1) throw new ServeError(400, 'invalid_prompt', 'the prompt is empty');
+  if (promptLength > e.maxPositions) {
+    throw new ServeError(400, 'context_length_exceeded', `the prompt has ${promptLength} tokens; this model's context is ${e.maxPositions}`);
+  }
+  const capacity = Math.min(e.maxPositions, promptLength + maxTokens);
+  if (e.kvBytes(capacity) > kvBudgetBytes) {
+    throw new ServeError(400, 'kv_budget_exceeded', `prompt + max_tokens (${capacity} positions) needs ${e.kvBytes(capacity)} bytes of KV cache; the server's budget is ${kvBudgetBytes}`);
+  }
+  return capacity;
+}
+
+export const queueFull = (running: number, queued: number) =>
+  new ServeError(429, 'queue_full', `the server is at capacity (${running} running, ${queued} queued); retry later`);
 
 function positive(v: number, name: string): number {
   if (!Number.isInteger(v) || v < 1) throw new ServeError(500, 'invalid_config', `${name} must be a positive integer, got ${v}`);

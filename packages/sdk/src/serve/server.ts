@@ -9,15 +9,26 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-import type { CausalLM } from '../models/causal-lm.js';
-import { AdapterRegistry } from './adapters.js';
+import type { CausalLM, LoadOptions } from '../models/causal-lm.js';
+import { LoraError } from '../io/errors.js';
+import type { BatchCounters, ModelBackend, ModelInfo, ServedAdapters, StepObserver } from './backend.js';
 import { ALPACA_CHAT, type ChatTemplate } from './chat.js';
-import { ModelDecodeEngine, type DecodeEngine } from './engine.js';
+import type { DecodeEngine, EngineOptions } from './engine.js';
 import { badRequest, ServeError } from './errors.js';
 import { handleGeneration, type Tokenizer } from './generation.js';
+import { InThreadBackend } from './in-thread.js';
 import { ServerMetrics } from './metrics.js';
 import { parseChat, parseCompletion } from './protocol.js';
-import { Scheduler, type SchedulerOptions } from './scheduler.js';
+import type { SchedulerOptions } from './scheduler.js';
+import { WorkerBackend } from './worker-backend.js';
+
+/**
+ * A model to load in the server's worker thread: a folder or hub id, and the load options
+ * AutoModelForCausalLM.fromPretrained takes (callbacks cannot cross threads, so no onProgress).
+ */
+export interface ModelSource extends Pick<LoadOptions, 'device' | 'dtype' | 'packWeights' | 'cacheDir' | 'revision'> {
+  model: string;
+}
 
 export interface ServeOptions {
   tokenizer: Tokenizer;
@@ -38,39 +49,49 @@ export interface ServeOptions {
   /** Seconds a 429 asks the client to wait (default 1). */
   retryAfterSec?: number;
   scheduler?: SchedulerOptions;
-  /** Default: ModelDecodeEngine over the model (any family on the shared decoder base). */
+  engineOptions?: EngineOptions;
+  /** A custom engine (tests): only with a loaded model, which runs in this thread. */
   engine?: DecodeEngine;
+  /** Called after every model step with its rows, tokens and duration (also in /metrics' lora_model_step_seconds). */
+  onStep?: StepObserver;
 }
 
 const ROUTES = ['/health', '/metrics', '/v1/models', '/v1/completions', '/v1/chat/completions', '/v1/load_lora_adapter', '/v1/unload_lora_adapter'] as const;
 
 export class LoraServer {
-  readonly scheduler: Scheduler;
-  readonly adapters: AdapterRegistry;
+  readonly backend: ModelBackend;
   readonly metrics: ServerMetrics;
   readonly modelName: string;
   private readonly http: Server;
   private readonly keyDigest: Buffer | undefined;
   private readonly created = Math.floor(Date.now() / 1000);
   private draining = false;
+  private info?: ModelInfo;
 
-  constructor(readonly model: CausalLM, private readonly o: ServeOptions) {
-    this.modelName = o.modelName ?? model.source ?? 'base';
-    const engine = o.engine ?? new ModelDecodeEngine(model);
-    this.scheduler = new Scheduler(engine, {
-      ...o.scheduler,
-      observer: {
-        firstToken: (ms) => this.metrics.ttft.observe(ms / 1000),
-        interToken: (ms) => this.metrics.perToken.observe(ms / 1000),
-        step: (_rows, _tokens, ms) => this.metrics.stepTime.observe(ms / 1000),
-      },
-    });
-    this.adapters = new AdapterRegistry(model, this.modelName, { loaded: (lora) => engine.prepare?.(lora), disposing: (lora) => engine.forget?.(lora) });
+  constructor(model: CausalLM | ModelSource | string, private readonly o: ServeOptions) {
+    const onStep: StepObserver = (rows, tokens, ms) => {
+      this.metrics.stepTime.observe(ms / 1000);
+      o.onStep?.(rows, tokens, ms);
+    };
+    if (typeof model === 'string' || isModelSource(model)) {
+      const { model: source, ...load } = typeof model === 'string' ? { model } : model;
+      if (o.engine) throw new LoraError('E_CONFIG', 'a custom engine runs in this thread: pass a loaded model to createServer, not a model source');
+      this.modelName = o.modelName ?? source;
+      const sc = o.scheduler ?? {};
+      this.backend = new WorkerBackend(
+        { source, load, baseName: this.modelName, engine: o.engineOptions ?? {}, scheduler: { maxBatch: sc.maxBatch ?? 16, prefillChunk: sc.prefillChunk ?? 64, kvBudgetBytes: sc.kvBudgetBytes ?? 2 ** 30 } },
+        { maxQueue: sc.maxQueue ?? 64, onStep },
+      );
+    } else {
+      this.modelName = o.modelName ?? model.source ?? 'base';
+      this.backend = new InThreadBackend(model, { baseName: this.modelName, scheduler: o.scheduler, engine: o.engine, engineOptions: o.engineOptions, onStep });
+    }
+    const counters = () => this.backend.counters;
     this.metrics = new ServerMetrics({
-      queueDepth: () => this.scheduler.queueDepth,
-      running: () => this.scheduler.runningRows,
-      kvBytes: () => this.scheduler.kvBytesInUse,
-      adapters: () => this.adapters.size,
+      queueDepth: () => counters().queueDepth,
+      running: () => counters().runningRows,
+      kvBytes: () => counters().kvBytesInUse,
+      adapters: () => this.backend.adapters.size,
     });
     this.keyDigest = o.apiKey ? digest(o.apiKey) : undefined;
     this.http = createHttpServer((req, res) => void this.handle(req, res));
@@ -80,7 +101,24 @@ export class LoraServer {
     });
   }
 
+  /** The running batch's counters (queue depth, running rows, KV bytes, requests in flight). */
+  get scheduler(): BatchCounters & { cancelAll(): void } {
+    const c = this.backend.counters;
+    return { queueDepth: c.queueDepth, runningRows: c.runningRows, kvBytesInUse: c.kvBytesInUse, inFlight: c.inFlight, cancelAll: () => this.backend.cancelAll() };
+  }
+
+  /** The served adapters (load/unload at run time). */
+  get adapters(): ServedAdapters {
+    return this.backend.adapters;
+  }
+
+  /** Resolves once the model is loaded; rejects with the loading error (a LoraError with its code). */
+  async ready(): Promise<void> {
+    this.info ??= await this.backend.ready();
+  }
+
   async listen(port = 8000, host = '127.0.0.1'): Promise<AddressInfo> {
+    await this.ready();
     await new Promise<void>((resolve, reject) => {
       this.http.once('error', reject);
       this.http.listen(port, host, () => (this.http.off('error', reject), resolve()));
@@ -88,16 +126,15 @@ export class LoraServer {
     return this.http.address() as AddressInfo;
   }
 
-  /** Stops accepting, lets every queued and running request finish, then closes (SIGTERM's path). */
+  /** Stops accepting, lets every queued and running request finish, then closes and frees the model's side. */
   async close(): Promise<void> {
     this.draining = true;
-    const closed = new Promise<void>((r) => this.http.close(() => r()));
+    const closed = this.http.listening ? new Promise<void>((r) => this.http.close(() => r())) : Promise.resolve();
     this.http.closeIdleConnections();
-    await this.scheduler.drain();
+    await this.backend.drain();
     this.http.closeIdleConnections();
     await closed;
-    this.adapters.dispose();
-    this.scheduler.engine.dispose?.();
+    await this.backend.close();
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -129,7 +166,7 @@ export class LoraServer {
     };
     if (path === '/health') {
       allow('GET');
-      res.writeHead(this.draining ? 503 : 200).end();
+      res.writeHead(this.draining || this.backend.failure ? 503 : 200).end();
       return;
     }
     if (path === '/metrics') {
@@ -152,16 +189,16 @@ export class LoraServer {
       const b = (body ?? {}) as { lora_name?: unknown; lora_path?: unknown };
       if (typeof b.lora_name !== 'string') throw badRequest('lora_name is required', 'lora_name', 'missing_required_parameter');
       if (path === '/v1/load_lora_adapter') await this.adapters.load(b.lora_name, b.lora_path as string);
-      else this.adapters.unload(b.lora_name);
+      else await this.adapters.unload(b.lora_name);
       const verb = path === '/v1/load_lora_adapter' ? 'added' : 'removed';
       res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' }).end(`Success: LoRA adapter '${b.lora_name}' ${verb} successfully.`);
       return;
     }
-    const limits = { maxTokensCap: this.o.maxTokensCap ?? 2048, vocabSize: this.scheduler.engine.vocabSize };
+    const info = this.info!;
+    const limits = { maxTokensCap: this.o.maxTokensCap ?? 2048, vocabSize: info.vocabSize };
     const ctx = {
-      scheduler: this.scheduler, tokenizer: this.o.tokenizer, chatTemplate: this.o.chatTemplate ?? ALPACA_CHAT, metrics: this.metrics,
+      backend: this.backend, baseName: this.modelName, tokenizer: this.o.tokenizer, chatTemplate: this.o.chatTemplate ?? ALPACA_CHAT, metrics: this.metrics,
       stallMs: this.o.stallTimeoutMs ?? 30_000,
-      lease: (name: string) => (name === this.modelName ? undefined : this.adapters.acquire(name)),
     };
     try {
       if (path === '/v1/completions') await handleGeneration(ctx, 'completion', parseCompletion(body, limits), res);
@@ -175,9 +212,9 @@ export class LoraServer {
   }
 
   private models(): Record<string, unknown>[] {
-    const maxLen = this.scheduler.engine.maxPositions;
+    const maxLen = this.info!.maxPositions;
     return [
-      { id: this.modelName, object: 'model', created: this.created, owned_by: 'lora', root: this.model.source ?? this.modelName, parent: null, max_model_len: maxLen },
+      { id: this.modelName, object: 'model', created: this.created, owned_by: 'lora', root: this.info!.source ?? this.modelName, parent: null, max_model_len: maxLen },
       ...this.adapters.list().map((a) => ({ id: a.name, object: 'model', created: a.created, owned_by: 'lora', root: a.path, parent: this.modelName, max_model_len: maxLen })),
     ];
   }
@@ -191,9 +228,19 @@ export class LoraServer {
   }
 }
 
-/** The SDK's entry point: a server for `model` (call listen(), and loadAdapter for --adapter NAME=DIR). */
-export function createServer(model: CausalLM, opts: ServeOptions): LoraServer {
+/**
+ * The SDK's entry point. Given a model source (a folder or hub id, or { model, dtype, device, ... }),
+ * the model is loaded in a worker thread that runs every model step, so this thread's event loop
+ * (HTTP, streaming, cancels) never waits for one; `lora serve` does this. Given an already-loaded
+ * model, it is stepped on this thread cooperatively (one layer at a time; see serve/README.md).
+ * Then: `await server.adapters.load(name, dir)` for each adapter, `await server.listen(port)`.
+ */
+export function createServer(model: CausalLM | ModelSource | string, opts: ServeOptions): LoraServer {
   return new LoraServer(model, opts);
+}
+
+function isModelSource(m: CausalLM | ModelSource): m is ModelSource {
+  return typeof (m as ModelSource).model === 'string' && typeof (m as CausalLM).generate !== 'function';
 }
 
 const digest = (s: string) => createHash('sha256').update(s).digest();

@@ -1,8 +1,9 @@
-// `lora serve` through the built CLI on 127.0.0.1: `lora eval --target-url` against it scores like
-// `lora eval --model` with the same adapter and records, and SIGTERM drains (the in-flight stream
-// completes, then the process exits 0).
+// `lora serve` through the built CLI on 127.0.0.1 (the model in the server's worker thread):
+// `lora eval --target-url` against it scores like `lora eval --model` with the same adapter and
+// records, a model the worker cannot load exits 1 with its coded error, and SIGTERM drains (the
+// in-flight stream completes, then the process exits 0).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,6 +81,16 @@ describe('lora serve (CLI)', () => {
     const bad = await lora(['eval', '--target-url', url, '--data', data]);
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/--target-url and --target-model go together/);
+  });
+
+  it('a model the worker cannot load exits 1 with its LoraError code', async () => {
+    const bad = join(dir, 'bad-model');
+    mkdirSync(bad);
+    for (const f of readdirSync(model)) if (f !== 'config.json' && !f.endsWith('.safetensors')) copyFileSync(join(model, f), join(bad, f));
+    writeFileSync(join(bad, 'config.json'), JSON.stringify({ model_type: 'bert' }));
+    const r = await lora(['serve', '--model', bad, '--port', '0', '--device', 'cpu']);
+    expect(r.status, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/model_type "bert" is not supported.*\[E_CONFIG\]/);
   });
 
   it('SIGTERM lets the running stream finish, then exits 0', async () => {

@@ -1,7 +1,9 @@
 // `lora serve`: the SDK's OpenAI-compatible server (vLLM's endpoints and shapes) for a base model
-// and any number of LoRA adapters, with continuous batching. SIGTERM/SIGINT drain: no new requests,
-// the running ones finish, then the process exits; a second signal cancels what is left.
-import { AutoModelForCausalLM, AutoTokenizer, createServer, loadChatTemplate, resolveModelDir, TOKENIZER_FILES, type BaseDType, type DeviceOption } from '@lora/sdk';
+// and any number of LoRA adapters, with continuous batching. The model is loaded and stepped in a
+// worker thread (the SDK's createServer with a model source), so HTTP, streaming and cancels never
+// wait for a model step. SIGTERM/SIGINT drain: no new requests, the running ones finish, then the
+// worker frees the model and the process exits; a second signal cancels what is left.
+import { AutoTokenizer, createServer, loadChatTemplate, resolveModelDir, TOKENIZER_FILES, type BaseDType, type DeviceOption } from '@lora/sdk';
 
 import { UsageError, type Command } from '../command.js';
 import { bool, list, num, parseFlags, str, type CommandSpec } from '../flags.js';
@@ -55,8 +57,7 @@ export const serveCommand: Command = {
     const adapters = parseAdapters(list(p, 'adapter') ?? []);
     const tokenizer = await AutoTokenizer.fromPretrained(modelId); // tokenizer.json (Llama, Qwen), else OPT's vocab.json + merges.txt
     const chatTemplate = await loadChatTemplate(await resolveModelDir(modelId, { files: TOKENIZER_FILES }));
-    const model = await AutoModelForCausalLM.fromPretrained(modelId, { device: str(p, 'device') as DeviceOption, dtype: str(p, 'dtype') as BaseDType });
-    const server = createServer(model, {
+    const server = createServer({ model: modelId, device: str(p, 'device') as DeviceOption, dtype: str(p, 'dtype') as BaseDType }, {
       tokenizer, chatTemplate, modelName: str(p, 'served-model-name') ?? modelId,
       apiKey: str(p, 'api-key') ?? (process.env.LORA_API_KEY || undefined),
       maxTokensCap: num(p, 'max-tokens-cap'),
@@ -64,13 +65,13 @@ export const serveCommand: Command = {
       scheduler: { maxBatch: num(p, 'max-batch'), maxQueue: num(p, 'max-queue'), prefillChunk: num(p, 'prefill-chunk'), kvBudgetBytes: num(p, 'kv-cache-mb')! * 2 ** 20 },
     });
     try {
+      await server.ready(); // the worker's loading error (a LoraError with its code) surfaces here
       for (const [name, dir] of adapters) await server.adapters.load(name, dir);
       const addr = await server.listen(num(p, 'port'), str(p, 'host'));
       const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
       process.stderr.write(`lora serve: listening on http://${host}:${addr.port}/v1 (model '${server.modelName}'${adapters.length ? `, adapters ${adapters.map(([n]) => n).join(', ')}` : ''}; chat: ${chatTemplate.kind})\n`);
     } catch (e) {
       await server.close().catch(() => {});
-      model.dispose();
       throw e;
     }
     await new Promise<void>((resolve) => {
@@ -87,7 +88,6 @@ export const serveCommand: Command = {
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
     });
-    model.dispose();
     process.stderr.write('lora serve: stopped\n');
     return 0;
   },

@@ -1,9 +1,12 @@
-// lora serve's continuous batching, measured on the scheduler (no HTTP): aggregate generated tokens/s
-// at 1, 4, 8 and 16 concurrent streams with 1 and 4 adapters, P50/P95 time to first token and
-// inter-token latency, the longest model step (how long the event loop can wait) and the event loop's
-// measured delay, all in one run beside the single-stream generate() baseline.
+// lora serve's continuous batching, measured below HTTP: aggregate generated tokens/s at 1, 4, 8 and
+// 16 concurrent streams with 1 and 4 adapters, P50/P95 time to first token and inter-token latency,
+// the longest model step and the main thread's event-loop delay, all in one run beside the
+// single-stream generate() baseline. --mode worker (default; what lora serve runs): the model, its
+// scheduler and adapters in the server's worker thread (WorkerBackend), tokens and latencies as the
+// main thread receives them. --mode in-thread: the scheduler on the main thread, yielding after every
+// layer (createServer given a loaded model).
 //
-//   node bench/serve/throughput.mjs [--hidden 768 --layers 12 --ffn 3072 --heads 12] [--tokens 32] [--out FILE]
+//   node bench/serve/throughput.mjs [--mode worker|in-thread] [--hidden 768 --layers 12 --ffn 3072 --heads 12] [--tokens 32] [--out FILE]
 //
 // The model is a random OPT of the given shape (opt-125m's by default) with a small byte-level
 // vocabulary (made by ensureTinyModel in a temp folder), adapters r=8 on q/k/v. f32 weights on the
@@ -15,13 +18,13 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { ensureTinyModel, OptForCausalLM, OptTokenizer, syntheticCodeInstructions, OptDecodeEngine, Scheduler, AdapterRegistry, percentile } from '../../packages/sdk/dist/index.js';
+import { ensureTinyModel, OptForCausalLM, OptTokenizer, syntheticCodeInstructions, OptDecodeEngine, Scheduler, AdapterRegistry, WorkerBackend, percentile } from '../../packages/sdk/dist/index.js';
 
 const { values } = parseArgs({
   options: {
     hidden: { type: 'string', default: '768' }, layers: { type: 'string', default: '12' }, ffn: { type: 'string', default: '3072' },
     heads: { type: 'string', default: '12' }, tokens: { type: 'string', default: '32' }, out: { type: 'string' }, dtype: { type: 'string', default: 'f32' },
-    streams: { type: 'string', default: '1,4,8,16' }, reps: { type: 'string', default: '3' },
+    streams: { type: 'string', default: '1,4,8,16' }, reps: { type: 'string', default: '3' }, mode: { type: 'string', default: 'worker' },
   },
 });
 const shape = { hidden: +values.hidden, layers: +values.layers, ffn: +values.ffn, heads: +values.heads };
@@ -42,6 +45,18 @@ try {
   const model = await OptForCausalLM.fromPretrained(dir, { device: 'cpu', dtype: values.dtype });
   const registry = new AdapterRegistry(model, 'base');
   for (let i = 0; i < 4; i++) await registry.load(`a${i}`, adapterDirs[i]);
+  const worker = values.mode === 'worker';
+  let steps = [];
+  const backend = worker
+    ? new WorkerBackend(
+      { source: dir, load: { device: 'cpu', dtype: values.dtype }, baseName: 'base', engine: {}, scheduler: { maxBatch: 16, prefillChunk: 64, kvBudgetBytes: 2 ** 30 } },
+      { maxQueue: 64, onStep: (_r, _t, ms) => steps.push(ms) },
+    )
+    : undefined;
+  if (backend) {
+    await backend.ready();
+    for (let i = 0; i < 4; i++) await backend.adapters.load(`a${i}`, adapterDirs[i]);
+  }
   const prompts = records.slice(0, 16).map((r) => tok.encode(`${r.instruction}\n`).slice(0, 24));
 
   // Baseline: one stream through generate() alone, adapter a0 (second call timed).
@@ -65,19 +80,27 @@ try {
   const once = async (adapters, streams) => {
       const ttft = [];
       const itl = [];
-      const steps = [];
-      const sched = new Scheduler(new OptDecodeEngine(model), {
+      steps = [];
+      const sampling = { temperature: 0, topP: 1, topK: 0, seed: 0, maxTokens, stopTokenIds: [] };
+      const sched = worker ? undefined : new Scheduler(new OptDecodeEngine(model), {
         maxBatch: 16, prefillChunk: 64,
         observer: { firstToken: (ms) => ttft.push(ms), interToken: (ms) => itl.push(ms), step: (_r, _t, ms) => steps.push(ms) },
       });
       const loop = monitorEventLoopDelay({ resolution: 1 });
       loop.enable();
       const t0 = performance.now();
-      const outs = await Promise.all(Array.from({ length: streams }, (_, i) => sched.submit({
-        prompt: prompts[i % prompts.length],
-        sampling: { temperature: 0, topP: 1, topK: 0, seed: 0, maxTokens, stopTokenIds: [] },
-        adapter: registry.acquire(`a${i % adapters}`),
-      })));
+      const outs = await Promise.all(Array.from({ length: streams }, (_, i) => {
+        if (!worker) return sched.submit({ prompt: prompts[i % prompts.length], sampling, adapter: registry.acquire(`a${i % adapters}`) });
+        const start = performance.now();
+        let last = 0;
+        const onToken = () => {
+          const now = performance.now();
+          if (last) itl.push(now - last);
+          else ttft.push(now - start);
+          last = now;
+        };
+        return backend.submit({ prompt: prompts[i % prompts.length], adapter: `a${i % adapters}`, sampling, signal: new AbortController().signal, onToken }).outcome;
+      }));
       const wall = performance.now() - t0;
       loop.disable();
       const generated = outs.reduce((a, o) => a + o.tokens.length, 0);
@@ -106,7 +129,7 @@ try {
     mix4vs1At16: at(4, 16) && at(1, 16) ? +(at(1, 16).tokensPerSec / at(4, 16).tokensPerSec).toFixed(3) : null,
   };
   const result = {
-    date: new Date().toISOString(), cpu: cpus()[0]?.model, threads: process.env.LORA_NUM_THREADS ?? 'default', loadAverage: loadavg(),
+    date: new Date().toISOString(), mode: values.mode, cpu: cpus()[0]?.model, threads: process.env.LORA_NUM_THREADS ?? 'default', loadAverage: loadavg(),
     model: { ...shape, vocab: model.config.vocabSize, dtype: values.dtype, params: model.baseParameters() }, maxTokens, baseline, runs, summary,
   };
   console.log(JSON.stringify({ baseline, summary }));
@@ -114,6 +137,7 @@ try {
   await mkdir(dirname(out), { recursive: true });
   await writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`written ${out}`);
+  await backend?.close();
   registry.dispose();
   model.dispose();
 } finally {

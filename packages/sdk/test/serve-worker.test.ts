@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { createServer, ensureTinyModel, LoraError, OptForCausalLM, OptTokenizer, syntheticCodeInstructions, type LoraServer, type WorkerBackend } from '../src/index.js';
+import { createServer, ensureTinyModel, LoraError, OptForCausalLM, OptTokenizer, syntheticCodeInstructions, WorkerBackend, type LoraServer, type RequestHandle } from '../src/index.js';
 import { makeServeFixture, type ServeFixture } from './serve-fixture.js';
 
 let fx: ServeFixture;
@@ -147,6 +147,33 @@ describe('the model worker', () => {
     await expect(missing.ready()).rejects.toBeInstanceOf(LoraError);
     await missing.close();
     expect(() => createServer(fx.modelDir, { tokenizer, engine: {} as never })).toThrow(/custom engine runs in this thread/);
+  });
+
+  it('a paused row makes no progress until resumed, and its tokens are unchanged (backpressure)', async () => {
+    const backend = new WorkerBackend(
+      { source: fx.modelDir, load: { device: 'cpu' }, baseName: 'tiny', engine: {}, scheduler: { maxBatch: 4, prefillChunk: 16, kvBudgetBytes: 2 ** 30 } },
+      { maxQueue: 8 },
+    );
+    try {
+      await backend.ready();
+      const prompt = (await OptTokenizer.fromPretrained(fx.modelDir)).encode('def add(a, b):');
+      const sampling = { temperature: 0, topP: 1, topK: 0, seed: 0, maxTokens: 60, stopTokenIds: [] };
+      const straight = await backend.submit({ prompt, sampling, signal: new AbortController().signal, onToken: () => {} }).outcome;
+      let seen = 0;
+      const h: RequestHandle = backend.submit({ prompt, sampling, signal: new AbortController().signal, onToken: () => void (++seen === 5 && h.pause()) });
+      await sleep(200);
+      const paused = seen;
+      await sleep(200);
+      expect(seen).toBe(paused); // the worker skips the row's steps
+      expect(paused).toBeLessThan(60);
+      expect(backend.counters).toMatchObject({ runningRows: 1, inFlight: 1 }); // it keeps its row and cache
+      h.resume();
+      const resumed = await h.outcome;
+      expect(resumed.finishReason).toBe('length');
+      expect(resumed.tokens).toEqual(straight.tokens);
+    } finally {
+      await backend.close();
+    }
   });
 
   it('a loaded model runs in-thread (the cooperative path) with the worker path tokens', async () => {

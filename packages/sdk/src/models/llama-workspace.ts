@@ -8,53 +8,79 @@ import type { LoraAdapter, LoraLayer } from '../model/lora.js';
 import type { LlamaConfig } from './llama-config.js';
 
 /**
- * A frozen linear's backward needs no input (dX = dY·W), so a norm's output is kept per layer only
- * when a linear it feeds has a LoRA branch (whose dA reads it); likewise the attention output
- * (o_proj) and SwiGLU's output (down_proj). gate and up are always kept (SwiGLU's backward reads
- * them), and so are q, k (after the rotation), v and the attention's lse.
+ * What a layer's backward needs besides what every layer keeps (its input xIn, s1, rstd1/2, q, k,
+ * v and lse, gate|up, and the LoRA caches xa). A frozen linear's backward needs no input
+ * (dX = dY·W), so a linear's input matters only when it has a LoRA branch (whose dA reads it):
+ *  - the norms' outputs a (q/k/v) and f (gate|up) are recomputed then from the kept xIn / s1
+ *    (an RMSNorm is one cheap pass; the same op on the same input gives the same bits), into
+ *    one shared buffer each, instead of being kept per layer;
+ *  - SwiGLU's output h (down_proj) is recomputed from the kept gate|up the same way;
+ *  - the attention output o (o_proj) is kept (f32): the attention backward also reads it for
+ *    D = rowsum(dO∘O), which otherwise costs one more pass over the keys.
  */
 export interface LlamaLayerPlan {
-  keepAttnIn: boolean;
+  needAttnIn: boolean;
   keepO: boolean;
-  keepMlpIn: boolean;
-  keepH: boolean;
+  needMlpIn: boolean;
+  needH: boolean;
 }
 
 export function planLlamaLayer(l: LoraLayer | undefined): LlamaLayerPlan {
   return {
-    keepAttnIn: l?.q_proj !== undefined || l?.k_proj !== undefined || l?.v_proj !== undefined,
+    needAttnIn: l?.q_proj !== undefined || l?.k_proj !== undefined || l?.v_proj !== undefined,
     keepO: l?.o_proj !== undefined,
-    keepMlpIn: l?.gate_up !== undefined,
-    keepH: l?.down_proj !== undefined,
+    needMlpIn: l?.gate_up !== undefined,
+    needH: l?.down_proj !== undefined,
   };
+}
+
+/**
+ * Activation dtypes. Under autocast (a bf16 or quantised base, training or scoring - not decoding,
+ * whose KV cache is f32) the linears consume their inputs rounded to bf16 (bind-kernels' autocast),
+ * so what a layer keeps may be stored as the bf16 values its consumers read:
+ *  - q, k, v (bf16): what the attention forward and backward read (the op widens bf16 exactly);
+ *    v is the v_proj linear's output rounded once, q and k are rounded once after the rotation
+ *    (as transformers' autocast keeps them: bf16 q/k/v into the attention).
+ * f32 (and f16) bases keep everything f32: their numerics do not change.
+ * Per layer at SmolLM2-360M's shape (C = 960, Cq = 960, Ckv = 320, F = 2560, r = 16 on all seven
+ * linears), M = 2048 tokens, measured as native bytes per added layer: 122.7 MB before this plan
+ * (everything f32; a, f and h kept per layer); 84.9 MB in f32 (xIn, s1, o 7.9 each; q, k, v 13.1;
+ * gate|up 41.9; xa 0.9) and 76.6 MB under bf16 autocast (q, k, v 6.6).
+ */
+export interface LlamaActivationDtypes {
+  qkv: 'f32' | 'bf16';
+  gateUp: 'f32' | 'bf16';
 }
 
 export interface LlamaLayerCache {
   plan: LlamaLayerPlan;
   xIn: NativeTensor; // [M, C] layer input (the attention residual)
-  a: NativeTensor; // [M, C] input_layernorm output
+  a: NativeTensor; // [M, C] f32 input_layernorm output (the shared one: recomputed for the backward)
   rstd1: NativeTensor; // [M]
-  qPre: NativeTensor; // [M, Cq] q_proj output (qwen3: before q_norm; else q itself)
+  qPre: NativeTensor; // [M, Cq] f32 q_proj output (qwen3: kept, before q_norm; bf16 q: shared scratch; else q itself)
   kPre: NativeTensor; // [M, Ckv]
-  q: NativeTensor; // [M, Cq] after QK-norm and the rotation (what the attention read)
+  qRot: NativeTensor; // [M, Cq] f32 where the rotation runs (q itself when q is f32)
+  kRot: NativeTensor; // [M, Ckv]
+  q: NativeTensor; // [M, Cq] after QK-norm and the rotation (what the attention read; f32 or bf16)
   k: NativeTensor; // [M, Ckv]
   v: NativeTensor; // [M, Ckv]
   qRstd?: NativeTensor; // [M·heads] qwen3's q_norm cache
   kRstd?: NativeTensor; // [M·kvHeads]
-  o: NativeTensor; // [M, Cq] attention output
+  o: NativeTensor; // [M, Cq] f32 attention output
   lse: NativeTensor; // [B·heads·T]
   s1: NativeTensor; // [M, C] xIn + o_proj(o)
-  f: NativeTensor; // [M, C] post_attention_layernorm output
+  f: NativeTensor; // [M, C] f32 post_attention_layernorm output (shared; recomputed for the backward)
   rstd2: NativeTensor; // [M]
-  gateUp: NativeTensor; // [M, 2F] gate | up, one product
+  gateUp: NativeTensor; // [M, 2F] gate | up, one product (f32 or bf16)
   gate: NativeTensor; // [M, F] column views of gateUp
   up: NativeTensor;
-  h: NativeTensor; // [M, F] silu(gate)·up
+  h: NativeTensor; // [M, F] f32 silu(gate)·up (shared; recomputed for the backward)
   xa: Partial<Record<string, NativeTensor>>; // [M, r] per LoRA module
 }
 
 export interface LlamaWorkspace extends StepWorkspace {
   caches: LlamaLayerCache[];
+  dtypes: LlamaActivationDtypes;
   dTmp: NativeTensor; // [M, C]
   dTmp2: NativeTensor; // [M, C]
   dO: NativeTensor; // [M, Cq]
@@ -69,21 +95,20 @@ export interface LlamaWorkspace extends StepWorkspace {
   dUp: NativeTensor;
 }
 
-export function createLlamaWorkspace(c: LlamaConfig, lora: LoraAdapter | undefined, B: number, T: number, device: DeviceName, checkpointing: boolean): LlamaWorkspace {
+export function createLlamaWorkspace(
+  c: LlamaConfig, lora: LoraAdapter | undefined, B: number, T: number, device: DeviceName, checkpointing: boolean, dtypes: LlamaActivationDtypes,
+): LlamaWorkspace {
   const { Tensor } = native();
   const all: NativeTensor[] = [];
-  const make = (dtype: 'f32' | 'i32' | 'i64', shape: number[]) => {
+  const make = (dtype: 'f32' | 'bf16' | 'i32' | 'i64', shape: number[]) => {
     const t = Tensor.empty(dtype, shape, device);
     all.push(t);
     return t;
   };
   const f32 = (...shape: number[]) => make('f32', shape);
+  const track = (t: NativeTensor) => (all.push(t), t);
   // Columns [at, at + n) of a [M, W] buffer, as a strided [M, n] view.
-  const cols = (t: NativeTensor, at: number, n: number) => {
-    const v = t.narrow(1, at, n);
-    all.push(v);
-    return v;
-  };
+  const cols = (t: NativeTensor, at: number, n: number) => track(t.narrow(1, at, n));
   const M = B * T;
   const C = c.hiddenSize;
   const F = c.intermediateSize;
@@ -91,23 +116,44 @@ export function createLlamaWorkspace(c: LlamaConfig, lora: LoraAdapter | undefin
   const Cq = H * c.headDim;
   const Ckv = c.numKeyValueHeads * c.headDim;
   const r = lora?.r ?? 0;
-  const shared = { a: f32(M, C), o: f32(M, Cq), f: f32(M, C), h: f32(M, F) };
+  const bf16Qkv = dtypes.qkv === 'bf16';
+  // The backward's dGate|dUp; SwiGLU's output h lives in its first M·F floats: h is dead (down's
+  // backward has read it) before the SwiGLU backward writes dGate|dUp, and the forward has no dGateUp.
+  const dGateUp = f32(M, 2 * F);
+  const h = (() => {
+    const flat = dGateUp.reshape([M * 2 * F]);
+    const part = flat.narrow(0, 0, M * F);
+    try {
+      return track(part.reshape([M, F]));
+    } finally {
+      flat.dispose();
+      part.dispose();
+    }
+  })();
+  const shared = {
+    a: f32(M, C), f: f32(M, C), o: f32(M, Cq),
+    qRot: bf16Qkv ? f32(M, Cq) : undefined, kRot: bf16Qkv ? f32(M, Ckv) : undefined,
+  };
   const cacheFor = (i: number, xIn: NativeTensor): LlamaLayerCache => {
     const l = lora?.layers[i];
     const plan = planLlamaLayer(l);
-    const q = f32(M, Cq);
-    const k = f32(M, Ckv);
+    const q = make(dtypes.qkv, [M, Cq]);
+    const k = make(dtypes.qkv, [M, Ckv]);
+    const qRot = shared.qRot ?? q;
+    const kRot = shared.kRot ?? k;
     const xa: LlamaLayerCache['xa'] = {};
     for (const [name, m] of Object.entries(l ?? {})) xa[name] = f32(M, m!.groups * r);
-    const gateUp = f32(M, 2 * F);
+    const gateUp = make(dtypes.gateUp, [M, 2 * F]);
     return {
       plan, xIn,
-      a: plan.keepAttnIn ? f32(M, C) : shared.a, rstd1: f32(M),
-      qPre: c.qkNorm ? f32(M, Cq) : q, kPre: c.qkNorm ? f32(M, Ckv) : k, q, k, v: f32(M, Ckv),
+      a: shared.a, rstd1: f32(M),
+      // qwen3's QK-norm backward reads its input, so it is kept; otherwise q_proj's output is
+      // rotated where it lands (q itself, or the shared f32 buffer rounded into a bf16 q).
+      qPre: c.qkNorm ? f32(M, Cq) : qRot, kPre: c.qkNorm ? f32(M, Ckv) : kRot, qRot, kRot, q, k, v: make(dtypes.qkv, [M, Ckv]),
       qRstd: c.qkNorm ? f32(M * H) : undefined, kRstd: c.qkNorm ? f32(M * c.numKeyValueHeads) : undefined,
       o: plan.keepO ? f32(M, Cq) : shared.o, lse: f32(B * H * T),
-      s1: f32(M, C), f: plan.keepMlpIn ? f32(M, C) : shared.f, rstd2: f32(M),
-      gateUp, gate: cols(gateUp, 0, F), up: cols(gateUp, F, F), h: plan.keepH ? f32(M, F) : shared.h, xa,
+      s1: f32(M, C), f: shared.f, rstd2: f32(M),
+      gateUp, gate: cols(gateUp, 0, F), up: cols(gateUp, F, F), h, xa,
     };
   };
   const inputs = Array.from({ length: c.numHiddenLayers }, () => f32(M, C));
@@ -119,9 +165,8 @@ export function createLlamaWorkspace(c: LlamaConfig, lora: LoraAdapter | undefin
   } else {
     caches = inputs.map((xIn, i) => cacheFor(i, xIn));
   }
-  const dGateUp = f32(M, 2 * F);
   return {
-    B, T, M,
+    B, T, M, dtypes,
     ids: make('i32', [M]), posIds: make('i32', [M]), mask: make('i32', [M]), targets: make('i32', [M]),
     inputs, caches, out: f32(M, C), hFinal: f32(M, C), finalMean: f32(M), finalRstd: f32(M), recompute: checkpointing ? f32(M, C) : undefined,
     dOut: f32(M, C), dOutB: f32(M, C), dFinal: f32(M, C), dTmp: f32(M, C), dTmp2: f32(M, C),

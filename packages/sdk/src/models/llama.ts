@@ -18,6 +18,7 @@ import { writeFileAtomic } from '../io/atomic-write.js';
 import { LoraError } from '../io/errors.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 import type { RawTensor, WeightSource } from '../io/tensor.js';
+import { autocast } from '../model/bind-kernels.js';
 import type { BaseDType } from '../model/device.js';
 import { DecoderLM, loadFromWeights, loadPretrained, type FamilyLoader } from '../model/decoder-lm.js';
 import { site, type LayerDropout } from '../model/dropout.js';
@@ -125,7 +126,9 @@ export class LlamaForCausalLM extends DecoderLM<LlamaConfig, LlamaWeights, Llama
   }
 
   protected createWorkspace(B: number, T: number, o: { checkpointing: boolean; decoding: boolean }): LlamaWorkspace {
-    return createLlamaWorkspace(this.config, this.lora, B, T, this.device.memory, o.checkpointing);
+    // Autocast (a bf16 or quantised base) keeps q/k/v in bf16, except for decoding (its KV cache is f32).
+    const bf16 = autocast(this.weights.layers[0].qW) && !o.decoding;
+    return createLlamaWorkspace(this.config, this.lora, B, T, this.device.memory, o.checkpointing, { qkv: bf16 ? 'bf16' : 'f32', gateUp: 'f32' });
   }
 
   protected embed(ws: LlamaWorkspace): void {
@@ -145,11 +148,14 @@ export class LlamaForCausalLM extends DecoderLM<LlamaConfig, LlamaWeights, Llama
     linear(k, x.a, w.kW, w.kB, x.kPre, lin('k_proj'));
     linear(k, x.a, w.vW, w.vB, x.v, lin('v_proj'));
     if (c.qkNorm) {
-      k.rmsNorm(x.qPre, w.qNormW, eps, x.q, x.qRstd!, c.headDim);
-      k.rmsNorm(x.kPre, w.kNormW, eps, x.k, x.kRstd!, c.headDim);
+      k.rmsNorm(x.qPre, w.qNormW, eps, x.qRot, x.qRstd!, c.headDim);
+      k.rmsNorm(x.kPre, w.kNormW, eps, x.kRot, x.kRstd!, c.headDim);
     }
-    k.rope(x.q, x.q, ws.posIds, this.weights.invFreq, H, false);
-    k.rope(x.k, x.k, ws.posIds, this.weights.invFreq, c.numKeyValueHeads, false);
+    k.rope(x.qRot, x.qRot, ws.posIds, this.weights.invFreq, H, false);
+    k.rope(x.kRot, x.kRot, ws.posIds, this.weights.invFreq, c.numKeyValueHeads, false);
+    // bf16 q/k (autocast): rounded once after the rotation, the values the attention reads both ways.
+    if (x.qRot !== x.q) k.cast(x.qRot, x.q);
+    if (x.kRot !== x.k) k.cast(x.kRot, x.k);
     k.attend(x.q, x.k, x.v, ws.mask, this.shape(ws), 1 / Math.sqrt(c.headDim), x.o, x.lse, kv);
     linear(k, x.o, w.oW, w.oB, x.s1, { ...lin('o_proj'), residual: x.xIn });
     k.rmsNorm(x.s1, w.ln2W, eps, x.f, x.rstd2);
@@ -165,9 +171,14 @@ export class LlamaForCausalLM extends DecoderLM<LlamaConfig, LlamaWeights, Llama
     const w = this.weights.layers[i];
     const x = ws.caches[i];
     const grad = loraGrad(this.lora, i, x, drop);
+    const eps = c.rmsNormEps;
     // MLP: dOut -> down -> SwiGLU -> gate | up -> dF -> post_attention_layernorm; s1's grad = dOut + that.
+    // The inputs a LoRA branch's dA reads (h, f, a) are not kept: recomputed here by the forward's
+    // own ops on the kept tensors, bit for bit what the forward fed the branch (see the plan).
+    if (x.plan.needH) k.swiGlu(x.gate, x.up, x.h);
     linearGrad(k, dOut, x.h, w.downW, ws.dH, grad('down_proj'));
     k.swiGluBackward(x.gate, x.up, ws.dH, ws.dGate, ws.dUp);
+    if (x.plan.needMlpIn) k.rmsNorm(x.s1, w.ln2W, eps, x.f, x.rstd2);
     linearGrad(k, ws.dGateUp, x.f, w.gateUpW, ws.dTmp, grad('gate_up'));
     k.rmsNormBackward(ws.dTmp, x.s1, w.ln2W, x.rstd2, ws.dTmp2);
     const dS1 = dOut;
@@ -184,6 +195,7 @@ export class LlamaForCausalLM extends DecoderLM<LlamaConfig, LlamaWeights, Llama
       k.rmsNormBackward(ws.dK, x.kPre, w.kNormW, x.kRstd!, ws.dKPre!, c.headDim);
       [dQ, dK] = [ws.dQPre!, ws.dKPre!];
     }
+    if (x.plan.needAttnIn) k.rmsNorm(x.xIn, w.ln1W, eps, x.a, x.rstd1);
     const dA = dx ? ws.dTmp : undefined;
     linearGrad(k, dQ, x.a, w.qW, dA, grad('q_proj'));
     linearGrad(k, dK, x.a, w.kW, dA, { ...grad('k_proj'), accumulate: dA !== undefined });

@@ -165,6 +165,36 @@ export function loraBackward(dy: NativeTensor, x: NativeTensor, w: NativeTensor,
   return dx ? { dx } : {};
 }
 
+/** One row segment of `loraSegments`: rows [start, start + len) with their own adapter. */
+export interface LoraSegmentSpec {
+  start: number;
+  len: number;
+  /** [G*r, K] f32 (r may differ between segments). */
+  a: NativeTensor;
+  /** [G*N, r] f32. */
+  b: NativeTensor;
+  scale: number;
+}
+export interface LoraSegmentsOptions extends OpOptions {
+  bias?: NativeTensor;
+  out?: NativeTensor;
+  outDtype?: ActDType;
+  /** Stacked groups sharing x (q/k/v: 3), common to every segment. */
+  groups?: number;
+}
+/**
+ * The segmented LoRA forward of a continuous batch (S-LoRA / Punica SGMV; forward only, no dropout):
+ * y = x·wᵀ + bias for every row, plus scale·(x_s·aᵀ)·bᵀ on each segment's rows (sorted, disjoint;
+ * rows in no segment get the base only). Each row equals loraForward on that row with its
+ * segment's adapter (matmulXWt without one), bit for bit on the same backend.
+ */
+export function loraSegments(x: NativeTensor, w: NativeTensor, segments: readonly LoraSegmentSpec[], o: LoraSegmentsOptions = {}): NativeTensor {
+  const y = o.out ?? empty(o.outDtype ?? (x.dtype as ActDType), [...lead(x), w.shape[0]], x);
+  const s = segments;
+  op('opLoraSegments')(x, w, o.bias ?? null, y, s.map((g) => g.a), s.map((g) => g.b), s.map((g) => g.start), s.map((g) => g.len), s.map((g) => g.scale), o.groups ?? 1, o.backend);
+  return y;
+}
+
 // ---- embedding, layernorm ----
 
 export interface EmbeddingOptions extends OpOptions {

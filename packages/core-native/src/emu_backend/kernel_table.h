@@ -57,6 +57,13 @@ inline void lora_fwd(const ops::Ctx& c, const ops::LoraFwd& p) {
                      p.y.data, et(p.y.dtype), p.y.ld, p.xa, stream_of(c));
   sync(c);
 }
+inline void lora_segments(const ops::Ctx& c, const ops::LoraSegments& p) {
+  std::vector<LoraSegArgs> segs;
+  for (int64_t i = 0; i < p.nseg; ++i) segs.push_back(LoraSegArgs{p.segs[i].start, p.segs[i].len, p.segs[i].r, p.segs[i].a, p.segs[i].b, p.segs[i].scale});
+  LORA_KNS::lora_segments(p.M, p.K, p.N, p.G, p.x.data, et(p.x.dtype), p.x.ld, wv(p.w), p.bias, p.y.data, et(p.y.dtype), p.y.ld, segs.data(),
+                          p.nseg, stream_of(c));
+  sync(c);
+}
 inline void lora_bwd(const ops::Ctx& c, const ops::LoraBwd& p) {
   LORA_KNS::lora_bwd(LoraShape{p.M, p.K, p.N, p.r, p.G}, p.dy.data, et(p.dy.dtype), p.dy.ld, p.x.data, et(p.x.dtype), p.x.ld, wv(p.w), p.a,
                      p.b, p.xa, p.scale, dv(p.drop), p.dx.data, p.dx.data ? et(p.dx.dtype) : ET::F32, p.dx.ld, p.accumulate, p.da, p.db,
@@ -169,6 +176,7 @@ inline ops::Support supports(const std::string& op, const std::vector<DType>& dt
                        " (the flash kernels keep a row of D/32 accumulators per lane, at most 4)"};
   }
   if ((op == "lora_fwd" || op == "lora_bwd") && shape.size() >= 5 && shape[4] > 65535) return {false, "more than 65535 LoRA groups"};
+  if (op == "lora_segments" && shape.size() >= 4 && shape[3] > 65535) return {false, "more than 65535 LoRA groups"};
   if (op == "quantize" && dtypes.size() >= 2 && dtypes[1] != DType::I8 && dtypes[1] != DType::INT4 && dtypes[1] != DType::NF4) {
     return {false, std::string("quantize to ") + dtype_name(dtypes[1])};
   }

@@ -119,6 +119,29 @@ struct LoraBwd {
   MutMat dx; bool accumulate; float* da; float* db;
 };
 
+// ---- segmented LoRA linear: one base product, each row segment its own adapter (serving) ----
+// S-LoRA / Punica's SGMV for a continuous batch whose rows carry different adapters. FORWARD ONLY
+// (serving: no dropout, nothing cached, no backward). For the G groups stacked along N (as LoraFwd):
+//   Y[:, g] = X · W_gᵀ + b_g                                     for every row
+//   Y[m, g] += s_i · (X_m · A_iᵀ)[g*r_i:(g+1)*r_i] · B_{i,g}ᵀ     for the rows m of segment i
+// Segments are sorted, disjoint row ranges [start, start + len); rows in none get the base only.
+// Segment i's adapter: A [G*r_i, K], B [G*N, r_i] (f32), scale s_i; ranks may differ.
+// Numerics (why the base is inside the op): every row is bit-identical to lora_fwd on that row
+// with its segment's adapter (matmul_xwt for rows in no segment) on the same backend - the cpu
+// kernel adds the low-rank term in the base product's own f32 accumulators before the bias and
+// before the k-blocks' partial sums meet, so "base product, then += low-rank" would round
+// differently; here the base GEMM runs once over every row and each row block of a segment
+// finishes with its adapter's term (one pass over W for the whole batch).
+struct LoraSegment {
+  int64_t start, len, r;
+  const float* a; const float* b; float scale;
+};
+struct LoraSegments {
+  int64_t M, K, N, G;
+  Mat x; Weight w; const float* bias; MutMat y;
+  const LoraSegment* segs; int64_t nseg;
+};
+
 // ---- embedding: out[m, :] = table[ids[m], :] (+ pos_table[pos[m] + pos_offset, :]) ----
 // Caches nothing (ids are the caller's). ids must be in [0, V) (checked by the binding). The token
 // table is f32 or bf16 (`table_dtype`; bf16 rows are widened exactly), so a model can gather from

@@ -829,10 +829,27 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
     ~Release() { p->busy = false; }
   } release{pb};
 
-  std::vector<SegPlan> plan(segs.size());
+  // Row parts (gemm.h) are planned and packed as segments of their own rows, after segs: `all`
+  // lists them, rows_of their row counts.
+  const std::vector<RowPart>* parts = segs.size() >= 2 ? segs.back().parts : nullptr;
+  std::vector<Segment> ext;
+  std::vector<int64_t> rows_of(segs.size(), M);
+  if (parts) {
+    ext = segs;
+    for (const RowPart& rp : *parts) {
+      if (rp.a.k_major || rp.m0 < 0 || rp.m1 > M || rp.m0 >= rp.m1) throw std::logic_error("gemm: bad row part");
+      Segment sg{rp.a, rp.b, rp.K};
+      sg.group_cols = rp.group_cols;
+      ext.push_back(sg);
+      rows_of.push_back(rp.m1 - rp.m0);
+    }
+  }
+  const std::vector<Segment>& all = parts ? ext : segs;
+  std::vector<SegPlan> plan(all.size());
   size_t a_words = 0, b_words = 0;
-  for (size_t s = 0; s < segs.size(); ++s) {
-    const Segment& sg = segs[s];
+  for (size_t s = 0; s < all.size(); ++s) {
+    const Segment& sg = all[s];
+    const int64_t M = rows_of[s];
     SegPlan& p = plan[s];
     p.K = sg.K;
     p.kk = bf ? (sg.K + 1) / 2 : sg.K;
@@ -872,13 +889,15 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
     p.b_direct = rows_are_packed(sg.b, prec, sg.K);
     p.b_panels = is_bf16p_panels(sg.b, prec, sg.K);
     if (!p.b_panels) b_words += static_cast<size_t>(panels * NR * p.kk);
+    if (s >= segs.size() && p.kk > kcp) throw std::logic_error("gemm: a row part longer than one k-block");
   }
   uint32_t* abuf = a_words ? pb->a.get<uint32_t>(a_words + 16) : nullptr;
   uint32_t* bbuf = pb->b.get<uint32_t>(b_words + 16);
   std::vector<PackJob> jobs;
   {
     size_t ao = 0, bo = 0;
-    for (size_t s = 0; s < segs.size(); ++s) {
+    for (size_t s = 0; s < all.size(); ++s) {
+      const int64_t M = rows_of[s];
       SegPlan& p = plan[s];
       if (p.kk == 0) continue;
       const int si = static_cast<int>(s);
@@ -894,12 +913,12 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
         }
       }
       if (p.b_panels) {
-        p.b_dst = const_cast<uint32_t*>(static_cast<const uint32_t*>(segs[s].b.data));
+        p.b_dst = const_cast<uint32_t*>(static_cast<const uint32_t*>(all[s].b.data));
         continue;
       }
       p.b_dst = bbuf + bo;
       bo += static_cast<size_t>(panels * NR * p.kk);
-      if (segs[s].b.k_major) {
+      if (all[s].b.k_major) {
         for (int64_t r = 0; r < p.kk; r += 16) jobs.push_back({si, PackJob::BKMajor, r, std::min(p.kk, r + 16)});
       } else {
         for (int64_t g = 0; g * 16 < N; ++g) jobs.push_back({si, PackJob::BRows, g, g + 1});
@@ -908,11 +927,11 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
   }
   for_tasks(static_cast<int64_t>(jobs.size()), [&](int64_t j, int) {
     const PackJob& jb = jobs[static_cast<size_t>(j)];
-    const Segment& sg = segs[static_cast<size_t>(jb.seg)];
+    const Segment& sg = all[static_cast<size_t>(jb.seg)];
     const SegPlan& p = plan[static_cast<size_t>(jb.seg)];
     switch (jb.kind) {
       case PackJob::ARows: pack_a_rows(sg.a, prec, !p.grouped && rows_are_packed(sg.a, prec, sg.K), p.grouped ? (bf ? 2 * p.kk_a : p.kk_a) : sg.K, p.a, p.a_dst, jb.lo, jb.hi); break;
-      case PackJob::AKMajor: pack_a_kmajor(sg.a, prec, sg.K, M, p.kk, mpad_k, p.a_dst, jb.lo, jb.hi); break;
+      case PackJob::AKMajor: pack_a_kmajor(sg.a, prec, sg.K, rows_of[static_cast<size_t>(jb.seg)], p.kk, mpad_k, p.a_dst, jb.lo, jb.hi); break;
       case PackJob::BRows: pack_b_rows16(sg.b, prec, p.b_direct, sg.K, N, p.kk, p.b_dst, jb.lo); break;
       case PackJob::BKMajor: pack_b_kmajor(sg.b, prec, sg.K, N, p.kk, p.b_dst, jb.lo, jb.hi); break;
     }
@@ -969,11 +988,21 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
       if (p.grouped) {
         sa = p.kk_a;
         sr = 1;
-        return p.a.p + i * p.kk_a + (pn / segs[s].group_cols) * p.kk + kp0;
+        return p.a.p + i * p.kk_a + (pn / all[s].group_cols) * p.kk + kp0;
       }
       return p.a.at(i, kp0, kkb, sa, sr);
     };
     size_t fused = segs.size();  // a segment already done as the tail of the one before
+    // The row part holding row i (or -1), and the end of the run of rows that share it.
+    auto part_at = [&](int64_t i, int64_t& end) -> int {
+      end = M;
+      for (size_t k = 0; k < parts->size(); ++k) {
+        const RowPart& rp = (*parts)[k];
+        if (i < rp.m0) return end = rp.m0, -1;
+        if (i < rp.m1) return end = rp.m1, static_cast<int>(k);
+      }
+      return -1;
+    };
     for (size_t s = 0; s <= segs.size(); ++s) {
       if (hook && s == hook->after) hook->fn(m0, m1, thread);
       if (s == segs.size()) break;
@@ -984,19 +1013,23 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
       // The next segment rides on this one's last k-block when it is short and unmasked.
       const bool can_fuse = s + 1 < segs.size() && !(hook && s + 1 == hook->after) && !sg.c_mask && !segs[s + 1].c_mask &&
                             plan[s + 1].kk > 0 && plan[s + 1].kk <= kcp;
+      // The next segment is the row parts: each row block of a part gets that part as its tail.
+      const bool part_tails = parts && s + 2 == segs.size();
+      if (part_tails && (sg.c_mask || hook)) throw std::logic_error("gemm: row parts after a masked segment or with a hook");
       for (int64_t kp0 = 0; kp0 < p.kk; kp0 += kcp) {
         const int64_t kkb = std::min(kcp, p.kk - kp0);
         const bool overwrite = first && !acc_c;
         const float* bias_now = first ? bias : nullptr;
         const bool with_tail = can_fuse && kp0 + kkb == p.kk;
+        const bool with_parts = part_tails && kp0 + kkb == p.kk;
         if (with_tail) fused = s + 1;
         for (int64_t pn = n0; pn < n1; pn += NR) {
           const int64_t q = pn / NR, wq = panel_width(N, q);
           const int np = static_cast<int>(wq / 16);
           const int cols = static_cast<int>(std::min<int64_t>(wq, N - pn));
           const uint32_t* bq = p.b_dst + q * NR * p.kk + kp0 * wq;
-          for (int64_t i = m0; i < m1; i += MR) {
-            const int rows = static_cast<int>(std::min<int64_t>(MR, m1 - i));
+          for (int64_t i = m0, rows = 0; i < m1; i += rows) {
+            rows = std::min<int64_t>(MR, m1 - i);
             int64_t sa = 0, sr = 1;
             const uint32_t* ai = a_of(s, i, pn, kp0, kkb, sa, sr);
             Tail tail;
@@ -1005,6 +1038,19 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
               tail.kk = p2.kk;
               tail.a = a_of(s + 1, i, pn, 0, p2.kk, tail.sa, tail.sr);
               tail.b = p2.b_dst + q * NR * p2.kk;
+            }
+            if (part_tails) {
+              // A register tile never spans two parts (the tail's A and B are per part).
+              int64_t end = M;
+              const int k = part_at(i, end);
+              rows = std::min(rows, end - i);
+              if (with_parts && k >= 0) {
+                const size_t ps = segs.size() + static_cast<size_t>(k);
+                const SegPlan& p2 = plan[ps];
+                tail.kk = p2.kk;
+                tail.a = a_of(ps, i - (*parts)[static_cast<size_t>(k)].m0, pn, 0, p2.kk, tail.sa, tail.sr);
+                tail.b = p2.b_dst + q * NR * p2.kk;
+              }
             }
             float* ci = Ct + (i - mo) * ldct + (pn - no);
             const float* bi = bias_now ? bias_now + pn : nullptr;

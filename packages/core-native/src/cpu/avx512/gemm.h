@@ -33,6 +33,14 @@ struct Src {
   int64_t bf16p_rows = 0;
 };
 
+// Rows [m0, m1) of a segment with row parts (below): their own A (rows counted from m0), B, K.
+struct RowPart {
+  int64_t m0, m1;
+  Src a, b;
+  int64_t K;
+  int64_t group_cols = 0;  // as Segment::group_cols
+};
+
 struct Segment {
   Src a, b;
   int64_t K;
@@ -45,6 +53,12 @@ struct Segment {
   const uint64_t* c_mask = nullptr;
   int64_t c_mask_ld = 0;
   float c_mask_keep = 1.f;
+  // Row parts (the segmented LoRA forward: one adapter per row segment): when set, a, b and K are
+  // unused; rows of part i add part i's A·Bᵀ, rows in no part nothing. Only as the last of two or
+  // more segments, each part short enough (K ≤ one k-block) to ride as the tail of the segment
+  // before it: then every row gets exactly the arithmetic of a gemm over {that segment, its part}.
+  // Parts sorted by m0 and disjoint.
+  const std::vector<RowPart>* parts = nullptr;
 };
 
 enum class Precision { BF16, F32 };

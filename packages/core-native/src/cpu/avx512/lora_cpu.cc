@@ -367,6 +367,69 @@ void lora_fwd(const Ctx& ctx, const LoraFwd& p) {
   }
 }
 
+thread_local std::vector<float> t_seg_xa;
+
+// One base GEMM over every row whose row blocks of segment i finish with [s_i·XA_i, B_i] as the
+// tail of their last k-block - the very tail lora_fwd gives them (same bf16 rounding of s·XA and
+// B, same accumulators, bias after), so each row's result is lora_fwd's for that row, bit for bit.
+void lora_segments(const Ctx& ctx, const LoraSegments& p) {
+  const Precision prec = precision_for(p.x.dtype, p.w.dtype);
+  // XA_i = X_i·A_iᵀ per segment, as lora_fwd's first product (no dropout), into one scratch.
+  std::vector<int64_t> at(static_cast<size_t>(p.nseg));
+  int64_t total = 0;
+  for (int64_t i = 0; i < p.nseg; ++i) at[static_cast<size_t>(i)] = total, total += p.segs[i].len * p.G * p.segs[i].r;
+  float* xa = reuse(t_seg_xa, static_cast<size_t>(total + 1));
+  const size_t elem = p.x.dtype == DType::F32 ? 4 : 2;
+  auto x_rows = [&](int64_t start) {
+    Mat m = p.x;
+    m.data = static_cast<const char*>(p.x.data) + static_cast<size_t>(start * p.x.ld) * elem;
+    return m;
+  };
+  for (int64_t i = 0; i < p.nseg; ++i) {
+    const LoraSegment& sg = p.segs[i];
+    const int64_t GR = p.G * sg.r;
+    gemm(ctx, sg.len, GR, {Segment{mat_src(x_rows(sg.start), false), f32_src(sg.a, p.K, false), p.K}}, xa + at[static_cast<size_t>(i)], GR,
+         false, nullptr, precision_for(p.x.dtype, DType::F32));
+  }
+  auto product = [&](int64_t N, const std::vector<Segment>& segs, int64_t col0, const float* bias) {
+    if (p.y.dtype == DType::F32) {
+      gemm(ctx, p.M, N, segs, static_cast<float*>(p.y.data) + col0, p.y.ld, false, bias, prec);
+      return;
+    }
+    Epilogue e;
+    e.out = p.y;
+    e.out.data = static_cast<uint16_t*>(p.y.data) + col0;
+    gemm(ctx, p.M, N, segs, nullptr, 0, false, bias, prec, nullptr, &e);
+  };
+  // lora_fwd's grouped form (all groups in one product) when every segment's would be; the
+  // per-group form gives each element the same arithmetic, so a mix of ranks may use it for all.
+  bool grouped = p.G > 1 && p.N % 64 == 0;
+  for (int64_t i = 0; i < p.nseg; ++i) grouped = grouped && (prec == Precision::F32 || p.segs[i].r % 2 == 0);
+  std::vector<RowPart> parts(static_cast<size_t>(p.nseg));
+  auto make_parts = [&](int64_t g) {
+    for (int64_t i = 0; i < p.nseg; ++i) {
+      const LoraSegment& sg = p.segs[i];
+      const int64_t GR = p.G * sg.r, col = grouped ? 0 : g * sg.r;
+      RowPart& rp = parts[static_cast<size_t>(i)];
+      rp = RowPart{sg.start, sg.start + sg.len, f32_src(xa + at[static_cast<size_t>(i)] + col, GR, false, sg.scale),
+                   f32_src(sg.b + (grouped ? 0 : g * p.N * sg.r), sg.r, false), sg.r};
+      rp.group_cols = grouped ? p.N : 0;
+    }
+  };
+  Segment low{};
+  low.K = 0;
+  low.parts = &parts;
+  if (grouped || p.G == 1) {
+    make_parts(0);
+    product(p.G * p.N, {Segment{mat_src(p.x, false), weight_src(p.w, false), p.K}, low}, 0, p.bias);
+    return;
+  }
+  for (int64_t g = 0; g < p.G; ++g) {
+    make_parts(g);
+    product(p.N, {Segment{mat_src(p.x, false), weight_src(weight_rows(p.w, g * p.N, p.N), false), p.K}, low}, g * p.N, p.bias ? p.bias + g * p.N : nullptr);
+  }
+}
+
 // Gradient contract: dA, dB accumulate (+=); dX overwrites (+= when accumulate).
 void lora_bwd(const Ctx& ctx, const LoraBwd& p) {
   const int64_t GR = p.G * p.r;

@@ -32,6 +32,36 @@ void lora_fwd(const Ctx&, const LoraFwd& p) {
     }
 }
 
+// Row by row, lora_fwd's arithmetic with the row's segment (no dropout), matmul_xwt's without one.
+void lora_segments(const Ctx&, const LoraSegments& p) {
+  const int64_t GN = p.G * p.N;
+  std::vector<const LoraSegment*> seg_of(static_cast<size_t>(p.M), nullptr);
+  for (int64_t i = 0; i < p.nseg; ++i)
+    for (int64_t m = p.segs[i].start; m < p.segs[i].start + p.segs[i].len; ++m) seg_of[static_cast<size_t>(m)] = &p.segs[i];
+  std::vector<float> xa;
+  for (int64_t m = 0; m < p.M; ++m) {
+    const LoraSegment* s = seg_of[static_cast<size_t>(m)];
+    const int64_t GR = s ? p.G * s->r : 0;
+    xa.assign(static_cast<size_t>(GR), 0.f);
+    for (int64_t j = 0; j < GR; ++j) {
+      double acc = 0.0;
+      for (int64_t k = 0; k < p.K; ++k) acc += static_cast<double>(mat_at(p.x, m, k)) * s->a[j * p.K + k];
+      xa[static_cast<size_t>(j)] = static_cast<float>(acc);
+    }
+    for (int64_t n = 0; n < GN; ++n) {
+      double acc = p.bias ? p.bias[n] : 0.0;
+      for (int64_t k = 0; k < p.K; ++k) acc += static_cast<double>(mat_at(p.x, m, k)) * weight_at(p.w, n, k);
+      if (s) {
+        const int64_t g = n / p.N;
+        double low = 0.0;
+        for (int64_t j = 0; j < s->r; ++j) low += static_cast<double>(xa[static_cast<size_t>(g * s->r + j)]) * s->b[n * s->r + j];
+        acc = acc + s->scale * low;
+      }
+      store_act(p.y.data, p.y.dtype, m * p.y.ld + n, static_cast<float>(acc));
+    }
+  }
+}
+
 // Gradient contract: dA, dB accumulate (+=); dX overwrites (+= when accumulate).
 void lora_bwd(const Ctx&, const LoraBwd& p) {
   const int64_t GR = p.G * p.r, GN = p.G * p.N;

@@ -31,8 +31,10 @@ export function bindKernels(backend: Backend): Kernels {
   };
   const matmulXWt = op('opMatmulXWt');
   const matmulDYW = op('opMatmulDYW');
+  const lazy = (name: string): Op => (...args) => op(name)(...args);
   const loraFwd = op('opLoraForward');
   const loraBwd = op('opLoraBackward');
+  const loraSegments = lazy('opLoraSegments');
   const embedding = op('opEmbedding');
   const layerNorm = op('opLayerNorm');
   const layerNormBwd = op('opLayerNormBackward');
@@ -51,8 +53,8 @@ export function bindKernels(backend: Backend): Kernels {
   const quantize = op('opQuantize');
   const dequantize = op('opDequantize');
   const cast = op('opCast');
-  // The Llama-shaped ops are looked up when first called, so an OPT model runs on an addon without them.
-  const lazy = (name: string): Op => (...args) => op(name)(...args);
+  // The Llama-shaped ops (and serving's segmented LoRA) are looked up when first called, so a model
+  // runs on an addon without them.
   const rmsNorm = lazy('opRmsNorm');
   const rmsNormBwd = lazy('opRmsNormBackward');
   const rope = lazy('opRope');
@@ -120,6 +122,14 @@ export function bindKernels(backend: Backend): Kernels {
         const d = lora.spec.dropout;
         loraFwd(x, w, bias ?? null, lora.spec.a, lora.spec.b, y, lora.xa, lora.spec.scale, d?.p ?? 0, d?.seed ?? 0, d?.offset ?? 0, lora.spec.groups, b);
       });
+    },
+    linearSegments(x0, w, bias, y, segs) {
+      const groups = segs[0]?.spec.groups ?? 1;
+      if (segs.some((s) => s.spec.groups !== groups)) throw new Error('linearSegments: every segment needs the same LoRA groups');
+      if (segs.some((s) => s.spec.dropout && s.spec.dropout.p > 0)) throw new Error('linearSegments: serving has no dropout');
+      autocasting(w, x0, 'x', (x) =>
+        loraSegments(x, w, bias ?? null, y, segs.map((s) => s.spec.a), segs.map((s) => s.spec.b), segs.map((s) => s.start), segs.map((s) => s.len),
+          segs.map((s) => s.spec.scale), groups, b));
     },
     linearBackward(dy0, x0, w, dx, accumulate, lora) {
       if (!lora && !dx) return;

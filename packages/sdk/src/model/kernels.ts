@@ -27,6 +27,13 @@ export interface KvCache {
   past: number;
 }
 
+/** Rows [start, start + len) of a batch and the LoRA branch they add (`Kernels.linearSegments`). */
+export interface LoraSegment {
+  start: number;
+  len: number;
+  spec: LoraSpec;
+}
+
 export interface LoraArg {
   spec: LoraSpec;
   xa: NativeTensor;
@@ -36,6 +43,13 @@ export interface Kernels {
   readonly backend: string;
   /** y[M,N] = x[M,K]·wᵀ + bias (+ LoRA when given; xa [M, G*r] is cached for the backward). */
   linear(x: NativeTensor, w: NativeTensor, bias: NativeTensor | undefined, y: NativeTensor, lora?: { spec: LoraSpec; xa: NativeTensor }): void;
+  /**
+   * Serving's segmented LoRA forward (S-LoRA / Punica SGMV, no dropout, no backward): y = x·wᵀ + bias
+   * over every row in one base product, plus each segment's scale·(x_s·Aᵀ)·Bᵀ on its rows (sorted,
+   * disjoint; rows in no segment get the base only). Each row is bit-identical to `linear` on that
+   * row with its segment's LoRA (without one: the plain linear). Every spec has the same groups.
+   */
+  linearSegments(x: NativeTensor, w: NativeTensor, bias: NativeTensor | undefined, y: NativeTensor, segments: readonly LoraSegment[]): void;
   /** dx = dy·w (+ LoRA part; dA/dB accumulate into da/db). dx may be omitted (input needs no grad). */
   linearBackward(
     dy: NativeTensor,

@@ -7,16 +7,16 @@
 //
 // A row's math is generate()'s math: norms, rotations, attention and GEMM rows are row-independent,
 // which the serve tests check token for token against generate() (OPT, llama, qwen3). Every linear
-// is one base product over all rows; rows of different adapters then add their own low-rank part on
-// their own row segment (S-LoRA / Punica) with two small products each - there is no segmented
-// LoRA op in the native layer yet, so this costs an extra pass over each segment's rows and an
-// unfused add (serve/README.md says what a fused op would save).
+// is one native call (the segmented LoRA op, S-LoRA / Punica's SGMV): one base product over all
+// rows, each adapter's low-rank part finishing its own row segment inside that product, so the base
+// weights are read once per step whatever the mix of adapters, and every row is bit-identical to
+// generate()'s fused base+LoRA kernel on every base format (f32, bf16, quantized).
 import { native, type DeviceName, type NativeTensor } from '@lora/core-native';
 
 import { LoraError } from '../io/errors.js';
 import type { ResolvedDevice } from '../model/device.js';
-import type { Kernels, KvCache, LoraSpec } from '../model/kernels.js';
-import type { LoraAdapter, LoraModule } from '../model/lora.js';
+import type { Kernels, KvCache, LoraSegment, LoraSpec } from '../model/kernels.js';
+import type { LoraAdapter } from '../model/lora.js';
 
 /** One request's keys and values for every layer: [1, capacity, kvWidth] f32 each. */
 export interface RowKvCache {
@@ -64,52 +64,22 @@ export interface RaggedModel {
 }
 
 export interface RaggedStepOptions {
-  /** One base product over all rows, each adapter segment's LoRA added (S-LoRA); false: one fused product per segment. */
+  /** One base product over all rows, each adapter segment's LoRA inside it (S-LoRA); false: one fused product per segment. */
   shareBase: boolean;
-  /** The adapters' derived blocks (B_bd), kept across steps. */
+  /** What the engine keeps per adapter for the shared base (nothing today; see SharedBaseLora). */
   lora: SharedBaseLora;
 }
 
 /**
- * What the shared-base path derives from an adapter: per module of G groups, B_bd [G·N, G·r] with
- * group g's B [N, r] at rows g·N, columns g·r (zeros elsewhere), so one product writes every group's
- * delta to its own columns. B itself when G = 1.
+ * What the shared-base path derives from an adapter across steps: nothing any more - the segmented
+ * op reads each adapter's A and B as they are and writes each q/k/v group's columns itself (the
+ * block-diagonal B_bd copies the composed path needed are gone). Kept as the engine's handle, so
+ * prepare/forget still mark where derived state would live.
  */
 export class SharedBaseLora {
-  private readonly bd = new Map<LoraModule, NativeTensor>();
-
-  /** Makes the adapter's blocks now (so their memory is counted from load on). */
-  prepare(adapter: LoraAdapter): void {
-    for (const m of adapter.modules()) this.blockDiagonalB(m, adapter.r);
-  }
-
-  /** Frees what was derived from an adapter (call before disposing it). */
-  forget(adapter: LoraAdapter): void {
-    for (const m of adapter.modules()) {
-      this.bd.get(m)?.dispose();
-      this.bd.delete(m);
-    }
-  }
-
-  dispose(): void {
-    for (const t of this.bd.values()) t.dispose();
-    this.bd.clear();
-  }
-
-  blockDiagonalB(m: LoraModule, r: number): NativeTensor {
-    if (m.groups === 1) return m.b;
-    let bd = this.bd.get(m);
-    if (!bd) {
-      const N = m.outFeatures;
-      const G = m.groups;
-      const b = m.b.toArray() as Float32Array;
-      const out = new Float32Array(G * N * G * r);
-      for (let g = 0; g < G; g++) for (let n = 0; n < N; n++) out.set(b.subarray((g * N + n) * r, (g * N + n + 1) * r), (g * N + n) * G * r + g * r);
-      bd = native().Tensor.fromArray(out, [G * N, G * r], 'f32', m.b.device as DeviceName);
-      this.bd.set(m, bd);
-    }
-    return bd;
-  }
+  prepare(_adapter: LoraAdapter): void {}
+  forget(_adapter: LoraAdapter): void {}
+  dispose(): void {}
 }
 
 interface Segment {
@@ -194,16 +164,16 @@ export class RaggedBatch {
   }
 
   /**
-   * y = x·Wᵀ + b over every row, plus each row's adapter on LoRA module `module` of layer `layer`.
-   * One segment with an adapter: the fused LoRA kernel, generate()'s own call. Several (S-LoRA /
-   * Punica): one base product over every row, then per adapter segment y_s += scale·(x_s·Aᵀ)·B_bdᵀ.
-   * With shareBase off, one fused product per segment (the base weights read once per adapter).
+   * y = x·Wᵀ + b over every row, plus each row's adapter on LoRA module `module` of layer `layer`:
+   * one segmented LoRA call (S-LoRA / Punica) - the base product once over every row, each adapter
+   * segment's scale·(x_s·Aᵀ)·Bᵀ inside it, each row bit-identical to generate()'s fused call. With
+   * shareBase off, one fused product per segment (the base weights read once per adapter).
    */
   linear(layer: number, module: string, x: NativeTensor, w: NativeTensor, bias: NativeTensor | undefined, y: NativeTensor): void {
     const k = this.kernels;
     const mods = this.segments.map((s) => s.adapter?.layers[layer]?.[module]);
     if (mods.every((m) => !m)) return k.linear(x, w, bias, y);
-    if (this.segments.length === 1 || !this.o.shareBase) {
+    if (!this.o.shareBase) {
       this.segments.forEach((s, i) => {
         const m = mods[i];
         const xs = this.rowsOf(x, s.start, s.len);
@@ -214,17 +184,12 @@ export class RaggedBatch {
       });
       return;
     }
-    k.linear(x, w, bias, y);
+    const segments: LoraSegment[] = [];
     this.segments.forEach((s, i) => {
       const m = mods[i];
-      if (!m || !s.adapter) return;
-      using xa = this.transient(s.len, m.groups * s.adapter.r);
-      k.linear(this.rowsOf(x, s.start, s.len), m.a, undefined, xa);
-      using delta = this.transient(s.len, m.groups * m.outFeatures);
-      k.linear(xa, this.o.lora.blockDiagonalB(m, s.adapter.r), undefined, delta);
-      const ys = this.rowsOf(y, s.start, s.len);
-      k.add(ys, delta, ys, s.adapter.scale);
+      if (m && s.adapter) segments.push({ start: s.start, len: s.len, spec: s.adapter.spec(m) as LoraSpec });
     });
+    k.linearSegments(x, w, bias, y, segments);
   }
 
   /**

@@ -47,10 +47,9 @@ export interface DecodeEngine {
 
 export interface EngineOptions {
   /**
-   * Rows of different adapters share each base product (S-LoRA / Punica; default: on for f32/f16
-   * bases, off under bf16 autocast). Off: one fused base+LoRA product per adapter segment,
-   * bit-identical to generate() on every base format, reading the base weights once per adapter in
-   * the batch.
+   * Rows of different adapters share each base product (S-LoRA / Punica; default on: bit-identical
+   * to generate() on every base format). Off: one fused base+LoRA product per adapter segment,
+   * reading the base weights once per adapter in the batch.
    */
   shareBase?: boolean;
 }
@@ -72,10 +71,8 @@ export class ModelDecodeEngine implements DecodeEngine {
     if (!this.model.hasRaggedStep()) {
       throw new LoraError('E_CONFIG', `the '${model.modelType}' family has no ragged-batch block (models/batch-step.ts), so lora serve cannot run it`);
     }
-    // Under autocast (bf16 or quantized base) the fused kernel runs the LoRA branch in bf16, which the
-    // composed shared-base path does not reproduce bit for bit (greedy tokens differed from generate()
-    // on the pre-LN fixture), so there the default is one fused product per adapter segment.
-    this.shareBase = o.shareBase ?? !this.model.baseAutocast();
+    // The segmented LoRA op is bit-identical to generate()'s fused kernel on every base format.
+    this.shareBase = o.shareBase ?? true;
   }
 
   /** Makes the adapter's B_bd blocks now rather than on its first mixed batch. */

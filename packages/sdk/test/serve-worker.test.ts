@@ -102,8 +102,9 @@ describe('the event loop during model steps', () => {
     console.log(`event loop, in-thread: ${JSON.stringify(before)}`);
     console.log(`event loop, worker:    ${JSON.stringify(after)}`);
     expect(after.longestStep).toBeGreaterThan(60); // the workload really has long steps
-    // The 10 ms timer's worst gap, the probes and the cancels stay well under one step (the margin
-    // is for a 2-core host where the step's kernel threads and this thread share the cores).
+    // The 10 ms timer's worst gap, the probes and the cancels stay well under one step. Seen alone:
+    // gap 13.6 ms, probes 1-10 ms, steps up to 179 ms; beside other test files (load ~4 on 2 cores)
+    // the host deschedules this thread too: gap 151-207 ms against steps of 660-700 ms, probes 2-46 ms.
     expect(after.worstGap).toBeLessThan(Math.max(40, after.longestStep / 2));
     for (const ms of [...after.health, ...after.firstByte, ...after.cancel]) expect(ms).toBeLessThan(Math.max(40, after.longestStep / 2));
   }, 180_000);

@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { native } from '@lora/core-native';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -148,6 +149,18 @@ describe('the model worker', () => {
     await expect(missing.ready()).rejects.toBeInstanceOf(LoraError);
     await missing.close();
     expect(() => createServer(fx.modelDir, { tokenizer, engine: {} as never })).toThrow(/custom engine runs in this thread/);
+  });
+
+  it('close() frees everything the worker allocated (model, adapter, caches)', async () => {
+    const before = native().memoryStats('cpu').allocated; // the addon's allocator counts every thread
+    const server = createServer({ model: fx.modelDir, device: 'cpu' }, { tokenizer: await OptTokenizer.fromPretrained(fx.modelDir), modelName: 'tiny' });
+    await server.adapters.load('a', fx.adapters.a);
+    const { port } = await server.listen(0);
+    const r = await post(`http://127.0.0.1:${port}/v1/completions`, { model: 'a', prompt: 'Sort the list.', max_tokens: 8 });
+    expect(r.status).toBe(200);
+    expect(native().memoryStats('cpu').allocated).toBeGreaterThan(before);
+    await server.close();
+    expect(native().memoryStats('cpu').allocated).toBe(before);
   });
 
   it('a paused row makes no progress until resumed, and its tokens are unchanged (backpressure)', async () => {

@@ -113,6 +113,7 @@ describe('the event loop during model steps', () => {
 
 describe('the model worker', () => {
   it('a crash fails the requests in it with 500s; the process keeps serving (503)', async () => {
+    const before = native().memoryStats('cpu').allocated;
     const server = createServer({ model: fx.modelDir, device: 'cpu' }, { tokenizer: await OptTokenizer.fromPretrained(fx.modelDir), modelName: 'tiny' });
     try {
       const { port } = await server.listen(0);
@@ -134,6 +135,8 @@ describe('the model worker', () => {
     } finally {
       await server.close();
     }
+    // The dead worker's tensors were freed with its thread (its environment's finalizers).
+    expect(native().memoryStats('cpu').allocated).toBe(before);
   });
 
   it('a model that cannot be loaded rejects ready() and listen() with its LoraError code', async () => {

@@ -1,4 +1,4 @@
-// RMSNorm, rotary embeddings and SwiGLU (the Llama-shaped block's own ops), f32.
+// RMSNorm, rotary embeddings and SwiGLU (the Llama-shaped block's own ops), f32 (SwiGLU's gate/up may be bf16).
 //
 // RMSNorm: one warp per (row, group) - the normalised width is a hidden size or a head dim - with
 // a shuffle reduction of Σx²; the backward's dx likewise, and dw with one thread per column summing
@@ -69,21 +69,22 @@ __global__ void __launch_bounds__(kLlamaThreads) rope_kernel(int64_t M, int64_t 
   }
 }
 
-__global__ void __launch_bounds__(kLlamaThreads) swiglu_kernel(int64_t M, int64_t F, const float* gate, int64_t ldg, const float* up, int64_t ldu,
-                                                               float* y, int64_t ldy) {
+// gate/up are f32 or bf16 (gu: widened exactly by load_elem); y, dy and the grads f32.
+__global__ void __launch_bounds__(kLlamaThreads) swiglu_kernel(int64_t M, int64_t F, const void* gate, int64_t ldg, const void* up, int64_t ldu,
+                                                               ET gu, float* y, int64_t ldy) {
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < M * F; e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t m = e / F, f = e % F;
-    const float g = gate[m * ldg + f];
-    y[m * ldy + f] = g / (1.f + expf(-g)) * up[m * ldu + f];
+    const float g = load_elem(gate, gu, m * ldg + f);
+    y[m * ldy + f] = g / (1.f + expf(-g)) * load_elem(up, gu, m * ldu + f);
   }
 }
 
-__global__ void __launch_bounds__(kLlamaThreads) swiglu_bwd_kernel(int64_t M, int64_t F, const float* gate, int64_t ldg, const float* up, int64_t ldu,
-                                                                   const float* dy, int64_t lddy, float* dgate, int64_t lddg, float* dup,
+__global__ void __launch_bounds__(kLlamaThreads) swiglu_bwd_kernel(int64_t M, int64_t F, const void* gate, int64_t ldg, const void* up, int64_t ldu,
+                                                                   ET gu, const float* dy, int64_t lddy, float* dgate, int64_t lddg, float* dup,
                                                                    int64_t lddu) {
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < M * F; e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t m = e / F, f = e % F;
-    const float g = gate[m * ldg + f], u = up[m * ldu + f], d = dy[m * lddy + f];
+    const float g = load_elem(gate, gu, m * ldg + f), u = load_elem(up, gu, m * ldu + f), d = dy[m * lddy + f];
     const float s = 1.f / (1.f + expf(-g));
     dgate[m * lddg + f] = d * u * (s * (1.f + g * (1.f - s)));
     dup[m * lddu + f] = d * (g * s);
@@ -117,18 +118,20 @@ inline void rope(int64_t M, int64_t H, int64_t D, const float* x, int64_t ldx, f
   LORA_LAUNCH(rope_kernel, dim3(grid_for(M * H * (D / 2), kLlamaThreads)), dim3(kLlamaThreads), 0, s, M, H, D, x, ldx, y, ldy, pos, inv_freq, inverse);
   LORA_CHECK_LAUNCH();
 }
-inline void swiglu(int64_t M, int64_t F, const float* gate, int64_t ldg, const float* up, int64_t ldu, float* y, int64_t ldy, Stream s) {
+inline void swiglu(int64_t M, int64_t F, const void* gate, int64_t ldg, const void* up, int64_t ldu, ET gu, float* y, int64_t ldy, Stream s) {
   require(M >= 0 && F >= 0, "swiglu", "bad sizes");
+  require(gu == ET::F32 || gu == ET::BF16, "swiglu", "gate/up must be f32 or bf16");
   if (M * F == 0) return;
-  LORA_LAUNCH(swiglu_kernel, dim3(grid_for(M * F, kLlamaThreads)), dim3(kLlamaThreads), 0, s, M, F, gate, ldg, up, ldu, y, ldy);
+  LORA_LAUNCH(swiglu_kernel, dim3(grid_for(M * F, kLlamaThreads)), dim3(kLlamaThreads), 0, s, M, F, gate, ldg, up, ldu, gu, y, ldy);
   LORA_CHECK_LAUNCH();
 }
-inline void swiglu_bwd(int64_t M, int64_t F, const float* gate, int64_t ldg, const float* up, int64_t ldu, const float* dy, int64_t lddy, float* dgate,
-                       int64_t lddg, float* dup, int64_t lddu, Stream s) {
+inline void swiglu_bwd(int64_t M, int64_t F, const void* gate, int64_t ldg, const void* up, int64_t ldu, ET gu, const float* dy, int64_t lddy,
+                       float* dgate, int64_t lddg, float* dup, int64_t lddu, Stream s) {
   require(M >= 0 && F >= 0, "swiglu_bwd", "bad sizes");
+  require(gu == ET::F32 || gu == ET::BF16, "swiglu_bwd", "gate/up must be f32 or bf16");
   if (M * F == 0) return;
-  LORA_LAUNCH(swiglu_bwd_kernel, dim3(grid_for(M * F, kLlamaThreads)), dim3(kLlamaThreads), 0, s, M, F, gate, ldg, up, ldu, dy, lddy, dgate, lddg,
-              dup, lddu);
+  LORA_LAUNCH(swiglu_bwd_kernel, dim3(grid_for(M * F, kLlamaThreads)), dim3(kLlamaThreads), 0, s, M, F, gate, ldg, up, ldu, gu, dy, lddy, dgate,
+              lddg, dup, lddu);
   LORA_CHECK_LAUNCH();
 }
 

@@ -437,7 +437,7 @@ export function ropeInvFreq(dim: number, theta: number, scaling?: RopeScaling | 
 export interface SwiGluOptions extends OpOptions {
   out?: NativeTensor;
 }
-/** y = silu(gate) · up (f32 [..., F] each; column slices of one gate_up buffer work). */
+/** y = silu(gate) · up ([..., F] each; column slices of one gate_up buffer work): gate and up both f32 or both bf16, y f32. */
 export function swiGlu(gate: NativeTensor, up: NativeTensor, o: SwiGluOptions = {}): NativeTensor {
   const y = o.out ?? empty('f32', gate.shape, gate);
   op('opSwiGlu')(gate, up, y, o.backend);

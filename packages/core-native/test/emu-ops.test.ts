@@ -361,8 +361,8 @@ describe.skipIf(!hasEmu)(`${target} backend vs ref (LORA_EMU_ORDER=${order})`, (
           return { y };
         }, 1e-12);
       }
-      check('swiglu fwd+bwd (gate/up halves)', (be, T) => {
-        const gu = T(randn(M * N, 65, 4), [M, N]);
+      for (const dt of ['f32', 'bf16'] as const) check(`swiglu ${dt} fwd+bwd (gate/up halves)`, (be, T) => {
+        const gu = T(randn(M * N, 65, 4), [M, N], dt);
         const g = gu.narrow(1, 0, N / 2), u = gu.narrow(1, N / 2, N / 2);
         const y = T(new Float32Array((M * N) / 2), [M, N / 2]);
         addon.opSwiGlu(g, u, y, be);

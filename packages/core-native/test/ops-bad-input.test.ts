@@ -62,6 +62,13 @@ describe('op bindings reject bad input with clear errors', () => {
       expect(code(() => ops.rope(x6, pos, f32(rand(3, 1), [3]), { heads: 1, out: x6 }))).toBe('NO_ERROR');  // in place
       expect(code(() => ops.swiGlu(x6, f32(rand(10, 1), [2, 5])))).toBe('ERR_LORA_SHAPE');
       expect(code(() => ops.swiGlu(x6, x6, { out: x6 }))).toBe('ERR_LORA_INVALID_ARG');
+      const b6 = f32(rand(12, 12), [2, 6], 'bf16');
+      expect(code(() => ops.swiGlu(b6, x6))).toBe('ERR_LORA_DTYPE');  // gate and up share one dtype
+      expect(code(() => ops.swiGlu(f32(rand(12, 12), [2, 6], 'f16'), f32(rand(12, 12), [2, 6], 'f16')))).toBe('ERR_LORA_DTYPE');
+      expect(code(() => ops.swiGlu(b6, b6, { out: f32(rand(12, 13), [2, 6], 'bf16') }))).toBe('ERR_LORA_DTYPE');  // y is f32
+      expect(code(() => ops.swiGluBackward(x6, b6, x6))).toBe('ERR_LORA_DTYPE');
+      expect(code(() => ops.swiGluBackward(b6, b6, b6))).toBe('ERR_LORA_DTYPE');  // dy is f32
+      expect(code(() => ops.swiGluBackward(b6, b6, x6))).toBe('NO_ERROR');
       expect(code(() => ops.swiGluBackward(x6, x6, x6, { dgate: f32(new Float32Array(12), [2, 6]), dup: f32(new Float32Array(10), [2, 5]) }))).toBe('ERR_LORA_SHAPE');
       expect(code(() => ops.ropeInvFreq(8, 10000, { rope_type: 'yarn', factor: 4 }))).toBe('ERR_LORA_UNSUPPORTED');
     }

@@ -211,6 +211,24 @@ for (const pad of ['none', 'mask'] as const) {
 }
 
 {
+  // bf16 gate/up (autocast keeps the gate|up linear's bf16 output): the backward of the bf16 op
+  // against finite differences of the f32 forward, at points a bf16 holds exactly.
+  const [M, F] = [3, 4];
+  const R = rand(M * F, 149);
+  const bf16 = (v: Float32Array) => f32(v, [M, F], 'bf16');
+  cases.push({
+    name: 'swiglu bf16 gate/up: dgate, dup',
+    inputs: [arr(bf16(rand(M * F, 150, -3, 3))), arr(bf16(rand(M * F, 151)))],
+    check: [[0, 'dgate'], [1, 'dup']],
+    loss: ([g, u]) => dotR(arr(ops.swiGlu(f32(g, [M, F]), f32(u, [M, F]), be)), R),
+    analytic: ([g, u]) => {
+      const r = ops.swiGluBackward(bf16(g), bf16(u), f32(R, [M, F]), be);
+      return [arr(r.dgate), arr(r.dup)];
+    },
+  });
+}
+
+{
   const n = 12;
   const R = rand(n, 141);
   // Inputs kept at least 0.1 away from ReLU's kink so ±h never crosses it.

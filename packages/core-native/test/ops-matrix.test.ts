@@ -637,13 +637,14 @@ for (const [M, H, D] of [[1, 1, 2], [5, 2, 8], [9, 3, 64], [4, 2, 40]] as [numbe
     });
   }
 }
-for (const [M, F] of [[1, 7], [9, 33], [17, 130]] as [number, number][]) {
+// bf16 gate|up (a bf16 linear's output under autocast) is widened exactly: the same f32 math.
+for (const [M, F, dt] of [[1, 7, 'f32'], [9, 33, 'f32'], [17, 130, 'f32'], [9, 33, 'bf16'], [17, 130, 'bf16']] as [number, number, 'f32' | 'bf16'][]) {
   const halves = () => {
-    const gu = f32(rand(M * 2 * F, 167, -6, 6), [M, 2 * F]);
+    const gu = f32(rand(M * 2 * F, 167, -6, 6), [M, 2 * F], dt);
     return [gu.narrow(1, 0, F), gu.narrow(1, F, F)];
   };
   cases.push({
-    name: `swiglu M=${M} F=${F} (gate/up halves of one buffer)`,
+    name: `swiglu ${dt} M=${M} F=${F} (gate/up halves of one buffer)`,
     tol: 1e-12,
     why: 'f32 sigmoid (exp ~1 ulp) vs f64',
     run(b) {
@@ -652,7 +653,7 @@ for (const [M, F] of [[1, 7], [9, 33], [17, 130]] as [number, number][]) {
     },
   });
   cases.push({
-    name: `swiglu_bwd M=${M} F=${F}`,
+    name: `swiglu_bwd ${dt} M=${M} F=${F}`,
     tol: 1e-12,
     why: 'f32 sigmoid and products vs f64',
     run(b) {

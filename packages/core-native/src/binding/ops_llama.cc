@@ -7,7 +7,8 @@
 //   opRope(x, y, positions, invFreq, heads, inverse, backend?)
 //     x, y [..., heads·D] f32 rows (y may be x); positions i32 [rows]; invFreq f32 [D/2].
 //   opSwiGlu(gate, up, y, backend?)   opSwiGluBackward(gate, up, dy, dgate, dup, backend?)
-//     [..., F] f32 rows each (gate/up may be column slices of one gate_up buffer).
+//     [..., F] rows each (gate/up may be column slices of one gate_up buffer): gate and up both f32
+//     or both bf16 (a bf16 linear's output, read as is), y, dy, dgate, dup f32.
 #include "errors_js.h"
 #include "ops_common.h"
 #include "registry.h"
@@ -114,16 +115,32 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   });
 }
 
+// gate and up: both f32 or both bf16 [rows, F] (column slices of one gate|up buffer work); returns
+// gate's view (up's shape and dtype checked against it).
+MatView gate_up_view(const Tensor& gate, const Tensor& up, int64_t* ldu) {
+  expect_dtype_in(gate, {DType::F32, DType::BF16}, "gate");
+  if (up.dtype != gate.dtype) {
+    throw Error(LORA_ERR_DTYPE, std::string("up: expected gate's dtype ") + dtype_name(gate.dtype) + ", got " + dtype_name(up.dtype), "up");
+  }
+  const MatView v = matrix_view(gate, "gate");
+  const MatView u = matrix_view(up, "up");
+  if (u.rows != v.rows || u.cols != v.cols) {
+    throw Error(LORA_ERR_SHAPE, "up: expected " + std::to_string(v.rows) + " rows x " + std::to_string(v.cols) + " columns, got " +
+                std::to_string(u.rows) + " x " + std::to_string(u.cols), "up");
+  }
+  *ldu = u.ld;
+  return v;
+}
+
 Napi::Value SwiGlu(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Args a(info, "swiGlu");
     Tensor& gate = a.tensor(0, "gate");
     Tensor& up = a.tensor(1, "up");
     Tensor& y = a.tensor(2, "y");
-    expect_dtype(gate, DType::F32, "gate");
-    const MatView v = matrix_view(gate, "gate");
-    ops::SwiGlu p{v.rows, v.cols, gate.data_as<float>(), v.ld, up.data_as<float>(), f32_rows(up, "up", v.rows, v.cols), y.data_as<float>(),
-                  f32_rows(y, "y", v.rows, v.cols)};
+    int64_t ldu = 0;
+    const MatView v = gate_up_view(gate, up, &ldu);
+    ops::SwiGlu p{v.rows, v.cols, gate.data(), v.ld, up.data(), ldu, y.data_as<float>(), f32_rows(y, "y", v.rows, v.cols), gate.dtype};
     check_no_alias({span_of(y, "y")}, {span_of(gate, "gate"), span_of(up, "up")});
     const ops::OpTable& t = pick_backend(a, 3, "swiglu", {gate.dtype}, {v.rows, v.cols});
     t.swiglu(op_ctx(a, t), p);
@@ -139,11 +156,11 @@ Napi::Value SwiGluBackward(const Napi::CallbackInfo& info) {
     Tensor& dy = a.tensor(2, "dy");
     Tensor& dgate = a.tensor(3, "dgate");
     Tensor& dup = a.tensor(4, "dup");
-    expect_dtype(gate, DType::F32, "gate");
-    const MatView v = matrix_view(gate, "gate");
+    int64_t ldu = 0;
+    const MatView v = gate_up_view(gate, up, &ldu);
     const int64_t M = v.rows, F = v.cols;
-    ops::SwiGluBwd p{M, F, gate.data_as<float>(), v.ld, up.data_as<float>(), f32_rows(up, "up", M, F), dy.data_as<float>(), f32_rows(dy, "dy", M, F),
-                     dgate.data_as<float>(), f32_rows(dgate, "dgate", M, F), dup.data_as<float>(), f32_rows(dup, "dup", M, F)};
+    ops::SwiGluBwd p{M, F, gate.data(), v.ld, up.data(), ldu, dy.data_as<float>(), f32_rows(dy, "dy", M, F),
+                     dgate.data_as<float>(), f32_rows(dgate, "dgate", M, F), dup.data_as<float>(), f32_rows(dup, "dup", M, F), gate.dtype};
     check_no_alias({span_of(dgate, "dgate"), span_of(dup, "dup")}, {span_of(gate, "gate"), span_of(up, "up"), span_of(dy, "dy")});
     const ops::OpTable& t = pick_backend(a, 5, "swiglu_bwd", {gate.dtype}, {M, F});
     t.swiglu_bwd(op_ctx(a, t), p);

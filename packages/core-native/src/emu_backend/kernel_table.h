@@ -159,11 +159,11 @@ inline void rope(const ops::Ctx& c, const ops::Rope& p) {
   sync(c);
 }
 inline void swiglu(const ops::Ctx& c, const ops::SwiGlu& p) {
-  LORA_KNS::swiglu(p.M, p.F, p.gate, p.ldg, p.up, p.ldu, p.y, p.ldy, stream_of(c));
+  LORA_KNS::swiglu(p.M, p.F, p.gate, p.ldg, p.up, p.ldu, et(p.gu_dtype), p.y, p.ldy, stream_of(c));
   sync(c);
 }
 inline void swiglu_bwd(const ops::Ctx& c, const ops::SwiGluBwd& p) {
-  LORA_KNS::swiglu_bwd(p.M, p.F, p.gate, p.ldg, p.up, p.ldu, p.dy, p.lddy, p.dgate, p.lddg, p.dup, p.lddu, stream_of(c));
+  LORA_KNS::swiglu_bwd(p.M, p.F, p.gate, p.ldg, p.up, p.ldu, et(p.gu_dtype), p.dy, p.lddy, p.dgate, p.lddg, p.dup, p.lddu, stream_of(c));
   sync(c);
 }
 

@@ -266,13 +266,15 @@ struct RmsNormBwd {
 // [half] is theta^(-2i/D), scaled as rope_scaling says (the caller's). y may be x (in place).
 struct Rope { int64_t M, H, D; const float* x; int64_t ldx; float* y; int64_t ldy; const int32_t* pos; const float* inv_freq; bool inverse; };
 // SwiGLU: y = silu(gate) · up, silu(g) = g / (1 + e^-g); gate, up [M, F] (column slices of one
-// gate_up buffer work), caches nothing (the backward takes gate and up).
-struct SwiGlu { int64_t M, F; const float* gate; int64_t ldg; const float* up; int64_t ldu; float* y; int64_t ldy; };
+// gate_up buffer work), caches nothing (the backward takes gate and up). gate and up are both f32
+// or both bf16 (`gu_dtype`; bf16 widened exactly, f32 math), so a model under autocast keeps the
+// bf16 gate|up its linear produced, and forward and backward read the same values; y is f32.
+struct SwiGlu { int64_t M, F; const void* gate; int64_t ldg; const void* up; int64_t ldu; float* y; int64_t ldy; DType gu_dtype = DType::F32; };
 // Backward: dgate = dy · up · silu'(gate), silu'(g) = s(g)·(1 + g·(1 - s(g))), s the sigmoid;
-// dup = dy · silu(gate). Both OVERWRITE.
+// dup = dy · silu(gate). Both OVERWRITE (f32); gate/up as the forward's.
 struct SwiGluBwd {
-  int64_t M, F; const float* gate; int64_t ldg; const float* up; int64_t ldu; const float* dy; int64_t lddy;
-  float* dgate; int64_t lddg; float* dup; int64_t lddu;
+  int64_t M, F; const void* gate; int64_t ldg; const void* up; int64_t ldu; const float* dy; int64_t lddy;
+  float* dgate; int64_t lddg; float* dup; int64_t lddu; DType gu_dtype = DType::F32;
 };
 
 // ---- the backend interface ----

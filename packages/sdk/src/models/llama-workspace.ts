@@ -35,17 +35,24 @@ export function planLlamaLayer(l: LoraLayer | undefined): LlamaLayerPlan {
 }
 
 /**
- * Activation dtypes. Under autocast (a bf16 or quantised base, training or scoring - not decoding,
- * whose KV cache is f32) the linears consume their inputs rounded to bf16 (bind-kernels' autocast),
- * so what a layer keeps may be stored as the bf16 values its consumers read:
- *  - q, k, v (bf16): what the attention forward and backward read (the op widens bf16 exactly);
- *    v is the v_proj linear's output rounded once, q and k are rounded once after the rotation
- *    (as transformers' autocast keeps them: bf16 q/k/v into the attention).
- * f32 (and f16) bases keep everything f32: their numerics do not change.
+ * Activation dtypes. Under autocast (a bf16 or quantised base) the linears consume their inputs
+ * rounded to bf16 (bind-kernels' autocast), so what a layer keeps is stored as the bf16 values its
+ * consumers read, each rounded once where it is made:
+ *  - gate|up (bf16): the gate_up linear's output; SwiGLU's forward and backward (and the backward's
+ *    recomputed h) all read these bf16 values (the swiglu ops take bf16 gate/up, widened exactly),
+ *    as torch's autocast SwiGLU reads the bf16 gate_proj/up_proj outputs;
+ *  - q, k, v (bf16, not when decoding: the KV cache is f32): what the attention forward and backward
+ *    read (the op widens bf16 exactly); v is the v_proj linear's output, q and k are rounded after
+ *    the rotation (as transformers' autocast feeds bf16 q/k/v to the attention).
+ * f32 (and f16) bases keep everything f32: their numerics do not change (the recomputed a, f, h
+ * are the same ops on the same inputs, bit for bit).
  * Per layer at SmolLM2-360M's shape (C = 960, Cq = 960, Ckv = 320, F = 2560, r = 16 on all seven
  * linears), M = 2048 tokens, measured as native bytes per added layer: 122.7 MB before this plan
  * (everything f32; a, f and h kept per layer); 84.9 MB in f32 (xIn, s1, o 7.9 each; q, k, v 13.1;
- * gate|up 41.9; xa 0.9) and 76.6 MB under bf16 autocast (q, k, v 6.6).
+ * gate|up 41.9; xa 0.9) and 55.6 MB under bf16 autocast (q, k, v 6.6; gate|up 21); Qwen2.5-0.5B
+ * shape (C = 896, F = 4864, 2 KV heads) 175.1 -> 71.3 MB. gate|up is
+ * still the largest: keeping only f (7.9 MB) would cost recomputing the gate_up product (a third
+ * of the layer's matmul FLOPs) in the backward - activation checkpointing's trade, not this one.
  */
 export interface LlamaActivationDtypes {
   qkv: 'f32' | 'bf16';

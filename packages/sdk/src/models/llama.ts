@@ -126,9 +126,11 @@ export class LlamaForCausalLM extends DecoderLM<LlamaConfig, LlamaWeights, Llama
   }
 
   protected createWorkspace(B: number, T: number, o: { checkpointing: boolean; decoding: boolean }): LlamaWorkspace {
-    // Autocast (a bf16 or quantised base) keeps q/k/v in bf16, except for decoding (its KV cache is f32).
-    const bf16 = autocast(this.weights.layers[0].qW) && !o.decoding;
-    return createLlamaWorkspace(this.config, this.lora, B, T, this.device.memory, o.checkpointing, { qkv: bf16 ? 'bf16' : 'f32', gateUp: 'f32' });
+    // Autocast (a bf16 or quantised base) keeps gate|up in bf16, and q/k/v too except for decoding
+    // (its KV cache is f32).
+    const bf16 = autocast(this.weights.layers[0].gateUpW);
+    const qkv = autocast(this.weights.layers[0].qW) && !o.decoding;
+    return createLlamaWorkspace(this.config, this.lora, B, T, this.device.memory, o.checkpointing, { qkv: qkv ? 'bf16' : 'f32', gateUp: bf16 ? 'bf16' : 'f32' });
   }
 
   protected embed(ws: LlamaWorkspace): void {

@@ -116,14 +116,20 @@ void rope(const Ctx& ctx, const Rope& p) {
   });
 }
 
+// 16 elements of a gate/up operand from element i on (masked), widened to f32 when bf16.
+inline __m512 load_gu(const void* p, DType t, int64_t i, __mmask16 k) {
+  if (t == DType::BF16) return bf16_to_ps(_mm256_maskz_loadu_epi16(k, static_cast<const uint16_t*>(p) + i));
+  return _mm512_maskz_loadu_ps(k, static_cast<const float*>(p) + i);
+}
+
 void swiglu(const Ctx& ctx, const SwiGlu& p) {
   parallel_range(ctx, p.M, 4, [&](int64_t b, int64_t e) {
     for (int64_t m = b; m < e; ++m)
       for (int64_t f = 0; f < p.F; f += 16) {
         const __mmask16 k = tail_mask16(p.F - f);
-        const __m512 g = _mm512_maskz_loadu_ps(k, p.gate + m * p.ldg + f);
+        const __m512 g = load_gu(p.gate, p.gu_dtype, m * p.ldg + f, k);
         const __m512 silu = _mm512_mul_ps(g, sigmoid_ps(g));
-        _mm512_mask_storeu_ps(p.y + m * p.ldy + f, k, _mm512_mul_ps(silu, _mm512_maskz_loadu_ps(k, p.up + m * p.ldu + f)));
+        _mm512_mask_storeu_ps(p.y + m * p.ldy + f, k, _mm512_mul_ps(silu, load_gu(p.up, p.gu_dtype, m * p.ldu + f, k)));
       }
   });
 }
@@ -134,8 +140,8 @@ void swiglu_bwd(const Ctx& ctx, const SwiGluBwd& p) {
     for (int64_t m = b; m < e; ++m)
       for (int64_t f = 0; f < p.F; f += 16) {
         const __mmask16 k = tail_mask16(p.F - f);
-        const __m512 g = _mm512_maskz_loadu_ps(k, p.gate + m * p.ldg + f);
-        const __m512 u = _mm512_maskz_loadu_ps(k, p.up + m * p.ldu + f);
+        const __m512 g = load_gu(p.gate, p.gu_dtype, m * p.ldg + f, k);
+        const __m512 u = load_gu(p.up, p.gu_dtype, m * p.ldu + f, k);
         const __m512 d = _mm512_maskz_loadu_ps(k, p.dy + m * p.lddy + f);
         const __m512 s = sigmoid_ps(g);
         // silu'(g) = s·(1 + g·(1 - s))

@@ -1,6 +1,7 @@
 // RMSNorm, rotary embeddings and SwiGLU, scalar reference (f64 sums, one rounding per output).
 #include <cmath>
 
+#include "../../runtime/half.h"
 #include "ref.h"
 
 namespace lora::ops::ref {
@@ -57,18 +58,23 @@ void rope(const Ctx&, const Rope& p) {
     }
 }
 
+// Element i of a gate/up operand (f32, or bf16 widened exactly).
+static double gu_at(const void* p, DType t, int64_t i) {
+  return t == DType::BF16 ? bf16_to_f32(static_cast<const uint16_t*>(p)[i]) : static_cast<const float*>(p)[i];
+}
+
 void swiglu(const Ctx&, const SwiGlu& p) {
   for (int64_t m = 0; m < p.M; ++m)
     for (int64_t f = 0; f < p.F; ++f) {
-      const double g = p.gate[m * p.ldg + f];
-      p.y[m * p.ldy + f] = static_cast<float>(g / (1.0 + std::exp(-g)) * p.up[m * p.ldu + f]);
+      const double g = gu_at(p.gate, p.gu_dtype, m * p.ldg + f);
+      p.y[m * p.ldy + f] = static_cast<float>(g / (1.0 + std::exp(-g)) * gu_at(p.up, p.gu_dtype, m * p.ldu + f));
     }
 }
 
 void swiglu_bwd(const Ctx&, const SwiGluBwd& p) {
   for (int64_t m = 0; m < p.M; ++m)
     for (int64_t f = 0; f < p.F; ++f) {
-      const double g = p.gate[m * p.ldg + f], u = p.up[m * p.ldu + f], d = p.dy[m * p.lddy + f];
+      const double g = gu_at(p.gate, p.gu_dtype, m * p.ldg + f), u = gu_at(p.up, p.gu_dtype, m * p.ldu + f), d = p.dy[m * p.lddy + f];
       const double s = 1.0 / (1.0 + std::exp(-g));
       p.dgate[m * p.lddg + f] = static_cast<float>(d * u * s * (1.0 + g * (1.0 - s)));
       p.dup[m * p.lddu + f] = static_cast<float>(d * g * s);

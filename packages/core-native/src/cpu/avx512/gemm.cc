@@ -322,6 +322,8 @@ Src mat_src(const Mat& m, bool k_major) {
   return s;
 }
 
+int64_t gemm_kblock(Precision prec) { return prec == Precision::BF16 ? tune().kc / 2 : tune().kc / 4; }
+
 Precision precision_for(DType act, DType w) {
   const bool narrow = act == DType::BF16 || w == DType::BF16 || w == DType::BF16P || w == DType::I8 || dtype_is_packed4(w);
   return narrow ? Precision::BF16 : Precision::F32;
@@ -496,6 +498,10 @@ void pack_b_rows16(const Src& b, Precision prec, bool direct, int64_t K, int64_t
   Scratch& t = t_scratch;
   const bool need_copy = !direct;
   uint32_t* rows = need_copy ? t.g.get<uint32_t>(static_cast<size_t>(16 * (kk + 16))) : nullptr;
+  // Short f32 rows into bf16 pairs (a LoRA B [N, r] of a small rank): to_pairs straight from the
+  // stored row - what packed_row does after its decode copy, without the copy and its per-row calls.
+  const bool short_f32 = need_copy && prec == Precision::BF16 && b.dtype == DType::F32 && !b.k_major && b.scale == 1.f && !b.drop.active() &&
+                         !b.mask_bits && K % 2 == 0 && kk <= 16;
   const uint32_t* src[16];
   for (int i = 0; i < 16; ++i) {
     const int64_t n = n0 + i;
@@ -503,6 +509,9 @@ void pack_b_rows16(const Src& b, Precision prec, bool direct, int64_t K, int64_t
       src[i] = nullptr;
     } else if (direct) {
       src[i] = packed_row(b, prec, true, n, K, kk);
+    } else if (short_f32) {
+      to_pairs(static_cast<const float*>(b.data) + n * b.ld, kk, rows + i * (kk + 16));
+      src[i] = rows + i * (kk + 16);
     } else {
       std::memcpy(rows + i * (kk + 16), packed_row(b, prec, false, n, K, kk), static_cast<size_t>(kk) * 4);
       src[i] = rows + i * (kk + 16);
@@ -708,6 +717,68 @@ struct KernelTable {
 
 const KernelTable<true> kBf16Kernels;
 const KernelTable<false> kF32Kernels;
+
+// The same micro-kernel with a tail per row (row parts, gemm.h): after the shared k-steps, row i
+// continues its own accumulators over tails[i] (kk = 0: none) - per element the very sequence
+// kernel() runs for a one-part tile, so a register tile may span several parts and the base
+// operand is streamed once per MR rows, not once per part.
+using RowTailKernel = void (*)(int64_t kk, const uint32_t* a, int64_t sa, int64_t sr, const uint32_t* b, const Tail* tails, float* c, int64_t ldc,
+                               int cols, bool overwrite, const float* bias);
+
+template <int R, int NP, bool BF>
+void kernel_row_tails(int64_t kk, const uint32_t* a, int64_t sa, int64_t sr, const uint32_t* b, const Tail* tails, float* c, int64_t ldc, int cols,
+                      bool overwrite, const float* bias) {
+  __m512 acc[R][NP];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_ps();
+  kernel_loop<R, NP, BF>(kk, a, sa, sr, b, acc);
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+    if (!tails[i].kk) continue;
+    __m512 row[1][NP];
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; ++j) row[0][j] = acc[i][j];
+    kernel_loop<1, NP, BF>(tails[i].kk, tails[i].a, tails[i].sa, tails[i].sr, tails[i].b, row);
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; ++j) acc[i][j] = row[0][j];
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; ++j) {
+      const int left = cols - 16 * j;
+      if (left <= 0) break;
+      const __mmask16 k = tail_mask16(left);
+      float* cp = c + i * ldc + 16 * j;
+      __m512 v = acc[i][j];
+      if (!overwrite) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, cp));
+      if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, bias + 16 * j));
+      _mm512_mask_storeu_ps(cp, k, v);
+    }
+}
+
+template <bool BF>
+struct RowTailTable {
+  RowTailKernel k[MR][4];
+  RowTailTable() {
+    fill<1>();
+    fill<2>();
+    fill<3>();
+    fill<4>();
+    fill<5>();
+    fill<6>();
+  }
+  template <int R> void fill() {
+    k[R - 1][0] = &kernel_row_tails<R, 1, BF>;
+    k[R - 1][1] = &kernel_row_tails<R, 2, BF>;
+    k[R - 1][2] = &kernel_row_tails<R, 3, BF>;
+    k[R - 1][3] = &kernel_row_tails<R, 4, BF>;
+  }
+};
+const RowTailTable<true> kBf16RowTails;
+const RowTailTable<false> kF32RowTails;
 
 struct SegPlan {
   int64_t K = 0, kk = 0;
@@ -921,7 +992,10 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
       if (all[s].b.k_major) {
         for (int64_t r = 0; r < p.kk; r += 16) jobs.push_back({si, PackJob::BKMajor, r, std::min(p.kk, r + 16)});
       } else {
-        for (int64_t g = 0; g * 16 < N; ++g) jobs.push_back({si, PackJob::BRows, g, g + 1});
+        // Groups of 16 columns per job: one for long rows, more for short ones (a rank-8 B has
+        // thousands of 4-pair rows; a job each cost more in the pool than the packing).
+        const int64_t groups = (N + 15) / 16, step = std::max<int64_t>(1, 64 / std::max<int64_t>(p.kk, 1));
+        for (int64_t g = 0; g < groups; g += step) jobs.push_back({si, PackJob::BRows, g, std::min(groups, g + step)});
       }
     }
   }
@@ -932,7 +1006,9 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
     switch (jb.kind) {
       case PackJob::ARows: pack_a_rows(sg.a, prec, !p.grouped && rows_are_packed(sg.a, prec, sg.K), p.grouped ? (bf ? 2 * p.kk_a : p.kk_a) : sg.K, p.a, p.a_dst, jb.lo, jb.hi); break;
       case PackJob::AKMajor: pack_a_kmajor(sg.a, prec, sg.K, rows_of[static_cast<size_t>(jb.seg)], p.kk, mpad_k, p.a_dst, jb.lo, jb.hi); break;
-      case PackJob::BRows: pack_b_rows16(sg.b, prec, p.b_direct, sg.K, N, p.kk, p.b_dst, jb.lo); break;
+      case PackJob::BRows:
+        for (int64_t g = jb.lo; g < jb.hi; ++g) pack_b_rows16(sg.b, prec, p.b_direct, sg.K, N, p.kk, p.b_dst, g);
+        break;
       case PackJob::BKMajor: pack_b_kmajor(sg.b, prec, sg.K, N, p.kk, p.b_dst, jb.lo, jb.hi); break;
     }
   });
@@ -966,6 +1042,7 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
   }
   const int64_t mblocks = (M + mc - 1) / mc, nblocks = (N + nc - 1) / nc;
   const auto& table = bf ? kBf16Kernels.k : kF32Kernels.k;
+  const auto& row_tail_table = bf ? kBf16RowTails.k : kF32RowTails.k;
 
   auto tile = [&](int64_t task, int thread) {
     const int64_t tm = task % mblocks, tnb = task / mblocks;
@@ -1039,21 +1116,24 @@ void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs
               tail.a = a_of(s + 1, i, pn, 0, p2.kk, tail.sa, tail.sr);
               tail.b = p2.b_dst + q * NR * p2.kk;
             }
-            if (part_tails) {
-              // A register tile never spans two parts (the tail's A and B are per part).
-              int64_t end = M;
-              const int k = part_at(i, end);
-              rows = std::min(rows, end - i);
-              if (with_parts && k >= 0) {
-                const size_t ps = segs.size() + static_cast<size_t>(k);
-                const SegPlan& p2 = plan[ps];
-                tail.kk = p2.kk;
-                tail.a = a_of(ps, i - (*parts)[static_cast<size_t>(k)].m0, pn, 0, p2.kk, tail.sa, tail.sr);
-                tail.b = p2.b_dst + q * NR * p2.kk;
-              }
-            }
             float* ci = Ct + (i - mo) * ldct + (pn - no);
             const float* bi = bias_now ? bias_now + pn : nullptr;
+            if (with_parts) {
+              // Each row of the tile finishes with its own part's tail (none outside the parts).
+              Tail tails[MR];
+              for (int64_t t = 0; t < rows; ++t) {
+                int64_t end = M;
+                const int k = part_at(i + t, end);
+                if (k < 0) continue;
+                const size_t ps = segs.size() + static_cast<size_t>(k);
+                const SegPlan& p2 = plan[ps];
+                tails[t].kk = p2.kk;
+                tails[t].a = a_of(ps, i + t - (*parts)[static_cast<size_t>(k)].m0, pn, 0, p2.kk, tails[t].sa, tails[t].sr);
+                tails[t].b = p2.b_dst + q * NR * p2.kk;
+              }
+              row_tail_table[rows - 1][np - 1](kkb, ai, sa, sr, bq, tails, ci, ldct, cols, overwrite, bi);
+              continue;
+            }
             if (!sg.c_mask) {
               table[rows - 1][np - 1](kkb, ai, sa, sr, bq, tail, ci, ldct, cols, overwrite, bi);
               continue;

@@ -96,6 +96,10 @@ struct Epilogue {
 void gemm(const Ctx& ctx, int64_t M, int64_t N, const std::vector<Segment>& segs, float* C, int64_t ldc,
           bool accumulate, const float* bias, Precision prec, const GemmHook* hook = nullptr, const Epilogue* epi = nullptr);
 
+// The k-steps of one k-block (bf16 pairs or f32 k): products over longer reductions store each
+// block's sum and add the next block's to it (what a kernel reproducing gemm()'s rounding needs).
+int64_t gemm_kblock(Precision prec);
+
 // Stored row `row`, columns [c0, c0 + len) of src as f32 (scale and dropout applied).
 void decode_row(const Src& s, int64_t row, int64_t c0, int64_t len, float* out);
 

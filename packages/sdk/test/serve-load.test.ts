@@ -2,8 +2,8 @@
 // the base and three adapters — non-streaming, streaming, cancelled mid-stream, malformed — against
 // one server running its model in a worker thread (as `lora serve` does). Every valid request gets
 // exactly what generate() gives it alone (greedy), none is lost or mixed up, the native memory goes
-// back to its idle level exactly and the process's RSS to its idle level (within the allocator's
-// slack, measured below), and /metrics agrees with the client's counts.
+// back to its idle level exactly and the process's RSS to its idle level (within the heaps' slack,
+// measured below), and /metrics agrees with the client's counts.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -55,9 +55,16 @@ function kindOf(i: number): Kind {
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 
-/** Polls until the worker has freed every row (its counters arrive with its messages). */
-async function settled(): Promise<void> {
-  for (let i = 0; i < 400 && (server.scheduler.inFlight || server.scheduler.kvBytesInUse || server.scheduler.runningRows); i++) await new Promise((r) => setTimeout(r, 5));
+/**
+ * Polls until the worker has freed every row (its counters arrive with its messages) and the server
+ * has counted `sent` completions requests (a cancelled stream is counted when the server sees its
+ * socket close, which on a busy host can come after the client has moved on).
+ */
+async function settled(sent: number): Promise<void> {
+  const counted = () => [...server.metrics.requests.entries()].reduce((a, [l, v]) => a + (l.endpoint === '/v1/completions' ? v : 0), 0);
+  for (let i = 0; i < 1000 && (server.scheduler.inFlight || server.scheduler.kvBytesInUse || server.scheduler.runningRows || counted() < sent); i++) {
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 /** /metrics as a map of sample → value. */
@@ -125,13 +132,15 @@ describe('lora serve under load', () => {
         else counts.wrong.push(`${j.kind} ${key}: ${ids} != ${want.get(key)}`);
       }
     };
+    let sent = 0;
     const load = async (list: typeof jobs) => {
       let next = 0;
       const clientLoop = async () => {
         while (next < list.length) await run(list[next++]);
       };
       await Promise.all(Array.from({ length: CLIENTS }, clientLoop));
-      await settled();
+      sent += list.length;
+      await settled(sent);
     };
 
     // Idle level: after one warm-up round of the same load (the first round grows the JS heaps, the
@@ -163,24 +172,31 @@ describe('lora serve under load', () => {
     expect(counts.ok).toBe(n('plain') + n('stream'));
     expect(counts.malformed[400]).toBe(n('bad-json') + n('bad-param'));
     expect(counts.malformed[404]).toBe(n('bad-model'));
-    expect(counts.cancelled).toBe(n('cancel')); // 200 tokens past eos: none can finish before its abort
+    expect(counts.cancelled).toBe(n('cancel')); // the client aborts after two chunks of 200: it never reads the end
     expect(maxRunning).toBeGreaterThanOrEqual(4);
     // Every KV cache and every step's buffers are freed, in the worker too (the addon's allocator
     // counts the whole process).
     expect(server.scheduler).toMatchObject({ inFlight: 0, kvBytesInUse: 0, runningRows: 0, queueDepth: 0 });
     expect(nativeAfter).toBe(idleNative);
-    // RSS back at the idle level: three more rounds after the warm-up moved it by +1.3, +2.3 and
-    // +1.2 MiB here (the worker's JS heap is collected when V8 decides; this thread's is collected
-    // above), so the bound is 8 MiB. Leaked KV caches or step buffers show exactly in the native
-    // count above; this catches what it does not count (JS-side request state, a second model).
-    expect(rssAfter - idleRss).toBeLessThan(8 * 2 ** 20);
-    // /metrics agrees with the client (differences over this round).
+    // RSS back at the idle level: a round after the warm-up moved it by +1.2 to +2.9 MiB on an idle
+    // host and +4.9 to +5.9 MiB at load ~4 (the worker's JS heap is collected when V8 decides; this
+    // thread's is collected above), so the bound is 16 MiB: a coarse guard against what the native
+    // count does not see (JS-side request state kept per request, a model loaded again). Leaked KV
+    // caches or step buffers show exactly in the native count above.
+    expect(rssAfter - idleRss).toBeLessThan(16 * 2 ** 20);
+    // /metrics agrees with the client (differences over this round). A cancelled stream is a 499
+    // when the server sees the socket close before it has written the last token; on a busy host
+    // the worker can finish all 200 tokens into the socket buffers before the client's abort lands
+    // (seen: 9 of 20), and the server then rightly counts a 200 that the client never read.
     const d = (k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0);
-    expect(d('lora_requests_total{endpoint="/v1/completions",status="200"}')).toBe(counts.ok + counts.completedBeforeCancel);
+    const ok = d('lora_requests_total{endpoint="/v1/completions",status="200"}');
+    const gone = d('lora_requests_total{endpoint="/v1/completions",status="499"}');
+    expect(ok + gone).toBe(counts.ok + n('cancel'));
+    expect(ok).toBeGreaterThanOrEqual(counts.ok);
+    expect(gone).toBeGreaterThan(0);
+    expect(d('lora_request_success_total{finished_reason="cancelled"}')).toBe(gone);
     expect(d('lora_requests_total{endpoint="/v1/completions",status="400"}')).toBe(counts.malformed[400]);
     expect(d('lora_requests_total{endpoint="/v1/completions",status="404"}')).toBe(counts.malformed[404]);
-    expect(d('lora_requests_total{endpoint="/v1/completions",status="499"}')).toBe(counts.cancelled);
-    expect(d('lora_request_success_total{finished_reason="cancelled"}')).toBe(counts.cancelled);
     const generated = [...jobs.filter((j) => j.kind === 'plain' || j.kind === 'stream')].reduce((a, j) => a + want.get(`${j.name}|${j.prompt}`)!.length, 0);
     expect(d('lora_generation_tokens_total')).toBeGreaterThanOrEqual(generated); // plus the cancelled streams' tokens
     expect(after.get('lora_num_requests_running')).toBe(0);

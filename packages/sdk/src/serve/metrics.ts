@@ -22,6 +22,10 @@ class Counter {
   get(labels: Labels = {}): number {
     return this.values.get(labelText(labels))?.value ?? 0;
   }
+  /** Every label set counted so far, with its value. */
+  entries(): [Labels, number][] {
+    return [...this.values.values()].map((v) => [v.labels, v.value]);
+  }
   render(): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
     if (!this.values.size) lines.push(`${this.name} 0`);

@@ -66,7 +66,7 @@ describe('the event loop during model steps', () => {
       expect(r.status).toBe(200);
       t = performance.now();
       ac.abort();
-      while (server.metrics.finished.get({ finished_reason: 'cancelled' }) === cancelled) await new Promise((r) => setImmediate(r));
+      while (server.metrics.finished.get({ finished_reason: 'cancelled' }) === cancelled && performance.now() - t < 5000) await new Promise((r) => setImmediate(r));
       cancel.push(performance.now() - t);
       await sleep(30);
     }
@@ -121,10 +121,10 @@ describe('the model worker', () => {
       const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'x', maxRetries: 0 });
       const body = { model: 'tiny', prompt: 'def add(a, b):', max_tokens: 240, ignore_eos: true };
       const plain = client.completions.create(body as OpenAI.CompletionCreateParamsNonStreaming).then(() => 'finished', (e: InstanceType<typeof OpenAI.APIError>) => e);
-      const stream = await post(`${base}/v1/completions`, { ...body, stream: true });
+      const stream = await post(`${base}/v1/completions`, { ...body, stream: true }); // resolves at the headers, sent at once
+      await (server.backend as WorkerBackend).worker.terminate(); // as if the worker died mid-generation (240 steps take ~0.1 s)
+      let text = '';
       const reader = stream.body!.getReader();
-      let text = new TextDecoder().decode((await reader.read()).value);
-      await (server.backend as WorkerBackend).worker.terminate(); // as if the worker died mid-step
       for (let r = await reader.read(); !r.done; r = await reader.read()) text += new TextDecoder().decode(r.value);
       expect(text).toMatch(/"code":"model_worker_failed"/);
       expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
@@ -177,12 +177,13 @@ describe('the model worker', () => {
       const sampling = { temperature: 0, topP: 1, topK: 0, seed: 0, maxTokens: 60, stopTokenIds: [] };
       const straight = await backend.submit({ prompt, sampling, signal: new AbortController().signal, onToken: () => {} }).outcome;
       let seen = 0;
-      const h: RequestHandle = backend.submit({ prompt, sampling, signal: new AbortController().signal, onToken: () => void (++seen === 5 && h.pause()) });
+      const h: RequestHandle = backend.submit({ prompt, sampling, signal: new AbortController().signal, onToken: () => void ++seen });
+      h.pause(); // reaches the worker right behind the submit: at most the step already begun runs
       await sleep(200);
       const paused = seen;
       await sleep(200);
       expect(seen).toBe(paused); // the worker skips the row's steps
-      expect(paused).toBeLessThan(60);
+      expect(paused).toBeLessThanOrEqual(2);
       expect(backend.counters).toMatchObject({ runningRows: 1, inFlight: 1 }); // it keeps its row and cache
       h.resume();
       const resumed = await h.outcome;

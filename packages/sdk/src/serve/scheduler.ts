@@ -332,7 +332,8 @@ export function requestCapacity(
 export const queueFull = (running: number, queued: number) =>
   new ServeError(429, 'queue_full', `the server is at capacity (${running} running, ${queued} queued); retry later`);
 
-function positive(v: number, name: string): number {
+/** A positive integer setting, or a 500 invalid_config naming it. */
+export function positive(v: number, name: string): number {
   if (!Number.isInteger(v) || v < 1) throw new ServeError(500, 'invalid_config', `${name} must be a positive integer, got ${v}`);
   return v;
 }

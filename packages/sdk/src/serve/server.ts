@@ -19,7 +19,7 @@ import { handleGeneration, type Tokenizer } from './generation.js';
 import { InThreadBackend } from './in-thread.js';
 import { ServerMetrics } from './metrics.js';
 import { parseChat, parseCompletion } from './protocol.js';
-import type { SchedulerOptions } from './scheduler.js';
+import { positive, type SchedulerOptions } from './scheduler.js';
 import { WorkerBackend } from './worker-backend.js';
 
 /**
@@ -78,9 +78,11 @@ export class LoraServer {
       if (o.engine) throw new LoraError('E_CONFIG', 'a custom engine runs in this thread: pass a loaded model to createServer, not a model source');
       this.modelName = o.modelName ?? source;
       const sc = o.scheduler ?? {};
+      // Checked here, not in the worker, so a bad setting fails createServer rather than the load.
+      const scheduler = { maxBatch: positive(sc.maxBatch ?? 16, 'maxBatch'), prefillChunk: positive(sc.prefillChunk ?? 64, 'prefillChunk'), kvBudgetBytes: sc.kvBudgetBytes ?? 2 ** 30 };
       this.backend = new WorkerBackend(
-        { source, load, baseName: this.modelName, engine: o.engineOptions ?? {}, scheduler: { maxBatch: sc.maxBatch ?? 16, prefillChunk: sc.prefillChunk ?? 64, kvBudgetBytes: sc.kvBudgetBytes ?? 2 ** 30 } },
-        { maxQueue: sc.maxQueue ?? 64, onStep },
+        { source, load, baseName: this.modelName, engine: o.engineOptions ?? {}, scheduler },
+        { maxQueue: Math.max(0, Math.floor(sc.maxQueue ?? 64)), onStep },
       );
     } else {
       this.modelName = o.modelName ?? model.source ?? 'base';

@@ -498,8 +498,8 @@ void pack_b_rows16(const Src& b, Precision prec, bool direct, int64_t K, int64_t
   Scratch& t = t_scratch;
   const bool need_copy = !direct;
   uint32_t* rows = need_copy ? t.g.get<uint32_t>(static_cast<size_t>(16 * (kk + 16))) : nullptr;
-  // Short f32 rows into bf16 pairs (a LoRA B [N, r] of a small rank): to_pairs straight from the
-  // stored row - what packed_row does after its decode copy, without the copy and its per-row calls.
+  // Short f32 rows into bf16 pairs (a LoRA B [N, r] of a small rank): what packed_row + to_pairs
+  // + the transpose make of them, gathered straight into the panel (no per-row decode copy).
   const bool short_f32 = need_copy && prec == Precision::BF16 && b.dtype == DType::F32 && !b.k_major && b.scale == 1.f && !b.drop.active() &&
                          !b.mask_bits && K % 2 == 0 && kk <= 16;
   const uint32_t* src[16];
@@ -510,12 +510,26 @@ void pack_b_rows16(const Src& b, Precision prec, bool direct, int64_t K, int64_t
     } else if (direct) {
       src[i] = packed_row(b, prec, true, n, K, kk);
     } else if (short_f32) {
-      to_pairs(static_cast<const float*>(b.data) + n * b.ld, kk, rows + i * (kk + 16));
-      src[i] = rows + i * (kk + 16);
+      src[i] = nullptr;  // written below, column by column
     } else {
       std::memcpy(rows + i * (kk + 16), packed_row(b, prec, false, n, K, kk), static_cast<size_t>(kk) * 4);
       src[i] = rows + i * (kk + 16);
     }
+  }
+  if (short_f32) {
+    // Pair j of the 16 columns: two gathers down B's rows, rounded as to_pairs rounds a row this
+    // short (its scalar rule; its vector instruction for a full 16 pairs), no transpose.
+    const __mmask16 valid = tail_mask16(N - n0);
+    const float* base = static_cast<const float*>(b.data) + n0 * b.ld;
+    const __m512i rows16 = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(static_cast<int>(b.ld)));
+    for (int64_t j = 0; j < kk; ++j) {
+      const __m512i at = _mm512_add_epi32(rows16, _mm512_set1_epi32(static_cast<int>(2 * j)));
+      const __m512 lo = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, at, base, 4);
+      const __m512 hi = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, _mm512_add_epi32(at, _mm512_set1_epi32(1)), base, 4);
+      const __m512i v = kk == 16 ? pair_rows(lo, hi) : _mm512_or_si512(bf16_bits_like_scalar(lo), _mm512_slli_epi32(bf16_bits_like_scalar(hi), 16));
+      _mm512_storeu_si512(out + j * wq, v);
+    }
+    return;
   }
   __m512i r[16];
   for (int64_t k0 = 0; k0 < kk; k0 += KCH) {

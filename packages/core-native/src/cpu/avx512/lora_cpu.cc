@@ -384,25 +384,34 @@ void segment_xa(const LoraSegments& p, const LoraSegment& sg, float* xa) {
   const int64_t kk = bf ? (K + 1) / 2 : K, kb = gemm_kblock(bf ? Precision::BF16 : Precision::F32);
   const int64_t GRp = (GR + 15) / 16 * 16;
   // A as [kk][GRp] operands: bf16 pairs (A[j][2q], A[j][2q+1]) or f32 A[j][k]; zero past GR and K.
+  // Rounded as the GEMM's packing rounds A's rows (to_pairs: its vector instruction over whole
+  // blocks of 16 pairs, the scalar rule for the rest).
   uint32_t* ap = reuse(t_seg_apack, static_cast<size_t>(kk * GRp));
-  for (int64_t q = 0; q < kk; ++q)
-    for (int64_t j0 = 0; j0 < GRp; j0 += 16) {
-      alignas(64) float lo[16], hi[16];
-      for (int t = 0; t < 16; ++t) {
-        const int64_t j = j0 + t;
-        const int64_t k0 = bf ? 2 * q : q;
-        lo[t] = j < GR ? sg.a[j * K + k0] : 0.f;
-        hi[t] = j < GR && bf && k0 + 1 < K ? sg.a[j * K + k0 + 1] : 0.f;
+  const int64_t vector_pairs = kk / 16 * 16;
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int64_t j0 = 0; j0 < GRp; j0 += 16) {
+    const __mmask16 valid = tail_mask16(GR - j0);
+    const float* base = sg.a + j0 * K;
+    const __m512i rows16 = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int>(K)));
+    for (int64_t q = 0; q < kk; ++q) {
+      const int64_t k0 = bf ? 2 * q : q;
+      const __m512 lo = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, _mm512_add_epi32(rows16, _mm512_set1_epi32(static_cast<int>(k0))), base, 4);
+      if (!bf) {
+        _mm512_storeu_ps(reinterpret_cast<float*>(ap + q * GRp + j0), lo);
+        continue;
       }
-      if (bf) {
-        const __m256bh l = _mm512_cvtneps_pbh(_mm512_load_ps(lo)), h = _mm512_cvtneps_pbh(_mm512_load_ps(hi));
-        const __m512i v = _mm512_or_si512(_mm512_cvtepu16_epi32(reinterpret_cast<const __m256i&>(l)),
-                                          _mm512_slli_epi32(_mm512_cvtepu16_epi32(reinterpret_cast<const __m256i&>(h)), 16));
-        _mm512_storeu_si512(ap + q * GRp + j0, v);
+      const __m512 hi = k0 + 1 < K ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, _mm512_add_epi32(rows16, _mm512_set1_epi32(static_cast<int>(k0 + 1))), base, 4)
+                                   : _mm512_setzero_ps();
+      __m512i v;
+      if (q < vector_pairs) {
+        const __m256bh l = _mm512_cvtneps_pbh(lo), h = _mm512_cvtneps_pbh(hi);
+        v = _mm512_or_si512(_mm512_cvtepu16_epi32(reinterpret_cast<const __m256i&>(l)), _mm512_slli_epi32(_mm512_cvtepu16_epi32(reinterpret_cast<const __m256i&>(h)), 16));
       } else {
-        std::memcpy(ap + q * GRp + j0, lo, sizeof lo);
+        v = _mm512_or_si512(bf16_bits_like_scalar(lo), _mm512_slli_epi32(bf16_bits_like_scalar(hi), 16));
       }
+      _mm512_storeu_si512(ap + q * GRp + j0, v);
     }
+  }
   for (int64_t m = 0; m < sg.len; ++m) {
     const char* xrow = static_cast<const char*>(p.x.data) + static_cast<size_t>((sg.start + m) * p.x.ld) * (bf ? 2 : 4);
     for (int64_t j0 = 0; j0 < GR; j0 += 16) {

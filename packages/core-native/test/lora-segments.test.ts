@@ -172,6 +172,38 @@ describe('lora_segments', () => {
     expect(compared).toBeGreaterThan(0);
   });
 
+  // With a GPU the same property on the real tensor cores (device tensors; the op matrix above can
+  // only hand the cuda backend host tensors): it rests on an mma's result for a row not depending on
+  // where in its 64-row tile the row sits, which the emulator holds by construction.
+  const cuda = A.backends().find((b) => b.name === 'cuda');
+  it.skipIf(!cuda?.usable)('with a GPU: rows bit-identical to loraForward on cuda, and within bf16 of ref', () => {
+    const dev = (t: NativeTensor) => t.to('cuda:0');
+    for (const xd of ['f32', 'bf16'] as const) {
+      for (const wd of ['f32', 'bf16', 'nf4'] as const) {
+        for (const s of shapes) {
+          if (skip(s, wd)) continue;
+          const h = inputs(s, xd, wd);
+          const i = { ...h, x: dev(h.x), w: dev(h.w), bias: dev(h.bias), adapters: h.adapters.map((a) => ({ a: dev(a.a), b: dev(a.b), scale: a.scale })) };
+          const segments = s.segs.map((g, j) => ({ start: g.start, len: g.len, ...i.adapters[j] }));
+          const got = arr(ops.loraSegments(i.x, i.w, segments, { bias: i.bias, groups: s.G, outDtype: 'f32', backend: 'cuda' }).to('cpu'));
+          const GN = s.G * s.N;
+          const want = new Float32Array(s.M * GN);
+          want.set(arr(ops.matmulXWt(i.x, i.w, { bias: i.bias, outDtype: 'f32', backend: 'cuda' }).to('cpu')));
+          s.segs.forEach((g, j) => {
+            const x = dev(rowsOf(h, s, xd, g.start, g.len));
+            const y = ops.loraForward(x, i.w, i.adapters[j].a, i.adapters[j].b, { bias: i.bias, scale: i.adapters[j].scale, groups: s.G, outDtype: 'f32', backend: 'cuda' }).y;
+            want.set(arr(y.to('cpu')), g.start * GN);
+          });
+          expect(firstDiff(got, want), tag(s, xd, wd)).toBe('none');
+          expect(nmse(got, segmented(s, h, 'ref'))).toBeLessThanOrEqual(1e-4);
+        }
+      }
+    }
+  });
+  it.skipIf(!!cuda?.usable)('with a GPU only: the cuda rows check', () => {
+    console.log(`lora_segments on cuda: skipped (${cuda?.reason ?? 'no cuda backend in this binary'})`);
+  });
+
   it('no segments is the plain linear; a bf16 output is rounded once, as loraForward rounds it', () => {
     const s = shapes[0];
     for (const b of ['ref', 'cpu', 'emu'] as const) {

@@ -99,10 +99,12 @@ describe('lora serve (CLI)', () => {
       body: JSON.stringify({ model: 'code', prompt: 'def add(a, b):', max_tokens: 200, ignore_eos: true, temperature: 0, stream: true, stream_options: { include_usage: true } }),
     });
     expect(res.status).toBe(200);
-    const reader = res.body!.getReader();
-    let text = new TextDecoder().decode((await reader.read()).value);
+    // At the headers, sent as the request is submitted: the worker has 200 steps to go, so the
+    // signal lands mid-generation even on a slow host (after the first chunk it once came too late).
     const exited = new Promise<number | null>((r) => server.on('close', (code) => r(code))); // after its stderr is read
     server.kill('SIGTERM');
+    const reader = res.body!.getReader();
+    let text = '';
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
@@ -114,5 +116,6 @@ describe('lora serve (CLI)', () => {
     expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
     expect(await exited).toBe(0);
     expect(serverErr).toMatch(/SIGTERM: draining 1 request/);
+    expect(serverErr).toMatch(/lora serve: stopped/);
   });
 });

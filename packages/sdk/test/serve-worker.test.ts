@@ -114,7 +114,7 @@ describe('the event loop during model steps', () => {
 describe('the model worker', () => {
   it('a crash fails the requests in it with 500s; the process keeps serving (503)', async () => {
     const before = native().memoryStats('cpu').allocated;
-    const server = createServer({ model: fx.modelDir, device: 'cpu' }, { tokenizer: await OptTokenizer.fromPretrained(fx.modelDir), modelName: 'tiny' });
+    const server = createServer({ model: fx.modelDir, device: 'cpu' }, { tokenizer: await OptTokenizer.fromPretrained(fx.modelDir), modelName: 'tiny', restartWorker: false });
     try {
       const { port } = await server.listen(0);
       const base = `http://127.0.0.1:${port}`;
@@ -136,6 +136,36 @@ describe('the model worker', () => {
       await server.close();
     }
     // The dead worker's tensors were freed with its thread (its environment's finalizers).
+    expect(native().memoryStats('cpu').allocated).toBe(before);
+  });
+
+  it('after a crash a new worker takes over, with the adapters that were served', async () => {
+    const before = native().memoryStats('cpu').allocated;
+    const server = createServer({ model: fx.modelDir, device: 'cpu' }, { tokenizer: await OptTokenizer.fromPretrained(fx.modelDir), modelName: 'tiny' });
+    try {
+      await server.adapters.load('a', fx.adapters.a);
+      const { port } = await server.listen(0);
+      const base = `http://127.0.0.1:${port}`;
+      const complete = async () => {
+        const r = await post(`${base}/v1/completions`, { model: 'a', prompt: 'Sort the list.', max_tokens: 12, temperature: 0, return_token_ids: true });
+        return { status: r.status, ids: ((await r.json()) as { choices?: { token_ids: number[] }[] }).choices?.[0].token_ids };
+      };
+      const first = await complete();
+      expect(first.status).toBe(200);
+      const dead = server.backend as WorkerBackend;
+      await dead.worker.terminate();
+      let health = 0;
+      for (let i = 0; i < 300 && health !== 200; i++) {
+        await sleep(20);
+        health = (await fetch(`${base}/health`)).status;
+      }
+      expect(health).toBe(200);
+      expect(server.backend).not.toBe(dead);
+      expect(await complete()).toEqual(first); // same adapter, same greedy tokens
+      expect(await (await fetch(`${base}/metrics`)).text()).toMatch(/^lora_worker_restarts_total 1$/m);
+    } finally {
+      await server.close();
+    }
     expect(native().memoryStats('cpu').allocated).toBe(before);
   });
 

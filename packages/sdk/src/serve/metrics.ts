@@ -70,6 +70,7 @@ export class ServerMetrics {
   readonly finished = new Counter('lora_request_success_total', 'Generation requests finished, by finish reason.');
   readonly ttft = new Histogram('lora_time_to_first_token_seconds', 'Time from arrival to the first generated token.', LATENCY_BUCKETS);
   readonly perToken = new Histogram('lora_time_per_output_token_seconds', 'Time between consecutive generated tokens of a request.', LATENCY_BUCKETS);
+  readonly workerRestarts = new Counter('lora_worker_restarts_total', 'Times the model worker died and a new one was started.');
   readonly stepTime = new Histogram('lora_model_step_seconds', 'Time of one batched model step (the longest the event loop waits).', LATENCY_BUCKETS);
   private readonly gauges: Gauge[];
 
@@ -83,7 +84,7 @@ export class ServerMetrics {
   }
 
   render(): string {
-    const parts = [this.requests, this.promptTokens, this.generatedTokens, this.finished, ...this.gauges, this.ttft, this.perToken, this.stepTime];
+    const parts = [this.requests, this.promptTokens, this.generatedTokens, this.finished, this.workerRestarts, ...this.gauges, this.ttft, this.perToken, this.stepTime];
     return `${parts.map((p) => p.render()).join('\n')}\n`;
   }
 }

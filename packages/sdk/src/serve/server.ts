@@ -54,12 +54,20 @@ export interface ServeOptions {
   engine?: DecodeEngine;
   /** Called after every model step with its rows, tokens and duration (also in /metrics' lora_model_step_seconds). */
   onStep?: StepObserver;
+  /**
+   * When the model worker dies, start a new one (reloading the served adapters) so the server
+   * recovers from 503 (default true; at most 3 restarts a minute, then it stays down).
+   */
+  restartWorker?: boolean;
 }
 
 const ROUTES = ['/health', '/metrics', '/v1/models', '/v1/completions', '/v1/chat/completions', '/v1/load_lora_adapter', '/v1/unload_lora_adapter'] as const;
 
+const RESTARTS_PER_MINUTE = 3;
+
 export class LoraServer {
-  readonly backend: ModelBackend;
+  /** The model's side: a WorkerBackend (replaced by a new one if its worker dies) or an InThreadBackend. */
+  backend: ModelBackend;
   readonly metrics: ServerMetrics;
   readonly modelName: string;
   private readonly http: Server;
@@ -67,6 +75,9 @@ export class LoraServer {
   private readonly created = Math.floor(Date.now() / 1000);
   private draining = false;
   private info?: ModelInfo;
+  private startWorker?: () => WorkerBackend;
+  private restarts: number[] = [];
+  private restarting: Promise<void> = Promise.resolve();
 
   constructor(model: CausalLM | ModelSource | string, private readonly o: ServeOptions) {
     const onStep: StepObserver = (rows, tokens, ms) => {
@@ -80,10 +91,10 @@ export class LoraServer {
       const sc = o.scheduler ?? {};
       // Checked here, not in the worker, so a bad setting fails createServer rather than the load.
       const scheduler = { maxBatch: positive(sc.maxBatch ?? 16, 'maxBatch'), prefillChunk: positive(sc.prefillChunk ?? 64, 'prefillChunk'), kvBudgetBytes: sc.kvBudgetBytes ?? 2 ** 30 };
-      this.backend = new WorkerBackend(
-        { source, load, baseName: this.modelName, engine: o.engineOptions ?? {}, scheduler },
-        { maxQueue: Math.max(0, Math.floor(sc.maxQueue ?? 64)), onStep },
-      );
+      const init = { source, load, baseName: this.modelName, engine: o.engineOptions ?? {}, scheduler };
+      const maxQueue = Math.max(0, Math.floor(sc.maxQueue ?? 64));
+      this.startWorker = () => new WorkerBackend(init, { maxQueue, onStep, onFailure: () => this.restart() });
+      this.backend = this.startWorker();
     } else {
       this.modelName = o.modelName ?? model.source ?? 'base';
       this.backend = new InThreadBackend(model, { baseName: this.modelName, scheduler: o.scheduler, engine: o.engine, engineOptions: o.engineOptions, onStep });
@@ -128,9 +139,37 @@ export class LoraServer {
     return this.http.address() as AddressInfo;
   }
 
+  /**
+   * The worker died: its requests have failed (500) and it answers 503. A new worker loads the model
+   * and the adapters served at the time, then takes over; a crash loop (over 3 a minute) stays down.
+   */
+  private restart(): void {
+    const failed = this.backend;
+    if (!this.startWorker || this.o.restartWorker === false || this.draining || !this.info) return;
+    const now = Date.now();
+    this.restarts = this.restarts.filter((t) => now - t < 60_000);
+    if (this.restarts.length >= RESTARTS_PER_MINUTE) return;
+    this.restarts.push(now);
+    this.metrics.workerRestarts.inc();
+    const next = this.startWorker();
+    this.restarting = (async () => {
+      try {
+        await next.ready();
+        // An adapter whose folder is gone now is dropped (it would answer 404), not the restart.
+        for (const a of failed.adapters.list()) await next.adapters.load(a.name, a.path).catch(() => {});
+      } catch {
+        await next.close(); // could not load the model again: stay down (503)
+        return;
+      }
+      if (this.draining) await next.close();
+      else this.backend = next;
+    })();
+  }
+
   /** Stops accepting, lets every queued and running request finish, then closes and frees the model's side. */
   async close(): Promise<void> {
     this.draining = true;
+    await this.restarting;
     const closed = this.http.listening ? new Promise<void>((r) => this.http.close(() => r())) : Promise.resolve();
     this.http.closeIdleConnections();
     await this.backend.drain();

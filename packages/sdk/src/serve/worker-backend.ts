@@ -2,8 +2,8 @@
 // tokens come back one message per model step, so the main thread's event loop — HTTP, streaming,
 // cancels — never waits for a step. Admission (429) is decided here (admission.ts); a cancel or a
 // stop string ends the request here at once and tells the worker, which frees the row between steps.
-// If the worker dies, every request in it fails with a 500 and the server answers 503 from then on;
-// the main process lives on.
+// If the worker dies, every request in it fails with a 500 and this backend answers 503 from then on
+// (the server starts a new one); the main process lives on.
 import type { Worker } from 'node:worker_threads';
 
 import { LoraError, type LoraErrorCode } from '../io/errors.js';
@@ -17,6 +17,8 @@ import type { FromWorker, ToWorker, WireError, WorkerCounters, WorkerEvent, Work
 export interface WorkerBackendOptions {
   maxQueue: number;
   onStep?: StepObserver;
+  /** The worker died (after its requests were failed); not called for a clean close. */
+  onFailure?: (e: Error) => void;
 }
 
 interface Pending {
@@ -236,6 +238,7 @@ export class WorkerBackend implements ModelBackend {
     this.counts = { queueDepth: 0, runningRows: 0, kvBytesInUse: 0 };
     if (!this.exited) void this.worker.terminate();
     this.checkIdle();
+    this.o.onFailure?.(e);
   }
 }
 

@@ -39,18 +39,22 @@ const median = (v) => [...v].sort((a, b) => a - b)[Math.floor((v.length - 1) / 2
 const load = () => loadavg().map((x) => +x.toFixed(2));
 
 // One repeat of one configuration: prefill every stream (untimed), then `steps` decode steps of
-// all 8 rows, timed. Returns aggregate decode tokens/s.
+// all 8 rows, timed. Returns aggregate decode tokens/s by the wall clock, and by the process's CPU
+// time (user + system of every thread: on a shared host the wall clock also counts the time this
+// process waited for a core, the CPU time does not).
 function decodeRun(engine, prompts, adapters) {
   const caches = prompts.map((p) => engine.allocate(p.length + steps + 1));
   try {
     let out = engine.forward(prompts.map((p, i) => ({ cache: caches[i], ids: p, adapter: adapters[i], wantLogits: true })));
     let last = out.map((l) => argmax(l));
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     for (let s = 0; s < steps; s++) {
       out = engine.forward(prompts.map((_, i) => ({ cache: caches[i], ids: [last[i]], adapter: adapters[i], wantLogits: true })));
       last = out.map((l) => argmax(l));
     }
-    return (STREAMS * steps * 1000) / (performance.now() - t0);
+    const cpu = process.cpuUsage(c0);
+    return { wall: (STREAMS * steps * 1000) / (performance.now() - t0), cpu: (STREAMS * steps * 1e6) / (cpu.user + cpu.system) };
   } finally {
     for (const c of caches) c.dispose();
   }
@@ -119,24 +123,33 @@ try {
     const loadBefore = load();
     decodeRun(shared, prompts, fourAdapters); // warm-up (allocator caches, packing buffers)
     const tps = { oneAdapter: [], fourAdapters: [], fourAdaptersPerSegmentFused: [] };
+    const cpuTps = { oneAdapter: [], fourAdapters: [], fourAdaptersPerSegmentFused: [] };
     for (let rep = 0; rep < reps; rep++) {
       // Alternating order within a repeat too, so neither side always runs first.
       const order = rep % 2 ? ['fourAdapters', 'oneAdapter', 'fourAdaptersPerSegmentFused'] : ['oneAdapter', 'fourAdapters', 'fourAdaptersPerSegmentFused'];
-      for (const k of order) tps[k].push(decodeRun(k === 'fourAdaptersPerSegmentFused' ? unshared : shared, prompts, k === 'oneAdapter' ? oneAdapter : fourAdapters));
+      for (const k of order) {
+        const r = decodeRun(k === 'fourAdaptersPerSegmentFused' ? unshared : shared, prompts, k === 'oneAdapter' ? oneAdapter : fourAdapters);
+        tps[k].push(r.wall);
+        cpuTps[k].push(r.cpu);
+      }
     }
     const ratios = tps.oneAdapter.map((t, i) => t / tps.fourAdapters[i]);
     const fusedRatios = tps.oneAdapter.map((t, i) => t / tps.fourAdaptersPerSegmentFused[i]);
+    const cpuRatios = cpuTps.oneAdapter.map((t, i) => t / cpuTps.fourAdapters[i]);
+    const spread = (v) => ({ medianRatio: +median(v).toFixed(3), min: +Math.min(...v).toFixed(3), max: +Math.max(...v).toFixed(3) });
     const op = opTimes(dtype);
     const run = {
       dtype, loadBefore, loadAfter: load(),
       medianTokensPerSec: Object.fromEntries(Object.entries(tps).map(([k, v]) => [k, +median(v).toFixed(1)])),
       mixCost: { medianRatio: +median(ratios).toFixed(3), min: +Math.min(...ratios).toFixed(3), max: +Math.max(...ratios).toFixed(3), note: 'one-adapter tok/s over four-adapter tok/s, per repeat (1.15 = 15 % slower mixed)' },
-      mixCostPerSegmentFused: { medianRatio: +median(fusedRatios).toFixed(3), min: +Math.min(...fusedRatios).toFixed(3), max: +Math.max(...fusedRatios).toFixed(3) },
+      mixCostPerSegmentFused: spread(fusedRatios),
+      mixCostByCpuTime: { ...spread(cpuRatios), note: 'the same ratio from tokens per CPU-second of the process (insensitive to waiting for a core)' },
+      medianTokensPerCpuSec: Object.fromEntries(Object.entries(cpuTps).map(([k, v]) => [k, +median(v).toFixed(1)])),
       samplesTokensPerSec: Object.fromEntries(Object.entries(tps).map(([k, v]) => [k, v.map((t) => +t.toFixed(1))])),
       op,
     };
     result.runs.push(run);
-    console.log(JSON.stringify({ dtype, load: [loadBefore, run.loadAfter], tokPerSec: run.medianTokensPerSec, mixCost: run.mixCost, fused: run.mixCostPerSegmentFused, op: op.medianMicroseconds, opOverBase: op.opOverBase }));
+    console.log(JSON.stringify({ dtype, load: [loadBefore, run.loadAfter], tokPerSec: run.medianTokensPerSec, mixCost: run.mixCost, byCpu: run.mixCostByCpuTime, fused: run.mixCostPerSegmentFused, op: op.medianMicroseconds, opOverBase: op.opOverBase }));
     shared.dispose();
     unshared.dispose();
     for (const a of made) a.dispose();

@@ -9,13 +9,13 @@ import { join } from 'node:path';
 import { native } from '@lora/core-native';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { LlamaForCausalLM, LoraAdapter, sampleToken } from '../src/index.js';
-import { ModelDecodeEngine, type KvCache } from '../src/serve/engine.js';
+import { LlamaForCausalLM, LoraAdapter } from '../src/index.js';
+import { ModelDecodeEngine } from '../src/serve/engine.js';
+import { decodeRaggedBatches, generateAlonePerRow } from './serve-engine-greedy.js';
 import { writeTinyLlama } from './serve-llama-fixture.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'lora-serve-llama-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-const greedy = (l: Float32Array) => sampleToken(l, { temperature: 0, topP: 1, topK: 0 }, () => 0);
 
 // cpu: f32 with and without the shared base product, bf16 with the engine's default; the CUDA
 // emulator (the CUDA backend's kernels on the host): f32 with the shared base product.
@@ -43,42 +43,17 @@ describe.each(['llama', 'qwen2', 'qwen3'])('serve engine on a tiny %s', (family)
       const prompts = [[2, 17, 9, 5, 42, 7], [2, 10, 11], [2, 30, 31, 32, 33, 34, 35, 36, 37], [2, 8]];
       const adapters = [one, two, undefined, one];
       const steps = 8;
-      const expected: number[][] = [];
-      for (const [i, p] of prompts.entries()) {
-        m.lora = adapters[i];
-        expected.push((await m.generate(p, { maxNewTokens: steps, stopTokens: [] })).tokens);
-      }
+      const expected = await generateAlonePerRow(m, prompts, adapters, steps);
       m.lora = undefined;
       const engine = new ModelDecodeEngine(m, { shareBase });
-      expect(engine.kvBytes(10)).toBe(m.config.numHiddenLayers * 2 * 10 * m.config.numKeyValueHeads * m.config.headDim * 4);
-      const caches: KvCache[] = prompts.map((p) => engine.allocate(p.length + steps));
       try {
-        const got: number[][] = prompts.map(() => []);
-        const first = engine.forward([0, 1, 3].map((i) => ({ cache: caches[i], ids: prompts[i], adapter: adapters[i], wantLogits: true })));
-        [0, 1, 3].forEach((i, j) => got[i].push(greedy(first[j]!)));
-        let fed = 0;
-        while (got.some((g) => g.length < steps)) {
-          const rows = [];
-          const who: number[] = [];
-          for (const i of [0, 1, 3]) if (got[i].length < steps) (rows.push({ cache: caches[i], ids: [got[i].at(-1)!], adapter: adapters[i], wantLogits: true }), who.push(i));
-          if (fed < prompts[2].length) {
-            const chunk = prompts[2].slice(fed, fed + 4);
-            fed += chunk.length;
-            rows.unshift({ cache: caches[2], ids: chunk, adapter: undefined, wantLogits: fed === prompts[2].length });
-            who.unshift(2);
-          } else if (got[2].length < steps) {
-            rows.push({ cache: caches[2], ids: [got[2].at(-1)!], adapter: undefined, wantLogits: true });
-            who.push(2);
-          }
-          const logits = engine.forward(rows);
-          who.forEach((i, j) => logits[j] && got[i].push(greedy(logits[j]!)));
-        }
-        expect(got).toEqual(expected);
+        expect(engine.kvBytes(10)).toBe(m.config.numHiddenLayers * 2 * 10 * m.config.numKeyValueHeads * m.config.headDim * 4);
+        // Row 2 prefills in chunks of 4 while the others already decode.
+        expect(decodeRaggedBatches(engine, prompts, adapters, steps)).toEqual(expected);
         // The adapters really change the output (from the base and from each other).
         expect(expected[0]).not.toEqual(expected[1]);
         expect(new Set(expected.map((e) => e.join())).size).toBeGreaterThan(2);
       } finally {
-        for (const c of caches) c.dispose();
         engine.dispose();
       }
     } finally {

@@ -7,11 +7,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import OpenAI from 'openai';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { AutoTokenizer, createServer, LlamaForCausalLM, loadChatTemplate } from '../src/index.js';
 import { writeTinyLlama } from './serve-llama-fixture.js';
+import { listenWithClient } from './serve-openai-client.js';
 import { LLAMA3_DIR, QWEN3_DIR } from './tokenizer-files.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'lora-serve-tok-'));
@@ -32,8 +32,7 @@ describe.each(CASES)("lora serve with $family's own tokenizer and chat template"
     using model = await LlamaForCausalLM.fromPretrained(dir, { device: 'cpu' });
     const server = createServer({ model: dir, device: 'cpu' }, { tokenizer: tok, chatTemplate: await loadChatTemplate(dir), modelName: family });
     try {
-      const { port } = await server.listen(0, '127.0.0.1');
-      const client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 30_000 });
+      const { client } = await listenWithClient(server);
       const messages = [{ role: 'system' as const, content: 'You are terse.' }, { role: 'user' as const, content: 'Name a prime number.' }];
       const prompt = tok.chatTemplate!.render(messages, { addGenerationPrompt: true });
       const ids = tok.encode(prompt);

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, LlamaForCausalLM, loadChatTemplate, OptTokenizer, type LoraServer } from '../src/index.js';
 import { makeServeFixture, type ServeFixture } from './serve-fixture.js';
 import { writeTinyLlama } from './serve-llama-fixture.js';
+import { greedyCompletion, listenWithClient } from './serve-openai-client.js';
 
 // ChatML, as Qwen's tokenizer_config.json spells it (a system turn, then each message, then the
 // assistant header when add_generation_prompt is set).
@@ -50,9 +51,7 @@ describe.each(['llama', 'qwen3'])('lora serve on a tiny %s', (family) => {
     tokenizer = await OptTokenizer.fromPretrained(dir);
     server = createServer({ model: dir, device: 'cpu' }, { tokenizer, chatTemplate: await loadChatTemplate(dir), modelName: family, scheduler: { maxBatch: 8, prefillChunk: 8 } });
     for (const name of ['one', 'two']) await server.adapters.load(name, adapters[name]);
-    const { port } = await server.listen(0, '127.0.0.1');
-    base = `http://127.0.0.1:${port}`;
-    client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 30_000 });
+    ({ base, client } = await listenWithClient(server));
   }, 60_000);
 
   afterAll(async () => {
@@ -68,28 +67,7 @@ describe.each(['llama', 'qwen3'])('lora serve on a tiny %s', (family) => {
     return { ids: r.tokens, text: tokenizer.decode(r.tokens, { skipSpecialTokens: true }), promptTokens: ids.length };
   }
 
-  async function complete(name: string, prompt: string, stream: boolean) {
-    const params = { model: name, prompt, max_tokens: MAX, temperature: 0, return_token_ids: true };
-    type Choice = { text: string; finish_reason: string | null; token_ids?: number[] };
-    if (!stream) {
-      const r = await client.completions.create(params as OpenAI.CompletionCreateParamsNonStreaming);
-      const c = r.choices[0] as Choice;
-      return { text: c.text, ids: c.token_ids, finish: c.finish_reason, usage: r.usage };
-    }
-    const s = await client.completions.create({ ...params, stream: true, stream_options: { include_usage: true } } as OpenAI.CompletionCreateParamsStreaming);
-    let text = '';
-    const ids: number[] = [];
-    let finish: string | null = null;
-    let usage: OpenAI.CompletionUsage | undefined;
-    for await (const chunk of s) {
-      const c = chunk.choices[0] as Choice | undefined;
-      text += c?.text ?? '';
-      ids.push(...(c?.token_ids ?? []));
-      finish = c?.finish_reason ?? finish;
-      usage = chunk.usage ?? usage;
-    }
-    return { text, ids, finish, usage };
-  }
+  const complete = (name: string, prompt: string, stream: boolean) => greedyCompletion(client, name, prompt, MAX, stream);
 
   it('greedy completions equal generate() for the base and each adapter, streaming and not', async () => {
     const seen: number[][] = [];

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { alpacaPrompt, createServer, OptTokenizer, type LoraServer } from '../src/index.js';
 import { makeServeFixture, referenceText, type ServeFixture } from './serve-fixture.js';
+import { greedyCompletion, listenWithClient } from './serve-openai-client.js';
 
 let fx: ServeFixture;
 let server: LoraServer;
@@ -23,9 +24,7 @@ beforeAll(async () => {
   server = createServer({ model: fx.modelDir, device: 'cpu' }, { tokenizer, modelName: 'tiny', scheduler: { maxBatch: 8, prefillChunk: 8 } });
   await server.adapters.load('alpha', fx.adapters.alpha);
   await server.adapters.load('beta', fx.adapters.beta);
-  const { port } = await server.listen(0, '127.0.0.1');
-  base = `http://127.0.0.1:${port}`;
-  client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 30_000 });
+  ({ base, client } = await listenWithClient(server));
 }, 60_000);
 
 afterAll(async () => {
@@ -33,29 +32,7 @@ afterAll(async () => {
   await fx?.cleanup();
 });
 
-/** A greedy completion through the client, with vLLM's return_token_ids; streamed chunks joined. */
-async function complete(model: string, prompt: string, stream: boolean) {
-  const params = { model, prompt, max_tokens: MAX, temperature: 0, return_token_ids: true };
-  type Choice = { text: string; finish_reason: string | null; token_ids?: number[] };
-  if (!stream) {
-    const r = await client.completions.create(params as OpenAI.CompletionCreateParamsNonStreaming);
-    const c = r.choices[0] as Choice;
-    return { text: c.text, ids: c.token_ids, finish: c.finish_reason, usage: r.usage };
-  }
-  const s = await client.completions.create({ ...params, stream: true, stream_options: { include_usage: true } } as OpenAI.CompletionCreateParamsStreaming);
-  let text = '';
-  const ids: number[] = [];
-  let finish: string | null = null;
-  let usage: OpenAI.CompletionUsage | undefined;
-  for await (const chunk of s) {
-    const c = chunk.choices[0] as Choice | undefined;
-    text += c?.text ?? '';
-    ids.push(...(c?.token_ids ?? []));
-    finish = c?.finish_reason ?? finish;
-    usage = chunk.usage ?? usage;
-  }
-  return { text, ids, finish, usage };
-}
+const complete = (model: string, prompt: string, stream: boolean) => greedyCompletion(client, model, prompt, MAX, stream);
 
 describe('lora serve with the openai client', () => {
   it('lists the base and each adapter (vLLM --lora-modules)', async () => {

@@ -1,19 +1,19 @@
 // `lora eval --model … --data …` end to end through the built CLI (dist/main.js) on a tiny generated
 // OPT: traces.jsonl + summary.json, --json, an adapter, bad input (non-UTF-8 data, nothing held out,
 // bad flags), and the LLM judge against a local server started here (good, malformed, unreachable).
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { ensureTinyModel, OptForCausalLM, type InstructionRecord } from '@lora/sdk';
 
-const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'main.js');
+// Async spawn (run-lora.ts): the judge server below runs in this process and must keep answering meanwhile.
+import { lora } from './run-lora.js';
+
 const dir = mkdtempSync(join(tmpdir(), 'lora-eval-run-'));
 const records: InstructionRecord[] = Array.from({ length: 12 }, (_, i) => ({
   instruction: `Print the number ${i}.`,
@@ -23,18 +23,6 @@ const records: InstructionRecord[] = Array.from({ length: 12 }, (_, i) => ({
 const data = join(dir, 'data.jsonl');
 let model = '';
 let adapter = '';
-
-// Async spawn: the judge server below runs in this process and must keep answering meanwhile.
-function lora(args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 let server: Server;
 let judgeUrl = '';

@@ -5,14 +5,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { ensureTinyModel, LORA_TARGETS, OptForCausalLM, syntheticCodeInstructions } from '@lora/sdk';
 
-const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'main.js');
+import { cli, lora } from './run-lora.js';
+
 const dir = mkdtempSync(join(tmpdir(), 'lora-serve-cli-'));
 const data = join(dir, 'data.jsonl');
 let model = '';
@@ -20,17 +20,6 @@ let adapter = '';
 let server: ChildProcess;
 let serverErr = '';
 let url = '';
-
-function lora(args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 beforeAll(async () => {
   const records = syntheticCodeInstructions(8, 5);

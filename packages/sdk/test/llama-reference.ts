@@ -4,27 +4,16 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { encodeSafetensors, ropeInvFreq, type LlamaConfig, type RawTensor } from '../src/index.js';
+import { encodeSafetensors, ropeInvFreq, seededRandom, type LlamaConfig, type RawTensor } from '../src/index.js';
 
 export type Weights = Map<string, Float64Array>;
 /** LoRA of one target in one layer: A [r, in], B [out, r]. */
 export type Lora = { scale: number; r: number; mods: Map<string, { a: Float64Array; b: Float64Array }> };
 
-/** A seeded uniform generator (mulberry32). */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Random weights for every tensor of the table (norm weights around 1), rounded to f32. */
 export function randomWeights(shapes: Map<string, number[]>, seed: number): Weights {
-  const rand = rng(seed);
+  // The SDK's seeded generator (mulberry32): only the inputs come from it, the math below stays independent.
+  const rand = seededRandom(seed);
   const w: Weights = new Map();
   for (const [name, shape] of shapes) {
     const n = shape.reduce((a, b) => a * b, 1);

@@ -35,15 +35,16 @@ export function planLlamaLayer(l: LoraLayer | undefined): LlamaLayerPlan {
 }
 
 /**
- * Activation dtypes. Under autocast (a bf16 or quantised base) the linears consume their inputs
- * rounded to bf16 (bind-kernels' autocast), so what a layer keeps is stored as the bf16 values its
- * consumers read, each rounded once where it is made:
+ * Activation dtypes (decoding keeps f32: see createWorkspace in llama.ts). Under autocast (a bf16
+ * or quantised base, training and scoring) the linears consume their inputs rounded to bf16
+ * (bind-kernels' autocast), so what a layer keeps is stored as the bf16 values its consumers read,
+ * each rounded once where it is made:
  *  - gate|up (bf16): the gate_up linear's output; SwiGLU's forward and backward (and the backward's
  *    recomputed h) all read these bf16 values (the swiglu ops take bf16 gate/up, widened exactly),
  *    as torch's autocast SwiGLU reads the bf16 gate_proj/up_proj outputs;
- *  - q, k, v (bf16, not when decoding: the KV cache is f32): what the attention forward and backward
- *    read (the op widens bf16 exactly); v is the v_proj linear's output, q and k are rounded after
- *    the rotation (as transformers' autocast feeds bf16 q/k/v to the attention).
+ *  - q, k, v (bf16): what the attention forward and backward read (the op widens bf16 exactly);
+ *    v is the v_proj linear's output, q and k are rounded after the rotation (as transformers'
+ *    autocast feeds bf16 q/k/v to the attention).
  * f32 (and f16) bases keep everything f32: their numerics do not change (the recomputed a, f, h
  * are the same ops on the same inputs, bit for bit).
  * Per layer at SmolLM2-360M's shape (C = 960, Cq = 960, Ckv = 320, F = 2560, r = 16 on all seven

@@ -126,9 +126,10 @@ export class LlamaForCausalLM extends DecoderLM<LlamaConfig, LlamaWeights, Llama
   }
 
   protected createWorkspace(B: number, T: number, o: { checkpointing: boolean; decoding: boolean }): LlamaWorkspace {
-    // Autocast (a bf16 or quantised base) keeps gate|up in bf16, and q/k/v too except for decoding
-    // (its KV cache is f32).
-    const bf16 = autocast(this.weights.layers[0].gateUpW);
+    // Autocast (a bf16 or quantised base) keeps gate|up and q/k/v in bf16 for training and scoring.
+    // Decoding keeps f32 (its KV cache is f32, its buffers are one step's, and its tokens stay those
+    // of the ragged serve step, which tests compare token for token).
+    const bf16 = autocast(this.weights.layers[0].gateUpW) && !o.decoding;
     const qkv = autocast(this.weights.layers[0].qW) && !o.decoding;
     return createLlamaWorkspace(this.config, this.lora, B, T, this.device.memory, o.checkpointing, { qkv: qkv ? 'bf16' : 'f32', gateUp: bf16 ? 'bf16' : 'f32' });
   }

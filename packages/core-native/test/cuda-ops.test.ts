@@ -12,6 +12,19 @@ const addon = native() as any;
 const { Tensor } = addon;
 const cuda = (addon.backends() as { name: string; built: boolean; usable: boolean; reason: string }[]).find((b) => b.name === 'cuda')!;
 
+/** What a small matmul of host tensors on the 'cuda' backend throws (undefined if it returns). */
+function matmulOnCudaError(): any {
+  using x = Tensor.fromArray(new Float32Array(6), [2, 3]);
+  using w = Tensor.fromArray(new Float32Array(12), [4, 3]);
+  using y = Tensor.fromArray(new Float32Array(8), [2, 4]);
+  try {
+    addon.opMatmulXWt(x, w, null, y, false, 'cuda');
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+}
+
 describe('cuda backend status', () => {
   it('is listed with a reason whenever it is not usable', () => {
     console.log(`[cuda] built=${cuda.built} usable=${cuda.usable}${cuda.usable ? '' : ` reason: ${cuda.reason}`}`);
@@ -20,29 +33,13 @@ describe('cuda backend status', () => {
 
   it.skipIf(cuda.usable)('refuses ops with the unavailability reason (no GPU here)', () => {
     console.log(`[cuda] op suite skipped: ${cuda.reason}`);
-    using x = Tensor.fromArray(new Float32Array(6), [2, 3]);
-    using w = Tensor.fromArray(new Float32Array(12), [4, 3]);
-    using y = Tensor.fromArray(new Float32Array(8), [2, 4]);
-    let err: any;
-    try {
-      addon.opMatmulXWt(x, w, null, y, false, 'cuda');
-    } catch (e) {
-      err = e;
-    }
+    const err = matmulOnCudaError();
     expect(err?.code).toBe('ERR_LORA_UNSUPPORTED');
     expect(String(err?.message)).toMatch(/CUDA unavailable/);
   });
 
   it.skipIf(!cuda.usable)('with a GPU: host tensors given to the cuda backend are refused with ERR_LORA_DEVICE', () => {
-    using x = Tensor.fromArray(new Float32Array(6), [2, 3]);
-    using w = Tensor.fromArray(new Float32Array(12), [4, 3]);
-    using y = Tensor.fromArray(new Float32Array(8), [2, 4]);
-    let err: any;
-    try {
-      addon.opMatmulXWt(x, w, null, y, false, 'cuda');
-    } catch (e) {
-      err = e;
-    }
+    const err = matmulOnCudaError();
     expect(err?.code).toBe('ERR_LORA_DEVICE');
     expect(String(err?.message)).toMatch(/backend 'cuda' takes tensors on a CUDA device, got cpu/);
   });

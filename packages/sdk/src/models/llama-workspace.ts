@@ -125,19 +125,22 @@ export function createLlamaWorkspace(
   const Ckv = c.numKeyValueHeads * c.headDim;
   const r = lora?.r ?? 0;
   const bf16Qkv = dtypes.qkv === 'bf16';
-  // The backward's dGate|dUp; SwiGLU's output h lives in its first M·F floats: h is dead (down's
-  // backward has read it) before the SwiGLU backward writes dGate|dUp, and the forward has no dGateUp.
+  // The backward's dGate|dUp [M, 2F] also holds, in turn, buffers that are never live with it:
+  // SwiGLU's output h (down's backward has read it before the SwiGLU backward writes dGate|dUp; the
+  // forward has no dGateUp), then the attention part's dO, dQ, dK, dV (after gate|up's backward has
+  // read dGate|dUp; the next layer's h comes after its q/k/v backward). 21 MB at SmolLM2's shape.
   const dGateUp = f32(M, 2 * F);
-  const h = (() => {
-    const flat = dGateUp.reshape([M * 2 * F]);
-    const part = flat.narrow(0, 0, M * F);
-    try {
-      return track(part.reshape([M, F]));
-    } finally {
-      flat.dispose();
-      part.dispose();
-    }
-  })();
+  const flat = track(dGateUp.reshape([M * 2 * F]));
+  let at = 0;
+  const inGateUp = (rows: number, width: number, from?: number) => {
+    if (from !== undefined) at = from;
+    if (at + rows * width > M * 2 * F) return f32(rows, width);
+    using part = flat.narrow(0, at, rows * width);
+    at += rows * width;
+    return track(part.reshape([rows, width]));
+  };
+  const h = inGateUp(M, F, 0);
+  const attnGrads = { dO: inGateUp(M, Cq, 0), dQ: inGateUp(M, Cq), dK: inGateUp(M, Ckv), dV: inGateUp(M, Ckv) };
   const shared = {
     a: f32(M, C), f: f32(M, C), o: f32(M, Cq),
     qRot: bf16Qkv ? f32(M, Cq) : undefined, kRot: bf16Qkv ? f32(M, Ckv) : undefined,
@@ -178,7 +181,7 @@ export function createLlamaWorkspace(
     ids: make('i32', [M]), posIds: make('i32', [M]), mask: make('i32', [M]), targets: make('i32', [M]),
     inputs, caches, out: f32(M, C), hFinal: f32(M, C), finalMean: f32(M), finalRstd: f32(M), recompute: checkpointing ? f32(M, C) : undefined,
     dOut: f32(M, C), dOutB: f32(M, C), dFinal: f32(M, C), dTmp: f32(M, C), dTmp2: f32(M, C),
-    dO: f32(M, Cq), dQ: f32(M, Cq), dK: f32(M, Ckv), dV: f32(M, Ckv),
+    ...attnGrads,
     dQPre: c.qkNorm ? f32(M, Cq) : undefined, dKPre: c.qkNorm ? f32(M, Ckv) : undefined,
     dH: f32(M, F), dGateUp, dGate: cols(dGateUp, 0, F), dUp: cols(dGateUp, F, F),
     all,

@@ -6,18 +6,10 @@ import { types } from 'node:util';
 import { describe, expect, it } from 'vitest';
 
 import { native, type NativeTensor } from '../lib/index.js';
+import { mulberry32 } from './ops-helpers.js';
 
 const addon = native();
 const { Tensor } = addon;
-
-function mulberry32(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function garbage(): unknown[] {
   const disposed = Tensor.empty('f32', [2, 2]);

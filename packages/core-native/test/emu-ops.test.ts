@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 import { native } from '../lib/index.js';
+import { mulberry32 } from './ops-helpers.js';
 
 const addon = native() as any;
 const { Tensor } = addon;
@@ -33,18 +34,8 @@ const tag = target === 'emu' ? `emu ${order}` : 'cuda';
 const TC = 5e-5;
 const F32 = 1e-10;
 
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function randn(n: number, seed: number, scale = 1): Float32Array {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const a = new Float32Array(n);
   for (let i = 0; i < n; ++i) a[i] = (r() * 2 - 1) * scale;
   return a;

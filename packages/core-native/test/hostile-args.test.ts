@@ -9,6 +9,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { native, type NativeTensor } from '../lib/index.js';
+import { mulberry32 } from './ops-helpers.js';
 
 const addon = native();
 const { Tensor } = addon;
@@ -181,15 +182,6 @@ describe('a getter disposes a tensor the binding already holds', () => {
 
 // Every export and Tensor method, with arguments drawn from a pool whose arrays run hostile getters:
 // each call returns, throws a coded error, or throws the getter's own error. Seeded: reproducible.
-function mulberry32(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function hostilePool(rand: () => number) {
   const tensors = [
     f32([1, 2, 3, 4, 5, 6, 7, 8], [2, 4]),

@@ -5,18 +5,23 @@ export const A = native();
 export const T = A.Tensor;
 export { ops };
 
-/** Deterministic uniform [-1, 1) floats (mulberry32). */
-export function rand(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+/** Uniform floats in [0, 1) from a 32-bit seed (mulberry32): the same stream on every machine. */
+export function mulberry32(seed: number): () => number {
   let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; ++i) {
+  return () => {
     s = (s + 0x6d2b79f5) >>> 0;
     let t = s;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    const u = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    out[i] = lo + (hi - lo) * u;
-  }
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Deterministic uniform [lo, hi) floats (mulberry32). */
+export function rand(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  const u = mulberry32(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; ++i) out[i] = lo + (hi - lo) * u();
   return out;
 }
 

@@ -369,7 +369,7 @@ void lora_fwd(const Ctx& ctx, const LoraFwd& p) {
 }
 
 thread_local std::vector<float> t_seg_xa;
-thread_local std::vector<uint32_t> t_seg_apack;
+thread_local std::vector<uint32_t> t_seg_apack, t_seg_rowpairs;
 
 // XA_i = X_i·A_iᵀ of one segment on the calling thread, with the GEMM's arithmetic for X·Aᵀ
 // (lora_fwd's first product), so that XA is bit-identical to it: bf16 x - A rounded to bf16 pairs
@@ -384,33 +384,32 @@ void segment_xa(const LoraSegments& p, const LoraSegment& sg, float* xa) {
   const int64_t kk = bf ? (K + 1) / 2 : K, kb = gemm_kblock(bf ? Precision::BF16 : Precision::F32);
   const int64_t GRp = (GR + 15) / 16 * 16;
   // A as [kk][GRp] operands: bf16 pairs (A[j][2q], A[j][2q+1]) or f32 A[j][k]; zero past GR and K.
-  // Rounded as the GEMM's packing rounds A's rows (to_pairs: its vector instruction over whole
-  // blocks of 16 pairs, the scalar rule for the rest).
-  uint32_t* ap = reuse(t_seg_apack, static_cast<size_t>(kk * GRp));
+  // Each row is rounded as the GEMM's packing rounds it (to_pairs: the vector instruction over whole
+  // blocks of 16 pairs, the scalar rule for the rest), from contiguous loads, then transposed.
+  uint32_t* rp = reuse(t_seg_rowpairs, static_cast<size_t>(GR * kk));
   const int64_t vector_pairs = kk / 16 * 16;
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  for (int64_t j0 = 0; j0 < GRp; j0 += 16) {
-    const __mmask16 valid = tail_mask16(GR - j0);
-    const float* base = sg.a + j0 * K;
-    const __m512i rows16 = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int>(K)));
-    for (int64_t q = 0; q < kk; ++q) {
-      const int64_t k0 = bf ? 2 * q : q;
-      const __m512 lo = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, _mm512_add_epi32(rows16, _mm512_set1_epi32(static_cast<int>(k0))), base, 4);
-      if (!bf) {
-        _mm512_storeu_ps(reinterpret_cast<float*>(ap + q * GRp + j0), lo);
-        continue;
-      }
-      const __m512 hi = k0 + 1 < K ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, _mm512_add_epi32(rows16, _mm512_set1_epi32(static_cast<int>(k0 + 1))), base, 4)
-                                   : _mm512_setzero_ps();
-      __m512i v;
-      if (q < vector_pairs) {
-        const __m256bh l = _mm512_cvtneps_pbh(lo), h = _mm512_cvtneps_pbh(hi);
-        v = _mm512_or_si512(_mm512_cvtepu16_epi32(reinterpret_cast<const __m256i&>(l)), _mm512_slli_epi32(_mm512_cvtepu16_epi32(reinterpret_cast<const __m256i&>(h)), 16));
-      } else {
-        v = _mm512_or_si512(bf16_bits_like_scalar(lo), _mm512_slli_epi32(bf16_bits_like_scalar(hi), 16));
-      }
-      _mm512_storeu_si512(ap + q * GRp + j0, v);
+  for (int64_t j = 0; j < GR; ++j) {
+    const float* row = sg.a + j * K;
+    uint32_t* out = rp + j * kk;
+    if (!bf) {
+      std::memcpy(out, row, static_cast<size_t>(K) * 4);
+      continue;
     }
+    int64_t q = 0;
+    for (; q < vector_pairs; q += 16) {
+      const __m512 lo = _mm512_maskz_loadu_ps(tail_mask16(K - 2 * q), row + 2 * q);
+      const __m512 hi = _mm512_maskz_loadu_ps(tail_mask16(K - 2 * q - 16), row + 2 * q + 16);
+      const __m512bh v = _mm512_cvtne2ps_pbh(hi, lo);
+      _mm512_storeu_si512(out + q, reinterpret_cast<const __m512i&>(v));
+    }
+    for (; q < kk; ++q)
+      out[q] = static_cast<uint32_t>(f32_to_bf16(row[2 * q])) | (2 * q + 1 < K ? static_cast<uint32_t>(f32_to_bf16(row[2 * q + 1])) << 16 : 0u);
+  }
+  uint32_t* ap = reuse(t_seg_apack, static_cast<size_t>(kk * GRp));
+  for (int64_t q = 0; q < kk; ++q) {
+    uint32_t* d = ap + q * GRp;
+    for (int64_t j = 0; j < GR; ++j) d[j] = rp[j * kk + q];
+    for (int64_t j = GR; j < GRp; ++j) d[j] = 0;
   }
   for (int64_t m = 0; m < sg.len; ++m) {
     const char* xrow = static_cast<const char*>(p.x.data) + static_cast<size_t>((sg.start + m) * p.x.ld) * (bf ? 2 : 4);

@@ -4,7 +4,7 @@
 // so the main thread keeps the same books: a request holds its place from submit until the worker
 // reports it finished (its row and cache are free then, not when the client went away), and the
 // worker, given an unbounded queue, admits exactly what this admits, in the same order.
-import { queueFull, requestCapacity } from './scheduler.js';
+import { hasRoom, queueFull, requestCapacity } from './scheduler.js';
 
 export interface AdmissionLimits {
   maxBatch: number;
@@ -65,7 +65,7 @@ export class Admission {
   }
 
   private fits(bytes: number): boolean {
-    return this.running.size < this.l.maxBatch && this.kv + bytes <= this.l.kvBudgetBytes;
+    return hasRoom(this.l, this.running.size, this.kv, bytes);
   }
 
   private admit(): void {

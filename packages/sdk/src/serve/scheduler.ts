@@ -169,7 +169,7 @@ export class Scheduler {
   }
 
   private canAdmit(capacity: number): boolean {
-    return this.running.length < this.maxBatch && this.kvInUse + this.engine.kvBytes(capacity) <= this.kvBudgetBytes;
+    return hasRoom(this, this.running.length, this.kvInUse, this.engine.kvBytes(capacity));
   }
 
   private admit(): void {
@@ -327,6 +327,14 @@ export function requestCapacity(
     throw new ServeError(400, 'kv_budget_exceeded', `prompt + max_tokens (${capacity} positions) needs ${e.kvBytes(capacity)} bytes of KV cache; the server's budget is ${kvBudgetBytes}`);
   }
   return capacity;
+}
+
+/**
+ * The admission rule: a request joins the running batch while a row is free and its KV cache fits
+ * the budget. The scheduler and the main thread's Admission (admission.ts) keep their books by it.
+ */
+export function hasRoom(limits: { maxBatch: number; kvBudgetBytes: number }, runningRows: number, kvInUse: number, kvBytes: number): boolean {
+  return runningRows < limits.maxBatch && kvInUse + kvBytes <= limits.kvBudgetBytes;
 }
 
 export const queueFull = (running: number, queued: number) =>

@@ -6,8 +6,7 @@ import { native, type DeviceName, type NativeTensor } from '@lora/core-native';
 
 import type { WeightReport } from '../config/weights-check.js';
 import { LoraError } from '../io/errors.js';
-import { toF32 } from '../io/dtype.js';
-import type { TensorData } from '../io/dtype.js';
+import { toF32, type TensorData } from '../io/dtype.js';
 import type { RawTensor, WeightSource } from '../io/tensor.js';
 import type { Param } from '../models/params.js';
 import type { BaseDType } from './device.js';
@@ -15,24 +14,6 @@ import type { Kernels } from './kernels.js';
 import { quantBlockFor, quantizedTensor, readQuantizedRaw, type QuantizationConfig } from './quantized-io.js';
 
 export { QUANT_BLOCK, quantBlockFor } from './quantized-io.js';
-
-/**
- * Makes a weight tensor of the base dtype from f32 values [rows, cols]. With `pack` (the cpu and
- * ref backends), a bf16 linear is stored pre-packed (bf16p: the same bytes in the cpu GEMM's panel
- * layout, so no product packs the frozen weight again; results are bit-identical) when its rows
- * are whole 64-row panels (so q/k/v and any other row split fall on panel edges) and its width
- * is even.
- */
-export function makeWeight(k: Kernels, values: Float32Array, shape: [number, number], dtype: BaseDType, device: DeviceName, pack = false): NativeTensor {
-  const { Tensor } = native();
-  if (dtype === 'bf16' && pack && shape[0] % 64 === 0 && shape[1] % 2 === 0) {
-    using f = Tensor.fromArray(values, shape, 'f32', device);
-    return k.quantize(f, 'bf16p', 0);
-  }
-  if (dtype === 'f32' || dtype === 'bf16' || dtype === 'f16') return Tensor.fromArray(values, shape, dtype, device);
-  using f = Tensor.fromArray(values, shape, 'f32', device);
-  return k.quantize(f, dtype === 'int8' ? 'i8' : dtype, quantBlockFor(shape[1]));
-}
 
 /** A family's base tensors by role (see the parameter table), as loaded. */
 export interface LoadedWeights {
@@ -141,9 +122,11 @@ export async function loadWeights(params: readonly Param[], report: WeightReport
     }
   };
   /**
-   * A weight of the base dtype (with `pack`, a bf16 linear pre-packed for the cpu GEMM when its
-   * rows are whole 64-row panels and its width is even, as makeWeight decides). `gather`: also an
-   * f32 table for the embedding gather when the weight is neither f32 nor bf16.
+   * A weight of the base dtype. With `pack` (the cpu and ref backends), a bf16 linear is stored
+   * pre-packed (bf16p: the same bytes in the cpu GEMM's panel layout, so no product packs the frozen
+   * weight again; results are bit-identical) when its rows are whole 64-row panels (so q/k/v and any
+   * other row split fall on panel edges) and its width is even. `gather`: also an f32 table for the
+   * embedding gather when the weight is neither f32 nor bf16.
    */
   const weight = async (parts: Param[], shape: [number, number], pack: boolean, gather: boolean): Promise<{ w: NativeTensor; table?: NativeTensor }> => {
     const packed = o.dtype === 'bf16' && pack && shape[0] % 64 === 0 && shape[1] % 2 === 0;

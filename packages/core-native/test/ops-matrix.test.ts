@@ -386,6 +386,37 @@ for (const [M, C, V] of [[1, 8, 5], [7, 33, 50], [65, 130, 17]] as [number, numb
 }
 
 // ---- attention ----
+interface AttentionInputs {
+  q: NativeTensor;
+  k: NativeTensor;
+  v: NativeTensor;
+  pad: { kvLens?: NativeTensor; mask?: NativeTensor };
+}
+/** The attention forward (o, lse) and backward (dq, dk, dv with a kept O; dout [B, T, C] from `doutSeed`) cases on `make`'s inputs. */
+function pushAttentionCases(tag: string, heads: number, make: () => AttentionInputs, doutShape: [number, number, number], doutSeed: number): void {
+  cases.push({
+    name: `attention ${tag}`,
+    tol: 1e-10,
+    why: 'streaming f32 softmax vs f64 full-row softmax',
+    run(b) {
+      const { q, k, v, pad } = make();
+      const r = ops.attention(q, k, v, { heads, ...pad, backend: b });
+      return concat([arr(r.o), arr(r.lse)]);
+    },
+  });
+  cases.push({
+    name: `attention_bwd ${tag}`,
+    tol: 1e-9,
+    why: 'f32 accumulation of dK/dV over queries vs f64',
+    run(b) {
+      const { q, k, v, pad } = make();
+      const r = ops.attention(q, k, v, { heads, ...pad, backend: 'ref' });
+      const g = ops.attentionBackward(f32(rand(doutShape[0] * doutShape[1] * doutShape[2], doutSeed), doutShape), q, k, v, r.o, r.lse, { heads, ...pad, backend: b });
+      return concat([arr(g.dq), arr(g.dk), arr(g.dv)]);
+    },
+  });
+}
+
 const attnShapes: { B: number; T: number; H: number; D: number; pad: 'none' | 'kvLens' | 'mask'; fused: boolean }[] = [
   { B: 1, T: 1, H: 1, D: 8, pad: 'none', fused: false },
   { B: 2, T: 7, H: 2, D: 16, pad: 'kvLens', fused: true },
@@ -424,27 +455,7 @@ for (const s of attnShapes) for (const dt of ['f32', 'bf16'] as const) {
     if (s.pad === 'mask') pad.mask = i32(Array.from({ length: s.B * s.T }, (_, i) => (i % s.T < 3 && Math.floor(i / s.T) === 1 ? 0 : 1)), [s.B, s.T]);
     return { q, k, v, pad };
   };
-  cases.push({
-    name: `attention ${tag}`,
-    tol: 1e-10,
-    why: 'streaming f32 softmax vs f64 full-row softmax',
-    run(b) {
-      const { q, k, v, pad } = make();
-      const r = ops.attention(q, k, v, { heads: s.H, ...pad, backend: b });
-      return concat([arr(r.o), arr(r.lse)]);
-    },
-  });
-  cases.push({
-    name: `attention_bwd ${tag}`,
-    tol: 1e-9,
-    why: 'f32 accumulation of dK/dV over queries vs f64',
-    run(b) {
-      const { q, k, v, pad } = make();
-      const r = ops.attention(q, k, v, { heads: s.H, ...pad, backend: 'ref' });
-      const g = ops.attentionBackward(f32(rand(s.B * s.T * C, 55), [s.B, s.T, C]), q, k, v, r.o, r.lse, { heads: s.H, ...pad, backend: b });
-      return concat([arr(g.dq), arr(g.dk), arr(g.dv)]);
-    },
-  });
+  pushAttentionCases(tag, s.H, make, [s.B, s.T, C], 55);
   cases.push({
     name: `attention_bwd ${tag}, no kept O (D recomputed from q, k, v, lse)`,
     tol: 1e-9,
@@ -496,27 +507,7 @@ for (const s of [
     if (s.masked) pad.mask = i32(Array.from({ length: s.B * s.T }, (_, i) => { const j = i % s.T; return (j >= 64 && j < 128 && i < s.T) || (j >= 60 && j < 70) || j % 7 === 3 ? 0 : 1; }), [s.B, s.T]);
     return { q, k, v, pad };
   };
-  cases.push({
-    name: `attention ${tag}`,
-    tol: 1e-10,
-    why: 'streaming f32 softmax vs f64 full-row softmax',
-    run(b) {
-      const { q, k, v, pad } = make();
-      const r = ops.attention(q, k, v, { heads: s.H, ...pad, backend: b });
-      return concat([arr(r.o), arr(r.lse)]);
-    },
-  });
-  cases.push({
-    name: `attention_bwd ${tag}`,
-    tol: 1e-9,
-    why: 'f32 accumulation of dK/dV over queries vs f64',
-    run(b) {
-      const { q, k, v, pad } = make();
-      const r = ops.attention(q, k, v, { heads: s.H, ...pad, backend: 'ref' });
-      const g = ops.attentionBackward(f32(rand(s.B * s.T * C, 59), [s.B, s.T, C]), q, k, v, r.o, r.lse, { heads: s.H, ...pad, backend: b });
-      return concat([arr(g.dq), arr(g.dk), arr(g.dv)]);
-    },
-  });
+  pushAttentionCases(tag, s.H, make, [s.B, s.T, C], 59);
 }
 
 // ---- attention: grouped KV heads, a query offset, a KV cache ----

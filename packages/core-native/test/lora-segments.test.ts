@@ -38,7 +38,7 @@ const shapes: Shape[] = [
   { M: 6, K: 208, N: 24, G: 1, segs: [{ start: 0, len: 2, r: 3 }, { start: 3, len: 3, r: 32 }] },
 ];
 const skip = (s: Shape, wd: string) => (wd === 'bf16p' && !bf16pOk(s)) || ((wd === 'int4' || wd === 'nf4') && s.K % 64 !== 0);
-const W_DTYPES = ['f32', 'bf16', 'i8', 'int4', 'nf4', 'bf16p'] as const;
+const W_DTYPES = ['f32', 'f16', 'bf16', 'i8', 'int4', 'nf4', 'bf16p'] as const;
 // bf16p splits into groups at whole 64-row panels only and needs rows % 16 == 0.
 const bf16pOk = (s: Shape) => (s.G * s.N) % 16 === 0 && (s.G === 1 || s.N % 64 === 0);
 
@@ -111,7 +111,7 @@ describe('lora_segments', () => {
       for (const wd of W_DTYPES) {
         for (const s of shapes) {
           if (skip(s, wd)) continue;
-          const [tol, why] = xd === 'f32' && wd === 'f32' ? [1e-10, 'f32 FMA vs f64 reference'] : [1e-4, 'operands rounded to bf16, f32 accumulation'];
+          const [tol, why] = xd === 'f32' && (wd === 'f32' || wd === 'f16') ? [1e-10, 'f32 FMA vs f64 reference'] : [1e-4, 'operands rounded to bf16, f32 accumulation'];
           const i = inputs(s, xd, wd);
           const want = segmented(s, i, 'ref');
           for (const b of backends.slice(1)) {

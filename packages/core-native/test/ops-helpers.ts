@@ -5,6 +5,7 @@ export const A = native();
 export const T = A.Tensor;
 export { ops };
 
+// A deliberate copy of the SDK's seededRandom (data/split.ts): the addon's tests cannot import the SDK above it.
 /** Uniform floats in [0, 1) from a 32-bit seed (mulberry32): the same stream on every machine. */
 export function mulberry32(seed: number): () => number {
   let s = seed >>> 0;

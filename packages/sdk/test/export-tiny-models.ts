@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 
+import { seededRandom } from '../src/data/split.js';
 import { writeSafetensors } from '../src/io/safetensors-writer.js';
 import type { RawTensor } from '../src/io/tensor.js';
 
@@ -23,14 +24,7 @@ export type Family = 'llama' | 'qwen2' | 'qwen3';
 
 /** A seeded N(0, 1) stream (mulberry32 + Box-Muller), so every run builds the same model. */
 export function gaussian(seed: number): () => number {
-  let s = seed >>> 0;
-  const u = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const u = seededRandom(seed);
   return () => Math.sqrt(-2 * Math.log(u() + 1e-12)) * Math.cos(2 * Math.PI * u());
 }
 

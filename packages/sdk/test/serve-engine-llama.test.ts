@@ -10,7 +10,7 @@ import { native } from '@lora/core-native';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { LlamaForCausalLM, LoraAdapter } from '../src/index.js';
-import { ModelDecodeEngine } from '../src/serve/engine.js';
+import { ModelDecodeEngine, type DecodeEngine } from '../src/serve/engine.js';
 import { decodeRaggedBatches, generateAlonePerRow } from './serve-engine-greedy.js';
 import { writeTinyLlama } from './serve-llama-fixture.js';
 
@@ -45,17 +45,13 @@ describe.each(['llama', 'qwen2', 'qwen3'])('serve engine on a tiny %s', (family)
       const steps = 8;
       const expected = await generateAlonePerRow(m, prompts, adapters, steps);
       m.lora = undefined;
-      const engine = new ModelDecodeEngine(m, { shareBase });
-      try {
-        expect(engine.kvBytes(10)).toBe(m.config.numHiddenLayers * 2 * 10 * m.config.numKeyValueHeads * m.config.headDim * 4);
-        // Row 2 prefills in chunks of 4 while the others already decode.
-        expect(decodeRaggedBatches(engine, prompts, adapters, steps)).toEqual(expected);
-        // The adapters really change the output (from the base and from each other).
-        expect(expected[0]).not.toEqual(expected[1]);
-        expect(new Set(expected.map((e) => e.join())).size).toBeGreaterThan(2);
-      } finally {
-        engine.dispose();
-      }
+      const engine: DecodeEngine = new ModelDecodeEngine(m, { shareBase });
+      expect(engine.kvBytes(10)).toBe(m.config.numHiddenLayers * 2 * 10 * m.config.numKeyValueHeads * m.config.headDim * 4);
+      // Row 2 prefills in chunks of 4 while the others already decode.
+      expect(decodeRaggedBatches(engine, prompts, adapters, steps)).toEqual(expected);
+      // The adapters really change the output (from the base and from each other).
+      expect(expected[0]).not.toEqual(expected[1]);
+      expect(new Set(expected.map((e) => e.join())).size).toBeGreaterThan(2);
     } finally {
       m.lora = undefined;
       one.dispose();

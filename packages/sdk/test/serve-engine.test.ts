@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 import { LoraAdapter, LORA_TARGETS, OptForCausalLM } from '../src/index.js';
-import { OptDecodeEngine } from '../src/serve/engine.js';
+import { OptDecodeEngine, type DecodeEngine } from '../src/serve/engine.js';
 import { decodeRaggedBatches, generateAlonePerRow } from './serve-engine-greedy.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
@@ -31,15 +31,11 @@ describe.each(['opt-tiny-preln', 'opt-tiny-postln'])('serve engine on %s', (name
       // Reference: generate() alone per row, with that row's adapter on the model.
       const expected = await generateAlonePerRow(m, prompts, adapters, steps);
       m.lora = loaded;
-      const engine = new OptDecodeEngine(m, { shareBase });
-      try {
-        // Row 2 prefills in chunks of 4 while the others already decode.
-        expect(decodeRaggedBatches(engine, prompts, adapters, steps)).toEqual(expected);
-        // The adapters really differ from the base and from each other on these prompts.
-        expect(expected[0]).not.toEqual(expected[1]);
-      } finally {
-        engine.dispose();
-      }
+      const engine: DecodeEngine = new OptDecodeEngine(m, { shareBase });
+      // Row 2 prefills in chunks of 4 while the others already decode.
+      expect(decodeRaggedBatches(engine, prompts, adapters, steps)).toEqual(expected);
+      // The adapters really differ from the base and from each other on these prompts.
+      expect(expected[0]).not.toEqual(expected[1]);
     } finally {
       other.dispose();
     }

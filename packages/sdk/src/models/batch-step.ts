@@ -66,20 +66,6 @@ export interface RaggedModel {
 export interface RaggedStepOptions {
   /** One base product over all rows, each adapter segment's LoRA inside it (S-LoRA); false: one fused product per segment. */
   shareBase: boolean;
-  /** What the engine keeps per adapter for the shared base (nothing today; see SharedBaseLora). */
-  lora: SharedBaseLora;
-}
-
-/**
- * What the shared-base path derives from an adapter across steps: nothing any more - the segmented
- * op reads each adapter's A and B as they are and writes each q/k/v group's columns itself (the
- * block-diagonal B_bd copies the composed path needed are gone). Kept as the engine's handle, so
- * prepare/forget still mark where derived state would live.
- */
-export class SharedBaseLora {
-  prepare(_adapter: LoraAdapter): void {}
-  forget(_adapter: LoraAdapter): void {}
-  dispose(): void {}
 }
 
 interface Segment {

@@ -6,4 +6,4 @@ export { LlamaForCausalLM, type LlamaLayerWeights, type LlamaWeights } from './l
 export { parseLlamaConfig, loadLlamaConfig, llamaConfigToJson, ropeInvFreq, LLAMA_MODEL_TYPES, type LlamaConfig, type LlamaModelType, type RopeScaling } from './llama-config.js';
 export { LLAMA_PARAMS } from './llama-params.js';
 export { DecoderLM, type BaseWeights, type StepWorkspace } from '../model/decoder-lm.js';
-export { RaggedBatch, SharedBaseLora, raggedForward, type RaggedBlock, type RaggedModel, type RaggedRow, type RaggedStepOptions, type RowKvCache } from './batch-step.js';
+export { RaggedBatch, raggedForward, type RaggedBlock, type RaggedModel, type RaggedRow, type RaggedStepOptions, type RowKvCache } from './batch-step.js';

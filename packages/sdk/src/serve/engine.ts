@@ -10,7 +10,7 @@ import { LoraError } from '../io/errors.js';
 import { DecoderLM, type BaseWeights, type StepWorkspace } from '../model/decoder-lm.js';
 import type { LoraAdapter } from '../model/lora.js';
 import type { CausalLM, CausalLMConfig } from '../models/causal-lm.js';
-import { SharedBaseLora, type RowKvCache } from '../models/batch-step.js';
+import type { RowKvCache } from '../models/batch-step.js';
 
 /** One request's keys and values for every layer (the model's RowKvCache). */
 export type KvCache = RowKvCache;
@@ -59,8 +59,6 @@ type DecoderModel = DecoderLM<CausalLMConfig, BaseWeights, StepWorkspace>;
 /** The engine for any model on the shared decoder base (every family AutoModelForCausalLM loads). */
 export class ModelDecodeEngine implements DecodeEngine {
   private readonly shareBase: boolean;
-  /** B_bd per LoRA module (made by prepare() or on first use; freed by forget() when its adapter is unloaded). */
-  private readonly lora = new SharedBaseLora();
   private readonly model: DecoderModel;
 
   constructor(model: CausalLM, o: EngineOptions = {}) {
@@ -75,19 +73,8 @@ export class ModelDecodeEngine implements DecodeEngine {
     this.shareBase = o.shareBase ?? true;
   }
 
-  /** Makes the adapter's B_bd blocks now rather than on its first mixed batch. */
-  prepare(adapter: LoraAdapter): void {
-    if (this.shareBase) this.lora.prepare(adapter);
-  }
-
-  /** Frees what the engine derived from an adapter's weights (call before disposing the adapter). */
-  forget(adapter: LoraAdapter): void {
-    this.lora.forget(adapter);
-  }
-
-  dispose(): void {
-    this.lora.dispose();
-  }
+  // No prepare/forget/dispose: the segmented op reads each adapter's A and B as they are, so the
+  // engine derives and holds nothing per adapter (the B_bd copies of the composed path are gone).
 
   get vocabSize(): number {
     return this.model.config.vocabSize;
@@ -124,7 +111,7 @@ export class ModelDecodeEngine implements DecodeEngine {
    * stay alive until the generator is done (the scheduler defers their release).
    */
   forwardSteps(input: readonly ForwardRow[]): Generator<void, (Float32Array | undefined)[], void> {
-    return this.model.raggedStep(input, { shareBase: this.shareBase, lora: this.lora });
+    return this.model.raggedStep(input, { shareBase: this.shareBase });
   }
 }
 

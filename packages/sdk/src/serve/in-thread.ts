@@ -26,7 +26,7 @@ export class InThreadBackend implements ModelBackend {
   private readonly info: ModelInfo;
 
   constructor(readonly model: CausalLM, o: InThreadOptions) {
-    const engine = o.engine ?? new ModelDecodeEngine(model, o.engineOptions);
+    const engine: DecodeEngine = o.engine ?? new ModelDecodeEngine(model, o.engineOptions);
     this.scheduler = new Scheduler(engine, { ...o.scheduler, observer: { step: (rows, tokens, ms) => o.onStep?.(rows, tokens, ms) } });
     this.registry = new AdapterRegistry(model, o.baseName, { loaded: (lora) => engine.prepare?.(lora), disposing: (lora) => engine.forget?.(lora) });
     const registry = this.registry;

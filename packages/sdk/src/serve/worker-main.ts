@@ -6,7 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 
 import { AutoModelForCausalLM } from '../models/auto.js';
 import { AdapterRegistry } from './adapters.js';
-import { ModelDecodeEngine } from './engine.js';
+import { ModelDecodeEngine, type DecodeEngine } from './engine.js';
 import { Scheduler } from './scheduler.js';
 import { toWire, type FromWorker, type ToWorker, type WorkerEvent, type WorkerInit } from './worker-protocol.js';
 
@@ -47,14 +47,14 @@ async function main(): Promise<void> {
     else emit({ t: 'tokens', pairs: [id, tok] });
   };
 
-  const eng = engine;
+  const eng: DecodeEngine = engine;
   // The main thread decides admission and 429s (admission.ts), so this queue never refuses; and
   // nothing else waits on this thread's event loop, so a step runs whole (no per-layer yields).
   const scheduler = new Scheduler(eng, {
     ...init.scheduler, maxQueue: Infinity, layerYield: false,
     observer: { step: (rows, tokens, ms) => emit({ t: 'step', rows, tokens, ms }) },
   });
-  const adapters = new AdapterRegistry(model, init.baseName, { loaded: (lora) => eng.prepare(lora), disposing: (lora) => eng.forget(lora) });
+  const adapters = new AdapterRegistry(model, init.baseName, { loaded: (lora) => eng.prepare?.(lora), disposing: (lora) => eng.forget?.(lora) });
   const live = new Map<number, { abort: AbortController; paused: boolean }>();
 
   const submit = (m: Extract<ToWorker, { t: 'submit' }>) => {
@@ -110,7 +110,7 @@ async function main(): Promise<void> {
         scheduler.cancelAll();
         void scheduler.drain().then(() => {
           adapters.dispose();
-          eng.dispose();
+          eng.dispose?.();
           model.dispose();
           send({ t: 'closed' });
           port.close();

@@ -5,12 +5,12 @@
 // forward and backward on its bf16 gate|up, and the down product's backward pieces, alternating,
 // median of several repeats. A fused epilogue would save at most SwiGLU's own pass over [M, 2F].
 //
-//   node bench/kernels-swiglu-share.mjs [--shape smollm2-360m|qwen2.5-0.5b] [--reps 7] [--out FILE]
+//   node bench/kernels/swiglu-share.mjs [--shape smollm2-360m|qwen2.5-0.5b] [--reps 7] [--out FILE]
 import { writeFileSync, renameSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 
-import { native, ops } from '../packages/core-native/dist/index.js';
+import { native, ops } from '../../packages/core-native/dist/index.js';
 
 const SHAPES = { 'smollm2-360m': { C: 960, F: 2560 }, 'qwen2.5-0.5b': { C: 896, F: 4864 } };
 const { values } = parseArgs({ options: { shape: { type: 'string', default: 'smollm2-360m' }, reps: { type: 'string', default: '7' }, out: { type: 'string' } } });
@@ -49,7 +49,7 @@ for (let i = 0; i < reps; i++) {
 const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 const med = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, +median(v).toFixed(2)]));
 const result = {
-  bench: 'swiglu share of the gate|up product (bench/kernels-swiglu-share.mjs)', date: new Date().toISOString(),
+  bench: 'swiglu share of the gate|up product (bench/kernels/swiglu-share.mjs)', date: new Date().toISOString(),
   cpu: cpus()[0]?.model, vcpus: cpus().length, loadavg: loadavg(), shape: { name: values.shape, M, C, F },
   medianMs: med,
   swigluForwardOverProduct: +(med.swigluForward / med.gateUpProduct).toFixed(3),

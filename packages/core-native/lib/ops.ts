@@ -315,6 +315,35 @@ export function attention(q: NativeTensor, k: NativeTensor, v: NativeTensor, o: 
   op('opAttention')(q, k, v, out, lse, o.heads, o.scale ?? null, o.kvLens ?? null, o.mask ?? null, o.backend, c ? c.offset : (o.qOffset ?? null), c?.k ?? null, c?.v ?? null);
   return { o: out, lse };
 }
+/** One request of `attentionRagged`: its rows of q/k/v/o and its own KV cache. */
+export interface RaggedAttentionRow {
+  /** Rows [start, start + len) of q, k, v and o are this request's new tokens. */
+  start: number;
+  len: number;
+  /** [1, S, kvHeads·headDim] contiguous, q's dtype; the new rows go to [offset, offset + len). */
+  cache: KvCache;
+}
+export interface AttentionRaggedOptions extends OpOptions {
+  heads: number;
+  /** Default 1/sqrt(headDim). */
+  scale?: number;
+  out?: NativeTensor;
+  /** [heads·M] f32: request r's [heads, len] at start·heads. */
+  lse?: NativeTensor;
+}
+/**
+ * KV-cached attention over a continuous batch in one call (serving): q [M, C], k, v [M, Ckv] hold
+ * every request's new rows; each request (sorted, disjoint rows, its own caches) is exactly
+ * `attention` over its rows with `cache` - its k/v rows written at cache.offset, its queries
+ * attending causally over its cache - bit for bit on the same backend. Returns o [M, C] f32.
+ */
+export function attentionRagged(q: NativeTensor, k: NativeTensor, v: NativeTensor, rows: readonly RaggedAttentionRow[], o: AttentionRaggedOptions): { o: NativeTensor; lse: NativeTensor } {
+  const out = o.out ?? empty('f32', q.shape, q);
+  const lse = o.lse ?? empty('f32', [o.heads * q.shape[0]], q);
+  op('opAttentionRagged')(q, k, v, out, lse, o.heads, o.scale ?? null, rows.map((r) => r.start), rows.map((r) => r.len), rows.map((r) => r.cache.offset),
+    rows.map((r) => r.cache.k), rows.map((r) => r.cache.v), o.backend);
+  return { o: out, lse };
+}
 export interface AttentionBackwardOptions extends AttentionCommon {
   dq?: NativeTensor;
   dk?: NativeTensor;

@@ -95,6 +95,20 @@ inline void attn_fwd(const ops::Ctx& c, const ops::AttnFwd& p) {
   LORA_KNS::attn_fwd(a, stream_of(c), p.k_cache, p.v_cache);
   sync(c);
 }
+// The ragged call: each request's append and attention kernels in turn on the op's stream (one
+// launch pair per request, one sync for all; no kernel over the whole ragged batch yet).
+inline void attn_ragged(const ops::Ctx& c, const ops::AttnRagged& p) {
+  for (int64_t r = 0; r < p.nrows; ++r) {
+    const ops::AttnFwd f = ops::attn_ragged_row(p, r);
+    AttnArgs a{};
+    a.B = f.B; a.T = f.T; a.H = f.H; a.D = f.D; a.scale = f.scale;
+    a.q = f.q; a.k = f.k; a.v = f.v; a.ldq = f.ldq; a.ldk = f.ldk; a.ldv = f.ldv; a.qkv_t = et(f.qkv_dtype);
+    a.Hkv = f.Hkv; a.Tk = f.Tk; a.q_offset = f.q_offset;
+    a.o = f.o; a.ldo = f.ldo; a.lse = f.lse;
+    LORA_KNS::attn_fwd(a, stream_of(c), f.k_cache, f.v_cache);
+  }
+  sync(c);
+}
 inline void attn_bwd(const ops::Ctx& c, const ops::AttnBwd& p) {
   AttnArgs a{};
   a.B = p.B; a.T = p.T; a.H = p.H; a.D = p.D; a.scale = p.scale;
@@ -171,7 +185,7 @@ inline void swiglu_bwd(const ops::Ctx& c, const ops::SwiGluBwd& p) {
 inline ops::Support supports(const std::string& op, const std::vector<DType>& dtypes, const std::vector<int64_t>& shape) {
   for (DType d : dtypes)
     if (d == DType::BF16P) return {false, "bf16p weights (the cpu backend's packed layout; keep the weight bf16 here)"};
-  if ((op == "attention" || op == "attention_bwd") && shape.size() >= 4 && shape[3] > kAttnMaxD) {
+  if ((op == "attention" || op == "attention_bwd" || op == "attention_ragged") && shape.size() >= 4 && shape[3] > kAttnMaxD) {
     return {false, "head dim " + std::to_string(shape[3]) + " > " + std::to_string(kAttnMaxD) +
                        " (the flash kernels keep a row of D/32 accumulators per lane, at most 4)"};
   }

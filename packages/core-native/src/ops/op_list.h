@@ -32,6 +32,7 @@
   X(layernorm_bwd, LayerNormBwd, "layernorm_bwd") \
   X(attn_fwd, AttnFwd, "attention")               \
   X(attn_bwd, AttnBwd, "attention_bwd")           \
+  X(attn_ragged, AttnRagged, "attention_ragged") \
   X(relu, Relu, "relu")                           \
   X(relu_bwd, ReluBwd, "relu_bwd")                \
   X(add, Add, "add")                              \

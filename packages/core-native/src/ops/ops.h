@@ -206,6 +206,38 @@ struct AttnBwd {
 // The forward over its cache: copies the new k/v rows into the caches (host memory) and returns
 // the same call with k/v pointing at the caches (Tk rows per batch). No cache: p unchanged.
 AttnFwd attn_append_cache_host(const AttnFwd& p);
+// Ragged attention (serving's continuous batch): one call over requests that each bring their own
+// KV cache. Request r's T queries are rows [start, start + T) of q (its new keys and values the
+// same rows of k and v); the call is, per request, exactly AttnFwd{B = 1, T, Tk = its cache's
+// rows, q_offset = past} with its caches, o rows [start, start + T) and lse + start·H ([H, T]):
+// attn_ragged_row below. Requests are sorted and disjoint in rows and have distinct caches (the
+// binding checks), so a backend may run them in any order or at once; no kv_len or mask.
+struct AttnRaggedRow {
+  int64_t start, T, Tk, past;
+  void* k_cache; void* v_cache;  // [1, Tk, Hkv·D] contiguous, qkv_dtype
+};
+struct AttnRagged {
+  int64_t H, D, Hkv; float scale;
+  const void* q; int64_t ldq; const void* k; int64_t ldk; const void* v; int64_t ldv;
+  float* o; int64_t ldo; float* lse;
+  DType qkv_dtype = DType::F32;
+  const AttnRaggedRow* rows = nullptr;  // host memory, nrows entries
+  int64_t nrows = 0;
+};
+inline AttnFwd attn_ragged_row(const AttnRagged& p, int64_t r) {
+  const AttnRaggedRow& w = p.rows[r];
+  const int64_t es = dtype_bits(p.qkv_dtype) / 8;
+  AttnFwd f{};
+  f.B = 1; f.T = w.T; f.H = p.H; f.D = p.D; f.scale = p.scale;
+  f.q = static_cast<const char*>(p.q) + w.start * p.ldq * es; f.ldq = p.ldq;
+  f.k = static_cast<const char*>(p.k) + w.start * p.ldk * es; f.ldk = p.ldk;
+  f.v = static_cast<const char*>(p.v) + w.start * p.ldv * es; f.ldv = p.ldv;
+  f.kv_len = nullptr; f.mask = nullptr;
+  f.o = p.o + w.start * p.ldo; f.ldo = p.ldo; f.lse = p.lse + w.start * p.H;
+  f.qkv_dtype = p.qkv_dtype; f.Hkv = p.Hkv; f.Tk = w.Tk; f.q_offset = w.past;
+  f.k_cache = w.k_cache; f.v_cache = w.v_cache;
+  return f;
+}
 
 // ---- elementwise (n elements, f32; y may equal x exactly = in place) ----
 // relu: y = max(x, 0); caches nothing (the backward takes y). Backward: dx = dy * (y > 0), OVERWRITES.

@@ -154,145 +154,200 @@ inline __m512i lane_index(int64_t base) {
 }
 }  // namespace
 
-void attn_fwd(const Ctx& ctx, const AttnFwd& call) {
-  const AttnFwd p = attn_append_cache_host(call);
+namespace {
+// A forward call's task layout. bf16 q/k/v: one task per (batch, head) widens that head's q/k/v
+// rows once into [T, Dp] f32 packs (zero padded) and runs all its query blocks on them; f32: one
+// task per (batch, head, query block), rows read in place.
+struct FwdPlan {
+  int64_t nqb, per;
+  bool bf, bfp;  // bfp: bf16 q/k as pairs, S = K·Qᵀ through vdpbf16ps straight from the stored rows
+  int64_t tasks;
+};
+FwdPlan fwd_plan(const AttnFwd& p) {
+  FwdPlan f{};
+  f.nqb = (p.T + kBlk - 1) / kBlk;
+  f.bf = p.qkv_dtype == DType::BF16;
+  f.bfp = f.bf && pairs_ok(p.q, p.ldq, p.k, p.ldk, p.D);
+  f.per = f.bf ? std::max<int64_t>(f.nqb, 1) : 1;
+  f.tasks = p.B * p.H * f.nqb / f.per;
+  return f;
+}
+
+// One thread's buffers, grown to the largest call it has run (the ragged call's requests differ
+// in T and Tk); every element a task reads it has written first.
+struct FwdScratch {
+  std::vector<float> qt, st, vp, oacc, vw, qw, kw;
+};
+inline void grow(std::vector<float>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+}
+
+// Task `outer` of the call (p: caches already appended): its `per` (batch, head, query block) units.
+void fwd_task(const AttnFwd& p, const FwdPlan& plan, int64_t outer, FwdScratch& sc) {
   const int64_t T = p.T, Tk = p.Tk, off = p.q_offset, group = p.H / p.Hkv, D = p.D, Dp = round16(D);
-  const int64_t nqb = (T + kBlk - 1) / kBlk;
-  // bf16 q/k/v: one task per (batch, head) widens that head's q/k/v rows once into [T, Dp] f32
-  // packs (zero padded) and runs all its query blocks on them; f32: one task per (batch, head,
-  // query block), rows read in place.
-  const bool bf = p.qkv_dtype == DType::BF16;
-  // bf16 q/k as pairs: S = K·Qᵀ through vdpbf16ps straight from the stored rows (Qᵀ as pair rows).
-  const bool bfp = bf && pairs_ok(p.q, p.ldq, p.k, p.ldk, D);
-  const int64_t per = bf ? std::max<int64_t>(nqb, 1) : 1;
-  parallel_range(ctx, p.B * p.H * nqb / per, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> qt(static_cast<size_t>(D * kBlk)), st(static_cast<size_t>(kBlk * kBlk)), vp(static_cast<size_t>(kBlk * Dp)),
-        oacc(static_cast<size_t>(kBlk * Dp));
-    std::vector<float> vw(bf ? static_cast<size_t>(Tk * Dp) : 0), qw(bf && !bfp ? static_cast<size_t>(T * Dp) : 0), kw(bf && !bfp ? vw.size() : 0);
-    alignas(64) float mrun[kBlk], lrun[kBlk], alpha[kBlk];
-    for (int64_t task = t0 * per; task < t1 * per; ++task) {
-      const int64_t bh = task / nqb, qb = task % nqb, b = bh / p.H, h = bh % p.H, g = h / group;
-      const int64_t i0 = qb * kBlk, bq = std::min(kBlk, T - i0), bqp = round16(bq);
-      // This head's q, k, v rows: (src, ld) in place, or the widened packs.
-      const float *qs, *ks, *vs;
-      int64_t ldq, ldk, ldv;
-      if (bf) {
-        if (qb == 0) {
-          if (!bfp) {
-            widen_rows(static_cast<const uint16_t*>(p.q) + b * T * p.ldq + h * D, p.ldq, T, D, qw.data(), Dp);
-            widen_rows(static_cast<const uint16_t*>(p.k) + b * Tk * p.ldk + g * D, p.ldk, Tk, D, kw.data(), Dp);
-          }
-          widen_rows(static_cast<const uint16_t*>(p.v) + b * Tk * p.ldv + g * D, p.ldv, Tk, D, vw.data(), Dp);
+  const int64_t nqb = plan.nqb, per = plan.per;
+  const bool bf = plan.bf, bfp = plan.bfp;
+  grow(sc.qt, D * kBlk), grow(sc.st, kBlk * kBlk), grow(sc.vp, kBlk * Dp), grow(sc.oacc, kBlk * Dp);
+  if (bf) grow(sc.vw, Tk * Dp);
+  if (bf && !bfp) grow(sc.qw, T * Dp), grow(sc.kw, Tk * Dp);
+  std::vector<float>& qt = sc.qt, &st = sc.st, &vp = sc.vp, &oacc = sc.oacc, &vw = sc.vw, &qw = sc.qw, &kw = sc.kw;
+  alignas(64) float mrun[kBlk], lrun[kBlk], alpha[kBlk];
+  for (int64_t task = outer * per; task < (outer + 1) * per; ++task) {
+    const int64_t bh = task / nqb, qb = task % nqb, b = bh / p.H, h = bh % p.H, g = h / group;
+    const int64_t i0 = qb * kBlk, bq = std::min(kBlk, T - i0), bqp = round16(bq);
+    // This head's q, k, v rows: (src, ld) in place, or the widened packs.
+    const float *qs, *ks, *vs;
+    int64_t ldq, ldk, ldv;
+    if (bf) {
+      if (qb == 0) {
+        if (!bfp) {
+          widen_rows(static_cast<const uint16_t*>(p.q) + b * T * p.ldq + h * D, p.ldq, T, D, qw.data(), Dp);
+          widen_rows(static_cast<const uint16_t*>(p.k) + b * Tk * p.ldk + g * D, p.ldk, Tk, D, kw.data(), Dp);
         }
-        qs = qw.data(), ks = kw.data(), vs = vw.data();
-        ldq = ldk = ldv = Dp;
-      } else {
-        qs = static_cast<const float*>(p.q) + b * T * p.ldq + h * D;
-        ks = static_cast<const float*>(p.k) + b * Tk * p.ldk + g * D;
-        vs = static_cast<const float*>(p.v) + b * Tk * p.ldv + g * D;
-        ldq = p.ldq, ldk = p.ldk, ldv = p.ldv;
+        widen_rows(static_cast<const uint16_t*>(p.v) + b * Tk * p.ldv + g * D, p.ldv, Tk, D, vw.data(), Dp);
       }
-      // Qᵀ block [D, 64] (padding columns zero); with bf16 pairs, [D/2, 64] pair rows: the dword
-      // transpose of the block's q rows (moved bit for bit).
-      const uint32_t* kpairs = nullptr;
-      if (bfp) {
-        const uint16_t* qh = static_cast<const uint16_t*>(p.q) + (b * T + i0) * p.ldq + h * D;
-        transpose_to(reinterpret_cast<const float*>(qh), p.ldq / 2, bq, D / 2, qt.data(), kBlk);
-        kpairs = reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(p.k) + b * Tk * p.ldk + g * D);
-      } else {
-        transpose_to(qs + i0 * ldq, ldq, bq, D, qt.data(), kBlk);
+      qs = qw.data(), ks = kw.data(), vs = vw.data();
+      ldq = ldk = ldv = Dp;
+    } else {
+      qs = static_cast<const float*>(p.q) + b * T * p.ldq + h * D;
+      ks = static_cast<const float*>(p.k) + b * Tk * p.ldk + g * D;
+      vs = static_cast<const float*>(p.v) + b * Tk * p.ldv + g * D;
+      ldq = p.ldq, ldk = p.ldk, ldv = p.ldv;
+    }
+    // Qᵀ block [D, 64] (padding columns zero); with bf16 pairs, [D/2, 64] pair rows: the dword
+    // transpose of the block's q rows (moved bit for bit).
+    const uint32_t* kpairs = nullptr;
+    if (bfp) {
+      const uint16_t* qh = static_cast<const uint16_t*>(p.q) + (b * T + i0) * p.ldq + h * D;
+      transpose_to(reinterpret_cast<const float*>(qh), p.ldq / 2, bq, D / 2, qt.data(), kBlk);
+      kpairs = reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(p.k) + b * Tk * p.ldk + g * D);
+    } else {
+      transpose_to(qs + i0 * ldq, ldq, bq, D, qt.data(), kBlk);
+    }
+    std::fill(oacc.begin(), oacc.end(), 0.f);
+    for (int64_t i = 0; i < kBlk; ++i) mrun[i] = kNegInf, lrun[i] = 0.f;
+    __mmask16 nan[4] = {0, 0, 0, 0};
+    const int64_t kend = std::min<int64_t>(off + i0 + bq, p.kv_len ? std::min<int64_t>(Tk, p.kv_len[b]) : Tk);
+    const __m512 vscale = _mm512_set1_ps(p.scale), vninf = _mm512_set1_ps(kNegInf);
+    for (int64_t j0 = 0; j0 < kend; j0 += kBlk) {
+      const int64_t jn = std::min(kBlk, kend - j0);
+      // Sᵀ[jn, bqp] = K·Qᵀ, K rows read in place.
+      if (bfp) gemm_tile_bf(jn, bqp, D / 2, kpairs + j0 * (p.ldk / 2), p.ldk / 2, reinterpret_cast<const uint32_t*>(qt.data()), kBlk, st.data(), kBlk);
+      else gemm_tile(jn, bqp, D, ks + j0 * ldk, ldk, 1, qt.data(), kBlk, st.data(), kBlk, false);
+      // Scale, mask, column (per-query) max, NaN flags.
+      __m512 bmax[4];
+      for (int c = 0; c < 4; ++c) bmax[c] = vninf;
+      // Only blocks reaching past the diagonal need the causal compare.
+      const bool diag = j0 + jn - 1 > off + i0;
+      for (int64_t j = 0; j < jn; ++j) {
+        const int64_t jg = j0 + j;
+        float* srow = st.data() + j * kBlk;
+        const bool vis = visible(p.kv_len, p.mask, Tk, b, jg);
+        for (int64_t c = 0; c < bqp / 16; ++c) {
+          __m512 s = _mm512_mul_ps(_mm512_loadu_ps(srow + 16 * c), vscale);
+          const __mmask16 ok = !vis ? 0
+                               : diag ? _mm512_cmp_epi32_mask(lane_index(off + i0 + 16 * c), _mm512_set1_epi32(static_cast<int32_t>(jg)), _MM_CMPINT_NLT)
+                                      : static_cast<__mmask16>(0xFFFF);
+          s = _mm512_mask_mov_ps(vninf, ok, s);
+          nan[c] |= _mm512_cmp_ps_mask(s, s, _CMP_UNORD_Q);
+          bmax[c] = _mm512_max_ps(bmax[c], s);
+          _mm512_storeu_ps(srow + 16 * c, s);
+        }
       }
-      std::fill(oacc.begin(), oacc.end(), 0.f);
-      for (int64_t i = 0; i < kBlk; ++i) mrun[i] = kNegInf, lrun[i] = 0.f;
-      __mmask16 nan[4] = {0, 0, 0, 0};
-      const int64_t kend = std::min<int64_t>(off + i0 + bq, p.kv_len ? std::min<int64_t>(Tk, p.kv_len[b]) : Tk);
-      const __m512 vscale = _mm512_set1_ps(p.scale), vninf = _mm512_set1_ps(kNegInf);
-      for (int64_t j0 = 0; j0 < kend; j0 += kBlk) {
-        const int64_t jn = std::min(kBlk, kend - j0);
-        // Sᵀ[jn, bqp] = K·Qᵀ, K rows read in place.
-        if (bfp) gemm_tile_bf(jn, bqp, D / 2, kpairs + j0 * (p.ldk / 2), p.ldk / 2, reinterpret_cast<const uint32_t*>(qt.data()), kBlk, st.data(), kBlk);
-        else gemm_tile(jn, bqp, D, ks + j0 * ldk, ldk, 1, qt.data(), kBlk, st.data(), kBlk, false);
-        // Scale, mask, column (per-query) max, NaN flags.
-        __m512 bmax[4];
-        for (int c = 0; c < 4; ++c) bmax[c] = vninf;
-        // Only blocks reaching past the diagonal need the causal compare.
-        const bool diag = j0 + jn - 1 > off + i0;
-        for (int64_t j = 0; j < jn; ++j) {
-          const int64_t jg = j0 + j;
-          float* srow = st.data() + j * kBlk;
-          const bool vis = visible(p.kv_len, p.mask, Tk, b, jg);
-          for (int64_t c = 0; c < bqp / 16; ++c) {
-            __m512 s = _mm512_mul_ps(_mm512_loadu_ps(srow + 16 * c), vscale);
-            const __mmask16 ok = !vis ? 0
-                                 : diag ? _mm512_cmp_epi32_mask(lane_index(off + i0 + 16 * c), _mm512_set1_epi32(static_cast<int32_t>(jg)), _MM_CMPINT_NLT)
-                                        : static_cast<__mmask16>(0xFFFF);
-            s = _mm512_mask_mov_ps(vninf, ok, s);
-            nan[c] |= _mm512_cmp_ps_mask(s, s, _CMP_UNORD_Q);
-            bmax[c] = _mm512_max_ps(bmax[c], s);
-            _mm512_storeu_ps(srow + 16 * c, s);
-          }
-        }
-        // Online softmax update: m' = max(m, block max); alpha = e^(m - m'); P = e^(S - m').
-        __m512 muse[4], lsum[4];
+      // Online softmax update: m' = max(m, block max); alpha = e^(m - m'); P = e^(S - m').
+      __m512 muse[4], lsum[4];
+      for (int64_t c = 0; c < bqp / 16; ++c) {
+        const __m512 mold = _mm512_loadu_ps(mrun + 16 * c);
+        const __m512 mnew = _mm512_max_ps(mold, bmax[c]);
+        const __mmask16 fin = _mm512_cmp_ps_mask(mnew, vninf, _CMP_NEQ_OQ);
+        muse[c] = _mm512_maskz_mov_ps(fin, mnew);
+        _mm512_storeu_ps(alpha + 16 * c, exp_ps(_mm512_sub_ps(mold, muse[c])));
+        _mm512_storeu_ps(mrun + 16 * c, mnew);
+        lsum[c] = _mm512_setzero_ps();
+      }
+      for (int64_t j = 0; j < jn; ++j) {
+        float* srow = st.data() + j * kBlk;
         for (int64_t c = 0; c < bqp / 16; ++c) {
-          const __m512 mold = _mm512_loadu_ps(mrun + 16 * c);
-          const __m512 mnew = _mm512_max_ps(mold, bmax[c]);
-          const __mmask16 fin = _mm512_cmp_ps_mask(mnew, vninf, _CMP_NEQ_OQ);
-          muse[c] = _mm512_maskz_mov_ps(fin, mnew);
-          _mm512_storeu_ps(alpha + 16 * c, exp_ps(_mm512_sub_ps(mold, muse[c])));
-          _mm512_storeu_ps(mrun + 16 * c, mnew);
-          lsum[c] = _mm512_setzero_ps();
+          const __m512 e = exp_ps(_mm512_sub_ps(_mm512_loadu_ps(srow + 16 * c), muse[c]));
+          lsum[c] = _mm512_add_ps(lsum[c], e);
+          _mm512_storeu_ps(srow + 16 * c, e);
         }
+      }
+      for (int64_t c = 0; c < bqp / 16; ++c) {
+        const __m512 l = _mm512_loadu_ps(lrun + 16 * c);
+        _mm512_storeu_ps(lrun + 16 * c, _mm512_fmadd_ps(l, _mm512_loadu_ps(alpha + 16 * c), lsum[c]));
+      }
+      // V block (rows used in place when their width is a multiple of 16 - always for the
+      // widened bf16 packs - else packed [jn, Dp] with zero padding), O rows rescaled, O += P·V.
+      const float* vb = vs + j0 * ldv;
+      int64_t ldvb = ldv;
+      if (!bf && D != Dp) {
         for (int64_t j = 0; j < jn; ++j) {
-          float* srow = st.data() + j * kBlk;
-          for (int64_t c = 0; c < bqp / 16; ++c) {
-            const __m512 e = exp_ps(_mm512_sub_ps(_mm512_loadu_ps(srow + 16 * c), muse[c]));
-            lsum[c] = _mm512_add_ps(lsum[c], e);
-            _mm512_storeu_ps(srow + 16 * c, e);
-          }
+          float* dst = vp.data() + j * Dp;
+          std::copy(vb + j * ldv, vb + j * ldv + D, dst);
+          std::fill(dst + D, dst + Dp, 0.f);
         }
-        for (int64_t c = 0; c < bqp / 16; ++c) {
-          const __m512 l = _mm512_loadu_ps(lrun + 16 * c);
-          _mm512_storeu_ps(lrun + 16 * c, _mm512_fmadd_ps(l, _mm512_loadu_ps(alpha + 16 * c), lsum[c]));
-        }
-        // V block (rows used in place when their width is a multiple of 16 - always for the
-        // widened bf16 packs - else packed [jn, Dp] with zero padding), O rows rescaled, O += P·V.
-        const float* vb = vs + j0 * ldv;
-        int64_t ldvb = ldv;
-        if (!bf && D != Dp) {
-          for (int64_t j = 0; j < jn; ++j) {
-            float* dst = vp.data() + j * Dp;
-            std::copy(vb + j * ldv, vb + j * ldv + D, dst);
-            std::fill(dst + D, dst + Dp, 0.f);
-          }
-          vb = vp.data();
-          ldvb = Dp;
-        }
-        for (int64_t i = 0; i < bq; ++i) {
-          if (alpha[i] == 1.f) continue;
-          const __m512 a = _mm512_set1_ps(alpha[i]);
-          float* o = oacc.data() + i * Dp;
-          for (int64_t d = 0; d < Dp; d += 16) _mm512_storeu_ps(o + d, _mm512_mul_ps(_mm512_loadu_ps(o + d), a));
-        }
-        gemm_tile(bq, Dp, jn, st.data(), 1, kBlk, vb, ldvb, oacc.data(), Dp, true);
+        vb = vp.data();
+        ldvb = Dp;
       }
       for (int64_t i = 0; i < bq; ++i) {
-        float* o = p.o + (b * T + i0 + i) * p.ldo + h * D;
-        float* lse = p.lse + (b * p.H + h) * T + i0 + i;
-        const bool isnan = (nan[i / 16] >> (i % 16)) & 1;
-        if (isnan) {
-          for (int64_t d = 0; d < D; ++d) o[d] = std::numeric_limits<float>::quiet_NaN();
-          *lse = std::numeric_limits<float>::quiet_NaN();
-        } else if (mrun[i] == kNegInf || lrun[i] == 0.f) {
-          for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
-          *lse = kNegInf;
-        } else {
-          const float inv = 1.f / lrun[i];
-          const float* a = oacc.data() + i * Dp;
-          for (int64_t d = 0; d < D; ++d) o[d] = a[d] * inv;
-          *lse = mrun[i] + std::log(lrun[i]);
-        }
+        if (alpha[i] == 1.f) continue;
+        const __m512 a = _mm512_set1_ps(alpha[i]);
+        float* o = oacc.data() + i * Dp;
+        for (int64_t d = 0; d < Dp; d += 16) _mm512_storeu_ps(o + d, _mm512_mul_ps(_mm512_loadu_ps(o + d), a));
       }
+      gemm_tile(bq, Dp, jn, st.data(), 1, kBlk, vb, ldvb, oacc.data(), Dp, true);
+    }
+    for (int64_t i = 0; i < bq; ++i) {
+      float* o = p.o + (b * T + i0 + i) * p.ldo + h * D;
+      float* lse = p.lse + (b * p.H + h) * T + i0 + i;
+      const bool isnan = (nan[i / 16] >> (i % 16)) & 1;
+      if (isnan) {
+        for (int64_t d = 0; d < D; ++d) o[d] = std::numeric_limits<float>::quiet_NaN();
+        *lse = std::numeric_limits<float>::quiet_NaN();
+      } else if (mrun[i] == kNegInf || lrun[i] == 0.f) {
+        for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
+        *lse = kNegInf;
+      } else {
+        const float inv = 1.f / lrun[i];
+        const float* a = oacc.data() + i * Dp;
+        for (int64_t d = 0; d < D; ++d) o[d] = a[d] * inv;
+        *lse = mrun[i] + std::log(lrun[i]);
+      }
+    }
+  }
+}
+}  // namespace
+
+void attn_fwd(const Ctx& ctx, const AttnFwd& call) {
+  const AttnFwd p = attn_append_cache_host(call);
+  const FwdPlan plan = fwd_plan(p);
+  parallel_range(ctx, plan.tasks, 1, [&](int64_t t0, int64_t t1) {
+    FwdScratch sc;
+    for (int64_t t = t0; t < t1; ++t) fwd_task(p, plan, t, sc);
+  });
+}
+
+// The ragged call: every request's caches appended, then the tasks of all requests (request ×
+// head × query block) on the pool at once - the same tasks, so each request's rows are bit for bit
+// its own attn_fwd call's, with one pool dispatch per layer instead of one per request (16 decode
+// rows of 12 heads: 192 tasks at once instead of 16 dispatches of 12).
+void attn_ragged(const Ctx& ctx, const AttnRagged& call) {
+  const size_t n = static_cast<size_t>(call.nrows);
+  std::vector<AttnFwd> rows(n);
+  std::vector<FwdPlan> plans(n);
+  std::vector<int64_t> first(n + 1, 0);  // the first task of each request
+  for (size_t r = 0; r < n; ++r) {
+    rows[r] = attn_append_cache_host(attn_ragged_row(call, static_cast<int64_t>(r)));
+    plans[r] = fwd_plan(rows[r]);
+    first[r + 1] = first[r] + plans[r].tasks;
+  }
+  parallel_range(ctx, first[n], 1, [&](int64_t t0, int64_t t1) {
+    FwdScratch sc;
+    size_t r = static_cast<size_t>(std::upper_bound(first.begin(), first.end(), t0) - first.begin() - 1);
+    for (int64_t t = t0; t < t1; ++t) {
+      while (t >= first[r + 1]) ++r;
+      fwd_task(rows[r], plans[r], t - first[r], sc);
     }
   });
 }

@@ -86,6 +86,11 @@ void attn_fwd(const Ctx&, const AttnFwd& call) {
       }
 }
 
+// The reference of the ragged call is the per-request call itself, request by request.
+void attn_ragged(const Ctx& c, const AttnRagged& p) {
+  for (int64_t r = 0; r < p.nrows; ++r) attn_fwd(c, attn_ragged_row(p, r));
+}
+
 // Gradient contract: dq, dk, dv overwrite. With P = exp(S - lse), Dᵢ = dOᵢ·Oᵢ:
 // dV = Pᵀ·dO, dS = P ⊙ (dO·Vᵀ - D), dQ = scale·dS·K, dK = scale·dSᵀ·Q; a KV head's dK/dV sum
 // over the query heads of its group.

@@ -9,16 +9,15 @@
 //   node bench/peer/llama-race.mjs --shapes qwen2.5-0.5b --layers 8 --steps 3
 //
 // The same file is the "ours" child (`--child ours`), printing one JSON line as the python side does.
-import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import {
+  PYTHON, fillNormal, freshResultPath, gitVersions, int, loadavg, randomExamples, ratio, round, runChild, sh, tensorRandom, vm, writeResult,
+} from './race-common.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(HERE, '..', '..');
-const PYTHON = process.env.LORA_PEER_PYTHON ?? '/usr/bin/python3';
 const PY_SCRIPT = join(HERE, 'llama_lora_step.py');
 
 // config.json fields of the two models (llama_torch.SHAPES has the same numbers for the python side).
@@ -79,14 +78,7 @@ Races our LoRA training step (@lora/sdk LlamaForCausalLM, cpu backend, bf16 base
   --out FILE            JSON (default bench/results/peer-llama-<date>.json, -2, -3 ... when it exists)
 `;
 
-const int = (v, name, min = 1) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, got ${v}`);
-  return n;
-};
 const list = (v) => String(v).split(',').map((s) => s.trim()).filter(Boolean);
-const round = (x, d = 1) => (typeof x === 'number' && Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : x);
-const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? Math.round((a / b) * 1000) / 1000 : null);
 
 function settings(v) {
   const q = v.quick;
@@ -117,20 +109,8 @@ function configJson(shape, layers) {
   return c;
 }
 
-/** VmHWM / VmRSS of this process, in MB. */
-function vm(field) {
-  const m = readFileSync('/proc/self/status', 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'));
-  return m ? Number(m[1]) / 1024 : null;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Our side (child process)
-
-function hashName(s) {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
 
 const F32 = new Float32Array(1);
 const U32 = new Uint32Array(F32.buffer);
@@ -157,15 +137,7 @@ function randomLlamaSource(sdk, config, std, seed) {
       const n = shape.reduce((a, b) => a * b, 1);
       const data = new Uint16Array(n);
       if (name.endsWith('norm.weight')) data.fill(bf16(1));
-      else if (!name.endsWith('.bias')) {
-        const rand = sdk.seededRandom((seed * 0x9e3779b1) ^ hashName(name));
-        for (let i = 0; i < n; i += 2) {
-          const m = std * Math.sqrt(-2 * Math.log(Math.max(rand(), 1e-12)));
-          const a = 2 * Math.PI * rand();
-          data[i] = bf16(m * Math.cos(a));
-          if (i + 1 < n) data[i + 1] = bf16(m * Math.sin(a));
-        }
-      }
+      else if (!name.endsWith('.bias')) fillNormal(data, std, tensorRandom(sdk, seed, name), bf16);
       return { dtype: 'BF16', shape, data };
     },
     async close() {},
@@ -197,11 +169,7 @@ async function runOurs(v) {
   const hwmAfterLoad = vm('VmHWM');
   const initS = (performance.now() - t0) / 1000;
   const total = s.warmup + s.steps;
-  const rand = sdk.seededRandom(s.seed ^ 0x5eed);
-  const examples = Array.from({ length: s.batch }, () => {
-    const ids = Array.from({ length: s.seq }, (_, t) => (t === 0 ? 1 : 3 + Math.floor(rand() * (config.vocabSize - 3))));
-    return { inputIds: ids, labels: ids.slice() };
-  });
+  const examples = randomExamples(sdk, s.batch, s.seq, config.vocabSize, s.seed, 1); // bos 1 (the python side's)
   const stepMs = [];
   const losses = [];
   const trainer = new sdk.Trainer(model, {
@@ -249,60 +217,11 @@ async function runOurs(v) {
 // ---------------------------------------------------------------------------------------------
 // The race (parent process)
 
-let current;
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => {
-    current?.kill('SIGKILL');
-    process.exit(130);
-  });
-}
-
-/** Runs a child, streams its stderr with a prefix, returns the last JSON line of its stdout. */
-function runChild(label, cmd, args, env) {
-  return new Promise((done, fail) => {
-    const t0 = performance.now();
-    const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    current = child;
-    let stdout = '';
-    let tail = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => {
-      const text = d.toString();
-      tail = (tail + text).slice(-4000);
-      for (const line of text.split('\n').filter(Boolean)) process.stderr.write(`  [${label}] ${line}\n`);
-    });
-    child.on('error', fail);
-    child.on('close', (code, signal) => {
-      current = undefined;
-      const line = stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
-      if (code !== 0 || !line) return fail(new Error(`${label} exited with ${signal ?? code}${line ? '' : ' and printed no JSON'}:\n${tail}`));
-      const r = JSON.parse(line);
-      r.process_wall_s = round((performance.now() - t0) / 1000);
-      done(r);
-    });
-  });
-}
-
 function common(s) {
   const a = ['--batch', s.batch, '--seq', s.seq, '--threads', s.threads, '--warmup', s.warmup, '--steps', s.steps, '--seed', s.seed];
   if (s.layers !== undefined) a.push('--layers', s.layers);
   if (!s.peak) a.push('--no-peak');
   return a.map(String);
-}
-
-const sh = (cmd, args) => {
-  try {
-    return execFileSync(cmd, args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  } catch {
-    return null;
-  }
-};
-const loadavg = () => os.loadavg().map((x) => round(x, 2));
-
-function freshResultPath(base) {
-  let path = join(ROOT, 'bench', 'results', `${base}.json`);
-  for (let n = 2; existsSync(path); n++) path = join(ROOT, 'bench', 'results', `${base}-${n}.json`);
-  return path;
 }
 
 function printRun(run, s) {
@@ -337,8 +256,7 @@ async function race(v) {
       bench: 'peer-race-llama', complete, started_at: startedAt, finished_at: new Date().toISOString(),
       machine: { cpu: os.cpus()[0]?.model, logical_cpus: os.cpus().length, uptime_start: uptime, uptime_end: sh('uptime', []) },
       versions: {
-        node: process.version, git_commit: sh('git', ['rev-parse', 'HEAD']),
-        git_dirty: (sh('git', ['status', '--porcelain', '--untracked-files=no']) ?? '') !== '',
+        node: process.version, ...gitVersions(),
         torch: runs.find((r) => r.theirs)?.theirs[0]?.torch ?? null,
       },
       settings: {
@@ -350,9 +268,7 @@ async function race(v) {
       },
       runs,
     };
-    mkdirSync(dirname(outPath), { recursive: true });
-    writeFileSync(`${outPath}.tmp`, JSON.stringify(result, null, 2) + '\n');
-    renameSync(`${outPath}.tmp`, outPath);
+    writeResult(outPath, result);
   };
   for (const shape of s.shapes) {
     const run = { shape, loadavg_before: loadavg() };

@@ -9,16 +9,16 @@
 //
 // Internally the same file is the "ours" child (`--child ours`): it builds the model with
 // @lora/sdk, trains with its Trainer and prints one JSON line, like the python script does.
-import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import {
+  PYTHON, ROOT, fillNormal, freshResultPath, gitVersions, int, loadavg, randomExamples, ratio, round, runChild, sh, tensorRandom, vm, writeResult,
+} from './race-common.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(HERE, '..', '..');
-const PYTHON = process.env.LORA_PEER_PYTHON ?? '/usr/bin/python3';
 const PY_SCRIPT = join(HERE, 'opt_lora_step.py');
 
 // OPT-350m's layout, as opt_torch.LAYOUTS['350m'] has it (post-LN, project_in/out 512 ↔ 1024).
@@ -75,12 +75,6 @@ on OPT-350m's layout with random init, LoRA on q/k/v (alpha = 4r, dropout 0.1), 
   --quick               smoke run (2 layers, r=8, bf16, 1 warm-up + 2 timed steps)
 `;
 
-function int(v, name, min = 1) {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, got ${v}`);
-  return n;
-}
-
 function list(v, name, parse) {
   const items = String(v).split(',').map((s) => s.trim()).filter(Boolean);
   if (!items.length) throw new Error(`--${name} is empty`);
@@ -115,41 +109,8 @@ function settings(values) {
   return s;
 }
 
-/** dir/base.json, or base-2.json, base-3.json, ... when it exists: earlier results are never overwritten. */
-function freshResultPath(dir, base) {
-  let path = join(dir, `${base}.json`);
-  for (let n = 2; existsSync(path); n++) path = join(dir, `${base}-${n}.json`);
-  return path;
-}
-
-/** VmHWM / VmRSS of this process, in MB. */
-function vm(field) {
-  const m = readFileSync('/proc/self/status', 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'));
-  return m ? Number(m[1]) / 1024 : null;
-}
-
-const round = (x, d = 1) => (x === null || x === undefined || !Number.isFinite(x) ? x : Math.round(x * 10 ** d) / 10 ** d);
-
 // ---------------------------------------------------------------------------------------------
 // Our side (child process)
-
-/** Box–Muller normals from a seeded stream. */
-function fillNormal(out, std, rand) {
-  for (let i = 0; i < out.length; i += 2) {
-    const u = Math.max(rand(), 1e-12);
-    const m = std * Math.sqrt(-2 * Math.log(u));
-    const a = 2 * Math.PI * rand();
-    out[i] = m * Math.cos(a);
-    if (i + 1 < out.length) out[i + 1] = m * Math.sin(a);
-  }
-  return out;
-}
-
-function hashName(s) {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
 
 /**
  * A WeightSource that makes each tensor when it is read: HF's OPT init (normal(0, init_std)
@@ -169,22 +130,13 @@ function randomOptSource(sdk, config, seed) {
       if (name.endsWith('layer_norm.weight')) data = new Float32Array(n).fill(1);
       else if (name.endsWith('.bias')) data = new Float32Array(n);
       else {
-        data = fillNormal(new Float32Array(n), config.initStd, sdk.seededRandom((seed * 0x9e3779b1) ^ hashName(name)));
+        data = fillNormal(new Float32Array(n), config.initStd, tensorRandom(sdk, seed, name));
         if (name === 'decoder.embed_tokens.weight') data.fill(0, config.padTokenId * shape[1], (config.padTokenId + 1) * shape[1]);
       }
       return { dtype: 'F32', shape, data };
     },
     async close() {},
   };
-}
-
-/** Random token ids as the python side makes them: [3, vocab), the first of each row bos (2). */
-function randomExamples(sdk, count, seq, vocab, seed) {
-  const rand = sdk.seededRandom(seed ^ 0x5eed);
-  return Array.from({ length: count }, () => {
-    const ids = Array.from({ length: seq }, (_, t) => (t === 0 ? 2 : 3 + Math.floor(rand() * (vocab - 3))));
-    return { inputIds: ids, labels: ids.slice() };
-  });
 }
 
 /**
@@ -305,7 +257,7 @@ async function runOurs(values) {
   const initS = (performance.now() - t0) / 1000;
   const total = s.warmup + s.steps;
   // One batch, trained on every step, as the python side does (its loss falls the same way).
-  const examples = randomExamples(sdk, s.batch, s.seq, config.vocabSize, s.seed);
+  const examples = randomExamples(sdk, s.batch, s.seq, config.vocabSize, s.seed, 2); // bos 2 (OPT's </s>)
   const prof = instrumentKernels(model.kernels, config, lora);
   const stepMs = [];
   const losses = [];
@@ -381,49 +333,6 @@ async function runOurs(values) {
 // ---------------------------------------------------------------------------------------------
 // The race (parent process)
 
-// The child running now, ended with the parent on SIGINT / SIGTERM.
-let current;
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => {
-    current?.kill('SIGKILL');
-    process.exit(130);
-  });
-}
-
-/** Runs a child, streams its stderr with a prefix, returns the last JSON line of its stdout. */
-function runChild(label, cmd, args, env) {
-  return new Promise((resolvePromise, reject) => {
-    const t0 = performance.now();
-    const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    current = child;
-    let stdout = '';
-    let errTail = '';
-    let pending = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => {
-      const text = d.toString();
-      errTail = (errTail + text).slice(-4000);
-      pending += text;
-      const lines = pending.split('\n');
-      pending = lines.pop();
-      for (const line of lines) process.stderr.write(`  [${label}] ${line}\n`);
-    });
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      current = undefined;
-      if (pending) process.stderr.write(`  [${label}] ${pending}\n`);
-      const line = stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
-      if (code !== 0 || !line) {
-        reject(new Error(`${label} exited with ${signal ?? code}${line ? '' : ' and printed no JSON'}:\n${errTail}`));
-        return;
-      }
-      const r = JSON.parse(line);
-      r.process_wall_s = round((performance.now() - t0) / 1000, 1);
-      resolvePromise(r);
-    });
-  });
-}
-
 function commonArgs(s) {
   return ['--layers', s.layers, '--batch', s.batch, '--seq', s.seq, '--threads', s.threads, '--warmup', s.warmup, '--steps', s.steps, '--seed', s.seed].map(String);
 }
@@ -452,14 +361,6 @@ function cpuModel() {
   return os.cpus()[0]?.model ?? 'unknown';
 }
 
-function sh(cmd, args) {
-  try {
-    return execFileSync(cmd, args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  } catch {
-    return null;
-  }
-}
-
 function machine() {
   return {
     hostname: os.hostname(),
@@ -470,12 +371,6 @@ function machine() {
     uptime: sh('uptime', []),
   };
 }
-
-function loadavg() {
-  return os.loadavg().map((x) => round(x, 2));
-}
-
-const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? Math.round((a / b) * 1000) / 1000 : null);
 
 function pad(s, n, left = false) {
   s = String(s ?? '—');
@@ -573,7 +468,7 @@ async function race(values) {
   const s = settings(values);
   const date = new Date().toISOString().slice(0, 10);
   // A smoke run never overwrites the day's real result.
-  const outPath = resolve(values.out ?? freshResultPath(join(ROOT, 'bench', 'results'), `peer-${date}${s.quick ? '-quick' : ''}`));
+  const outPath = resolve(values.out ?? freshResultPath(`peer-${date}${s.quick ? '-quick' : ''}`));
   const startedAt = new Date().toISOString();
   const loadStart = loadavg();
   const m = machine();
@@ -593,8 +488,7 @@ async function race(values) {
       versions: {
         node: process.version,
         sdk: JSON.parse(readFileSync(join(ROOT, 'packages', 'sdk', 'package.json'), 'utf8')).version,
-        git_commit: sh('git', ['rev-parse', 'HEAD']),
-        git_dirty: (sh('git', ['status', '--porcelain', '--untracked-files=no']) ?? '') !== '',
+        ...gitVersions(),
         torch: theirs?.torch ?? null,
         python: theirs?.python ?? null,
         blas: theirs?.blas ?? null,
@@ -611,9 +505,7 @@ async function race(values) {
       targets: targets(runs, s),
       targets_apply: s.layers === LAYOUT_350M.layers && s.batch === 4 && s.seq === 256,
     };
-    mkdirSync(dirname(outPath), { recursive: true });
-    writeFileSync(`${outPath}.tmp`, JSON.stringify(result, null, 2) + '\n');
-    renameSync(`${outPath}.tmp`, outPath);
+    writeResult(outPath, result);
     return result;
   };
   for (const dtype of s.dtypes) {

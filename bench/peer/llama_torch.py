@@ -82,6 +82,7 @@ class Rotary(nn.Module):
         return cos.to(x.dtype), sin.to(x.dtype)
 
 
+# Not shared with hf_llama_port.py: its repeat_interleave rounds bf16 grads otherwise (race loss 10.8349 -> 10.8348).
 def repeat_kv(x, n):
     if n == 1:
         return x

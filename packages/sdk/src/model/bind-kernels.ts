@@ -58,6 +58,7 @@ export function bindKernels(backend: Backend): Kernels {
   const rmsNorm = lazy('opRmsNorm');
   const rmsNormBwd = lazy('opRmsNormBackward');
   const rope = lazy('opRope');
+  const attnRagged = lazy('opAttentionRagged');
   const swiGlu = lazy('opSwiGlu');
   const swiGluBwd = lazy('opSwiGluBackward');
   const b = backend;
@@ -211,6 +212,10 @@ export function bindKernels(backend: Backend): Kernels {
       } finally {
         for (const t of [q, k, v, o3]) t.dispose();
       }
+    },
+    attendRagged(q, k, v, rows, s, sc, o, lse) {
+      const r = rows;
+      attnRagged(q, k, v, o, lse, s.H, sc, r.map((x) => x.start), r.map((x) => x.len), r.map((x) => x.cache.past), r.map((x) => x.cache.k), r.map((x) => x.cache.v), b);
     },
     attendBackward(dout, q0, k0, v0, o, lse, mask, s, sc, dq0, dk0, dv0) {
       const views = [dout, q0, k0, v0, dq0, dk0, dv0].map((t) => as3(t, s.B, s.T));

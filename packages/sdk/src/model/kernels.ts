@@ -34,6 +34,13 @@ export interface LoraSegment {
   spec: LoraSpec;
 }
 
+/** One request of `Kernels.attendRagged`: rows [start, start + len) of the batch and its KV cache. */
+export interface RaggedKv {
+  start: number;
+  len: number;
+  cache: KvCache;
+}
+
 export interface LoraArg {
   spec: LoraSpec;
   xa: NativeTensor;
@@ -113,6 +120,13 @@ export interface Kernels {
     q: NativeTensor, k: NativeTensor, v: NativeTensor, mask: NativeTensor | undefined, shape: { B: number; T: number; H: number; D: number }, scale: number,
     o: NativeTensor, lse: NativeTensor, cache?: KvCache,
   ): void;
+  /**
+   * `attend` with a cache over a continuous batch, in one call: q [M, H·D], k, v [M, Hkv·D] hold
+   * every request's new rows; each request (sorted, disjoint rows) writes its k/v rows into its own
+   * cache at its past and its queries attend over that cache. Each request's o rows (and its lse
+   * [H, len] at start·H of lse [H·M]) are bit for bit `attend` on its rows with its cache.
+   */
+  attendRagged(q: NativeTensor, k: NativeTensor, v: NativeTensor, rows: readonly RaggedKv[], shape: { H: number; D: number }, scale: number, o: NativeTensor, lse: NativeTensor): void;
   /** dq, dk, dv of `attend` (overwritten; dk/dv summed over each KV head's query heads). o: null when not kept. */
   attendBackward(
     dout: NativeTensor, q: NativeTensor, k: NativeTensor, v: NativeTensor, o: NativeTensor | null, lse: NativeTensor, mask: NativeTensor | undefined,

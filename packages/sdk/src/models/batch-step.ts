@@ -3,7 +3,8 @@
 // row brings one token (decode) or a chunk of its prompt (chunked prefill), so one call mixes both.
 // The family supplies its block over the batch (RaggedBlock: models/opt-batch.ts, llama-batch.ts);
 // everything else - validation, adapter segments, positions, the shared-base LoRA products, the
-// per-row attention over each row's cache, the final norm and lm_head - is written here once.
+// attention over each row's own cache (one ragged call per layer), the final norm and lm_head - is
+// written here once.
 //
 // A row's math is generate()'s math: norms, rotations, attention and GEMM rows are row-independent,
 // which the serve tests check token for token against generate() (OPT, llama, qwen3). Every linear
@@ -15,7 +16,7 @@ import { native, type DeviceName, type NativeTensor } from '@lora/core-native';
 
 import { LoraError } from '../io/errors.js';
 import type { ResolvedDevice } from '../model/device.js';
-import type { Kernels, KvCache, LoraSegment, LoraSpec } from '../model/kernels.js';
+import type { Kernels, LoraSegment, LoraSpec } from '../model/kernels.js';
 import type { LoraAdapter } from '../model/lora.js';
 
 /** One request's keys and values for every layer: [1, capacity, kvWidth] f32 each. */
@@ -74,7 +75,7 @@ interface Segment {
   adapter?: LoraAdapter;
 }
 
-/** One step's batch as a family block sees it: its rows, buffers, and the segmented linear and per-row attention. */
+/** One step's batch as a family block sees it: its rows, buffers, and the segmented linear and ragged attention. */
 export class RaggedBatch {
   /** Rows grouped by adapter (each adapter's rows side by side), and where each starts. */
   readonly rows: readonly RaggedRow[];
@@ -179,14 +180,18 @@ export class RaggedBatch {
   }
 
   /**
-   * Per row: its rows' range and layer `layer`'s KV cache at the row's past (the family's attention
-   * appends the row's keys and values there and attends over the cache).
+   * Layer `layer`'s attention for every request at once: q [M, H·D], k, v [M, Hkv·D] hold the
+   * batch's new rows; each request's keys and values go into its own layer cache at its past and
+   * its queries attend causally over that cache (grouped KV heads when Hkv < H), writing o [M, H·D].
+   * One native call per layer (the ragged attention op), each request bit for bit its own call.
    */
-  eachRow(layer: number, f: (start: number, n: number, kv: KvCache) => void): void {
-    this.rows.forEach((r, j) => {
+  attend(layer: number, q: NativeTensor, k: NativeTensor, v: NativeTensor, H: number, D: number, o: NativeTensor): void {
+    const lse = this.scratch('attnLse', H * this.M);
+    const rows = this.rows.map((r, j) => {
       const kv = r.cache.layers[layer];
-      f(this.offsets[j], r.ids.length, { k: kv.k, v: kv.v, past: r.cache.past });
+      return { start: this.offsets[j], len: r.ids.length, cache: { k: kv.k, v: kv.v, past: r.cache.past } };
     });
+    this.kernels.attendRagged(q, k, v, rows, { H, D }, 1 / Math.sqrt(D), o, lse);
   }
 
   dispose(): void {

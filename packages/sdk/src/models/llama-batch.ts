@@ -28,7 +28,6 @@ export function llamaRaggedBlock(c: LlamaConfig, w: LlamaWeights): RaggedBlock {
       const kk = b.scratch('k', M, Hkv * D);
       const v = b.scratch('v', M, Hkv * D);
       const o = b.scratch('o', M, H * D);
-      const lse = b.scratch('lse', H * M);
       const proj = b.scratch('proj', M, C);
       const s1 = b.scratch('s1', M, C);
       const gateUp = b.scratch('gateUp', M, 2 * F);
@@ -45,10 +44,7 @@ export function llamaRaggedBlock(c: LlamaConfig, w: LlamaWeights): RaggedBlock {
       }
       k.rope(q, q, b.posIds, w.invFreq, H, false);
       k.rope(kk, kk, b.posIds, w.invFreq, Hkv, false);
-      b.eachRow(i, (start, n, kv) => {
-        const rows = (t: NativeTensor) => b.rowsOf(t, start, n);
-        k.attend(rows(q), rows(kk), rows(v), undefined, { B: 1, T: n, H, D }, 1 / Math.sqrt(D), rows(o), b.rowsOf(lse, start * H, n * H), kv);
-      });
+      b.attend(i, q, kk, v, H, D, o);
       b.linear(i, 'o_proj', o, l.oW, l.oB, proj);
       k.add(x, proj, s1);
       k.rmsNorm(s1, l.ln2W, eps, a, rstd);

@@ -40,7 +40,7 @@ export function optRaggedBlock(c: OptConfig, w: ModelWeights): RaggedBlock {
       const h1 = b.scratch('h1', M, c.ffnDim);
       if (pre) k.layerNorm(x, l.ln1G, l.ln1B, LN_EPS, ln, mean, rstd);
       b.linear(i, 'qkv', pre ? ln : x, l.qkvW, l.qkvB, qkv);
-      b.eachRow(i, (start, n, kv) => k.attentionDecode(b.rowsOf(qkv, start, n), kv.k, kv.v, kv.past, { B: 1, T: n, H, D }, 1 / Math.sqrt(D), b.rowsOf(att, start, n)));
+      b.attend(i, b.cols(qkv, 0, C), b.cols(qkv, C, C), b.cols(qkv, 2 * C, C), H, D, att);
       b.linear(i, 'out_proj', att, l.outW, l.outB, proj);
       k.add(x, proj, sum);
       const mid = pre ? sum : ln;

@@ -14,7 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
-  PYTHON, fillNormal, freshResultPath, gitVersions, int, loadavg, randomExamples, ratio, round, runChild, sh, tensorRandom, vm, writeResult,
+  PYTHON, RACE_OPTIONS, fillNormal, freshResultPath, gitVersions, int, loadavg, randomExamples, ratio, round, runChild, sh, tensorRandom, trainerOptions, vm, writeResult,
 } from './race-common.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -38,24 +38,11 @@ const LORA_DROPOUT = 0.05;
 const LR = 2e-4;
 
 const OPTIONS = {
-  child: { type: 'string' },
+  ...RACE_OPTIONS,
   shape: { type: 'string' },
-  quick: { type: 'boolean', default: false },
   shapes: { type: 'string' },
   rank: { type: 'string' },
-  steps: { type: 'string' },
-  warmup: { type: 'string' },
-  layers: { type: 'string' },
-  batch: { type: 'string' },
-  seq: { type: 'string' },
-  threads: { type: 'string' },
-  seed: { type: 'string' },
-  sides: { type: 'string' },
   'torch-base': { type: 'string' },
-  out: { type: 'string' },
-  'no-peak': { type: 'boolean', default: false },
-  checkpointing: { type: 'boolean', default: false },
-  help: { type: 'boolean', short: 'h', default: false },
 };
 
 const HELP = `usage: node bench/peer/llama-race.mjs [options]
@@ -172,20 +159,15 @@ async function runOurs(v) {
   const examples = randomExamples(sdk, s.batch, s.seq, config.vocabSize, s.seed, 1); // bos 1 (the python side's)
   const stepMs = [];
   const losses = [];
-  const trainer = new sdk.Trainer(model, {
-    examples, batchSize: s.batch, seq: s.seq, padding: 'longest', maxSteps: total,
-    lr: LR, schedule: 'constant', warmupSteps: 0, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8,
-    maxGradNorm: 0, seed: s.seed, loggingSteps: total, activationCheckpointing: s.checkpointing,
-    onEvent: (e) => {
-      if (e.type !== 'step') return;
-      const ms = (1000 * e.tokens) / e.tokensPerSec;
-      process.stderr.write(`step ${e.step}/${total} ${e.step <= s.warmup ? '(warmup) ' : ''}loss ${e.loss.toFixed(4)} ${ms.toFixed(0)} ms\n`);
-      if (e.step > s.warmup) {
-        stepMs.push(ms);
-        losses.push(e.loss);
-      }
-    },
-  });
+  const trainer = new sdk.Trainer(model, trainerOptions(s, examples, LR, (e) => {
+    if (e.type !== 'step') return;
+    const ms = (1000 * e.tokens) / e.tokensPerSec;
+    process.stderr.write(`step ${e.step}/${total} ${e.step <= s.warmup ? '(warmup) ' : ''}loss ${e.loss.toFixed(4)} ${ms.toFixed(0)} ms\n`);
+    if (e.step > s.warmup) {
+      stepMs.push(ms);
+      losses.push(e.loss);
+    }
+  }));
   const result = await trainer.train();
   if (result.reason !== 'finished') throw new Error(`training stopped: ${result.reason} ${result.message ?? ''}`);
   const ms = stepMs.reduce((a, b) => a + b, 0) / stepMs.length;

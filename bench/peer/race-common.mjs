@@ -10,6 +10,24 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const PYTHON = process.env.LORA_PEER_PYTHON ?? '/usr/bin/python3';
 
+/** parseArgs options both races take (each adds its own: shapes or ranks, dtypes, ...). */
+export const RACE_OPTIONS = {
+  child: { type: 'string' },
+  quick: { type: 'boolean', default: false },
+  steps: { type: 'string' },
+  warmup: { type: 'string' },
+  layers: { type: 'string' },
+  batch: { type: 'string' },
+  seq: { type: 'string' },
+  threads: { type: 'string' },
+  seed: { type: 'string' },
+  sides: { type: 'string' },
+  out: { type: 'string' },
+  checkpointing: { type: 'boolean', default: false },
+  'no-peak': { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+};
+
 export function int(v, name, min = 1) {
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, got ${v}`);
@@ -47,6 +65,20 @@ export function fillNormal(out, std, rand, encode = (x) => x) {
     if (i + 1 < out.length) out[i + 1] = encode(m * Math.sin(a));
   }
   return out;
+}
+
+/**
+ * Trainer options matching the python side's loop: one batch trained on every step, constant lr,
+ * AdamW (betas 0.9/0.999, eps 1e-8, no weight decay) and no clipping - PyTorch's step has none;
+ * maxGradNorm 0 turns ours off (the grad norm is still computed for NaN checks).
+ */
+export function trainerOptions(s, examples, lr, onEvent) {
+  const total = s.warmup + s.steps;
+  return {
+    examples, batchSize: s.batch, seq: s.seq, padding: 'longest', maxSteps: total,
+    lr, schedule: 'constant', warmupSteps: 0, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8,
+    maxGradNorm: 0, seed: s.seed, loggingSteps: total, activationCheckpointing: s.checkpointing, onEvent,
+  };
 }
 
 /** One batch as the python side makes it: ids in [3, vocab), each row starting with bos, labels = ids. */

@@ -15,7 +15,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
-  PYTHON, ROOT, fillNormal, freshResultPath, gitVersions, int, loadavg, randomExamples, ratio, round, runChild, sh, tensorRandom, vm, writeResult,
+  PYTHON, RACE_OPTIONS, ROOT, fillNormal, freshResultPath, gitVersions, int, loadavg, randomExamples, ratio, round, runChild, sh, tensorRandom, trainerOptions, vm, writeResult,
 } from './race-common.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -30,23 +30,10 @@ const LORA_DROPOUT = 0.1;
 const LR = 2e-4;
 
 const OPTIONS = {
-  child: { type: 'string' },
-  quick: { type: 'boolean', default: false },
+  ...RACE_OPTIONS,
   ranks: { type: 'string' },
   dtypes: { type: 'string' },
-  steps: { type: 'string' },
-  warmup: { type: 'string' },
-  layers: { type: 'string' },
-  batch: { type: 'string' },
-  seq: { type: 'string' },
-  threads: { type: 'string' },
-  seed: { type: 'string' },
-  sides: { type: 'string' },
-  out: { type: 'string' },
-  checkpointing: { type: 'boolean', default: false },
   'ckpt-ranks': { type: 'string' },
-  'no-peak': { type: 'boolean', default: false },
-  help: { type: 'boolean', short: 'h', default: false },
   // child-only
   rank: { type: 'string' },
   dtype: { type: 'string' },
@@ -262,25 +249,19 @@ async function runOurs(values) {
   const stepMs = [];
   const losses = [];
   let last = performance.now();
-  const trainer = new sdk.Trainer(model, {
-    examples, batchSize: s.batch, seq: s.seq, padding: 'longest', maxSteps: total,
-    lr: LR, schedule: 'constant', warmupSteps: 0, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8,
-    // PyTorch's step has no clipping; 0 turns ours off (the grad norm is still computed for NaN checks).
-    maxGradNorm: 0, seed: s.seed, loggingSteps: total, activationCheckpointing: s.checkpointing,
-    onEvent: (e) => {
-      if (e.type !== 'step') return;
-      const now = performance.now();
-      const ms = (1000 * e.tokens) / e.tokensPerSec;
-      process.stderr.write(`step ${e.step}/${total} ${e.step <= s.warmup ? '(warmup) ' : ''}loss ${e.loss.toFixed(4)} ${ms.toFixed(0)} ms (${(now - last).toFixed(0)} ms wall)\n`);
-      last = now;
-      if (e.step > s.warmup) {
-        stepMs.push(ms);
-        losses.push(e.loss);
-      }
-      if (e.step === s.warmup) prof.start();
-      if (e.step === total) prof.stop();
-    },
-  });
+  const trainer = new sdk.Trainer(model, trainerOptions(s, examples, LR, (e) => {
+    if (e.type !== 'step') return;
+    const now = performance.now();
+    const ms = (1000 * e.tokens) / e.tokensPerSec;
+    process.stderr.write(`step ${e.step}/${total} ${e.step <= s.warmup ? '(warmup) ' : ''}loss ${e.loss.toFixed(4)} ${ms.toFixed(0)} ms (${(now - last).toFixed(0)} ms wall)\n`);
+    last = now;
+    if (e.step > s.warmup) {
+      stepMs.push(ms);
+      losses.push(e.loss);
+    }
+    if (e.step === s.warmup) prof.start();
+    if (e.step === total) prof.stop();
+  }));
   if (s.warmup === 0) prof.start();
   const result = await trainer.train();
   if (result.reason !== 'finished') throw new Error(`training stopped: ${result.reason} ${result.message ?? ''}`);

@@ -4,7 +4,7 @@
 // on each backend; and its bad-input errors.
 import { describe, expect, it } from 'vitest';
 
-import { A, arr, f32, isUnsupported, ops, rand, type NativeTensor } from './ops-helpers.js';
+import { A, arr, code, f32, isUnsupported, ops, rand, type NativeTensor } from './ops-helpers.js';
 
 type Backend = 'ref' | 'cpu' | 'emu';
 const backends: Backend[] = ['ref', 'cpu', 'emu'];
@@ -114,17 +114,6 @@ describe('attention_ragged', () => {
     expect(compared).toBeGreaterThanOrEqual(cases.length);
   });
 });
-
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    const err = e as { code?: string; message: string };
-    console.log(`  ${err.code}: ${err.message}`);
-    return err.code ?? 'NO_CODE';
-  }
-  return 'NO_ERROR';
-}
 
 describe('attention_ragged rejects bad input with coded errors', () => {
   const [M, H, D] = [6, 2, 8];

@@ -4,16 +4,7 @@
 // and everything that cannot take the layout says so with a clear error.
 import { describe, expect, it } from 'vitest';
 
-import { T, arr, f32, i32, ops, rand } from './ops-helpers.js';
-
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    return (e as { code?: string }).code ?? 'NO_CODE';
-  }
-  return 'NO_ERROR';
-}
+import { T, arr, code, f32, i32, ops, rand } from './ops-helpers.js';
 
 const same = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   expect(a.length).toBe(b.length);

@@ -4,7 +4,7 @@
 // backend and every weight format - and its bad-input errors.
 import { describe, expect, it } from 'vitest';
 
-import { A, arr, f32, isUnsupported, nmse, ops, rand, weight, type NativeTensor } from './ops-helpers.js';
+import { A, arr, code, f32, isUnsupported, nmse, ops, rand, type NativeTensor, weight } from './ops-helpers.js';
 
 type Backend = 'ref' | 'cpu' | 'emu' | 'cuda';
 const backends: Backend[] = ['ref', 'cpu', 'emu', 'cuda'];
@@ -219,17 +219,6 @@ describe('lora_segments', () => {
     }
   });
 });
-
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    const err = e as { code?: string; message: string };
-    console.log(`  ${err.code}: ${err.message}`);
-    return err.code ?? 'NO_CODE';
-  }
-  return 'NO_ERROR';
-}
 
 describe('lora_segments rejects bad input with coded errors', () => {
   const [M, K, N] = [6, 16, 8];

@@ -2,18 +2,7 @@
 // argument, never a crash; NaN/Inf in inputs propagate to the outputs on every backend.
 import { describe, expect, it } from 'vitest';
 
-import { A, T, arr, f32, i32, ops, rand, unpackBits, weight } from './ops-helpers.js';
-
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    const err = e as { code?: string; message: string };
-    console.log(`  ${err.code}: ${err.message}`);
-    return err.code ?? 'NO_CODE';
-  }
-  return 'NO_ERROR';
-}
+import { A, T, arr, code, f32, i32, ops, rand, unpackBits, weight } from './ops-helpers.js';
 
 const backends = ['ref', 'cpu'] as const;
 

@@ -96,3 +96,15 @@ export function concat(parts: ArrayLike<number>[]): Float64Array {
   }
   return out;
 }
+
+/** The stable `code` of the error fn throws (printed with its message), or NO_CODE / NO_ERROR. */
+export function code(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    const err = e as { code?: string; message: string };
+    console.log(`  ${err.code}: ${err.message}`);
+    return err.code ?? 'NO_CODE';
+  }
+  return 'NO_ERROR';
+}

@@ -1,7 +1,9 @@
-// The emu op matrix (emu-ops.test.ts) once more, in an AddressSanitizer + UBSan build of the addon
-// (LORA_SANITIZE=1, built into packages/core-native/build-asan unless LORA_NATIVE_ASAN_PATH names
-// one), in a child process with the sanitizer runtimes preloaded into node and shuffled thread
-// order. Any ASan/UBSan report or failed case fails this test. LORA_TEST_ASAN=0 skips it.
+// The emu op matrix (emu-ops.test.ts) and the serving ops' own tables (lora-segments,
+// attention-ragged: every backend, bad input included) once more, in an AddressSanitizer + UBSan
+// build of the addon (LORA_SANITIZE=1, built into packages/core-native/build-asan unless
+// LORA_NATIVE_ASAN_PATH names one), in a child process with the sanitizer runtimes preloaded into
+// node and shuffled thread order. Any ASan/UBSan report or failed case fails this test.
+// LORA_TEST_ASAN=0 skips it.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,7 +20,7 @@ describe.skipIf(skip)('emu op matrix under ASan + UBSan', () => {
     expect(b.status, b.log).toBe(0);
     expect(existsSync(addonPath)).toBe(true);
     const t1 = performance.now();
-    const r = spawnSync(process.execPath, [join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--project', 'core-native', 'test/emu-ops.test.ts'], {
+    const r = spawnSync(process.execPath, [join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--project', 'core-native', 'test/emu-ops.test.ts', 'test/lora-segments.test.ts', 'test/attention-ragged.test.ts'], {
       cwd: root,
       env: asanEnv({ LORA_EMU_ORDER: 'shuffled', LORA_EMU_SEED: '13', LORA_EMU_CHILD: '1' }),
       encoding: 'utf8',

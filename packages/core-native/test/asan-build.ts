@@ -45,3 +45,15 @@ export function asanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
     ...extra,
   };
 }
+
+/** Runs core-native test files with vitest in a child under the sanitizer build (asanEnv + extra); stdout and stderr joined. */
+export function runUnderAsan(files: string[], extra: Record<string, string>, timeoutMs: number): { status: number | null; out: string; seconds: number } {
+  const t0 = performance.now();
+  const r = spawnSync(process.execPath, [join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--project', 'core-native', ...files], {
+    cwd: root,
+    env: asanEnv(extra),
+    encoding: 'utf8',
+    timeout: timeoutMs,
+  });
+  return { status: r.status, out: `${r.stdout}\n${r.stderr}`, seconds: (performance.now() - t0) / 1000 };
+}

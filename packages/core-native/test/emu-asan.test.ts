@@ -4,12 +4,10 @@
 // LORA_NATIVE_ASAN_PATH names one), in a child process with the sanitizer runtimes preloaded into
 // node and shuffled thread order. Any ASan/UBSan report or failed case fails this test.
 // LORA_TEST_ASAN=0 skips it.
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { asanAddonPath as addonPath, asanEnv, asanSkipReason, buildAsanAddon, root } from './asan-build.js';
+import { asanAddonPath as addonPath, asanSkipReason, buildAsanAddon, runUnderAsan } from './asan-build.js';
 
 const skip = asanSkipReason !== '' || process.env.LORA_EMU_CHILD === '1';
 
@@ -19,18 +17,15 @@ describe.skipIf(skip)('emu op matrix under ASan + UBSan', () => {
     console.log(`[emu asan] addon build (incremental when present): ${b.seconds.toFixed(0)} s, exit ${b.status}`);
     expect(b.status, b.log).toBe(0);
     expect(existsSync(addonPath)).toBe(true);
-    const t1 = performance.now();
-    const r = spawnSync(process.execPath, [join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--project', 'core-native', 'test/emu-ops.test.ts', 'test/lora-segments.test.ts', 'test/attention-ragged.test.ts'], {
-      cwd: root,
-      env: asanEnv({ LORA_EMU_ORDER: 'shuffled', LORA_EMU_SEED: '13', LORA_EMU_CHILD: '1' }),
-      encoding: 'utf8',
-      timeout: 900_000,
-    });
-    const out = `${r.stdout}\n${r.stderr}`;
+    const { status, out, seconds } = runUnderAsan(
+      ['test/emu-ops.test.ts', 'test/lora-segments.test.ts', 'test/attention-ragged.test.ts'],
+      { LORA_EMU_ORDER: 'shuffled', LORA_EMU_SEED: '13', LORA_EMU_CHILD: '1' },
+      900_000,
+    );
     const ok = out.split('\n').filter((l) => l.includes('[emu shuffled] ok')).length;
-    console.log(`[emu asan] op matrix under ASan+UBSan, shuffled: exit ${r.status}, ${ok} ok cases, ${((performance.now() - t1) / 1000).toFixed(1)} s`);
+    console.log(`[emu asan] op matrix under ASan+UBSan, shuffled: exit ${status}, ${ok} ok cases, ${seconds.toFixed(1)} s`);
     expect(out).not.toMatch(/ERROR: AddressSanitizer|runtime error:/);
-    expect(r.status, out.slice(-4000)).toBe(0);
+    expect(status, out.slice(-4000)).toBe(0);
     expect(ok).toBeGreaterThan(40);
   }, 1_800_000);  // the sanitizer build (~20 min on 2 busy cores) may run first, or in the other suite
 });

@@ -2,13 +2,11 @@
 // child process: a getter that disposes, detaches, shrinks or grows while a binding reads its
 // arguments must leave no ASan/UBSan report (they were a SIGSEGV, a heap-buffer-overflow and
 // heap-use-after-frees before). LORA_TEST_ASAN=0 skips it.
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { asanAddonPath, asanEnv, asanSkipReason, buildAsanAddon, root } from './asan-build.js';
+import { asanAddonPath, asanSkipReason, buildAsanAddon, runUnderAsan } from './asan-build.js';
 
 const child = process.env.LORA_ASAN_CHILD === '1';
 
@@ -18,18 +16,11 @@ describe.skipIf(asanSkipReason !== '' || child)('hostile arguments under ASan + 
     console.log(`[hostile asan] addon build (incremental when present): ${b.seconds.toFixed(0)} s, exit ${b.status}`);
     expect(b.status, b.log).toBe(0);
     expect(existsSync(asanAddonPath)).toBe(true);
-    const t0 = performance.now();
-    const r = spawnSync(process.execPath, [join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--project', 'core-native', 'test/hostile-args.test.ts'], {
-      cwd: root,
-      env: asanEnv({ LORA_ASAN_CHILD: '1' }),
-      encoding: 'utf8',
-      timeout: 600_000,
-    });
-    const out = `${r.stdout}\n${r.stderr}`;
+    const { status, out, seconds } = runUnderAsan(['test/hostile-args.test.ts'], { LORA_ASAN_CHILD: '1' }, 600_000);
     const calls = out.match(/\[hostile\] (\d+) calls/)?.[1];
-    console.log(`[hostile asan] hostile-args under ASan+UBSan: exit ${r.status}, ${calls} sweep calls, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    console.log(`[hostile asan] hostile-args under ASan+UBSan: exit ${status}, ${calls} sweep calls, ${seconds.toFixed(1)} s`);
     expect(out).not.toMatch(/ERROR: AddressSanitizer|runtime error:/);
-    expect(r.status, out.slice(-4000)).toBe(0);
+    expect(status, out.slice(-4000)).toBe(0);
     expect(Number(calls)).toBeGreaterThan(1000);
   }, 1_800_000);  // the sanitizer build (~20 min on 2 busy cores) may run first, or in the other suite
 });

@@ -25,7 +25,7 @@ describe.skipIf(!haveCxx)('emulator catches planted bugs (ASan build)', () => {
     console.log(`[planted] built ${bin} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     expect(r.status, r.stderr).toBe(0);
     expect(existsSync(bin)).toBe(true);
-  }, 300_000); // the ASan compile took 6.6, 8.6 and 10.3 s in three CI runs beside other suites: past vitest's 10 s hook default
+  });
   const run = (what: string) => {
     const r = spawnSync(bin, [what], {
       encoding: 'utf8',
